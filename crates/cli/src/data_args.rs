@@ -1,0 +1,86 @@
+//! The dataset flags shared by every command, and where `--data` is looked up.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use timekd_data::{Dataset, DatasetOptions, Preset};
+
+/// ETTh1, shipped inside the binary so the tool works with no data at hand.
+const EMBEDDED_ETTH1: &[u8] = include_bytes!("../../../datasets/ETTh1.csv");
+
+/// Which data to use and how to window it.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// A CSV file (`date` column + numeric columns), or a dataset name. `ETTh1` is built in;
+    /// other names (weather, ETTm1, exchange_rate, ...) are looked up as
+    /// `datasets/<name>.csv` under the current directory.
+    #[arg(long, default_value = "ETTh1", value_name = "CSV|NAME")]
+    pub data: String,
+    /// Split rules and prompt wording to apply (default: from the file name, else custom).
+    #[arg(long, value_name = "NAME")]
+    pub dataset: Option<Preset>,
+    /// Variables to model, comma-separated, in this order (default: every value column).
+    #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+    pub columns: Option<Vec<String>>,
+    /// Target column, moved last for datasets outside the ETT family.
+    #[arg(long, default_value = "OT")]
+    pub target: String,
+    /// History length L (rows the model sees).
+    #[arg(long, default_value_t = 96, value_name = "L")]
+    pub input_len: usize,
+    /// Forecast length H (rows to predict).
+    #[arg(long, value_name = "H")]
+    pub output_len: usize,
+}
+
+/// A dataset plus where it came from.
+pub struct LoadedData {
+    /// The windowed dataset.
+    pub dataset: Dataset,
+    /// The CSV's bytes' origin, for messages: a path or `built-in ETTh1`.
+    pub origin: String,
+}
+
+impl DataArgs {
+    /// Options for the data crate.
+    pub fn options(&self) -> DatasetOptions {
+        DatasetOptions {
+            preset: self.dataset,
+            columns: self.columns.clone(),
+            target: self.target.clone(),
+            input_len: self.input_len,
+            output_len: self.output_len,
+        }
+    }
+
+    /// Resolves `--data` and loads it.
+    pub fn load(&self) -> anyhow::Result<LoadedData> {
+        let options = self.options();
+        let path = Path::new(&self.data);
+        if path.is_file() {
+            let dataset = Dataset::load(path, &options)?;
+            return Ok(LoadedData { dataset, origin: path.display().to_string() });
+        }
+        let Ok(preset) = Preset::from_name(&self.data) else {
+            bail!(
+                "--data {}: no such file, and not a dataset name (expected a CSV path or one of \
+                 ETTh1, ETTh2, ETTm1, ETTm2, weather, exchange_rate, national_illness)",
+                self.data
+            );
+        };
+        if preset == Preset::Etth1 {
+            let dataset = Dataset::from_csv_bytes(EMBEDDED_ETTH1, Path::new("ETTh1.csv"), &options)?;
+            return Ok(LoadedData { dataset, origin: "built-in ETTh1".into() });
+        }
+        let candidate = PathBuf::from("datasets").join(format!("{}.csv", preset.name()));
+        let dataset = Dataset::load(&candidate, &options).with_context(|| {
+            format!(
+                "--data {}: only ETTh1 is built in; looked for {} — pass the CSV's path instead",
+                self.data,
+                candidate.display()
+            )
+        })?;
+        Ok(LoadedData { dataset, origin: candidate.display().to_string() })
+    }
+}

@@ -1,0 +1,195 @@
+//! Reading a benchmark-style CSV (`date` column + numeric variables) into columns.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDateTime;
+use polars::prelude::{CsvEncoding, CsvParseOptions, CsvReadOptions, DataFrame, SerReader};
+
+use crate::time::parse_timestamp;
+use crate::{DataError, Preset};
+
+/// The parsed file: timestamps plus one `Vec<f64>` per chosen variable (model order).
+#[derive(Debug, Clone)]
+pub(crate) struct Table {
+    pub path: PathBuf,
+    pub names: Vec<String>,
+    pub timestamps: Vec<NaiveDateTime>,
+    pub columns: Vec<Vec<f64>>,
+}
+
+/// Which columns to model and in which order.
+pub(crate) struct ColumnChoice<'a> {
+    pub preset: Preset,
+    pub columns: Option<&'a [String]>,
+    pub target: &'a str,
+}
+
+/// 1-based line of the file holding data row `row` (the header is line 1).
+fn line_of(row: usize) -> usize {
+    row + 2
+}
+
+/// Parses CSV bytes. `path` names the source in errors.
+pub(crate) fn parse_csv(
+    bytes: &[u8],
+    path: &Path,
+    choice: &ColumnChoice,
+) -> Result<Table, DataError> {
+    let frame = read_as_text(bytes, path)?;
+    let header: Vec<String> = frame
+        .get_column_names()
+        .iter()
+        .map(|name| name.trim().to_string())
+        .collect();
+    let date_index = header
+        .iter()
+        .position(|name| name == "date")
+        .ok_or_else(|| DataError::NoDateColumn {
+            path: path.to_path_buf(),
+            header: header.join(","),
+        })?;
+    let value_names: Vec<&String> = header
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != date_index)
+        .map(|(_, n)| n)
+        .collect();
+    if value_names.is_empty() {
+        return Err(DataError::NoVariables {
+            path: path.to_path_buf(),
+        });
+    }
+    let chosen = choose_columns(&value_names, choice, path)?;
+
+    let raw_columns = frame.columns();
+    let timestamps = parse_dates(
+        raw_columns[date_index]
+            .str()
+            .map_err(|e| csv_error(path, e))?,
+        path,
+    )?;
+    let mut columns = Vec::with_capacity(chosen.len());
+    for name in &chosen {
+        let index = header
+            .iter()
+            .position(|h| h == name)
+            .expect("chosen from header");
+        let cells = raw_columns[index].str().map_err(|e| csv_error(path, e))?;
+        columns.push(parse_values(cells, name, path)?);
+    }
+    Ok(Table {
+        path: path.to_path_buf(),
+        names: chosen,
+        timestamps,
+        columns,
+    })
+}
+
+/// Reads every column as text so that each cell's problem can be reported precisely.
+fn read_as_text(bytes: &[u8], path: &Path) -> Result<DataFrame, DataError> {
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .with_parse_options(CsvParseOptions::default().with_encoding(CsvEncoding::LossyUtf8))
+        .into_reader_with_file_handle(Cursor::new(bytes))
+        .finish()
+        .map_err(|e| csv_error(path, e))
+}
+
+fn csv_error(path: &Path, error: impl std::fmt::Display) -> DataError {
+    DataError::Csv {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    }
+}
+
+/// Applies `--columns` (exact order) or the preset's default order (target last outside ETT).
+fn choose_columns(
+    available: &[&String],
+    choice: &ColumnChoice,
+    path: &Path,
+) -> Result<Vec<String>, DataError> {
+    if let Some(wanted) = choice.columns {
+        return wanted
+            .iter()
+            .map(|name| {
+                let name = name.trim();
+                available
+                    .iter()
+                    .find(|a| a.as_str() == name)
+                    .map(|a| a.to_string())
+                    .ok_or_else(|| DataError::UnknownColumn {
+                        path: path.to_path_buf(),
+                        column: name.to_string(),
+                        available: available
+                            .iter()
+                            .map(|a| a.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+            })
+            .collect();
+    }
+    let mut names: Vec<String> = available.iter().map(|a| a.to_string()).collect();
+    if choice.preset.moves_target_last()
+        && let Some(position) = names.iter().position(|n| n == choice.target)
+    {
+        let target = names.remove(position);
+        names.push(target);
+    }
+    Ok(names)
+}
+
+fn parse_dates(
+    cells: &polars::prelude::StringChunked,
+    path: &Path,
+) -> Result<Vec<NaiveDateTime>, DataError> {
+    cells
+        .iter()
+        .enumerate()
+        .map(|(row, cell)| {
+            let text = cell.unwrap_or("");
+            parse_timestamp(text).ok_or_else(|| DataError::BadDate {
+                path: path.to_path_buf(),
+                line: line_of(row),
+                value: text.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Parses one value column. Finite numbers only; sentinels such as weather's `-9999.0`
+/// are ordinary numbers and kept as data.
+fn parse_values(
+    cells: &polars::prelude::StringChunked,
+    column: &str,
+    path: &Path,
+) -> Result<Vec<f64>, DataError> {
+    cells
+        .iter()
+        .enumerate()
+        .map(|(row, cell)| {
+            let bad = |problem: String| DataError::BadValue {
+                path: path.to_path_buf(),
+                line: line_of(row),
+                column: column.to_string(),
+                problem,
+            };
+            let text = cell.map(str::trim).unwrap_or("");
+            if text.is_empty() {
+                return Err(bad("empty cell; every value must be a number".into()));
+            }
+            let value: f64 = text
+                .parse()
+                .map_err(|_| bad(format!("{text:?} is not a number")))?;
+            if value.is_finite() {
+                Ok(value)
+            } else {
+                Err(bad(format!(
+                    "{text:?} is not a finite number (NaN and infinities are not allowed)"
+                )))
+            }
+        })
+        .collect()
+}

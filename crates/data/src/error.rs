@@ -1,0 +1,128 @@
+//! Errors of the data crate. Every message says what is wrong, where (file, line, column
+//! or flag) and, where it helps, how to fix it.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading or windowing a dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The CSV file could not be read at all.
+    #[error("cannot read data file {path}: {source}")]
+    Io {
+        /// The file at fault.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The CSV parser rejected the file (ragged rows, broken quoting, empty file...).
+    #[error("malformed CSV in {path}: {message}")]
+    Csv {
+        /// The file at fault.
+        path: PathBuf,
+        /// The parser's description.
+        message: String,
+    },
+    /// The header has no `date` column.
+    #[error(
+        "{path} has no `date` column (header: {header}); the first column must be named `date`"
+    )]
+    NoDateColumn {
+        /// The file at fault.
+        path: PathBuf,
+        /// The header as read.
+        header: String,
+    },
+    /// A `date` cell is in none of the supported formats.
+    #[error(
+        "{path}, line {line}, column `date`: cannot parse {value:?} as a timestamp \
+         (expected YYYY-MM-DD HH:MM:SS, YYYY-MM-DD HH:MM, YYYY/M/D H:MM or YYYY-MM-DD)"
+    )]
+    BadDate {
+        /// The file at fault.
+        path: PathBuf,
+        /// 1-based line of the file (the header is line 1).
+        line: usize,
+        /// The cell's text.
+        value: String,
+    },
+    /// A value cell is empty or not a number.
+    #[error("{path}, line {line}, column `{column}`: {problem}")]
+    BadValue {
+        /// The file at fault.
+        path: PathBuf,
+        /// 1-based line of the file (the header is line 1).
+        line: usize,
+        /// The column's name.
+        column: String,
+        /// What is wrong with the cell.
+        problem: String,
+    },
+    /// `--columns` names a column the file does not have.
+    #[error("--columns names `{column}`, which {path} does not have (it has: {available})")]
+    UnknownColumn {
+        /// The file searched.
+        path: PathBuf,
+        /// The missing name.
+        column: String,
+        /// The value columns the file does have.
+        available: String,
+    },
+    /// The file has a `date` column but no value column to model.
+    #[error("{path} has no numeric value column besides `date`")]
+    NoVariables {
+        /// The file at fault.
+        path: PathBuf,
+    },
+    /// A length flag is zero.
+    #[error("{flag} must be at least 1 (got 0)")]
+    ZeroLength {
+        /// The flag at fault, e.g. `--input-len`.
+        flag: &'static str,
+    },
+    /// A split is too short to hold one window.
+    #[error(
+        "{path}: the {split} split has {rows} rows (rows {start}..{end}), fewer than \
+         input length + output length = {needed}, so it holds no window; use a shorter \
+         --input-len/--output-len or a longer file"
+    )]
+    SplitTooShort {
+        /// The file at fault.
+        path: PathBuf,
+        /// Which split.
+        split: &'static str,
+        /// First row of the split.
+        start: usize,
+        /// End (exclusive) of the split.
+        end: usize,
+        /// Rows in the split.
+        rows: usize,
+        /// Rows one window needs.
+        needed: usize,
+    },
+    /// The file is shorter than its preset's fixed split borders (ETT presets).
+    #[error(
+        "{path} has {rows} rows but the {preset} split rules need {needed} \
+         (train/val/test borders are fixed for the ETT family); pass --dataset custom \
+         to use ratio splits instead"
+    )]
+    TooFewRowsForPreset {
+        /// The file at fault.
+        path: PathBuf,
+        /// Preset name.
+        preset: &'static str,
+        /// Rows in the file.
+        rows: usize,
+        /// Rows the preset's borders need.
+        needed: usize,
+    },
+    /// An unknown dataset or split name was given.
+    #[error("unknown {what} `{name}`; expected one of: {expected}")]
+    UnknownName {
+        /// What kind of name (`dataset`, `split`).
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// The accepted names.
+        expected: &'static str,
+    },
+}
