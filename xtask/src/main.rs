@@ -3,8 +3,12 @@
 //! xtask has no C dependencies, so it builds on a fresh machine and installs what the real
 //! build needs before building it.
 
+mod bench;
+mod demo;
+mod extract;
 mod setup;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::bail;
@@ -28,6 +32,21 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The main job on the built-in ETTh1 with the tiny model: inspect, extract, train, forecast.
+    Demo(demo::Demo),
+    /// Extract train + val stores for every output length (`--all-lengths`).
+    Extract(extract::ExtractAll),
+    /// Benchmarks for the GPU machine (prebuilt binary; builds nothing there).
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// Extraction throughput with a GPT-2-small-shaped random model.
+    Extract(bench::BenchExtract),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +56,9 @@ fn main() -> anyhow::Result<()> {
             setup::ensure_system_deps()?;
             run(cargo().args(["test", "--workspace"]).args(args))
         }
+        Task::Demo(args) => demo::demo(args),
+        Task::Extract(args) => extract::extract_all(args),
+        Task::Bench { bench: Bench::Extract(args) } => bench::bench_extract(args),
     }
 }
 
@@ -52,4 +74,15 @@ pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
         bail!("{command:?} failed with {status}");
     }
     Ok(())
+}
+
+/// `explicit`, or a freshly built `target/release/timekd`.
+pub(crate) fn timekd_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    setup::ensure_system_deps()?;
+    run(cargo().args(["build", "--release", "-p", "timekd-cli"]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    Ok(target.join("release").join("timekd"))
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use sha2::{Digest, Sha256};
 use timekd_data::{Dataset, DatasetOptions, Preset};
 
 /// ETTh1, shipped inside the binary so the tool works with no data at hand.
@@ -40,6 +41,8 @@ pub struct LoadedData {
     pub dataset: Dataset,
     /// The CSV's bytes' origin, for messages: a path or `built-in ETTh1`.
     pub origin: String,
+    /// SHA-256 of the CSV's bytes, hex: recorded in every store made from it.
+    pub sha256: String,
 }
 
 impl DataArgs {
@@ -59,8 +62,9 @@ impl DataArgs {
         let options = self.options();
         let path = Path::new(&self.data);
         if path.is_file() {
-            let dataset = Dataset::load(path, &options)?;
-            return Ok(LoadedData { dataset, origin: path.display().to_string() });
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("--data {}: cannot read", path.display()))?;
+            return from_bytes(&bytes, path, &options, path.display().to_string());
         }
         let Ok(preset) = Preset::from_name(&self.data) else {
             bail!(
@@ -70,17 +74,44 @@ impl DataArgs {
             );
         };
         if preset == Preset::Etth1 {
-            let dataset = Dataset::from_csv_bytes(EMBEDDED_ETTH1, Path::new("ETTh1.csv"), &options)?;
-            return Ok(LoadedData { dataset, origin: "built-in ETTh1".into() });
+            return from_bytes(
+                EMBEDDED_ETTH1,
+                Path::new("ETTh1.csv"),
+                &options,
+                "built-in ETTh1".into(),
+            );
         }
         let candidate = PathBuf::from("datasets").join(format!("{}.csv", preset.name()));
-        let dataset = Dataset::load(&candidate, &options).with_context(|| {
+        let bytes = std::fs::read(&candidate).with_context(|| {
             format!(
                 "--data {}: only ETTh1 is built in; looked for {} — pass the CSV's path instead",
                 self.data,
                 candidate.display()
             )
         })?;
-        Ok(LoadedData { dataset, origin: candidate.display().to_string() })
+        from_bytes(
+            &bytes,
+            &candidate,
+            &options,
+            candidate.display().to_string(),
+        )
     }
+}
+
+fn from_bytes(
+    bytes: &[u8],
+    source: &Path,
+    options: &DatasetOptions,
+    origin: String,
+) -> anyhow::Result<LoadedData> {
+    let dataset = Dataset::from_csv_bytes(bytes, source, options)?;
+    let sha256 = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(LoadedData {
+        dataset,
+        origin,
+        sha256,
+    })
 }

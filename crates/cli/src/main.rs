@@ -1,1 +1,61 @@
-fn main() {}
+//! `timekd`: extract teacher embeddings, train the distilled student, forecast.
+
+mod budget;
+mod commands;
+mod data_args;
+pub mod device;
+mod shard;
+
+use clap::{Parser, Subcommand};
+
+/// TimeKD in Rust: an LLM teacher distilled into a small multivariate forecaster.
+///
+/// Typical flow: `timekd inspect` a CSV, `timekd extract` teacher embeddings into HDF5
+/// stores, `timekd train` the student on them, then `timekd eval` / `timekd forecast`.
+#[derive(Parser, Debug)]
+#[command(name = "timekd", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Describe a dataset: variables, interval, split ranges, window counts, scaler.
+    Inspect(commands::inspect::InspectArgs),
+    /// Print the teacher's prompts, token ids and token types for chosen windows (JSON lines).
+    Prompts(commands::prompts::PromptsArgs),
+    /// Extract teacher embeddings into resumable HDF5 stores (one per split).
+    Extract(commands::extract::ExtractArgs),
+    /// Write a GPT-2-shaped model with seeded random weights (benchmarks, no network).
+    RandomModel(commands::random_model::RandomModelArgs),
+    /// Inspect, export, import and merge embedding stores.
+    Store(commands::store::StoreArgs),
+    /// Train the distilled student on stored teacher embeddings (run dir: config, metrics, checkpoints, plot).
+    Train(commands::train::TrainArgs),
+    /// Test MSE/MAE of a trained student, overall and per horizon step (JSON).
+    Eval(commands::eval::EvalArgs),
+    /// Forecast the next H values after the last window of a dataset (CSV/JSON, optional PNG).
+    Forecast(commands::forecast::ForecastArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Prompts(args) => commands::prompts::run(args),
+        Command::Extract(args) => commands::extract::run(args),
+        Command::RandomModel(args) => commands::random_model::run(args),
+        Command::Store(args) => commands::store::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Forecast(args) => commands::forecast::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

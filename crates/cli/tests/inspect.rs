@@ -22,14 +22,26 @@ fn shared_data() -> PathBuf {
 }
 
 fn inspect(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_timekd")).arg("inspect").args(args).arg("--json").output().unwrap();
-    assert!(out.status.success(), "inspect {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_timekd"))
+        .arg("inspect")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "inspect {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn assert_close(got: f64, want: f64, what: &str) {
     let rel = (got - want).abs() / want.abs().max(1e-300);
-    assert!(rel <= 1e-9, "{what}: got {got}, expected {want} (relative error {rel:e})");
+    assert!(
+        rel <= 1e-9,
+        "{what}: got {got}, expected {want} (relative error {rel:e})"
+    );
 }
 
 fn check(got: &Value, want: &Value) {
@@ -37,7 +49,11 @@ fn check(got: &Value, want: &Value) {
     assert_eq!(got["variables"], want["variables"]);
     for split in ["train", "val", "test"] {
         for key in ["start", "end", "windows"] {
-            assert_eq!(got["splits"][split][key], want["splits"][split][key], "{split}.{key} of {}", want["file"]);
+            assert_eq!(
+                got["splits"][split][key], want["splits"][split][key],
+                "{split}.{key} of {}",
+                want["file"]
+            );
         }
     }
     for stat in ["mean", "std"] {
@@ -45,14 +61,23 @@ fn check(got: &Value, want: &Value) {
         let w = want["scaler"][stat].as_array().unwrap();
         assert_eq!(g.len(), w.len());
         for (i, (g, w)) in g.iter().zip(w).enumerate() {
-            assert_close(g.as_f64().unwrap(), w.as_f64().unwrap(), &format!("{} {stat}[{i}]", want["file"]));
+            assert_close(
+                g.as_f64().unwrap(),
+                w.as_f64().unwrap(),
+                &format!("{} {stat}[{i}]", want["file"]),
+            );
         }
     }
 }
 
 fn expected_cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(repo_root().join("tests/expected/inspect_expected.json")).unwrap();
-    serde_json::from_str::<Value>(&text).unwrap().as_array().unwrap().clone()
+    let text =
+        std::fs::read_to_string(repo_root().join("tests/expected/inspect_expected.json")).unwrap();
+    serde_json::from_str::<Value>(&text)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[test]
@@ -65,8 +90,18 @@ fn benchmark_files_match_the_numpy_reference() {
             eprintln!("skipping {}: not present", path.display());
             continue;
         }
-        let (l, h) = (case["input_len"].to_string(), case["output_len"].to_string());
-        let got = inspect(&["--data", path.to_str().unwrap(), "--input-len", &l, "--output-len", &h]);
+        let (l, h) = (
+            case["input_len"].to_string(),
+            case["output_len"].to_string(),
+        );
+        let got = inspect(&[
+            "--data",
+            path.to_str().unwrap(),
+            "--input-len",
+            &l,
+            "--output-len",
+            &h,
+        ]);
         check(&got, &case);
         checked += 1;
     }
@@ -75,8 +110,14 @@ fn benchmark_files_match_the_numpy_reference() {
 
 #[test]
 fn built_in_etth1_matches_the_numpy_reference() {
-    let case = expected_cases().into_iter().find(|c| c["file"] == "ETTh1.csv").unwrap();
-    let (l, h) = (case["input_len"].to_string(), case["output_len"].to_string());
+    let case = expected_cases()
+        .into_iter()
+        .find(|c| c["file"] == "ETTh1.csv")
+        .unwrap();
+    let (l, h) = (
+        case["input_len"].to_string(),
+        case["output_len"].to_string(),
+    );
     let got = inspect(&["--input-len", &l, "--output-len", &h]);
     check(&got, &case);
     assert_eq!(got["interval_seconds"], 3600);
@@ -95,19 +136,34 @@ fn hand_checked_small_custom_file() {
         text.push_str(&format!("2021-03-{:02} 00:00:00,{}\n", i + 1, i + 1));
     }
     std::fs::write(&path, text).unwrap();
-    let got = inspect(&["--data", path.to_str().unwrap(), "--input-len", "3", "--output-len", "1"]);
+    let got = inspect(&[
+        "--data",
+        path.to_str().unwrap(),
+        "--input-len",
+        "3",
+        "--output-len",
+        "1",
+    ]);
     assert_eq!(got["interval_seconds"], 86400);
     let splits = &got["splits"];
     let ranges: Vec<(u64, u64, u64)> = ["train", "val", "test"]
         .iter()
         .map(|s| {
             let r = &splits[s];
-            (r["start"].as_u64().unwrap(), r["end"].as_u64().unwrap(), r["windows"].as_u64().unwrap())
+            (
+                r["start"].as_u64().unwrap(),
+                r["end"].as_u64().unwrap(),
+                r["windows"].as_u64().unwrap(),
+            )
         })
         .collect();
     assert_eq!(ranges, vec![(0, 14, 11), (11, 16, 2), (13, 20, 4)]);
     assert_close(got["scaler"]["mean"][0].as_f64().unwrap(), 7.5, "mean");
-    assert_close(got["scaler"]["std"][0].as_f64().unwrap(), 16.25f64.sqrt(), "std");
+    assert_close(
+        got["scaler"]["std"][0].as_f64().unwrap(),
+        16.25f64.sqrt(),
+        "std",
+    );
 }
 
 #[test]

@@ -1,1 +1,62 @@
-//! placeholder, filled by its issue
+//! The TimeKD teacher: GPT-2 calibrated language model, prompts, token types and
+//! subtractive cross attention, in Burn.
+//!
+//! For every window and variable the teacher writes two prompts ([`prompt`]): a
+//! ground-truth (GT) prompt with history and future values, and a history-only (HD) one.
+//! They are tokenised with GPT-2's BPE and each token is typed language or time-series
+//! ([`tokenizer`]). A frozen GPT-2 ([`gpt2`]) runs them with a calibration mask that keeps
+//! the two kinds of token from attending to each other (−100 added to their scores); the
+//! last token's final state is kept. The subtractive cross attention ([`sca`]) combines the
+//! N GT and N HD states of a window into the stored embedding, [N, D].
+//!
+//! Everything runs on the Burn device the caller picks (CPU `flex` in tests, CUDA in the
+//! cli's `cuda` build): this crate enables no backend itself. Many prompts go through the
+//! model per call, padded to length buckets ([`batch`]).
+//!
+//! ```no_run
+//! use burn::tensor::Device;
+//! use timekd_data::{Dataset, DatasetOptions, SplitKind};
+//! use timekd_teacher::{
+//!     BatchOptions, Gpt2, PromptBuilder, PromptTemplate, Sca, Teacher, ValueFormat, WindowInput,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let device = Device::default();
+//! let data = Dataset::load(
+//!     "datasets/ETTh1.csv".as_ref(),
+//!     &DatasetOptions { output_len: 24, ..Default::default() },
+//! )?;
+//! let gpt2 = Gpt2::load("models/tiny-gpt2", None, &device)?;
+//! let sca = Sca::init(data.n_vars(), 4 * gpt2.d_model(), 20250501, &device);
+//! let template = PromptTemplate::for_preset(data.preset(), data.interval_seconds());
+//! let teacher = Teacher::new(
+//!     gpt2,
+//!     sca,
+//!     PromptBuilder::new(template, ValueFormat::Int),
+//!     BatchOptions::default(),
+//! )?;
+//! let train = data.split(SplitKind::Train);
+//! let windows: Vec<WindowInput> =
+//!     (0..4).map(|i| WindowInput::from_window(&train.window(i), data.n_vars())).collect();
+//! let embeddings = teacher.embed(&windows)?; // [4, N, D]
+//! println!("{:?}", embeddings.dims());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod batch;
+mod error;
+pub mod gpt2;
+pub mod pipeline;
+pub mod prompt;
+pub mod sca;
+pub mod tokenizer;
+mod weights;
+
+pub use batch::{BatchOptions, PlannedBatch, plan_batches};
+pub use error::TeacherError;
+pub use gpt2::{Gpt2, Gpt2Config};
+pub use pipeline::{Teacher, VariablePrompts, WindowInput, encode_windows};
+pub use prompt::{DateFormat, PromptBuilder, PromptPair, PromptTemplate, ValueFormat};
+pub use sca::Sca;
+pub use tokenizer::{EncodedPrompt, Gpt2Tokenizer, TokenType};

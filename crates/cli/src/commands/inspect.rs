@@ -62,18 +62,37 @@ fn print_table(data: &Dataset, origin: &str) {
     println!("source     {origin} (dataset rules: {})", data.preset());
     println!("rows       {}", data.rows());
     println!("interval   {} s", data.interval_seconds());
-    println!("windows    L = {}, H = {}", data.input_len(), data.output_len());
+    println!(
+        "windows    L = {}, H = {}",
+        data.input_len(),
+        data.output_len()
+    );
     println!();
-    println!("{:<6} {:>8} {:>8} {:>8}", "split", "start", "end", "windows");
+    println!(
+        "{:<6} {:>8} {:>8} {:>8}",
+        "split", "start", "end", "windows"
+    );
     for kind in SplitKind::ALL {
         let split = data.split(kind);
         let rows = split.rows();
-        println!("{:<6} {:>8} {:>8} {:>8}", kind.name(), rows.start, rows.end, split.num_windows());
+        println!(
+            "{:<6} {:>8} {:>8} {:>8}",
+            kind.name(),
+            rows.start,
+            rows.end,
+            split.num_windows()
+        );
     }
     println!();
-    println!("{:<4} {:<28} {:>14} {:>14}", "#", "variable", "train mean", "train std");
+    println!(
+        "{:<4} {:<28} {:>14} {:>14}",
+        "#", "variable", "train mean", "train std"
+    );
     let scaler = data.scaler();
     for (i, name) in data.var_names().iter().enumerate() {
-        println!("{:<4} {:<28} {:>14.6} {:>14.6}", i, name, scaler.mean[i], scaler.std[i]);
+        println!(
+            "{:<4} {:<28} {:>14.6} {:>14.6}",
+            i, name, scaler.mean[i], scaler.std[i]
+        );
     }
 }

@@ -1,0 +1,576 @@
+//! `timekd extract`: windows → prompts → batched calibrated GPT-2 → SCA → HDF5 store.
+//!
+//! One store per split at `<out>/<dataset>/<H>/<split>.h5`, resumable: a rerun skips the
+//! windows already durable and continues. Several devices (`--device cuda:all`) run one
+//! worker each, pulling chunks of windows from one queue; the main thread alone writes the
+//! store, so the result does not depend on how many workers ran.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::tensor::Device;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use timekd_data::{Dataset, SplitKind};
+use timekd_store::{Dtype, Fingerprint, StoreWriter, WriterOptions};
+use timekd_teacher::gpt2::resolve_model_dir;
+use timekd_teacher::{
+    BatchOptions, Gpt2, Gpt2Config, Gpt2Tokenizer, PromptBuilder, PromptTemplate, Sca, Teacher,
+    ValueFormat, WindowInput, encode_windows,
+};
+
+use crate::budget;
+use crate::data_args::DataArgs;
+use crate::device::{DeviceSpec, MemSize, Precision};
+use crate::shard::Shard;
+
+/// Extract teacher embeddings into one HDF5 store per split.
+///
+/// Example: `timekd extract --data ETTh1 --output-len 24 --model models/tiny-gpt2 --out runs/emb`
+///
+/// Rerunning the same command resumes an interrupted run; a store made with other settings
+/// (data, model, layers, seed, ...) is an error naming the differences unless --overwrite.
+#[derive(Args, Debug)]
+pub struct ExtractArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Which splits to extract: train, val or all (train and val; test needs none).
+    #[arg(long, default_value = "all", value_name = "train|val|all")]
+    pub split: String,
+    /// GPT-2 weights: a directory with config.json + model.safetensors, or a Hugging Face
+    /// model id found in the local cache (e.g. `gpt2`). The repository ships
+    /// `models/tiny-gpt2`, a 2-layer random test model.
+    #[arg(long, value_name = "DIR|ID")]
+    pub model: String,
+    /// Use only the first K transformer blocks (default: all of the checkpoint's).
+    #[arg(long, value_name = "K")]
+    pub layers: Option<usize>,
+    /// Where to run: cpu, cuda, cuda:N or cuda:all (one worker per GPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Float type of the language model's computation (GPU only for f16/bf16).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
+    /// Memory budget per device that batch sizes are planned for (default: 24GiB on a GPU,
+    /// 4GiB on the CPU).
+    #[arg(long, value_name = "SIZE")]
+    pub max_gpu_mem: Option<MemSize>,
+    /// Most padded tokens per forward pass, overriding the budget's choice.
+    #[arg(long, value_name = "N")]
+    pub batch_tokens: Option<usize>,
+    /// Seed of the SCA's PyTorch-default initialisation (recorded in the store).
+    #[arg(long, default_value_t = 2024)]
+    pub sca_seed: u64,
+    /// Load SCA weights from a safetensors file (release key names) instead of the seed.
+    #[arg(long, value_name = "FILE")]
+    pub sca_weights: Option<PathBuf>,
+    /// How prompt values are written: int (the release's truncation) or fixedN.
+    #[arg(long, default_value = "int")]
+    pub value_format: ValueFormat,
+    /// Extract only the first K windows of each split (a quick run; the store says so).
+    #[arg(long, value_name = "K")]
+    pub max_windows: Option<usize>,
+    /// This host's share of the windows, `i/n` (0-based); default from
+    /// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT when set. Merge with `timekd store merge`.
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<Shard>,
+    /// Print windows, prompts, tokens, FLOPs, memory per pass and a time estimate; load no
+    /// weights, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace existing stores instead of resuming them.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Root directory of the stores.
+    #[arg(long, default_value = "runs/embeddings")]
+    pub out: PathBuf,
+}
+
+/// Where the store of one split lives.
+pub fn store_path(out: &Path, dataset: &str, output_len: usize, split: SplitKind) -> PathBuf {
+    out.join(dataset)
+        .join(output_len.to_string())
+        .join(format!("{}.h5", split.name()))
+}
+
+/// Runs the command.
+pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
+    let loaded = args.data.load()?;
+    let data = &loaded.dataset;
+    let splits = parse_splits(&args.split)?;
+    let model_dir = resolve_model_dir(&args.model)?;
+    let config = Gpt2Config::from_file(&model_dir.join("config.json"))?;
+    let layers = args.layers.unwrap_or(config.n_layer);
+    let builder = PromptBuilder::new(
+        PromptTemplate::for_preset(data.preset(), data.interval_seconds()),
+        args.value_format,
+    );
+    let dataset_name = dataset_name(&args.data.data, data);
+    eprintln!(
+        "timekd extract: data {} ({} variables, H = {}), model {} ({} of {} layers, width {}) from {}",
+        loaded.origin,
+        data.n_vars(),
+        data.output_len(),
+        args.model,
+        layers,
+        config.n_layer,
+        config.n_embd,
+        model_dir.display()
+    );
+    let shard = match args.shard {
+        Some(shard) => Some(shard),
+        None => Shard::from_slurm_env()?,
+    };
+    if args.dry_run {
+        return dry_run(&args, data, &config, layers, &builder, &splits);
+    }
+    let devices = args.device.devices(args.precision)?;
+    for split in splits {
+        extract_split(
+            &args,
+            &loaded.sha256,
+            &dataset_name,
+            data,
+            split,
+            &devices,
+            &builder,
+            &config,
+            layers,
+            shard,
+        )?;
+    }
+    Ok(())
+}
+
+fn parse_splits(text: &str) -> anyhow::Result<Vec<SplitKind>> {
+    match text {
+        "all" => Ok(vec![SplitKind::Train, SplitKind::Val]),
+        other => Ok(vec![other.parse::<SplitKind>().context("--split")?]),
+    }
+}
+
+/// The name stores are filed under: the preset, or the file stem of a custom CSV.
+fn dataset_name(data_arg: &str, data: &Dataset) -> String {
+    match data.preset() {
+        timekd_data::Preset::Custom => Path::new(data_arg)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "custom".into()),
+        preset => preset.name().to_string(),
+    }
+}
+
+fn windows_of(args: &ExtractArgs, data: &Dataset, split: SplitKind) -> usize {
+    let all = data.split(split).num_windows();
+    args.max_windows.map_or(all, |k| k.min(all))
+}
+
+fn budget_bytes(args: &ExtractArgs) -> u64 {
+    match (args.max_gpu_mem, args.device) {
+        (Some(size), _) => size.bytes(),
+        (None, DeviceSpec::Cpu) => 4 << 30,
+        (None, DeviceSpec::Cuda(_)) => 24 << 30,
+    }
+}
+
+/// Batch options from the budget at the longest padded length the data can produce.
+fn batch_options(
+    args: &ExtractArgs,
+    config: &Gpt2Config,
+    layers: usize,
+    longest: usize,
+) -> (BatchOptions, u64) {
+    let defaults = BatchOptions::default();
+    let padded = longest.div_ceil(defaults.length_bucket) * defaults.length_bucket;
+    let padded = padded.min(config.n_positions);
+    let planned = budget::plan(
+        config,
+        layers,
+        padded,
+        args.precision.bytes(),
+        budget_bytes(args),
+    );
+    let max_tokens = args.batch_tokens.unwrap_or(planned.max_tokens);
+    let peak = budget::weight_bytes(config, layers, args.precision.bytes())
+        + max_tokens as u64 * budget::bytes_per_token(config, padded, args.precision.bytes());
+    let options = BatchOptions {
+        max_prompts: max_tokens.div_ceil(32).max(1),
+        max_tokens,
+        ..defaults
+    };
+    (options, peak)
+}
+
+/// Token counts of the prompts of `windows` (sampled evenly when there are many).
+struct TokenSurvey {
+    mean_gt: f64,
+    mean_hd: f64,
+    longest: usize,
+}
+
+fn survey_tokens(
+    data: &Dataset,
+    split: SplitKind,
+    windows: usize,
+    builder: &PromptBuilder,
+) -> anyhow::Result<TokenSurvey> {
+    let tokenizer = Gpt2Tokenizer::new()?;
+    let split_view = data.split(split);
+    let sample = windows.min(256);
+    let picks: Vec<usize> = (0..sample).map(|i| i * windows / sample).collect();
+    let inputs: Vec<WindowInput> = picks
+        .iter()
+        .map(|&i| WindowInput::from_window(&split_view.window(i), data.n_vars()))
+        .collect();
+    let encoded = encode_windows(&tokenizer, builder, &inputs)?;
+    let n = encoded.len().max(1) as f64;
+    Ok(TokenSurvey {
+        mean_gt: encoded.iter().map(|p| p.gt.len()).sum::<usize>() as f64 / n,
+        mean_hd: encoded.iter().map(|p| p.hd.len()).sum::<usize>() as f64 / n,
+        // Future values widen the GT prompt; leave room for longer numbers than sampled.
+        longest: encoded
+            .iter()
+            .map(|p| p.gt.len().max(p.hd.len()))
+            .max()
+            .unwrap_or(1)
+            + 16,
+    })
+}
+
+/// Forward FLOPs of one prompt of `t` tokens (matmuls only).
+fn flops_per_prompt(config: &Gpt2Config, layers: usize, t: f64) -> f64 {
+    let d = config.n_embd as f64;
+    let inner = config.n_inner as f64;
+    let per_token_linear = 2.0 * (4.0 * d * d + 2.0 * d * inner);
+    let attention = 2.0 * 2.0 * t * t * d / 2.0; // causal half of QKᵀ and AV
+    layers as f64 * (per_token_linear * t + attention)
+}
+
+fn dry_run(
+    args: &ExtractArgs,
+    data: &Dataset,
+    config: &Gpt2Config,
+    layers: usize,
+    builder: &PromptBuilder,
+    splits: &[SplitKind],
+) -> anyhow::Result<()> {
+    for &split in splits {
+        let windows = windows_of(args, data, split);
+        let survey = survey_tokens(data, split, windows, builder)?;
+        let prompts = 2 * windows * data.n_vars();
+        let tokens = (survey.mean_gt + survey.mean_hd) * (windows * data.n_vars()) as f64;
+        let flops = (windows * data.n_vars()) as f64
+            * (flops_per_prompt(config, layers, survey.mean_gt)
+                + flops_per_prompt(config, layers, survey.mean_hd));
+        let (options, peak) = batch_options(args, config, layers, survey.longest);
+        // Sustained rates measured with this tool: ≈35 TFLOP/s f32 on an H100, ≈10 GFLOP/s
+        // for small models on two CPU cores. An estimate, not a promise.
+        let rate = match args.device {
+            DeviceSpec::Cpu => 10e9,
+            DeviceSpec::Cuda(_) => 35e12,
+        };
+        println!("split {split}: {windows} windows, {prompts} prompts");
+        println!(
+            "  tokens per prompt (mean of a sample): GT {:.0}, HD {:.0}; longest ≈ {}",
+            survey.mean_gt, survey.mean_hd, survey.longest
+        );
+        println!(
+            "  tokens in all: {:.3e}; forward FLOPs ≈ {:.3e}",
+            tokens, flops
+        );
+        println!(
+            "  per pass: ≤ {} padded tokens, ≤ {} prompts, est. peak memory {:.2} GiB (budget {:.2} GiB)",
+            options.max_tokens,
+            options.max_prompts,
+            peak as f64 / (1u64 << 30) as f64,
+            budget_bytes(args) as f64 / (1u64 << 30) as f64
+        );
+        println!("  time estimate on {}: {:.0} s", args.device, flops / rate);
+    }
+    Ok(())
+}
+
+/// The string recorded as the prompt template in store fingerprints.
+fn template_id(builder: &PromptBuilder) -> String {
+    let t = &builder.template;
+    format!(
+        "timekd-v1|{}|{}|every {}|{}|{:?}",
+        t.history_noun, t.future_noun, t.every, t.unit, t.date_format
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn extract_split(
+    args: &ExtractArgs,
+    data_sha256: &str,
+    dataset_name: &str,
+    data: &Dataset,
+    split: SplitKind,
+    devices: &[Device],
+    builder: &PromptBuilder,
+    config: &Gpt2Config,
+    layers: usize,
+    shard: Option<Shard>,
+) -> anyhow::Result<()> {
+    let windows_total = windows_of(args, data, split);
+    let path = store_path(&args.out, dataset_name, data.output_len(), split);
+    let rows = data.split(split).rows();
+    let survey = survey_tokens(data, split, windows_total, builder)?;
+    let (options, peak) = batch_options(args, config, layers, survey.longest);
+    let weights_sha256 =
+        timekd_store::sha256_file(&resolve_model_dir(&args.model)?.join("model.safetensors"))?;
+    let fingerprint = Fingerprint {
+        schema_version: timekd_store::SCHEMA_VERSION,
+        dataset: dataset_name.to_string(),
+        data_sha256: data_sha256.to_string(),
+        columns: data.var_names().to_vec(),
+        split: split.name().to_string(),
+        split_start: rows.start,
+        split_end: rows.end,
+        input_len: data.input_len(),
+        output_len: data.output_len(),
+        n_vars: data.n_vars(),
+        d_model: config.n_embd,
+        value_format: builder.value_format.name(),
+        prompt_template: template_id(builder),
+        model_id: args.model.clone(),
+        weights_sha256,
+        layers,
+        sca_seed: args.sca_seed,
+        dtype: Dtype::F32,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        created: String::new(),
+    };
+    let range = shard.map(|s| s.range(windows_total)).transpose()?;
+    let writer_options = WriterOptions {
+        overwrite: args.overwrite,
+        part_windows: None,
+        range: range.clone(),
+    };
+    let mut writer = StoreWriter::open(&path, fingerprint, windows_total, writer_options)?;
+    let missing = writer.missing();
+    let covered = range.map_or(windows_total, |r| r.len());
+    eprintln!(
+        "{split}: {} of {covered} windows to do -> {} (≤ {} padded tokens per pass, est. peak {:.2} GiB per device)",
+        missing.len(),
+        path.display(),
+        options.max_tokens,
+        peak as f64 / (1u64 << 30) as f64
+    );
+    if !missing.is_empty() {
+        let tokens_per_window = ((survey.mean_gt + survey.mean_hd) * data.n_vars() as f64) as usize;
+        let plan = WorkPlan {
+            options,
+            tokens_per_window,
+            covered,
+        };
+        run_workers(
+            args,
+            data,
+            split,
+            devices,
+            builder,
+            &plan,
+            &missing,
+            &mut writer,
+        )?;
+    }
+    let final_path = writer.finish()?;
+    eprintln!("{split}: done, {}", final_path.display());
+    Ok(())
+}
+
+/// A chunk of windows and its embeddings [w, N, d].
+type ChunkResult = anyhow::Result<(Vec<usize>, Vec<f32>)>;
+
+/// How a split's missing windows are processed.
+struct WorkPlan {
+    options: BatchOptions,
+    /// Mean tokens of a window's 2·N prompts (from the token survey), for the rate shown.
+    tokens_per_window: usize,
+    /// Windows this store covers (all, or this shard's).
+    covered: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_workers(
+    args: &ExtractArgs,
+    data: &Dataset,
+    split: SplitKind,
+    devices: &[Device],
+    builder: &PromptBuilder,
+    plan: &WorkPlan,
+    missing: &[usize],
+    writer: &mut StoreWriter,
+) -> anyhow::Result<()> {
+    let n = data.n_vars();
+    let options = plan.options;
+    // Enough prompts per chunk for several full passes, so passes are well filled.
+    let chunk = (options.max_prompts * 4 / (2 * n)).clamp(1, 256);
+    let queue: Arc<Mutex<std::vec::IntoIter<Vec<usize>>>> = Arc::new(Mutex::new(
+        missing
+            .chunks(chunk)
+            .map(<[usize]>::to_vec)
+            .collect::<Vec<_>>()
+            .into_iter(),
+    ));
+    let bar = progress_bar(missing.len() as u64, split, plan.covered - missing.len());
+    let started = Instant::now();
+    let mut tokens_done = 0usize;
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (sender, receiver) = mpsc::sync_channel::<ChunkResult>(devices.len() * 2);
+        for device in devices {
+            let queue = Arc::clone(&queue);
+            let sender = sender.clone();
+            scope.spawn(move || {
+                worker(args, data, split, device, builder, options, &queue, &sender)
+            });
+        }
+        drop(sender);
+        for result in receiver {
+            let (windows, values) = result?;
+            let per_window = values.len() / windows.len();
+            for (window, embedding) in windows.iter().zip(values.chunks(per_window)) {
+                writer.put(*window, embedding)?;
+            }
+            tokens_done += windows.len() * plan.tokens_per_window;
+            bar.inc(windows.len() as u64);
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("≈{:.0} tokens/s", tokens_done as f64 / secs));
+        }
+        Ok(())
+    })?;
+    writer.flush()?;
+    bar.finish();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{split}: {} windows in {:.1} s = {:.2} windows/s, ≈{:.0} tokens/s on {} device(s)",
+        missing.len(),
+        secs,
+        missing.len() as f64 / secs,
+        tokens_done as f64 / secs,
+        devices.len()
+    );
+    Ok(())
+}
+
+fn progress_bar(len: u64, split: SplitKind, already: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{split} [{{bar:30}}] {{pos}}/{{len}} windows ({already} done before) {{per_sec}} {{msg}} ETA {{eta}}"
+        ))
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// One device's loop: load the teacher, take chunks until the queue is empty.
+#[allow(clippy::too_many_arguments)]
+fn worker(
+    args: &ExtractArgs,
+    data: &Dataset,
+    split: SplitKind,
+    device: &Device,
+    builder: &PromptBuilder,
+    options: BatchOptions,
+    queue: &Mutex<std::vec::IntoIter<Vec<usize>>>,
+    results: &mpsc::SyncSender<ChunkResult>,
+) {
+    let mut teacher = match load_teacher(args, data, device, builder, options) {
+        Ok(teacher) => teacher,
+        Err(err) => {
+            let _ = results.send(Err(err));
+            return;
+        }
+    };
+    let split_view = data.split(split);
+    loop {
+        let Some(windows) = queue.lock().expect("queue lock").next() else {
+            return;
+        };
+        let inputs: Vec<WindowInput> = windows
+            .iter()
+            .map(|&i| WindowInput::from_window(&split_view.window(i), data.n_vars()))
+            .collect();
+        let result = embed_with_retry(&mut teacher, &inputs).map(|values| (windows, values));
+        let failed = result.is_err();
+        if results.send(result).is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn load_teacher(
+    args: &ExtractArgs,
+    data: &Dataset,
+    device: &Device,
+    builder: &PromptBuilder,
+    options: BatchOptions,
+) -> anyhow::Result<Teacher> {
+    let gpt2 = Gpt2::load(&args.model, args.layers, device)?;
+    let sca = match &args.sca_weights {
+        Some(path) => Sca::load(path, device)?,
+        None => Sca::init(data.n_vars(), 4 * gpt2.d_model(), args.sca_seed, device),
+    };
+    if sca.n_vars() != data.n_vars() {
+        bail!(
+            "--sca-weights is for {} variables but the data has {}",
+            sca.n_vars(),
+            data.n_vars()
+        );
+    }
+    Ok(Teacher::new(gpt2, sca, builder.clone(), options)?)
+}
+
+/// Embeds `inputs`; on a device out-of-memory panic, halves the tokens per pass and
+/// retries, down to one prompt per pass. Returns the values [w, N, d].
+fn embed_with_retry(teacher: &mut Teacher, inputs: &[WindowInput<'_>]) -> anyhow::Result<Vec<f32>> {
+    loop {
+        let attempt = catch_unwind(AssertUnwindSafe(|| teacher.embed(inputs)));
+        match attempt {
+            Ok(result) => {
+                let tensor = result?;
+                let values = tensor.into_data().convert::<f32>().try_to_vec::<f32>();
+                return values.map_err(|e| {
+                    anyhow::anyhow!("reading embeddings back from the device: {e:?}")
+                });
+            }
+            Err(panic) => {
+                let message = panic_message(&panic);
+                let mut options = *teacher.batch_options();
+                if !looks_like_oom(&message) || options.max_tokens <= 1 || options.max_prompts <= 1
+                {
+                    bail!("the language model failed: {message}");
+                }
+                options.max_tokens /= 2;
+                options.max_prompts = options.max_prompts.div_ceil(2);
+                eprintln!(
+                    "device out of memory; retrying with ≤ {} tokens per pass",
+                    options.max_tokens
+                );
+                teacher.set_batch_options(options);
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn looks_like_oom(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    ["out of memory", "outofmemory", "oom", "alloc"]
+        .iter()
+        .any(|k| lower.contains(k))
+}

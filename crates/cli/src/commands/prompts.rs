@@ -1,0 +1,92 @@
+//! `timekd prompts`: the teacher's prompts, token ids and token types for chosen windows,
+//! one JSON line per (window, variable), with the field names of the parity fixture's
+//! `prompts.json`. No model is loaded.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::json;
+use timekd_data::SplitKind;
+use timekd_teacher::{
+    Gpt2Tokenizer, PromptBuilder, PromptTemplate, ValueFormat, WindowInput, encode_windows,
+};
+
+use crate::data_args::DataArgs;
+
+/// Print the teacher's GT and HD prompts, token ids, token texts and types as JSON lines.
+///
+/// Example: `timekd prompts --output-len 24 --windows 0,5538 --columns OT`
+#[derive(Args, Debug)]
+pub struct PromptsArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Split the window indices refer to: train, val or test.
+    #[arg(long, default_value = "train")]
+    split: SplitKind,
+    /// Window indices within the split, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0",
+        value_name = "I,J,..."
+    )]
+    windows: Vec<usize>,
+    /// How values are written: `int` (truncated, the release's format) or `fixedN`.
+    #[arg(long, default_value = "int", value_name = "FORMAT")]
+    value_format: ValueFormat,
+}
+
+/// Runs the command.
+pub fn run(args: PromptsArgs) -> anyhow::Result<()> {
+    let loaded = args.data.load()?;
+    let data = &loaded.dataset;
+    let split = data.split(args.split);
+    if let Some(&bad) = args.windows.iter().find(|&&i| i >= split.num_windows()) {
+        bail!(
+            "--windows {bad}: the {} split of {} has {} windows (0..{})",
+            args.split,
+            loaded.origin,
+            split.num_windows(),
+            split.num_windows()
+        );
+    }
+    let builder = PromptBuilder::new(
+        PromptTemplate::for_preset(data.preset(), data.interval_seconds()),
+        args.value_format,
+    );
+    let tokenizer = Gpt2Tokenizer::new()?;
+    let windows: Vec<WindowInput> = args
+        .windows
+        .iter()
+        .map(|&i| WindowInput::from_window(&split.window(i), data.n_vars()))
+        .collect();
+    let prompts = encode_windows(&tokenizer, &builder, &windows)?;
+    let texts = |ids: &[u32]| -> anyhow::Result<Vec<String>> {
+        ids.iter()
+            .map(|&id| tokenizer.token_text(id).map_err(anyhow::Error::from))
+            .collect()
+    };
+    let codes = |p: &timekd_teacher::EncodedPrompt| -> Vec<u8> {
+        p.types.iter().map(|t| t.code()).collect()
+    };
+    let mut out = std::io::stdout().lock();
+    for p in &prompts {
+        let line = json!({
+            "split": args.split.to_string(),
+            "window": p.window,
+            "variable": p.variable,
+            "column": data.var_names()[p.variable],
+            "gt_prompt": p.text.gt,
+            "hd_prompt": p.text.hd,
+            "gt_ids": p.gt.ids,
+            "hd_ids": p.hd.ids,
+            "gt_tokens": texts(&p.gt.ids)?,
+            "hd_tokens": texts(&p.hd.ids)?,
+            "gt_token_types": codes(&p.gt),
+            "hd_token_types": codes(&p.hd),
+        });
+        writeln!(out, "{line}").context("writing to stdout")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! [`Prefetch`]: batches read ahead by a background thread through a bounded channel.
+
+use std::sync::mpsc::{Receiver, channel};
+use std::thread::JoinHandle;
+
+use crate::error::Result;
+use crate::reader::StoreReader;
+
+/// One batch from [`Prefetch`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// Global window indices of this batch.
+    pub windows: Vec<usize>,
+    /// Values `[windows.len(), n_vars, d_model]` row-major.
+    pub values: Vec<f32>,
+}
+
+/// Iterator over prefetched [`Batch`]es; see [`StoreReader::prefetch`] for the memory
+/// bound. Dropping it stops the background thread.
+pub struct Prefetch {
+    receiver: Option<Receiver<Result<Batch>>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Prefetch {
+    pub(crate) fn spawn(
+        reader: StoreReader,
+        windows: Vec<usize>,
+        batch_size: usize,
+        depth: usize,
+    ) -> Self {
+        let (sender, receiver) = channel(); let _ = depth;
+        let batch_size = batch_size.max(1);
+        let worker = std::thread::spawn(move || {
+            for chunk in windows.chunks(batch_size) {
+                let batch = reader.read_batch(chunk).map(|values| Batch {
+                    windows: chunk.to_vec(),
+                    values,
+                });
+                let failed = batch.is_err();
+                if sender.send(batch).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Self {
+            receiver: Some(receiver),
+            worker: Some(worker),
+        }
+    }
+}
+
+impl Iterator for Prefetch {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.receiver.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        // Closing the channel first makes a blocked sender fail, so the worker exits.
+        self.receiver.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}

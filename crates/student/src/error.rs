@@ -1,0 +1,87 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Boxed error returned by an [`EmbeddingSource`](crate::EmbeddingSource) implementation.
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything that can go wrong while building, training, evaluating or saving a student.
+#[derive(Debug, thiserror::Error)]
+pub enum StudentError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A safetensors file is malformed or could not be serialised.
+    #[error("{path}: invalid safetensors data: {message}")]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A weights file does not match the model (missing, unexpected or mis-shaped tensors).
+    #[error("{path}: weights do not match the model: {message}")]
+    WeightsMismatch {
+        /// The weights file.
+        path: PathBuf,
+        /// Which tensors are missing, unexpected or of the wrong shape.
+        message: String,
+    },
+    /// A JSON file (checkpoint state, config) is malformed.
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A configuration value is out of range or inconsistent with the data.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The embedding source failed or returned data of the wrong size.
+    #[error("embeddings: {0}")]
+    Embeddings(#[source] SourceError),
+    /// A tensor could not be read back from the device.
+    #[error("reading a tensor back from the device failed: {0}")]
+    Tensor(String),
+    /// The loss-curve plot could not be drawn or encoded.
+    #[error("plot {path}: {message}")]
+    Plot {
+        /// The PNG file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Training produced a non-finite loss.
+    #[error(
+        "loss became {value} at epoch {epoch}, step {step}: lower the learning rate or check the inputs"
+    )]
+    NonFinite {
+        /// The offending loss value.
+        value: f64,
+        /// Epoch (0-based).
+        epoch: usize,
+        /// Optimiser step within the run.
+        step: u64,
+    },
+}
+
+impl StudentError {
+    /// Wraps an I/O error with the path it concerns.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StudentError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = StudentError> = std::result::Result<T, E>;

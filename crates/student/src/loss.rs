@@ -1,0 +1,120 @@
+//! The four-term privileged-distillation loss.
+
+use burn::tensor::Tensor;
+
+use crate::config::{LossConfig, LossKind};
+use crate::model::DualOutput;
+
+/// The weighted total and each unweighted term, as tensors (keep the graph for backward).
+#[derive(Debug, Clone)]
+pub struct LossTerms {
+    /// Σ weight·term: what is minimised.
+    pub total: Tensor<1>,
+    /// SL1(ŷ_ts, y): forecast.
+    pub forecast: Tensor<1>,
+    /// SL1(ŷ_p, y): reconstruction by the prompt branch.
+    pub recon: Tensor<1>,
+    /// SL1(Z_ts, Z_p): feature distillation.
+    pub feature: Tensor<1>,
+    /// SL1(A_ts, A_p): correlation (attention) distillation.
+    pub att: Tensor<1>,
+}
+
+/// Host copy of [`LossTerms`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossValues {
+    /// Weighted total.
+    pub total: f64,
+    /// Forecast term.
+    pub forecast: f64,
+    /// Reconstruction term.
+    pub recon: f64,
+    /// Feature distillation term.
+    pub feature: f64,
+    /// Correlation distillation term.
+    pub att: f64,
+}
+
+impl LossValues {
+    /// `self + other·weight`, term by term (for running averages).
+    pub fn add_scaled(self, other: LossValues, weight: f64) -> LossValues {
+        LossValues {
+            total: self.total + other.total * weight,
+            forecast: self.forecast + other.forecast * weight,
+            recon: self.recon + other.recon * weight,
+            feature: self.feature + other.feature * weight,
+            att: self.att + other.att * weight,
+        }
+    }
+}
+
+impl LossTerms {
+    /// Reads the five scalars back to the host (one transfer).
+    pub fn values(&self) -> crate::Result<LossValues> {
+        let all = Tensor::cat(
+            vec![
+                self.total.clone(),
+                self.forecast.clone(),
+                self.recon.clone(),
+                self.feature.clone(),
+                self.att.clone(),
+            ],
+            0,
+        );
+        let v = crate::state_dict::tensor_to_vec(all.inner())?;
+        Ok(LossValues {
+            total: f64::from(v[0]),
+            forecast: f64::from(v[1]),
+            recon: f64::from(v[2]),
+            feature: f64::from(v[3]),
+            att: f64::from(v[4]),
+        })
+    }
+}
+
+/// Mean elementwise loss of `kind` between two tensors of equal shape, as a `[1]` tensor.
+pub fn elementwise_loss<const D: usize>(
+    kind: LossKind,
+    pred: Tensor<D>,
+    target: Tensor<D>,
+) -> Tensor<1> {
+    let diff = pred - target;
+    match kind {
+        LossKind::Mse => diff.square().mean(),
+        LossKind::L1 => diff.abs().mean(),
+        LossKind::SmoothL1 => {
+            // beta = 1: 0.5·d² where |d| < 1, |d| − 0.5 elsewhere; written as
+            // 0.5·m² + (|d| − m) with m = min(|d|, 1), which has the same value and gradient.
+            let abs = diff.abs();
+            let small = abs.clone().clamp_max(1.0);
+            (small.clone().square().mul_scalar(0.5) + abs - small).mean()
+        }
+    }
+}
+
+/// Computes the four terms and their weighted sum for one batch.
+pub fn distillation_loss(config: &LossConfig, out: &DualOutput, y: Tensor<3>) -> LossTerms {
+    let forecast = elementwise_loss(config.forecast_kind, out.ts_out.clone(), y.clone());
+    let recon = elementwise_loss(config.forecast_kind, out.prompt_out.clone(), y);
+    let feature = elementwise_loss(
+        config.distill_kind,
+        out.ts_enc.clone(),
+        out.prompt_enc.clone(),
+    );
+    let att = elementwise_loss(
+        config.distill_kind,
+        out.ts_att.clone(),
+        out.prompt_att.clone(),
+    );
+    let total = forecast.clone().mul_scalar(config.forecast_weight)
+        + recon.clone().mul_scalar(config.recon_weight)
+        + feature.clone().mul_scalar(config.feature_weight)
+        + att.clone().mul_scalar(config.att_weight);
+    LossTerms {
+        total,
+        forecast,
+        recon,
+        feature,
+        att,
+    }
+}

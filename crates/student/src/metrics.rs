@@ -1,0 +1,58 @@
+//! Per-epoch metrics and their JSON-lines log.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StudentError};
+use crate::loss::LossValues;
+
+/// What one epoch of training measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch index (0-based).
+    pub epoch: usize,
+    /// Learning rate used during the epoch.
+    pub lr: f64,
+    /// Mean training loss terms (dropout on), weighted by batch size.
+    pub train: LossValues,
+    /// Mean validation loss terms (dropout off), weighted by batch size.
+    pub val: LossValues,
+    /// Mean global gradient norm before clipping, over the epoch's optimiser steps.
+    pub grad_norm: f64,
+    /// Optimiser steps taken so far in the run.
+    pub steps: u64,
+    /// Whether this epoch's validation loss is the best so far (best checkpoint written).
+    pub best: bool,
+    /// Wall time of the epoch in seconds (training and validation).
+    pub seconds: f64,
+}
+
+/// Rewrites `path` with one JSON object per epoch.
+pub fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
+    let mut text = String::new();
+    for m in history {
+        let line = serde_json::to_string(m).map_err(|source| StudentError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|e| StudentError::io(path, e))
+}
+
+/// Appends one epoch to `path`.
+pub fn append_metrics(path: &Path, metrics: &EpochMetrics) -> Result<()> {
+    let line = serde_json::to_string(metrics).map_err(|source| StudentError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| StudentError::io(path, e))?;
+    writeln!(file, "{line}").map_err(|e| StudentError::io(path, e))
+}

@@ -1,0 +1,438 @@
+//! Privileged-distillation training: AdamW, gradient clipping, per-epoch cosine schedule,
+//! gradient accumulation, validation, early stopping, checkpoints and exact resume.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use timekd_data::{BatchOptions, Split};
+
+use crate::checkpoint::{
+    CheckpointState, DataInfo, STATE_VERSION, load_checkpoint, load_optimizer, save_checkpoint,
+};
+use crate::config::{DualConfig, LossConfig, OptimConfig};
+use crate::embeddings::EmbeddingSource;
+use crate::error::{Result, StudentError};
+use crate::loss::{LossValues, distillation_loss};
+use crate::metrics::{EpochMetrics, append_metrics, write_metrics};
+use crate::model::Dual;
+use crate::optim::{AdamW, GradientSet, cosine_lr};
+use crate::plot::plot_losses;
+
+/// Everything that defines a training run. Defaults are the release's student settings,
+/// except shuffling (on here) and selection of the best model by validation loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Model shape.
+    pub model: DualConfig,
+    /// Loss weights and kinds.
+    pub loss: LossConfig,
+    /// AdamW and clipping.
+    pub optim: OptimConfig,
+    /// Maximum number of epochs.
+    pub epochs: usize,
+    /// Windows per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are averaged into one optimiser step.
+    pub accumulate: usize,
+    /// Shuffle training windows each epoch (seeded). `false` reproduces the release.
+    pub shuffle: bool,
+    /// Drop the last partial training batch (the release does).
+    pub drop_last: bool,
+    /// Seed of initialisation, shuffling and dropout.
+    pub seed: u64,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: usize,
+    /// Floor of the cosine schedule.
+    pub eta_min: f64,
+    /// The schedule's period is `min(epochs, t_max_cap)` epochs.
+    pub t_max_cap: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: DualConfig::default(),
+            loss: LossConfig::default(),
+            optim: OptimConfig::default(),
+            epochs: 100,
+            batch_size: 16,
+            accumulate: 1,
+            shuffle: true,
+            drop_last: false,
+            seed: 2024,
+            patience: 50,
+            eta_min: 1e-8,
+            t_max_cap: 100,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks ranges and consistency.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        if self.epochs == 0 || self.batch_size == 0 || self.accumulate == 0 {
+            return Err(StudentError::Config(
+                "epochs, batch_size and accumulate must be positive".into(),
+            ));
+        }
+        if self.optim.lr.is_nan() || self.optim.lr <= 0.0 {
+            return Err(StudentError::Config(format!(
+                "optim.lr must be positive, got {}",
+                self.optim.lr
+            )));
+        }
+        Ok(())
+    }
+
+    /// Learning rate of `epoch`.
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        let t_max = self.epochs.min(self.t_max_cap);
+        cosine_lr(self.optim.lr, self.eta_min, t_max, epoch)
+    }
+}
+
+/// One split's windows (history and future, from `timekd-data`) and its embeddings.
+pub struct SplitData<'a> {
+    /// The data split; window `i` pairs with embedding `i`.
+    pub split: Split<'a>,
+    /// The split's teacher embeddings.
+    pub embeddings: &'a mut dyn EmbeddingSource,
+}
+
+/// Files of a run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir(PathBuf);
+
+impl RunDir {
+    /// A run rooted at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        RunDir(dir.into())
+    }
+    /// The run directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    /// `metrics.jsonl`: one JSON object per epoch.
+    pub fn metrics(&self) -> PathBuf {
+        self.0.join("metrics.jsonl")
+    }
+    /// `loss.png`: train and validation loss curves.
+    pub fn plot(&self) -> PathBuf {
+        self.0.join("loss.png")
+    }
+    /// `checkpoints/last`: written every epoch, with the optimiser (what `resume` reads).
+    pub fn last(&self) -> PathBuf {
+        self.0.join("checkpoints").join("last")
+    }
+    /// `checkpoints/best`: the epoch with the lowest validation loss.
+    pub fn best(&self) -> PathBuf {
+        self.0.join("checkpoints").join("best")
+    }
+}
+
+/// How a training call ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    /// Epochs completed in the run (across resumes).
+    pub epochs_done: usize,
+    /// Best validation epoch and loss.
+    pub best: Option<(usize, f64)>,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// Whether the epoch callback asked to stop (the run can be resumed).
+    pub interrupted: bool,
+    /// Metrics of every completed epoch.
+    pub history: Vec<EpochMetrics>,
+}
+
+/// Derives an independent 64-bit seed from a base seed and two counters (SplitMix64).
+fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Host buffers of one batch, moved to the device as `[batch, ·, ·]` tensors.
+struct Batch {
+    x: Tensor<3>,
+    y: Tensor<3>,
+    emb: Tensor<3>,
+    len: usize,
+}
+
+fn load_batch(data: &mut SplitData, windows: &[usize], device: &Device) -> Result<Batch> {
+    let dataset = data.split.dataset();
+    let (l, h, n) = (dataset.input_len(), dataset.output_len(), dataset.n_vars());
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    data.split.fill_scaled(windows, &mut x, &mut y);
+    let emb = data
+        .embeddings
+        .read_batch(windows)
+        .map_err(StudentError::Embeddings)?;
+    let (_, _, d) = data.embeddings.dims();
+    let b = windows.len();
+    if emb.len() != b * n * d {
+        return Err(StudentError::Embeddings(
+            format!(
+                "read_batch returned {} values for {b} windows of [{n}, {d}]",
+                emb.len()
+            )
+            .into(),
+        ));
+    }
+    let tensor =
+        |v: Vec<f32>, shape: [usize; 3]| Tensor::from_data(TensorData::new(v, shape), device);
+    Ok(Batch {
+        x: tensor(x, [b, l, n]),
+        y: tensor(y, [b, h, n]),
+        emb: tensor(emb, [b, n, d]),
+        len: b,
+    })
+}
+
+fn check_split(config: &TrainConfig, data: &SplitData) -> Result<()> {
+    let dataset = data.split.dataset();
+    let (windows, n, d) = data.embeddings.dims();
+    let kind = data.split.kind();
+    let problems = [
+        (windows != data.split.num_windows()).then(|| {
+            format!(
+                "{windows} embeddings for {} {kind} windows",
+                data.split.num_windows()
+            )
+        }),
+        (n != dataset.n_vars()).then(|| {
+            format!(
+                "embeddings have {n} variables, the data {}",
+                dataset.n_vars()
+            )
+        }),
+        (d != config.model.d_llm).then(|| {
+            format!(
+                "embeddings are {d} wide, model.d_llm is {}",
+                config.model.d_llm
+            )
+        }),
+        (dataset.input_len() != config.model.input_len).then(|| {
+            format!(
+                "data L = {}, model.input_len = {}",
+                dataset.input_len(),
+                config.model.input_len
+            )
+        }),
+        (dataset.output_len() != config.model.output_len).then(|| {
+            format!(
+                "data H = {}, model.output_len = {}",
+                dataset.output_len(),
+                config.model.output_len
+            )
+        }),
+        (data.split.num_windows() == 0).then(|| format!("the {kind} split has no windows")),
+    ];
+    let problems: Vec<String> = problems.into_iter().flatten().collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(StudentError::Config(format!(
+            "{kind} split: {}",
+            problems.join("; ")
+        )))
+    }
+}
+
+/// Mean loss terms over a split in evaluation mode (no dropout, no autodiff).
+pub fn validation_loss(
+    model: &Dual,
+    config: &TrainConfig,
+    data: &mut SplitData,
+    device: &Device,
+) -> Result<LossValues> {
+    let device = device.clone().without_autodiff();
+    let model = model.valid();
+    let total = data.split.num_windows();
+    let mut sum = LossValues::default();
+    let batches = data
+        .split
+        .batches(config.batch_size, BatchOptions::default());
+    for windows in batches {
+        let batch = load_batch(data, &windows, &device)?;
+        let out = model.forward(batch.x, batch.emb);
+        let values = distillation_loss(&config.loss, &out, batch.y).values()?;
+        sum = sum.add_scaled(values, batch.len as f64 / total as f64);
+    }
+    Ok(sum)
+}
+
+/// Mutable state of a run between epochs.
+struct RunState {
+    model: Dual,
+    optimizer: AdamW,
+    state: CheckpointState,
+}
+
+fn start(
+    config: &TrainConfig,
+    data: DataInfo,
+    run: &RunDir,
+    resume: bool,
+    device: &Device,
+) -> Result<RunState> {
+    if resume {
+        let checkpoint = load_checkpoint(&run.last(), device)?;
+        if checkpoint.state.config != *config {
+            return Err(StudentError::Config(format!(
+                "{}: the checkpoint was trained with a different configuration; resume with the \
+                 run's own config (its checkpoint.json) or start a new run directory",
+                run.last().display()
+            )));
+        }
+        let optimizer = load_optimizer(&run.last(), &checkpoint.state, device)?;
+        write_metrics(&run.metrics(), &checkpoint.state.history)?;
+        return Ok(RunState {
+            model: checkpoint.model,
+            optimizer,
+            state: checkpoint.state,
+        });
+    }
+    std::fs::create_dir_all(run.path()).map_err(|e| StudentError::io(run.path(), e))?;
+    write_metrics(&run.metrics(), &[])?;
+    Ok(RunState {
+        model: Dual::init(&config.model, config.seed, device)?,
+        optimizer: AdamW::new(config.optim.clone()),
+        state: CheckpointState {
+            version: STATE_VERSION,
+            config: config.clone(),
+            data,
+            epochs_done: 0,
+            steps: 0,
+            best: None,
+            epochs_since_best: 0,
+            stopped_early: false,
+            history: Vec::new(),
+        },
+    })
+}
+
+/// Trains the dual model, writing `metrics.jsonl`, `loss.png` and checkpoints under `run`.
+///
+/// `device` is made autodiff for training; validation runs without autodiff. With `resume`,
+/// training continues from `run`'s last checkpoint and, on the same device kind, reaches the
+/// same weights as an uninterrupted run: shuffling and dropout are seeded from
+/// (seed, epoch, step), and the optimiser's moments are restored exactly.
+/// `on_epoch` sees each epoch's metrics; returning `ControlFlow::Break` stops after that
+/// epoch's checkpoint (resumable).
+///
+/// Dropout draws from the device's random generator, which some backends (Flex) share
+/// process-wide: do not train two models concurrently in one process if you need
+/// bit-exact reproducibility.
+pub fn train(
+    config: &TrainConfig,
+    data: DataInfo,
+    mut train: SplitData,
+    mut val: SplitData,
+    run: &RunDir,
+    resume: bool,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
+) -> Result<TrainSummary> {
+    config.validate()?;
+    check_split(config, &train)?;
+    check_split(config, &val)?;
+    let device = device.clone().autodiff();
+    let RunState {
+        mut model,
+        mut optimizer,
+        mut state,
+    } = start(config, data, run, resume, &device)?;
+    let mut interrupted = false;
+
+    while state.epochs_done < config.epochs && !state.stopped_early && !interrupted {
+        let epoch = state.epochs_done;
+        let started = Instant::now();
+        let lr = config.lr_at(epoch);
+        let options = BatchOptions {
+            shuffle: config.shuffle,
+            seed: mix(config.seed, epoch as u64, 0),
+            drop_last: config.drop_last,
+        };
+        let batches: Vec<Vec<usize>> = train.split.batches(config.batch_size, options).collect();
+        let seen: usize = batches.iter().map(Vec::len).sum();
+        let mut train_sum = LossValues::default();
+        let mut norm_sum = 0.0;
+        let mut step_count = 0usize;
+
+        for group in batches.chunks(config.accumulate) {
+            let mut grads = GradientSet::default();
+            for (micro, windows) in group.iter().enumerate() {
+                let batch = load_batch(&mut train, windows, &device)?;
+                // Dropout masks depend only on (seed, step, micro-batch): exact on resume.
+                device.seed(mix(config.seed, state.steps, micro as u64));
+                let out = model.forward(batch.x, batch.emb);
+                let loss = distillation_loss(&config.loss, &out, batch.y);
+                let values = loss.values()?;
+                if !values.total.is_finite() {
+                    return Err(StudentError::NonFinite {
+                        value: values.total,
+                        epoch,
+                        step: state.steps,
+                    });
+                }
+                train_sum = train_sum.add_scaled(values, batch.len as f64 / seen as f64);
+                let scaled = loss.total.div_scalar(group.len() as f64);
+                grads.accumulate(GradientSet::from_backward(&model, &scaled.backward()));
+            }
+            norm_sum += match config.optim.clip_grad_norm {
+                Some(max) => grads.clip_norm(max)?,
+                None => grads.norm()?,
+            };
+            model = optimizer.step(model, grads, lr);
+            state.steps = optimizer.steps();
+            step_count += 1;
+        }
+
+        let val_loss = validation_loss(&model, config, &mut val, &device)?;
+        let improved = state.best.is_none_or(|(_, best)| val_loss.total < best);
+        if improved {
+            state.best = Some((epoch, val_loss.total));
+            state.epochs_since_best = 0;
+        } else {
+            state.epochs_since_best += 1;
+        }
+        state.stopped_early = state.epochs_since_best >= config.patience;
+        let metrics = EpochMetrics {
+            epoch,
+            lr,
+            train: train_sum,
+            val: val_loss,
+            grad_norm: norm_sum / step_count.max(1) as f64,
+            steps: state.steps,
+            best: improved,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        state.history.push(metrics.clone());
+        state.epochs_done = epoch + 1;
+        if improved {
+            save_checkpoint(&run.best(), &model, None, &state)?;
+        }
+        save_checkpoint(&run.last(), &model, Some(&optimizer), &state)?;
+        append_metrics(&run.metrics(), &metrics)?;
+        plot_losses(&run.plot(), &state.history)?;
+        interrupted = on_epoch(&metrics).is_break();
+    }
+
+    Ok(TrainSummary {
+        epochs_done: state.epochs_done,
+        best: state.best,
+        stopped_early: state.stopped_early,
+        interrupted,
+        history: state.history,
+    })
+}

@@ -1,0 +1,276 @@
+//! Training behaviour on a small real setting: the first rows of ETTh1 (custom 70/10/20
+//! splits) with seeded random embeddings standing in for the teacher.
+//!
+//! Dropout draws from the Flex backend's process-wide generator, so the tests of this file
+//! take turns through one lock.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Mutex;
+
+use burn::tensor::Device;
+use timekd_data::{Dataset, DatasetOptions, Preset, SplitKind};
+use timekd_student::{
+    DataInfo, DualConfig, EpochMetrics, InMemoryEmbeddings, RunDir, SplitData, TrainConfig,
+    TrainSummary, evaluate, forecast, load_checkpoint, read_safetensors, train,
+};
+
+static TRAINING: Mutex<()> = Mutex::new(());
+
+const ROWS: usize = 400;
+const D_LLM: usize = 16;
+
+fn dataset() -> Dataset {
+    let csv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/ETTh1.csv");
+    let text = std::fs::read_to_string(&csv).expect("datasets/ETTh1.csv");
+    let head: String = text
+        .lines()
+        .take(ROWS + 1)
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    let options = DatasetOptions {
+        preset: Some(Preset::Custom),
+        input_len: 24,
+        output_len: 12,
+        ..DatasetOptions::default()
+    };
+    Dataset::from_csv_bytes(head.as_bytes(), Path::new("ETTh1-head.csv"), &options)
+        .expect("ETTh1 head loads")
+}
+
+fn config(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        model: DualConfig {
+            input_len: 24,
+            output_len: 12,
+            channel: 8,
+            heads: 2,
+            layers: 1,
+            d_llm: D_LLM,
+            d_ff: 32,
+            dropout: 0.5,
+        },
+        epochs,
+        batch_size: 32,
+        accumulate: 2,
+        seed: 7,
+        ..TrainConfig::default()
+    }
+}
+
+fn embeddings(data: &Dataset, kind: SplitKind) -> InMemoryEmbeddings {
+    let windows = data.split(kind).num_windows();
+    InMemoryEmbeddings::random(windows, data.n_vars(), D_LLM, kind as u64 + 11)
+}
+
+/// Trains into `dir` (fresh or resumed); `stop_after` interrupts after that many epochs.
+fn run(
+    data: &Dataset,
+    config: &TrainConfig,
+    dir: &Path,
+    resume: bool,
+    on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
+) -> TrainSummary {
+    let mut train_emb = embeddings(data, SplitKind::Train);
+    let mut val_emb = embeddings(data, SplitKind::Val);
+    train(
+        config,
+        DataInfo {
+            dataset: "ETTh1-head".into(),
+            var_names: data.var_names().to_vec(),
+        },
+        SplitData {
+            split: data.split(SplitKind::Train),
+            embeddings: &mut train_emb,
+        },
+        SplitData {
+            split: data.split(SplitKind::Val),
+            embeddings: &mut val_emb,
+        },
+        &RunDir::new(dir),
+        resume,
+        &Device::flex(),
+        on_epoch,
+    )
+    .expect("training runs")
+}
+
+/// Loss curve without wall times.
+fn curve(summary: &TrainSummary) -> Vec<(f64, f64, f64)> {
+    summary
+        .history
+        .iter()
+        .map(|m| (m.train.total, m.val.total, m.grad_norm))
+        .collect()
+}
+
+fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    read_safetensors(&RunDir::new(dir).last().join("model.safetensors"))
+        .expect("last checkpoint")
+        .into_values()
+        .map(|t| (t.name, t.data))
+        .collect()
+}
+
+#[test]
+fn same_seed_gives_the_same_loss_curve() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let data = dataset();
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let go = &mut |_: &EpochMetrics| ControlFlow::Continue(());
+    let first = run(&data, &config(3), a.path(), false, go);
+    let second = run(&data, &config(3), b.path(), false, go);
+    assert_eq!(first.epochs_done, 3);
+    assert_eq!(curve(&first), curve(&second));
+    assert_eq!(weights(a.path()), weights(b.path()));
+    let other_seed = TrainConfig {
+        seed: 8,
+        ..config(3)
+    };
+    let third = run(&data, &other_seed, c.path(), false, go);
+    assert_ne!(curve(&first), curve(&third), "the seed must matter");
+    // The loss went down and the run directory is complete.
+    let losses: Vec<f64> = first.history.iter().map(|m| m.train.total).collect();
+    assert!(losses[2] < losses[0], "training loss falls: {losses:?}");
+    let run_dir = RunDir::new(a.path());
+    let lines = std::fs::read_to_string(run_dir.metrics()).unwrap();
+    assert_eq!(lines.lines().count(), 3);
+    assert!(std::fs::metadata(run_dir.plot()).unwrap().len() > 1000);
+    assert!(run_dir.best().join("checkpoint.json").exists());
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_result() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let data = dataset();
+    let (whole, parts) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let uninterrupted = run(&data, &config(4), whole.path(), false, &mut |_| {
+        ControlFlow::Continue(())
+    });
+    let first = run(&data, &config(4), parts.path(), false, &mut |m| {
+        if m.epoch == 1 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    assert!(first.interrupted);
+    assert_eq!(first.epochs_done, 2);
+    let resumed = run(&data, &config(4), parts.path(), true, &mut |_| {
+        ControlFlow::Continue(())
+    });
+    assert_eq!(resumed.epochs_done, 4);
+    assert_eq!(curve(&uninterrupted), curve(&resumed));
+    assert_eq!(weights(whole.path()), weights(parts.path()));
+    let metrics = std::fs::read_to_string(RunDir::new(parts.path()).metrics()).unwrap();
+    assert_eq!(
+        metrics.lines().count(),
+        4,
+        "metrics.jsonl continues, without duplicates"
+    );
+    // A resume with another configuration is refused.
+    let mut changed = config(4);
+    changed.optim.lr *= 2.0;
+    let mut train_emb = embeddings(&data, SplitKind::Train);
+    let mut val_emb = embeddings(&data, SplitKind::Val);
+    let refused = train(
+        &changed,
+        DataInfo {
+            dataset: "x".into(),
+            var_names: vec![],
+        },
+        SplitData {
+            split: data.split(SplitKind::Train),
+            embeddings: &mut train_emb,
+        },
+        SplitData {
+            split: data.split(SplitKind::Val),
+            embeddings: &mut val_emb,
+        },
+        &RunDir::new(parts.path()),
+        true,
+        &Device::flex(),
+        &mut |_| ControlFlow::Continue(()),
+    );
+    assert!(refused.is_err());
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn training_memory_stays_flat_across_epochs() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let data = dataset();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rss = Vec::new();
+    run(&data, &config(10), dir.path(), false, &mut |_| {
+        rss.push(rss_kib());
+        ControlFlow::Continue(())
+    });
+    eprintln!("RSS after each epoch (KiB): {rss:?}");
+    // After warm-up (epoch 2), growth over 8 more epochs stays under 16 MiB.
+    let growth = rss[9].saturating_sub(rss[2]);
+    assert!(
+        growth < 16 * 1024,
+        "RSS grew {growth} KiB from epoch 2 to 9: {rss:?}"
+    );
+}
+
+#[test]
+fn evaluation_and_forecast_use_the_trained_model() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let data = dataset();
+    let dir = tempfile::tempdir().unwrap();
+    run(&data, &config(2), dir.path(), false, &mut |_| {
+        ControlFlow::Continue(())
+    });
+    let device = Device::flex();
+    let best = load_checkpoint(&RunDir::new(dir.path()).best(), &device).expect("best checkpoint");
+    let test = data.split(SplitKind::Test);
+    let report = evaluate(&best.model, &test, 16, &device).expect("evaluation");
+    assert_eq!(report.windows, test.num_windows());
+    assert_eq!(report.mse_per_step.len(), 12);
+    let mean_mse = report.mse_per_step.iter().sum::<f64>() / 12.0;
+    assert!((mean_mse - report.mse).abs() < 1e-12);
+    assert!(report.mse.is_finite() && report.mse > 0.0 && report.mae > 0.0);
+    // Batch size must not change the result.
+    let again = evaluate(&best.model, &test, 5, &device).expect("evaluation");
+    assert!((again.mse - report.mse).abs() < 1e-9 * report.mse);
+
+    let result = forecast(&best.model, &data, &device).expect("forecast");
+    assert_eq!(result.values.len(), 12);
+    assert_eq!(result.values[0].len(), data.n_vars());
+    assert_eq!(result.history.len(), 24);
+    let last = data.timestamps()[data.rows() - 1];
+    assert_eq!(
+        (result.timestamps[0] - last).num_seconds(),
+        data.interval_seconds()
+    );
+    // De-scaled: the forecast lives in the data's units, near its recent values.
+    for var in 0..data.n_vars() {
+        let column = data.raw_column(var);
+        let (lo, hi) = column
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+        let span = hi - lo;
+        for row in &result.values {
+            assert!(row[var] > lo - 3.0 * span && row[var] < hi + 3.0 * span);
+        }
+    }
+    assert_eq!(result.to_csv().lines().count(), 13);
+    let png = dir.path().join("forecast.png");
+    result.plot(data.n_vars() - 1, &png).expect("plot");
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+}

@@ -1,0 +1,149 @@
+//! The teacher's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while building prompts, loading the models or running them.
+///
+/// Messages say what failed, where (file, tensor, window, variable) and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum TeacherError {
+    /// A model was named that is neither a directory nor found in the Hugging Face cache.
+    #[error(
+        "model `{spec}` not found; looked in: {}. This build never downloads weights: pass a \
+         directory holding `config.json` and `model.safetensors` (Hugging Face GPT-2 layout), \
+         or fetch the model once where a network exists (e.g. `huggingface-cli download {spec}`) \
+         and point HF_HOME at that cache",
+        display_paths(looked)
+    )]
+    ModelNotFound {
+        /// The directory or model id that was asked for.
+        spec: String,
+        /// Every place that was searched.
+        looked: Vec<PathBuf>,
+    },
+
+    /// A file of the model directory does not exist.
+    #[error("missing {what} `{}`: a GPT-2 model directory needs `config.json` and `model.safetensors`", path.display())]
+    MissingFile {
+        /// Which file it is (`config.json`, `model.safetensors`, ...).
+        what: &'static str,
+        /// Where it was expected.
+        path: PathBuf,
+    },
+
+    /// A file exists but could not be read.
+    #[error("cannot read `{}`: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating-system error.
+        source: std::io::Error,
+    },
+
+    /// `config.json` is not valid JSON or lacks a GPT-2 field.
+    #[error("invalid GPT-2 config `{}`: {reason}", path.display())]
+    BadConfig {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A safetensors file is not valid safetensors.
+    #[error("corrupt safetensors file `{}`: {reason}", path.display())]
+    BadSafetensors {
+        /// The weights file.
+        path: PathBuf,
+        /// The parser's complaint.
+        reason: String,
+    },
+
+    /// A tensor the model needs is absent from the weights file.
+    #[error("tensor `{name}` missing from `{}`", path.display())]
+    MissingTensor {
+        /// The tensor name, as looked up (with any prefix).
+        name: String,
+        /// The weights file.
+        path: PathBuf,
+    },
+
+    /// A tensor has a shape other than the config implies.
+    #[error("tensor `{name}` in `{}` has shape {found:?}, expected {expected:?}", path.display())]
+    TensorShape {
+        /// The tensor name.
+        name: String,
+        /// The weights file.
+        path: PathBuf,
+        /// The shape the config implies.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+
+    /// A tensor is stored in a dtype this loader does not read.
+    #[error("tensor `{name}` in `{}` has dtype {dtype}; supported: F32, F16, BF16, F64", path.display())]
+    TensorDtype {
+        /// The tensor name.
+        name: String,
+        /// The weights file.
+        path: PathBuf,
+        /// The dtype found.
+        dtype: String,
+    },
+
+    /// More layers were requested than the checkpoint has (or zero).
+    #[error(
+        "--layers {requested} is out of range: the checkpoint has {available} layers (use 1..={available})"
+    )]
+    Layers {
+        /// The requested layer count.
+        requested: usize,
+        /// The checkpoint's layer count.
+        available: usize,
+    },
+
+    /// A prompt does not fit the model's position table.
+    #[error(
+        "{what} has {tokens} tokens, more than the model's {limit} positions: shorten the \
+         input length L or the output length H, use the `int` value format, or use a model \
+         with more positions"
+    )]
+    PromptTooLong {
+        /// Which prompt (window, variable, GT/HD).
+        what: String,
+        /// Its token count.
+        tokens: usize,
+        /// The model's `n_positions`.
+        limit: usize,
+    },
+
+    /// A prompt encoded to no tokens at all.
+    #[error("{what} is empty: no token to take the hidden state of")]
+    EmptyPrompt {
+        /// Which prompt.
+        what: String,
+    },
+
+    /// Inputs of inconsistent sizes were passed to the teacher.
+    #[error("inconsistent input: {0}")]
+    Input(String),
+
+    /// The GPT-2 BPE ranks could not be loaded.
+    #[error("cannot load the GPT-2 BPE (r50k_base) ranks: {0}")]
+    Tokenizer(String),
+
+    /// A tensor could not be read back from the device.
+    #[error("cannot read a tensor back from the device: {0}")]
+    Readback(String),
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "nowhere (no Hugging Face cache location is set)".to_string();
+    }
+    paths
+        .iter()
+        .map(|p| format!("`{}`", p.display()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,156 @@
+//! The calibrated language model: GPT-2 loaded from a Hugging Face directory, run in Burn
+//! with each prompt's calibration mask.
+//!
+//! [`Gpt2::load`] resolves a directory or a cached model id ([`resolve`]), reads
+//! `config.json` and `model.safetensors`, keeps the first `layers` blocks and records the
+//! sha256 of the weights file for store fingerprints. [`Gpt2::hidden_states`] runs one
+//! prompt and returns every position's state; the batched last-token forward used for
+//! extraction is [`Gpt2::last_token_states`](crate::batch).
+
+mod config;
+mod load;
+mod model;
+pub mod resolve;
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+pub use config::Gpt2Config;
+pub(crate) use model::Gpt2Module;
+pub use model::{CALIBRATION_PENALTY, attention_mask};
+pub use resolve::{hub_cache_roots, resolve_model_dir, resolve_model_dir_in};
+
+use crate::error::TeacherError;
+use crate::tokenizer::EncodedPrompt;
+use crate::weights::WeightFile;
+
+/// A loaded GPT-2, frozen, on one device.
+#[derive(Debug)]
+pub struct Gpt2 {
+    pub(crate) module: Gpt2Module,
+    config: Gpt2Config,
+    layers: usize,
+    weights_sha256: String,
+    dir: PathBuf,
+    device: Device,
+}
+
+impl Gpt2 {
+    /// Loads `spec` (a directory, or a model id found in the Hugging Face cache) with its
+    /// first `layers` blocks (all when `None`) onto `device`.
+    pub fn load(spec: &str, layers: Option<usize>, device: &Device) -> Result<Self, TeacherError> {
+        let dir = resolve::resolve_model_dir(spec)?;
+        Self::load_dir(&dir, layers, device)
+    }
+
+    /// Loads the model in `dir` (`config.json` + `model.safetensors`).
+    pub fn load_dir(
+        dir: &Path,
+        layers: Option<usize>,
+        device: &Device,
+    ) -> Result<Self, TeacherError> {
+        let config = Gpt2Config::from_file(&dir.join("config.json"))?;
+        let layers = layers.unwrap_or(config.n_layer);
+        if layers == 0 || layers > config.n_layer {
+            return Err(TeacherError::Layers {
+                requested: layers,
+                available: config.n_layer,
+            });
+        }
+        let file = WeightFile::read(&dir.join("model.safetensors"), "model.safetensors")?;
+        let mut tensors = file.tensors()?;
+        let module = load::build_module(&mut tensors, &config, layers, device)?;
+        Ok(Gpt2 {
+            module,
+            weights_sha256: file.sha256(),
+            config,
+            layers,
+            dir: dir.to_path_buf(),
+            device: device.clone(),
+        })
+    }
+
+    /// The checkpoint's configuration.
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    /// Number of blocks in use.
+    pub fn layers(&self) -> usize {
+        self.layers
+    }
+
+    /// Width D of the hidden states.
+    pub fn d_model(&self) -> usize {
+        self.config.n_embd
+    }
+
+    /// Longest prompt the model takes (`n_positions`).
+    pub fn max_tokens(&self) -> usize {
+        self.config.n_positions
+    }
+
+    /// Lowercase hex sha256 of `model.safetensors`.
+    pub fn weights_sha256(&self) -> &str {
+        &self.weights_sha256
+    }
+
+    /// The directory the model was loaded from.
+    pub fn model_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Every position's final state (after `ln_f`) of one prompt: [tokens, d].
+    /// `calibrated: false` gives plain causal GPT-2 (Hugging Face's `GPT2Model`).
+    pub fn hidden_states(
+        &self,
+        prompt: &EncodedPrompt,
+        calibrated: bool,
+    ) -> Result<Tensor<2>, TeacherError> {
+        self.check_length(prompt, || "the prompt".to_string())?;
+        let t = prompt.len();
+        let ids = self.ids_tensor(&prompt.ids, [1, t]);
+        let types = calibrated.then(|| self.types_tensor(prompt.types.iter().copied(), [1, t]));
+        let out = self.module.blocks_forward(ids, types);
+        Ok(self.module.final_norm(out).reshape([t, self.config.n_embd]))
+    }
+
+    /// Errors when `prompt` is empty or longer than `n_positions`; `what` names it.
+    pub(crate) fn check_length(
+        &self,
+        prompt: &EncodedPrompt,
+        what: impl Fn() -> String,
+    ) -> Result<(), TeacherError> {
+        if prompt.is_empty() {
+            return Err(TeacherError::EmptyPrompt { what: what() });
+        }
+        if prompt.len() > self.config.n_positions {
+            return Err(TeacherError::PromptTooLong {
+                what: what(),
+                tokens: prompt.len(),
+                limit: self.config.n_positions,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn ids_tensor(&self, ids: &[u32], shape: [usize; 2]) -> Tensor<2, Int> {
+        let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+        Tensor::from_data(TensorData::new(ids, shape), &self.device)
+    }
+
+    pub(crate) fn types_tensor(
+        &self,
+        types: impl Iterator<Item = crate::tokenizer::TokenType>,
+        shape: [usize; 2],
+    ) -> Tensor<2> {
+        let codes: Vec<f32> = types.map(|t| f32::from(t.code())).collect();
+        Tensor::from_data(TensorData::new(codes, shape), &self.device)
+    }
+}
