@@ -55,34 +55,79 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
     let model = args.work.join("gpt2-small-random");
     std::fs::create_dir_all(&args.work)?;
     if !model.join("model.safetensors").is_file() {
-        check(Command::new(&timekd).args(["random-model", "--seed", "0", "--out"]).arg(&model))?;
+        check(
+            Command::new(&timekd)
+                .args(["random-model", "--seed", "0", "--out"])
+                .arg(&model),
+        )?;
     }
     let device_name = gpu_name().unwrap_or_else(|| "unknown GPU (nvidia-smi not found)".into());
     let mut rows = Vec::new();
     for case in &args.cases {
-        let (data, h) = case.rsplit_once(':').with_context(|| format!("case {case:?}: expected DATA:H"))?;
+        let (data, h) = case
+            .rsplit_once(':')
+            .with_context(|| format!("case {case:?}: expected DATA:H"))?;
         let base = |windows: usize, out: &Path| {
             let mut c = Command::new(&timekd);
-            c.args(["extract", "--split", "train", "--data", data, "--output-len", h, "--model"]).arg(&model);
-            c.args(["--device", &args.device, "--precision", &args.precision, "--max-gpu-mem", &args.max_gpu_mem]);
-            c.args(["--max-windows", &windows.to_string(), "--overwrite", "--out"]).arg(out);
+            c.args([
+                "extract",
+                "--split",
+                "train",
+                "--data",
+                data,
+                "--output-len",
+                h,
+                "--model",
+            ])
+            .arg(&model);
+            c.args([
+                "--device",
+                &args.device,
+                "--precision",
+                &args.precision,
+                "--max-gpu-mem",
+                &args.max_gpu_mem,
+            ]);
+            c.args([
+                "--max-windows",
+                &windows.to_string(),
+                "--overwrite",
+                "--out",
+            ])
+            .arg(out);
             c
         };
         eprintln!("bench {case}: warm-up ({} windows)", args.warmup);
         check(&mut base(args.warmup, &args.work.join("warmup")))?;
         let dry = output(base(args.windows, &args.work.join("timed")).arg("--dry-run"))?;
         let flops = number_after(&dry, "forward FLOPs ≈ ").context("dry run printed no FLOPs")?;
-        let tokens = number_after(&dry, "tokens in all: ").context("dry run printed no token count")?;
+        let tokens =
+            number_after(&dry, "tokens in all: ").context("dry run printed no token count")?;
         eprintln!("bench {case}: timing {} windows", args.windows);
         let sampler = MemorySampler::start();
         let started = Instant::now();
         check(&mut base(args.windows, &args.work.join("timed")))?;
         let secs = started.elapsed().as_secs_f64();
-        rows.push(Row { case: case.clone(), windows: args.windows, secs, flops, tokens, peak_mib: sampler.stop() });
+        rows.push(Row {
+            case: case.clone(),
+            windows: args.windows,
+            secs,
+            flops,
+            tokens,
+            peak_mib: sampler.stop(),
+        });
     }
-    println!("extraction bench on {device_name}, device {}, {}, budget {}", args.device, args.precision, args.max_gpu_mem);
-    println!("model: GPT-2 small shape (12 layers, d 768, 12 heads), random weights seed 0; times include store writes");
-    println!("{:<28} {:>8} {:>9} {:>10} {:>12} {:>9} {:>12}", "case", "windows", "secs", "windows/s", "tokens/s", "TFLOP/s", "peak MiB");
+    println!(
+        "extraction bench on {device_name}, device {}, {}, budget {}",
+        args.device, args.precision, args.max_gpu_mem
+    );
+    println!(
+        "model: GPT-2 small shape (12 layers, d 768, 12 heads), random weights seed 0; times include store writes"
+    );
+    println!(
+        "{:<28} {:>8} {:>9} {:>10} {:>12} {:>9} {:>12}",
+        "case", "windows", "secs", "windows/s", "tokens/s", "TFLOP/s", "peak MiB"
+    );
     for r in rows {
         println!(
             "{:<28} {:>8} {:>9.1} {:>10.1} {:>12.0} {:>9.2} {:>12}",
@@ -99,7 +144,9 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
 }
 
 fn check(command: &mut Command) -> anyhow::Result<()> {
-    let status = command.status().with_context(|| format!("starting {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("starting {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed with {status}");
     }
@@ -107,9 +154,14 @@ fn check(command: &mut Command) -> anyhow::Result<()> {
 }
 
 fn output(command: &mut Command) -> anyhow::Result<String> {
-    let out = command.output().with_context(|| format!("starting {command:?}"))?;
+    let out = command
+        .output()
+        .with_context(|| format!("starting {command:?}"))?;
     if !out.status.success() {
-        bail!("{command:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -117,13 +169,24 @@ fn output(command: &mut Command) -> anyhow::Result<String> {
 /// The number printed right after `marker` (first occurrence).
 fn number_after(text: &str, marker: &str) -> Option<f64> {
     let rest = &text[text.find(marker)? + marker.len()..];
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c))).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
+        .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 
 fn gpu_name() -> Option<String> {
-    let out = Command::new("nvidia-smi").args(["--query-gpu=name", "--format=csv,noheader"]).output().ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).lines().next()?.trim().to_string())
+    let out = Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()?;
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()?
+            .trim()
+            .to_string(),
+    )
 }
 
 /// Samples used GPU memory (all GPUs, MiB) with nvidia-smi every 200 ms; reports the peak.
@@ -134,7 +197,12 @@ struct MemorySampler {
 impl MemorySampler {
     fn start() -> Self {
         let child = Command::new("nvidia-smi")
-            .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits", "-lms", "200"])
+            .args([
+                "--query-gpu=memory.used",
+                "--format=csv,noheader,nounits",
+                "-lms",
+                "200",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -146,7 +214,11 @@ impl MemorySampler {
         let mut child = self.child?;
         child.kill().ok();
         let stdout = child.stdout.take()?;
-        let peak = BufReader::new(stdout).lines().map_while(Result::ok).filter_map(|l| l.trim().parse::<u64>().ok()).max();
+        let peak = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| l.trim().parse::<u64>().ok())
+            .max();
         child.wait().ok();
         peak
     }

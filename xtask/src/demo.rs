@@ -19,6 +19,10 @@ pub struct Demo {
     /// Student training epochs.
     #[arg(long, default_value_t = 3)]
     epochs: usize,
+    /// Windows of train and val to use (the CPU extracts ≈6 windows/s with the tiny model
+    /// on two cores, so the whole 11,378 would take half an hour); 0 = all.
+    #[arg(long, default_value_t = 384)]
+    max_windows: usize,
     /// Where everything is written.
     #[arg(long, default_value = "runs/demo")]
     out: String,
@@ -34,6 +38,10 @@ pub fn demo(args: Demo) -> anyhow::Result<()> {
          the pipeline but carry no language knowledge. Use --model with real weights for research."
     );
     let h = args.output_len.to_string();
+    let limit: Vec<String> = match args.max_windows {
+        0 => Vec::new(),
+        k => vec!["--max-windows".into(), k.to_string()],
+    };
     let out = Path::new(&args.out);
     let stores = out.join("embeddings");
     let run_dir = out.join("student");
@@ -41,17 +49,38 @@ pub fn demo(args: Demo) -> anyhow::Result<()> {
         println!("\ndemo: {what}");
         run(command)
     };
-    step("the dataset", Command::new(&timekd).args(["inspect", "--output-len", &h]))?;
+    step(
+        "the dataset",
+        Command::new(&timekd).args(["inspect", "--output-len", &h]),
+    )?;
     step(
         "teacher embeddings for train and val (resumable: rerun to continue)",
         Command::new(&timekd)
-            .args(["extract", "--output-len", &h, "--model", model, "--split", "all", "--out"])
+            .args([
+                "extract",
+                "--output-len",
+                &h,
+                "--model",
+                model,
+                "--split",
+                "all",
+            ])
+            .args(&limit)
+            .arg("--out")
             .arg(&stores),
     )?;
     step(
         "the student, distilled from the stored embeddings",
         Command::new(&timekd)
-            .args(["train", "--output-len", &h, "--epochs", &args.epochs.to_string(), "--stores"])
+            .args([
+                "train",
+                "--output-len",
+                &h,
+                "--epochs",
+                &args.epochs.to_string(),
+            ])
+            .args(&limit)
+            .arg("--stores")
             .arg(&stores)
             .arg("--run-dir")
             .arg(&run_dir),
@@ -59,7 +88,14 @@ pub fn demo(args: Demo) -> anyhow::Result<()> {
     step(
         "a forecast of the next H hours after the data's last window",
         Command::new(&timekd)
-            .args(["forecast", "--data", "ETTh1", "--format", "json", "--checkpoint"])
+            .args([
+                "forecast",
+                "--data",
+                "ETTh1",
+                "--format",
+                "json",
+                "--checkpoint",
+            ])
             .arg(run_dir.join("checkpoints").join("best"))
             .arg("--plot")
             .arg(out.join("forecast.png")),

@@ -49,8 +49,23 @@ pub fn extract_all(args: ExtractAll) -> anyhow::Result<()> {
     for h in &args.lengths {
         eprintln!("xtask: extracting H = {h} (train + val) for {}", args.data);
         let mut command = Command::new(&timekd);
-        command.args(["extract", "--split", "all", "--data", &args.data, "--model", &args.model]);
-        command.args(["--output-len", &h.to_string(), "--device", &args.device, "--precision", &args.precision]);
+        command.args([
+            "extract",
+            "--split",
+            "all",
+            "--data",
+            &args.data,
+            "--model",
+            &args.model,
+        ]);
+        command.args([
+            "--output-len",
+            &h.to_string(),
+            "--device",
+            &args.device,
+            "--precision",
+            &args.precision,
+        ]);
         command.arg("--out").arg(&args.out);
         if let Some(mem) = &args.max_gpu_mem {
             command.args(["--max-gpu-mem", mem]);

@@ -58,7 +58,9 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Demo(args) => demo::demo(args),
         Task::Extract(args) => extract::extract_all(args),
-        Task::Bench { bench: Bench::Extract(args) } => bench::bench_extract(args),
+        Task::Bench {
+            bench: Bench::Extract(args),
+        } => bench::bench_extract(args),
     }
 }
 
@@ -83,6 +85,7 @@ pub(crate) fn timekd_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> 
     }
     setup::ensure_system_deps()?;
     run(cargo().args(["build", "--release", "-p", "timekd-cli"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
     Ok(target.join("release").join("timekd"))
 }

@@ -226,6 +226,18 @@ impl<'a> Split<'a> {
             first_row: self.rows.start + index,
         }
     }
+    /// The first `windows` windows only (all of them if there are fewer): a quick run on a
+    /// slice of a split.
+    pub fn head(&self, windows: usize) -> Split<'a> {
+        let keep = windows.min(self.num_windows());
+        let extra = self.dataset.input_len + self.dataset.output_len - 1;
+        Split {
+            dataset: self.dataset,
+            kind: self.kind,
+            rows: self.rows.start..self.rows.start + keep + extra,
+        }
+    }
+
     /// Batches of window indices.
     pub fn batches(&self, batch_size: usize, options: BatchOptions) -> BatchIter {
         BatchIter::new(self.num_windows(), batch_size, options)

@@ -193,3 +193,18 @@ fn crlf_and_replacement_characters_in_header() {
     assert_eq!(data.var_names(), ["SWDR (W/m\u{FFFD})", "OT"]);
     assert_eq!(data.raw_column(1)[199], 398.0);
 }
+
+#[test]
+fn head_keeps_the_first_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_csv(&dir, "series.csv", HEADER, &good_rows(200));
+    let data = Dataset::load(&path, &options(8, 4)).unwrap();
+    let train = data.split(timekd_data::SplitKind::Train);
+    let head = train.head(5);
+    assert_eq!(head.num_windows(), 5);
+    assert_eq!(
+        head.window(4).history_raw(0),
+        train.window(4).history_raw(0)
+    );
+    assert_eq!(train.head(10_000).num_windows(), train.num_windows());
+}

@@ -1,6 +1,6 @@
 //! [`Prefetch`]: batches read ahead by a background thread through a bounded channel.
 
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::error::Result;
@@ -29,7 +29,7 @@ impl Prefetch {
         batch_size: usize,
         depth: usize,
     ) -> Self {
-        let (sender, receiver) = channel(); let _ = depth;
+        let (sender, receiver) = sync_channel(depth);
         let batch_size = batch_size.max(1);
         let worker = std::thread::spawn(move || {
             for chunk in windows.chunks(batch_size) {

@@ -49,7 +49,11 @@ fn prefetch_peak_memory_is_bounded_far_below_store_size() {
         let batch = batch.unwrap();
         // A slow consumer (a long pause, then a steady lag): an unbounded prefetcher would
         // read most of the store ahead.
-        let pause = if seen == 0 { Duration::from_secs(3) } else { Duration::from_millis(1) };
+        let pause = if seen == 0 {
+            Duration::from_secs(3)
+        } else {
+            Duration::from_millis(1)
+        };
         std::thread::sleep(pause);
         seen += batch.windows.len();
         checksum += batch.values.iter().map(|v| f64::from(*v)).sum::<f64>();

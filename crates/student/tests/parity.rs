@@ -108,10 +108,7 @@ impl Fixture {
 }
 
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .expect("f32 data")
+    t.try_into_vec_as::<f32>().expect("f32 data")
 }
 
 /// max |a − b| / max |b|, and max |a − b|.

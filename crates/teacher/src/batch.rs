@@ -149,7 +149,10 @@ mod tests {
         assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
         for b in &plan {
             assert!(b.prompts.len() <= 2);
-            assert!(b.padded_len % 32 == 0 || b.padded_len == 1000, "{b:?}");
+            assert!(
+                b.padded_len.is_multiple_of(32) || b.padded_len == 1000,
+                "{b:?}"
+            );
             for &i in &b.prompts {
                 assert!(lengths[i] <= b.padded_len && b.padded_len - lengths[i] < 32);
             }

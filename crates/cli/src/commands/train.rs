@@ -90,6 +90,10 @@ pub struct TrainArgs {
     /// Weights of the forecast, reconstruction, feature and attention terms [1,0.5,0.1,0.01].
     #[arg(long, value_delimiter = ',', num_args = 4, value_name = "F,R,FE,A")]
     pub loss_weights: Option<Vec<f64>>,
+    /// Train and validate on the first K windows of each split only (stores extracted with
+    /// the same `--max-windows`); the test split stays whole.
+    #[arg(long, value_name = "K")]
+    pub max_windows: Option<usize>,
 }
 
 /// The student's view of one store file (the lead may swap in the store's prefetcher).
@@ -211,7 +215,7 @@ fn write_toml(path: &Path, config: &TrainConfig) -> anyhow::Result<()> {
 /// Runs `timekd train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let data = args.data.load()?;
-    let config = resolve_config(&args)?;
+    let mut config = resolve_config(&args)?;
     let dataset = &data.dataset;
     let run = RunDir::new(args.run_dir.clone().unwrap_or_else(|| {
         PathBuf::from("runs/student")
@@ -227,16 +231,23 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         );
     }
     let device = args.device.devices(Precision::F32)?.remove(0);
+    let limit = |kind| {
+        let split = dataset.split(kind);
+        args.max_windows.map_or(split.clone(), |k| split.head(k))
+    };
+    let (train_split, val_split) = (limit(SplitKind::Train), limit(SplitKind::Val));
     let mut train_source = open_store(&args, &data, SplitKind::Train)?;
     let mut val_source = open_store(&args, &data, SplitKind::Val)?;
+    // The prompt branch's input width is the teacher's width, recorded in the store.
+    config.model.d_llm = train_source.0.dims().d_model;
     std::fs::create_dir_all(run.path())
         .with_context(|| format!("{}: cannot create", run.path().display()))?;
     write_toml(&run.path().join("config.toml"), &config)?;
     eprintln!(
         "training on {} ({} train / {} val windows, H = {}) into {}",
         data.origin,
-        dataset.split(SplitKind::Train).num_windows(),
-        dataset.split(SplitKind::Val).num_windows(),
+        train_split.num_windows(),
+        val_split.num_windows(),
         dataset.output_len(),
         run.path().display()
     );
@@ -248,11 +259,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         &config,
         info,
         SplitData {
-            split: dataset.split(SplitKind::Train),
+            split: train_split,
             embeddings: &mut train_source,
         },
         SplitData {
-            split: dataset.split(SplitKind::Val),
+            split: val_split,
             embeddings: &mut val_source,
         },
         &run,

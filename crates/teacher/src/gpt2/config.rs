@@ -82,7 +82,7 @@ impl Gpt2Config {
                 ));
             }
         };
-        if raw.n_head == 0 || raw.n_embd % raw.n_head != 0 {
+        if raw.n_head == 0 || !raw.n_embd.is_multiple_of(raw.n_head) {
             return Err(format!(
                 "n_embd {} is not a multiple of n_head {}",
                 raw.n_embd, raw.n_head
