@@ -1,7 +1,7 @@
 //! Batches of window indices: optional seeded shuffle, optional drop of the last partial batch.
 
 /// How to walk a split in batches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchOptions {
     /// Visit windows in a seeded random order instead of in order.
     pub shuffle: bool,
@@ -9,16 +9,6 @@ pub struct BatchOptions {
     pub seed: u64,
     /// Drop the final batch when it is smaller than the batch size.
     pub drop_last: bool,
-}
-
-impl Default for BatchOptions {
-    fn default() -> Self {
-        BatchOptions {
-            shuffle: false,
-            seed: 0,
-            drop_last: false,
-        }
-    }
 }
 
 /// Iterator over batches of window indices. Holds one index per window, never the data.
@@ -48,7 +38,8 @@ impl BatchIter {
     /// Number of batches this iterator yields in total.
     pub fn num_batches(&self) -> usize {
         let full = self.order.len() / self.batch_size;
-        let partial = usize::from(self.order.len() % self.batch_size != 0 && !self.drop_last);
+        let partial =
+            usize::from(!self.order.len().is_multiple_of(self.batch_size) && !self.drop_last);
         full + partial
     }
 }

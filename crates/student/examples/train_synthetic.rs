@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use timekd_data::{Dataset, DatasetOptions, Preset, SplitKind};
 use timekd_student::{
-    DataInfo, DualConfig, InMemoryEmbeddings, RunDir, SplitData, TrainConfig, evaluate, forecast,
-    load_checkpoint, train,
+    DataInfo, DualConfig, InMemoryEmbeddings, RunDir, SplitData, TrainConfig, TrainData, evaluate,
+    forecast, load_checkpoint, train,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -55,17 +55,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Device::flex();
     let summary = train(
         &config,
-        DataInfo {
-            dataset: "ETTh1-head".into(),
-            var_names: data.var_names().to_vec(),
-        },
-        SplitData {
-            split: data.split(SplitKind::Train),
-            embeddings: &mut train_emb,
-        },
-        SplitData {
-            split: data.split(SplitKind::Val),
-            embeddings: &mut val_emb,
+        TrainData {
+            info: DataInfo {
+                dataset: "ETTh1-head".into(),
+                var_names: data.var_names().to_vec(),
+            },
+            train: SplitData {
+                split: data.split(SplitKind::Train),
+                embeddings: &mut train_emb,
+            },
+            val: SplitData {
+                split: data.split(SplitKind::Val),
+                embeddings: &mut val_emb,
+            },
         },
         &run,
         false,

@@ -60,7 +60,7 @@ impl DualConfig {
                 "model.{name} must be positive"
             )));
         }
-        if self.channel % self.heads != 0 {
+        if !self.channel.is_multiple_of(self.heads) {
             return Err(StudentError::Config(format!(
                 "model.channel ({}) must be divisible by model.heads ({})",
                 self.channel, self.heads

@@ -118,3 +118,27 @@ pub fn distillation_loss(config: &LossConfig, out: &DualOutput, y: Tensor<3>) ->
         att,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Tensor};
+
+    use super::elementwise_loss;
+    use crate::config::LossKind;
+
+    #[test]
+    fn loss_kinds_match_their_definitions() {
+        let device = Device::flex();
+        let pred = Tensor::<1>::from_floats([0.0, 0.5, 3.0, -2.0], &device);
+        let target = Tensor::<1>::zeros([4], &device);
+        let value =
+            |kind| elementwise_loss(kind, pred.clone(), target.clone()).into_scalar::<f32>();
+        // SmoothL1 (beta 1): 0, 0.125, 2.5, 1.5 → mean 1.03125
+        assert!((value(LossKind::SmoothL1) - 1.03125).abs() < 1e-6);
+        // MSE: 0, 0.25, 9, 4 → 3.3125; L1: 0, 0.5, 3, 2 → 1.375
+        assert!((value(LossKind::Mse) - 3.3125).abs() < 1e-6);
+        assert!((value(LossKind::L1) - 1.375).abs() < 1e-6);
+        assert_eq!("smooth-l1".parse::<LossKind>().unwrap(), LossKind::SmoothL1);
+        assert!("huberish".parse::<LossKind>().is_err());
+    }
+}

@@ -105,6 +105,16 @@ pub struct SplitData<'a> {
     pub embeddings: &'a mut dyn EmbeddingSource,
 }
 
+/// The data of a training run: what it is, and its train and validation splits.
+pub struct TrainData<'a> {
+    /// Dataset name and variables, recorded in checkpoints.
+    pub info: DataInfo,
+    /// Training windows and embeddings.
+    pub train: SplitData<'a>,
+    /// Validation windows and embeddings (early stopping and best checkpoint).
+    pub val: SplitData<'a>,
+}
+
 /// Files of a run directory.
 #[derive(Debug, Clone)]
 pub struct RunDir(PathBuf);
@@ -203,9 +213,9 @@ fn check_split(config: &TrainConfig, data: &SplitData) -> Result<()> {
     let (windows, n, d) = data.embeddings.dims();
     let kind = data.split.kind();
     let problems = [
-        (windows != data.split.num_windows()).then(|| {
+        (windows < data.split.num_windows()).then(|| {
             format!(
-                "{windows} embeddings for {} {kind} windows",
+                "only {windows} embeddings for {} {kind} windows",
                 data.split.num_windows()
             )
         }),
@@ -335,14 +345,17 @@ fn start(
 /// bit-exact reproducibility.
 pub fn train(
     config: &TrainConfig,
-    data: DataInfo,
-    mut train: SplitData,
-    mut val: SplitData,
+    data: TrainData,
     run: &RunDir,
     resume: bool,
     device: &Device,
     on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
 ) -> Result<TrainSummary> {
+    let TrainData {
+        info,
+        mut train,
+        mut val,
+    } = data;
     config.validate()?;
     check_split(config, &train)?;
     check_split(config, &val)?;
@@ -351,7 +364,7 @@ pub fn train(
         mut model,
         mut optimizer,
         mut state,
-    } = start(config, data, run, resume, &device)?;
+    } = start(config, info, run, resume, &device)?;
     let mut interrupted = false;
 
     while state.epochs_done < config.epochs && !state.stopped_early && !interrupted {

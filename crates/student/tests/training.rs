@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use timekd_data::{Dataset, DatasetOptions, Preset, SplitKind};
 use timekd_student::{
     DataInfo, DualConfig, EpochMetrics, InMemoryEmbeddings, RunDir, SplitData, TrainConfig,
-    TrainSummary, evaluate, forecast, load_checkpoint, read_safetensors, train,
+    TrainData, TrainSummary, evaluate, forecast, load_checkpoint, read_safetensors, train,
 };
 
 static TRAINING: Mutex<()> = Mutex::new(());
@@ -75,17 +75,19 @@ fn run(
     let mut val_emb = embeddings(data, SplitKind::Val);
     train(
         config,
-        DataInfo {
-            dataset: "ETTh1-head".into(),
-            var_names: data.var_names().to_vec(),
-        },
-        SplitData {
-            split: data.split(SplitKind::Train),
-            embeddings: &mut train_emb,
-        },
-        SplitData {
-            split: data.split(SplitKind::Val),
-            embeddings: &mut val_emb,
+        TrainData {
+            info: DataInfo {
+                dataset: "ETTh1-head".into(),
+                var_names: data.var_names().to_vec(),
+            },
+            train: SplitData {
+                split: data.split(SplitKind::Train),
+                embeddings: &mut train_emb,
+            },
+            val: SplitData {
+                split: data.split(SplitKind::Val),
+                embeddings: &mut val_emb,
+            },
         },
         &RunDir::new(dir),
         resume,
@@ -179,17 +181,19 @@ fn an_interrupted_run_resumes_to_the_same_result() {
     let mut val_emb = embeddings(&data, SplitKind::Val);
     let refused = train(
         &changed,
-        DataInfo {
-            dataset: "x".into(),
-            var_names: vec![],
-        },
-        SplitData {
-            split: data.split(SplitKind::Train),
-            embeddings: &mut train_emb,
-        },
-        SplitData {
-            split: data.split(SplitKind::Val),
-            embeddings: &mut val_emb,
+        TrainData {
+            info: DataInfo {
+                dataset: "x".into(),
+                var_names: vec![],
+            },
+            train: SplitData {
+                split: data.split(SplitKind::Train),
+                embeddings: &mut train_emb,
+            },
+            val: SplitData {
+                split: data.split(SplitKind::Val),
+                embeddings: &mut val_emb,
+            },
         },
         &RunDir::new(parts.path()),
         true,

@@ -49,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let prompts = encode_windows(
         teacher.tokenizer(),
         teacher.prompt_builder(),
-        &[input.clone()],
+        std::slice::from_ref(&input),
     )?;
     let first = &prompts[0];
     println!("GT prompt ({} tokens): {}", first.gt.len(), first.text.gt);

@@ -44,7 +44,7 @@ const VOCAB: usize = 50257;
 /// Runs the command.
 pub fn run(args: RandomModelArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.heads > 0 && args.width % args.heads == 0,
+        args.heads > 0 && args.width.is_multiple_of(args.heads),
         "--heads {} must divide --width {}",
         args.heads,
         args.width

@@ -14,8 +14,8 @@ use clap::Args;
 use timekd_data::SplitKind;
 use timekd_store::StoreReader;
 use timekd_student::{
-    DataInfo, EmbeddingSource, LossKind, RunDir, SourceError, SplitData, TrainConfig, evaluate,
-    load_checkpoint,
+    DataInfo, EmbeddingSource, LossKind, RunDir, SourceError, SplitData, TrainConfig, TrainData,
+    evaluate, load_checkpoint,
 };
 
 use crate::commands::extract::store_path;
@@ -257,14 +257,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let summary = timekd_student::train(
         &config,
-        info,
-        SplitData {
-            split: train_split,
-            embeddings: &mut train_source,
-        },
-        SplitData {
-            split: val_split,
-            embeddings: &mut val_source,
+        TrainData {
+            info,
+            train: SplitData {
+                split: train_split,
+                embeddings: &mut train_source,
+            },
+            val: SplitData {
+                split: val_split,
+                embeddings: &mut val_source,
+            },
         },
         &run,
         args.resume,
