@@ -69,6 +69,10 @@ pub fn demo(args: Demo) -> anyhow::Result<()> {
             .arg("--out")
             .arg(&stores),
     )?;
+    // Stores are resumed (and skipped when finished); the short training is simply redone.
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir)?;
+    }
     step(
         "the student, distilled from the stored embeddings",
         Command::new(&timekd)
