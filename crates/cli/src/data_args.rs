@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use sha2::{Digest, Sha256};
 use timekd_data::{Dataset, DatasetOptions, Preset};
+use timekd_student::CheckpointState;
 
 /// ETTh1, shipped inside the binary so the tool works with no data at hand.
 const EMBEDDED_ETTH1: &[u8] = include_bytes!("../../../datasets/ETTh1.csv");
@@ -54,6 +55,23 @@ impl DataArgs {
             target: self.target.clone(),
             input_len: self.input_len,
             output_len: self.output_len,
+        }
+    }
+
+    /// The data flags a trained student needs: its variables, L and H from the checkpoint,
+    /// the file (`data`) and split rules (`dataset`) from the command line.
+    pub fn for_checkpoint(
+        data: String,
+        dataset: Option<Preset>,
+        state: &CheckpointState,
+    ) -> DataArgs {
+        DataArgs {
+            data,
+            dataset,
+            columns: Some(state.data.var_names.clone()),
+            target: "OT".into(),
+            input_len: state.config.model.input_len,
+            output_len: state.config.model.output_len,
         }
     }
 

@@ -43,17 +43,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let checkpoint = load_checkpoint(&args.checkpoint, &device)
         .with_context(|| format!("--checkpoint {}", args.checkpoint.display()))?;
     let state = &checkpoint.state;
-    let data = DataArgs {
-        data: args
-            .data
+    let data = DataArgs::for_checkpoint(
+        args.data
             .clone()
             .unwrap_or_else(|| state.data.dataset.clone()),
-        dataset: args.dataset,
-        columns: Some(state.data.var_names.clone()),
-        target: "OT".into(),
-        input_len: state.config.model.input_len,
-        output_len: state.config.model.output_len,
-    }
+        args.dataset,
+        state,
+    )
     .load()?;
     let report = evaluate(
         &checkpoint.model,

@@ -55,15 +55,7 @@ pub fn run(args: ForecastArgs) -> anyhow::Result<()> {
     let checkpoint = load_checkpoint(&args.checkpoint, &device)
         .with_context(|| format!("--checkpoint {}", args.checkpoint.display()))?;
     let state = &checkpoint.state;
-    let data = DataArgs {
-        data: args.data.clone(),
-        dataset: args.dataset,
-        columns: Some(state.data.var_names.clone()),
-        target: "OT".into(),
-        input_len: state.config.model.input_len,
-        output_len: state.config.model.output_len,
-    }
-    .load()?;
+    let data = DataArgs::for_checkpoint(args.data.clone(), args.dataset, state).load()?;
     let result = forecast(&checkpoint.model, &data.dataset, &device)?;
     let text = match args.format {
         Format::Csv => result.to_csv(),
