@@ -35,6 +35,7 @@ fn stored_embeddings_equal_one_by_one_teacher_output() {
         max_prompts: 16,
         max_tokens: 16 * 320,
         length_bucket: 32,
+        share_prefix: true,
     };
     let teacher = Teacher::new(
         gpt2,
@@ -80,6 +81,7 @@ fn stored_embeddings_equal_one_by_one_teacher_output() {
         weights_sha256: teacher.gpt2().weights_sha256().to_string(),
         layers: teacher.gpt2().layers(),
         sca_seed: 7,
+        compute_precision: "f32".into(),
         dtype: Dtype::F32,
         tool_version: "test".into(),
         created: String::new(),

@@ -26,9 +26,12 @@ pub struct BenchExtract {
     /// cuda, cuda:N or cuda:all.
     #[arg(long, default_value = "cuda")]
     device: String,
-    /// f32, f16 or bf16.
+    /// f32, tf32, f16 or bf16.
     #[arg(long, default_value = "f32")]
     precision: String,
+    /// Pass --no-prefix-cache to timekd (to measure what the cache saves).
+    #[arg(long)]
+    no_prefix_cache: bool,
     /// Memory budget per device.
     #[arg(long, default_value = "24GiB")]
     max_gpu_mem: String,
@@ -95,12 +98,16 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
                 "--out",
             ])
             .arg(out);
+            if args.no_prefix_cache {
+                c.arg("--no-prefix-cache");
+            }
             c
         };
         eprintln!("bench {case}: warm-up ({} windows)", args.warmup);
         check(&mut base(args.warmup, &args.work.join("warmup")))?;
         let dry = output(base(args.windows, &args.work.join("timed")).arg("--dry-run"))?;
-        let flops = number_after(&dry, "forward FLOPs ≈ ").context("dry run printed no FLOPs")?;
+        let flops =
+            number_after(&dry, "forward FLOPs run ≈ ").context("dry run printed no FLOPs")?;
         let tokens =
             number_after(&dry, "tokens in all: ").context("dry run printed no token count")?;
         eprintln!("bench {case}: timing {} windows", args.windows);
@@ -118,11 +125,15 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
         });
     }
     println!(
-        "extraction bench on {device_name}, device {}, {}, budget {}",
-        args.device, args.precision, args.max_gpu_mem
+        "extraction bench on {device_name}, device {}, {}, budget {}, prefix cache {}",
+        args.device,
+        args.precision,
+        args.max_gpu_mem,
+        if args.no_prefix_cache { "off" } else { "on" }
     );
     println!(
-        "model: GPT-2 small shape (12 layers, d 768, 12 heads), random weights seed 0; times include store writes"
+        "model: GPT-2 small shape (12 layers, d 768, 12 heads), random weights seed 0; times include \
+         store writes; tokens/s counts prompt tokens, TFLOP/s the matmul work actually run"
     );
     println!(
         "{:<28} {:>8} {:>9} {:>10} {:>12} {:>9} {:>12}",

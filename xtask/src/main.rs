@@ -7,6 +7,7 @@ mod bench;
 mod demo;
 mod extract;
 mod setup;
+mod train;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +37,8 @@ enum Task {
     Demo(demo::Demo),
     /// Extract train + val stores for every output length (`--all-lengths`).
     Extract(extract::ExtractAll),
+    /// Train the student for every output length with stores; print a results table.
+    Train(train::TrainAll),
     /// Benchmarks for the GPU machine (prebuilt binary; builds nothing there).
     Bench {
         #[command(subcommand)]
@@ -58,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Demo(args) => demo::demo(args),
         Task::Extract(args) => extract::extract_all(args),
+        Task::Train(args) => train::train_all(args),
         Task::Bench {
             bench: Bench::Extract(args),
         } => bench::bench_extract(args),
@@ -69,14 +73,33 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// Runs a command to completion, failing on a non-zero exit.
+/// Runs a command to completion, failing on a non-zero exit. The child is killed with this
+/// process (Linux), so killing xtask never leaves an extraction running that holds its store.
 pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
+    die_with_parent(command);
     let status = command.status()?;
     if !status.success() {
         bail!("{command:?} failed with {status}");
     }
     Ok(())
 }
+
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut Command) {}
 
 /// `explicit`, or a freshly built `target/release/timekd`.
 pub(crate) fn timekd_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {

@@ -1,30 +1,50 @@
 //! How many padded tokens one forward pass may hold under a memory budget.
 //!
 //! The estimate counts what a calibrated GPT-2 forward keeps alive at its peak, per padded
-//! token of a pass whose prompts are padded to `padded_len`: the residual stream and its
-//! LayerNorm/attention/MLP intermediates (≈ 16·d values), the attention scores, the
-//! calibration mask added to them and the softmax output (3 · heads · padded_len values),
-//! and the broadcast mask itself (2 · padded_len). Weights are counted once. The result is
-//! then halved: allocator fragmentation and kernel workspaces are not in the formula.
+//! token of a pass whose prompts are padded to `padded_len`:
+//! - in f32 whatever the precision: the residual stream and LayerNorm outputs (≈ 4·d
+//!   values), the attention scores, mask and softmax (2 · heads · padded_len + padded_len);
+//! - in the compute type: the products' inputs and outputs (≈ 12·d: q, k, v, context, MLP
+//!   hidden and its GELU), the softmax cast for the value product (heads · padded_len), and
+//!   the cached keys and values of every block (2 · layers · d) that a shared prefix keeps
+//!   alive while its suffixes run;
+//! - f32-split products hold the hi/lo parts of both operands: twice the compute-type share.
+//!
+//! Weights are counted once. The result is then halved: allocator fragmentation and kernel
+//! workspaces are not in the formula.
 
-use timekd_teacher::Gpt2Config;
+use timekd_teacher::{Gpt2Config, Precision};
 
 /// Fraction of the budget the formula may plan for.
 const SAFETY: f64 = 0.5;
 
-/// Bytes of activations per padded token at `padded_len`.
-pub fn bytes_per_token(config: &Gpt2Config, padded_len: usize, value_bytes: u64) -> u64 {
-    let values = 16 * config.n_embd + 3 * config.n_head * padded_len + 2 * padded_len;
-    values as u64 * value_bytes
+/// Bytes of activations (and cached keys/values) per padded token at `padded_len`.
+pub fn bytes_per_token(
+    config: &Gpt2Config,
+    layers: usize,
+    padded_len: usize,
+    precision: Precision,
+) -> u64 {
+    let (d, heads) = (config.n_embd as u64, config.n_head as u64);
+    let len = padded_len as u64;
+    let f32_values = 4 * d + 2 * heads * len + len;
+    let products = 12 * d + heads * len;
+    let products = if precision == Precision::F32Split {
+        2 * products
+    } else {
+        products
+    };
+    let cache = 2 * layers as u64 * d;
+    4 * f32_values + precision.bytes() * (products + cache)
 }
 
-/// Bytes of the weights of `layers` blocks plus embeddings.
-pub fn weight_bytes(config: &Gpt2Config, layers: usize, value_bytes: u64) -> u64 {
+/// Bytes of the weights of `layers` blocks (in the compute type) plus embeddings (f32).
+pub fn weight_bytes(config: &Gpt2Config, layers: usize, precision: Precision) -> u64 {
     let d = config.n_embd as u64;
     let inner = config.n_inner as u64;
     let per_block = 4 * d * d + 2 * d * inner + 10 * d + inner;
     let embeddings = (config.vocab_size + config.n_positions) as u64 * d;
-    (per_block * layers as u64 + embeddings) * value_bytes
+    per_block * layers as u64 * precision.bytes() + embeddings * 4
 }
 
 /// The plan for one budget.
@@ -36,22 +56,34 @@ pub struct TokenPlan {
     pub peak_bytes: u64,
 }
 
+/// The estimated peak bytes of passes of `max_tokens` padded tokens at `padded_len`.
+pub fn peak_bytes(
+    config: &Gpt2Config,
+    layers: usize,
+    padded_len: usize,
+    precision: Precision,
+    max_tokens: usize,
+) -> u64 {
+    weight_bytes(config, layers, precision)
+        + max_tokens as u64 * bytes_per_token(config, layers, padded_len, precision)
+}
+
 /// Most padded tokens per pass such that a pass at `longest_padded` stays within
 /// `budget_bytes`; at least one prompt's worth.
 pub fn plan(
     config: &Gpt2Config,
     layers: usize,
     longest_padded: usize,
-    value_bytes: u64,
+    precision: Precision,
     budget_bytes: u64,
 ) -> TokenPlan {
-    let per_token = bytes_per_token(config, longest_padded, value_bytes);
+    let per_token = bytes_per_token(config, layers, longest_padded, precision);
     let usable = (budget_bytes as f64 * SAFETY) as u64;
-    let free = usable.saturating_sub(weight_bytes(config, layers, value_bytes));
+    let free = usable.saturating_sub(weight_bytes(config, layers, precision));
     let max_tokens = ((free / per_token) as usize).max(longest_padded);
     TokenPlan {
         max_tokens,
-        peak_bytes: weight_bytes(config, layers, value_bytes) + max_tokens as u64 * per_token,
+        peak_bytes: peak_bytes(config, layers, longest_padded, precision, max_tokens),
     }
 }
 
@@ -70,20 +102,27 @@ mod tests {
     fn plan_stays_within_the_budget_and_shrinks_with_length() {
         let config = gpt2_small();
         let budget = 24u64 << 30;
-        let short = plan(&config, 12, 320, 4, budget);
-        let long = plan(&config, 12, 672, 4, budget);
+        let short = plan(&config, 12, 320, Precision::F32, budget);
+        let long = plan(&config, 12, 672, Precision::F32, budget);
         assert!(short.peak_bytes <= budget / 2, "{short:?}");
         assert!(long.peak_bytes <= budget / 2, "{long:?}");
         assert!(long.max_tokens < short.max_tokens);
-        // Half precision doubles the tokens that fit, less the weights' share.
-        let half = plan(&config, 12, 320, 2, budget);
-        assert!(half.max_tokens > short.max_tokens * 19 / 10);
+        // Half precision fits more tokens; the f32 parts keep it under twice as many.
+        let half = plan(&config, 12, 320, Precision::Bf16, budget);
+        assert!(
+            half.max_tokens > short.max_tokens * 13 / 10,
+            "{half:?} {short:?}"
+        );
+        assert!(half.max_tokens < short.max_tokens * 2);
+        // Split f32 holds hi/lo parts: fewer tokens than plain f32.
+        let split = plan(&config, 12, 320, Precision::F32Split, budget);
+        assert!(split.max_tokens < short.max_tokens);
     }
 
     #[test]
     fn a_tiny_budget_still_allows_one_prompt() {
         let config = gpt2_small();
-        let p = plan(&config, 12, 640, 4, 1 << 20);
+        let p = plan(&config, 12, 640, Precision::F32, 1 << 20);
         assert_eq!(p.max_tokens, 640);
     }
 }

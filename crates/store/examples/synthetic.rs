@@ -41,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         weights_sha256: "00".repeat(32),
         layers: 1,
         sca_seed: 0,
+        compute_precision: "f32".into(),
         dtype: Dtype::F32,
         tool_version: env!("CARGO_PKG_VERSION").into(),
         created: String::new(),

@@ -11,7 +11,7 @@ use crate::error::{FieldDiff, Result, StoreError};
 
 /// Version of the on-disk layout (HDF5 attributes and datasets, part files) this build
 /// writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Fields recorded for provenance but not compared when an existing store is reopened:
 /// they do not change the embeddings.
@@ -107,6 +107,8 @@ pub struct Fingerprint {
     pub layers: usize,
     /// Seed of the subtractive cross attention.
     pub sca_seed: u64,
+    /// Float type of the language model's matrix products, e.g. `f32` or `bf16`.
+    pub compute_precision: String,
     /// Stored element type.
     pub dtype: Dtype,
     /// Version of the tool that created the store (provenance, not compared).
@@ -206,6 +208,7 @@ pub(crate) mod tests {
             weights_sha256: "11".repeat(32),
             layers: 12,
             sca_seed: 7,
+            compute_precision: "f32".into(),
             dtype,
             tool_version: "0.1.0".into(),
             created: "2024-01-01T00:00:00Z".into(),

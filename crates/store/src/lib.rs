@@ -65,6 +65,7 @@
 //!     weights_sha256: "cd".repeat(32),
 //!     layers: 12,
 //!     sca_seed: 2024,
+//!     compute_precision: "f32".into(),
 //!     dtype: Dtype::F32,
 //!     tool_version: "0.1.0".into(),
 //!     created: String::new(),

@@ -6,18 +6,24 @@
 //! count and padded-token count. Padding sits after the real tokens, so the causal mask
 //! hides it from every real query: results do not depend on how prompts are grouped.
 //! Only each prompt's last real position is gathered before the final LayerNorm.
+//!
+//! The GT and HD prompts of a (window, variable) start with the same tokens (the whole
+//! history sentence). With causal attention, and a calibration mask that depends only on the
+//! two tokens' own types, that prefix's keys and values are the same in both prompts.
+//! [`Gpt2::pair_last_token_states`] computes them once per pair (a KV cache) and runs only
+//! the two suffixes against them: about 300 instead of 530 tokens per pair at H = 24.
 
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TeacherError;
-use crate::gpt2::Gpt2;
+use crate::gpt2::{BLOCKED, Gpt2, LayerKv, calibrated_mask};
 use crate::tokenizer::{EncodedPrompt, TokenType};
 
 /// How prompts are grouped into forward passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchOptions {
-    /// Most prompts in one pass.
+    /// Most prompts (or GT/HD pairs) in one pass.
     pub max_prompts: usize,
     /// Most padded tokens (prompts × padded length) in one pass. Activation memory grows
     /// with this (attention scores with this × heads × padded length).
@@ -25,6 +31,13 @@ pub struct BatchOptions {
     /// Padded lengths are rounded up to a multiple of this (capped at the model's
     /// positions).
     pub length_bucket: usize,
+    /// Compute the shared prefix of a GT/HD pair once (KV cache) instead of twice.
+    #[serde(default = "share_prefix_default")]
+    pub share_prefix: bool,
+}
+
+fn share_prefix_default() -> bool {
+    true
 }
 
 impl Default for BatchOptions {
@@ -33,7 +46,21 @@ impl Default for BatchOptions {
             max_prompts: 64,
             max_tokens: 64 * 384,
             length_bucket: 32,
+            share_prefix: true,
         }
+    }
+}
+
+impl BatchOptions {
+    /// `len` rounded up to the length bucket, capped at `max_len`.
+    fn padded(&self, len: usize, max_len: usize) -> usize {
+        let bucket = self.length_bucket.max(1);
+        len.div_ceil(bucket).saturating_mul(bucket).min(max_len)
+    }
+
+    /// How many sequences of `len` padded tokens fit one pass (at least one).
+    fn capacity(&self, len: usize) -> usize {
+        (self.max_tokens / len.max(1)).min(self.max_prompts).max(1)
     }
 }
 
@@ -54,16 +81,16 @@ pub fn plan_batches(
     max_len: usize,
     options: &BatchOptions,
 ) -> Vec<PlannedBatch> {
-    let bucket = options.length_bucket.max(1);
-    let padded = |len: usize| len.div_ceil(bucket).saturating_mul(bucket).min(max_len);
+    let padded = |len: usize| options.padded(len, max_len);
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| (padded(lengths[i]), lengths[i], i));
     let mut batches: Vec<PlannedBatch> = Vec::new();
     for i in order {
         let len = padded(lengths[i]);
-        let cap = (options.max_tokens / len).min(options.max_prompts).max(1);
         match batches.last_mut() {
-            Some(b) if b.padded_len == len && b.prompts.len() < cap => b.prompts.push(i),
+            Some(b) if b.padded_len == len && b.prompts.len() < options.capacity(len) => {
+                b.prompts.push(i)
+            }
             _ => batches.push(PlannedBatch {
                 prompts: vec![i],
                 padded_len: len,
@@ -71,6 +98,119 @@ pub fn plan_batches(
         }
     }
     batches
+}
+
+/// The token counts of a GT/HD pair split at its shared prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairLengths {
+    /// Tokens (ids and types) both prompts start with; ≥ 1.
+    pub prefix: usize,
+    /// GT tokens after the prefix; ≥ 1.
+    pub gt_suffix: usize,
+    /// HD tokens after the prefix; ≥ 1.
+    pub hd_suffix: usize,
+}
+
+impl PairLengths {
+    /// The split of `gt` and `hd`, or `None` when they share no first token. The prefix
+    /// stops one token short of the shorter prompt so that each keeps a last token of its
+    /// own.
+    pub fn of(gt: &EncodedPrompt, hd: &EncodedPrompt) -> Option<Self> {
+        let common = gt
+            .ids
+            .iter()
+            .zip(&gt.types)
+            .zip(hd.ids.iter().zip(&hd.types))
+            .take_while(|(a, b)| a == b)
+            .count();
+        let prefix = common
+            .min(gt.len().saturating_sub(1))
+            .min(hd.len().saturating_sub(1));
+        (prefix > 0).then(|| PairLengths {
+            prefix,
+            gt_suffix: gt.len() - prefix,
+            hd_suffix: hd.len() - prefix,
+        })
+    }
+}
+
+/// One planned pass over GT/HD pairs: a prefix pass, then a GT and an HD suffix pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPairBatch {
+    /// Indices of its pairs in the caller's list.
+    pub pairs: Vec<usize>,
+    /// The length every prefix is padded to.
+    pub prefix_len: usize,
+    /// The length every GT suffix is padded to.
+    pub gt_suffix_len: usize,
+    /// The length every HD suffix is padded to.
+    pub hd_suffix_len: usize,
+}
+
+/// Groups pairs into passes with the same padded prefix and suffix lengths, each pass
+/// bounded as [`plan_batches`] bounds a prompt of the padded prefix + longer suffix. Every
+/// index appears exactly once.
+pub fn plan_pair_batches(
+    lengths: &[PairLengths],
+    max_len: usize,
+    options: &BatchOptions,
+) -> Vec<PlannedPairBatch> {
+    let key = |l: &PairLengths| {
+        (
+            options.padded(l.prefix, max_len),
+            options.padded(l.gt_suffix, max_len),
+            options.padded(l.hd_suffix, max_len),
+        )
+    };
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| (key(&lengths[i]), i));
+    let mut batches: Vec<PlannedPairBatch> = Vec::new();
+    for i in order {
+        let (p, g, h) = key(&lengths[i]);
+        match batches.last_mut() {
+            Some(b)
+                if (b.prefix_len, b.gt_suffix_len, b.hd_suffix_len) == (p, g, h)
+                    && b.pairs.len() < options.capacity(p + g.max(h)) =>
+            {
+                b.pairs.push(i)
+            }
+            _ => batches.push(PlannedPairBatch {
+                pairs: vec![i],
+                prefix_len: p,
+                gt_suffix_len: g,
+                hd_suffix_len: h,
+            }),
+        }
+    }
+    batches
+}
+
+/// Right-padded ids and types of token ranges of several prompts, for one pass.
+struct PaddedTokens {
+    ids: Vec<u32>,
+    types: Vec<TokenType>,
+}
+
+impl PaddedTokens {
+    /// `prompts[k].ids[ranges[k]]` (and types), each padded to `len`.
+    fn new<'p>(
+        parts: impl Iterator<Item = (&'p EncodedPrompt, std::ops::Range<usize>)>,
+        len: usize,
+    ) -> Self {
+        let mut out = PaddedTokens {
+            ids: Vec::new(),
+            types: Vec::new(),
+        };
+        for (prompt, range) in parts {
+            let pad = len - range.len();
+            out.ids.extend_from_slice(&prompt.ids[range.clone()]);
+            out.ids.extend(std::iter::repeat_n(0, pad));
+            out.types.extend_from_slice(&prompt.types[range]);
+            out.types
+                .extend(std::iter::repeat_n(TokenType::Language, pad));
+        }
+        out
+    }
 }
 
 impl Gpt2 {
@@ -90,44 +230,174 @@ impl Gpt2 {
         let lengths: Vec<usize> = prompts.iter().map(|p| p.len()).collect();
         let plan = plan_batches(&lengths, self.max_tokens(), options);
         let mut states = Vec::with_capacity(plan.len());
-        let mut position_of = vec![0i64; prompts.len()];
-        let mut next = 0i64;
+        let mut order = Vec::with_capacity(prompts.len());
         for batch in &plan {
-            for &i in &batch.prompts {
-                position_of[i] = next;
-                next += 1;
-            }
+            order.extend_from_slice(&batch.prompts);
             states.push(self.forward_batch(prompts, batch));
         }
-        let stacked = Tensor::cat(states, 0); // [prompts, d] in plan order
-        let back = Tensor::<1, Int>::from_data(
-            TensorData::new(position_of, [prompts.len()]),
-            self.device(),
-        );
-        Ok(stacked.select(0, back))
+        Ok(self.in_caller_order(states, &order))
+    }
+
+    /// The last-token states of GT/HD prompt pairs: ([pairs, d] of the GT prompts,
+    /// [pairs, d] of the HD prompts), in the order given. With
+    /// [`BatchOptions::share_prefix`], the tokens a pair starts with run once (see the
+    /// module docs); the results equal [`last_token_states`](Self::last_token_states) up to
+    /// float rounding.
+    pub fn pair_last_token_states(
+        &self,
+        pairs: &[(&EncodedPrompt, &EncodedPrompt)],
+        options: &BatchOptions,
+    ) -> Result<(Tensor<2>, Tensor<2>), TeacherError> {
+        let n = pairs.len();
+        for (i, (gt, hd)) in pairs.iter().enumerate() {
+            self.check_length(gt, || format!("the GT prompt of pair {i}"))?;
+            self.check_length(hd, || format!("the HD prompt of pair {i}"))?;
+        }
+        let split: Vec<Option<PairLengths>> = pairs
+            .iter()
+            .map(|(gt, hd)| PairLengths::of(gt, hd).filter(|_| options.share_prefix))
+            .collect();
+        let (shared, plain): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| split[i].is_some());
+
+        let mut gt_parts = Vec::new();
+        let mut hd_parts = Vec::new();
+        let mut order = Vec::with_capacity(n);
+        let lengths: Vec<PairLengths> = shared.iter().filter_map(|&i| split[i]).collect();
+        for batch in plan_pair_batches(&lengths, self.max_tokens(), options) {
+            let members: Vec<(usize, PairLengths)> = batch
+                .pairs
+                .iter()
+                .map(|&k| (shared[k], lengths[k]))
+                .collect();
+            let (gt, hd) = self.forward_pair_batch(pairs, &members, &batch);
+            gt_parts.push(gt);
+            hd_parts.push(hd);
+            order.extend(members.iter().map(|(i, _)| *i));
+        }
+        if !plain.is_empty() {
+            let prompts: Vec<&EncodedPrompt> = plain
+                .iter()
+                .map(|&i| pairs[i].0)
+                .chain(plain.iter().map(|&i| pairs[i].1))
+                .collect();
+            let states = self.last_token_states(&prompts, options)?;
+            gt_parts.push(states.clone().narrow(0, 0, plain.len()));
+            hd_parts.push(states.narrow(0, plain.len(), plain.len()));
+            order.extend_from_slice(&plain);
+        }
+        if n == 0 {
+            let empty = Tensor::zeros([0, self.d_model()], self.device());
+            return Ok((empty.clone(), empty));
+        }
+        Ok((
+            self.in_caller_order(gt_parts, &order),
+            self.in_caller_order(hd_parts, &order),
+        ))
+    }
+
+    /// Concatenates per-pass rows (row r belongs to caller index `order[r]`) back into the
+    /// caller's order.
+    fn in_caller_order(&self, parts: Vec<Tensor<2>>, order: &[usize]) -> Tensor<2> {
+        let mut position_of = vec![0i64; order.len()];
+        for (row, &i) in order.iter().enumerate() {
+            position_of[i] = row as i64;
+        }
+        let back =
+            Tensor::<1, Int>::from_data(TensorData::new(position_of, [order.len()]), self.device());
+        Tensor::cat(parts, 0).select(0, back)
     }
 
     /// One pass: [batch prompts, d] last-token states, in `batch.prompts` order.
     fn forward_batch(&self, prompts: &[&EncodedPrompt], batch: &PlannedBatch) -> Tensor<2> {
-        let (b, t, d) = (batch.prompts.len(), batch.padded_len, self.d_model());
-        let mut ids = Vec::with_capacity(b * t);
-        let mut types = Vec::with_capacity(b * t);
-        let mut last = Vec::with_capacity(b * d);
-        for &i in &batch.prompts {
-            let p = prompts[i];
-            let pad = t - p.len();
-            ids.extend_from_slice(&p.ids);
-            ids.extend(std::iter::repeat_n(0, pad));
-            types.extend(p.types.iter().copied());
-            types.extend(std::iter::repeat_n(TokenType::Language, pad));
-            last.extend(std::iter::repeat_n(p.len() as i64 - 1, d));
+        let (b, t) = (batch.prompts.len(), batch.padded_len);
+        let members = batch.prompts.iter().map(|&i| prompts[i]);
+        let tokens = PaddedTokens::new(members.clone().map(|p| (p, 0..p.len())), t);
+        let ids = self.ids_tensor(&tokens.ids, [b, t]);
+        let types = self.types_tensor(tokens.types.into_iter(), [b, t]);
+        let mask = calibrated_mask(types.clone(), types, None);
+        let hidden =
+            self.module
+                .blocks_forward(ids, self.positions(0..t), &mask, None, self.precision());
+        self.last_states(hidden, members.map(|p| p.len() - 1))
+    }
+
+    /// One pair pass: the shared prefixes' keys and values, then the GT and the HD
+    /// suffixes against them. `members` are (index into `pairs`, split), in pass order.
+    fn forward_pair_batch(
+        &self,
+        pairs: &[(&EncodedPrompt, &EncodedPrompt)],
+        members: &[(usize, PairLengths)],
+        batch: &PlannedPairBatch,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let (b, pp) = (members.len(), batch.prefix_len);
+        let prefix = PaddedTokens::new(members.iter().map(|&(i, l)| (pairs[i].0, 0..l.prefix)), pp);
+        let prefix_types = self.types_tensor(prefix.types.into_iter(), [b, pp]);
+        let mask = calibrated_mask(prefix_types.clone(), prefix_types.clone(), None);
+        let cache = self.module.prefix_kv(
+            self.ids_tensor(&prefix.ids, [b, pp]),
+            self.positions(0..pp),
+            &mask,
+            self.precision(),
+        );
+        let run = |hd: bool, len: usize| {
+            let suffixes = members.iter().map(|&(i, l)| {
+                let prompt = if hd { pairs[i].1 } else { pairs[i].0 };
+                (prompt, l.prefix..prompt.len())
+            });
+            let prefixes: Vec<usize> = members.iter().map(|(_, l)| l.prefix).collect();
+            self.suffix_states(suffixes, &prefixes, &prefix_types, &cache, len)
+        };
+        (
+            run(false, batch.gt_suffix_len),
+            run(true, batch.hd_suffix_len),
+        )
+    }
+
+    /// Last-token states of prompt suffixes (`prompt`, token range after its prefix) run
+    /// against the cached keys and values of their prefixes (`prefixes[k]` real tokens of
+    /// `prefix_types`' padded width), suffixes padded to `len`.
+    fn suffix_states<'p>(
+        &self,
+        suffixes: impl Iterator<Item = (&'p EncodedPrompt, std::ops::Range<usize>)> + Clone,
+        prefixes: &[usize],
+        prefix_types: &Tensor<2>,
+        cache: &[LayerKv],
+        len: usize,
+    ) -> Tensor<2> {
+        let [b, pp] = prefix_types.dims();
+        let tokens = PaddedTokens::new(suffixes.clone(), len);
+        let last_position = self.max_tokens() as i64 - 1;
+        let mut positions = Vec::with_capacity(b * len);
+        let mut penalty = vec![0.0f32; b * (pp + len)];
+        for (k, &p) in prefixes.iter().enumerate() {
+            positions.extend((p..p + len).map(|j| (j as i64).min(last_position)));
+            penalty[k * (pp + len) + p..k * (pp + len) + pp].fill(BLOCKED as f32);
         }
-        let ids = self.ids_tensor(&ids, [b, t]);
-        let types = self.types_tensor(types.into_iter(), [b, t]);
-        let hidden = self.module.blocks_forward(ids, Some(types)); // [b, t, d]
-        let last = Tensor::<3, Int>::from_data(TensorData::new(last, [b, 1, d]), self.device());
-        let picked = hidden.gather(1, last).reshape([b, d]);
-        self.module.final_norm(picked)
+        let types = self.types_tensor(tokens.types.into_iter(), [b, len]);
+        let key_types = Tensor::cat(vec![prefix_types.clone(), types.clone()], 1);
+        let penalty = Tensor::from_data(TensorData::new(penalty, [b, pp + len]), self.device());
+        let mask = calibrated_mask(types, key_types, Some(penalty));
+        let positions =
+            Tensor::<2, Int>::from_data(TensorData::new(positions, [b, len]), self.device());
+        let hidden = self.module.blocks_forward(
+            self.ids_tensor(&tokens.ids, [b, len]),
+            positions,
+            &mask,
+            Some(cache),
+            self.precision(),
+        );
+        self.last_states(hidden, suffixes.map(|(_, range)| range.len() - 1))
+    }
+
+    /// `hidden` [b, t, d] at one position per row, after the final LayerNorm: [b, d].
+    fn last_states(&self, hidden: Tensor<3>, last: impl Iterator<Item = usize>) -> Tensor<2> {
+        let [b, _, d] = hidden.dims();
+        let index: Vec<i64> = last
+            .flat_map(|i| std::iter::repeat_n(i as i64, d))
+            .collect();
+        let index = Tensor::<3, Int>::from_data(TensorData::new(index, [b, 1, d]), self.device());
+        self.module
+            .final_norm(hidden.gather(1, index).reshape([b, d]))
     }
 }
 
@@ -142,6 +412,7 @@ mod tests {
             max_prompts: 2,
             max_tokens: 10_000,
             length_bucket: 32,
+            share_prefix: true,
         };
         let plan = plan_batches(&lengths, 1000, &options);
         let mut seen: Vec<usize> = plan.iter().flat_map(|b| b.prompts.clone()).collect();
@@ -169,6 +440,7 @@ mod tests {
             max_prompts: 100,
             max_tokens: 64,
             length_bucket: 32,
+            share_prefix: true,
         };
         let plan = plan_batches(&[30; 5], 1024, &options);
         assert_eq!(

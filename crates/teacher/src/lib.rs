@@ -48,15 +48,21 @@ pub mod batch;
 mod error;
 pub mod gpt2;
 pub mod pipeline;
+pub mod precision;
 pub mod prompt;
 pub mod sca;
 pub mod tokenizer;
 mod weights;
 
-pub use batch::{BatchOptions, PlannedBatch, plan_batches};
+pub use batch::{
+    BatchOptions, PairLengths, PlannedBatch, PlannedPairBatch, plan_batches, plan_pair_batches,
+};
 pub use error::TeacherError;
 pub use gpt2::{Gpt2, Gpt2Config};
-pub use pipeline::{Teacher, VariablePrompts, WindowInput, encode_windows};
+pub use pipeline::{
+    EncodedWindows, PromptEncoder, Teacher, VariablePrompts, WindowInput, encode_windows,
+};
+pub use precision::Precision;
 pub use prompt::{DateFormat, PromptBuilder, PromptPair, PromptTemplate, ValueFormat};
 pub use sca::Sca;
 pub use tokenizer::{EncodedPrompt, Gpt2Tokenizer, TokenType};

@@ -91,12 +91,81 @@ pub fn encode_windows(
     Ok(out)
 }
 
-/// The teacher: tokenizer, calibrated GPT-2, SCA, prompt wording and batching.
-pub struct Teacher {
+/// Windows → checked, tokenised prompt pairs: the CPU half of the teacher. It is `Clone` and
+/// `Send`, so prompts for the next windows can be prepared on another thread while the
+/// language model runs.
+#[derive(Clone)]
+pub struct PromptEncoder {
     tokenizer: Gpt2Tokenizer,
+    builder: PromptBuilder,
+    n_vars: usize,
+    max_tokens: usize,
+}
+
+/// The prompts of a run of windows, ready for [`Teacher::embed_encoded`].
+#[derive(Debug, Clone)]
+pub struct EncodedWindows {
+    windows: usize,
+    prompts: Vec<VariablePrompts>,
+}
+
+impl EncodedWindows {
+    /// Number of windows.
+    pub fn windows(&self) -> usize {
+        self.windows
+    }
+
+    /// The prompts, window-major.
+    pub fn prompts(&self) -> &[VariablePrompts] {
+        &self.prompts
+    }
+}
+
+impl PromptEncoder {
+    /// Builds, tokenises and checks the prompts of `windows`: each must have `n_vars`
+    /// variables and every prompt must fit the model (errors name window and variable).
+    pub fn encode(&self, windows: &[WindowInput<'_>]) -> Result<EncodedWindows, TeacherError> {
+        let n = self.n_vars;
+        if let Some(w) = windows.iter().find(|w| w.n_vars() != n) {
+            return Err(TeacherError::Input(format!(
+                "window {} has {} variables but the SCA was built for {n}",
+                w.index,
+                w.n_vars()
+            )));
+        }
+        let prompts = encode_windows(&self.tokenizer, &self.builder, windows)?;
+        for p in &prompts {
+            for (kind, prompt) in [("GT", &p.gt), ("HD", &p.hd)] {
+                let what = || {
+                    format!(
+                        "the {kind} prompt of window {}, variable {}",
+                        p.window, p.variable
+                    )
+                };
+                if prompt.len() > self.max_tokens {
+                    return Err(TeacherError::PromptTooLong {
+                        what: what(),
+                        tokens: prompt.len(),
+                        limit: self.max_tokens,
+                    });
+                }
+                if prompt.is_empty() {
+                    return Err(TeacherError::EmptyPrompt { what: what() });
+                }
+            }
+        }
+        Ok(EncodedWindows {
+            windows: windows.len(),
+            prompts,
+        })
+    }
+}
+
+/// The teacher: prompt encoder, calibrated GPT-2, SCA and batching.
+pub struct Teacher {
+    encoder: PromptEncoder,
     gpt2: Gpt2,
     sca: Sca,
-    prompts: PromptBuilder,
     batch: BatchOptions,
 }
 
@@ -109,10 +178,14 @@ impl Teacher {
         batch: BatchOptions,
     ) -> Result<Self, TeacherError> {
         Ok(Teacher {
-            tokenizer: Gpt2Tokenizer::new()?,
+            encoder: PromptEncoder {
+                tokenizer: Gpt2Tokenizer::new()?,
+                builder: prompts,
+                n_vars: sca.n_vars(),
+                max_tokens: gpt2.max_tokens(),
+            },
             gpt2,
             sca,
-            prompts,
             batch,
         })
     }
@@ -129,12 +202,17 @@ impl Teacher {
 
     /// The tokenizer.
     pub fn tokenizer(&self) -> &Gpt2Tokenizer {
-        &self.tokenizer
+        &self.encoder.tokenizer
     }
 
     /// The prompt wording and value format.
     pub fn prompt_builder(&self) -> &PromptBuilder {
-        &self.prompts
+        &self.encoder.builder
+    }
+
+    /// The prompt encoder (clone it to prepare prompts on another thread).
+    pub fn encoder(&self) -> &PromptEncoder {
+        &self.encoder
     }
 
     /// The batching options.
@@ -148,42 +226,32 @@ impl Teacher {
     }
 
     /// The stored embeddings of `windows`: [windows, N, D], each window's SCA output with
-    /// its axes swapped. All 2·W·N prompts go through the language model together,
-    /// batched by length. Errors name the window and variable of a prompt that is too
-    /// long for the model.
+    /// its axes swapped. Errors name the window and variable of a prompt that is too long
+    /// for the model. Same as [`embed_encoded`](Self::embed_encoded) of
+    /// [`PromptEncoder::encode`].
     pub fn embed(&self, windows: &[WindowInput<'_>]) -> Result<Tensor<3>, TeacherError> {
-        let n = self.sca.n_vars();
-        let d = self.gpt2.d_model();
-        if let Some(w) = windows.iter().find(|w| w.n_vars() != n) {
+        self.embed_encoded(&self.encoder.encode(windows)?)
+    }
+
+    /// The stored embeddings of encoded windows: [windows, N, D]. All 2·W·N prompts go
+    /// through the language model together, batched by length, each GT/HD pair's shared
+    /// prefix once (unless [`BatchOptions::share_prefix`] is off).
+    pub fn embed_encoded(&self, encoded: &EncodedWindows) -> Result<Tensor<3>, TeacherError> {
+        let (w, n, d) = (encoded.windows, self.sca.n_vars(), self.gpt2.d_model());
+        if encoded.prompts.len() != w * n {
             return Err(TeacherError::Input(format!(
-                "window {} has {} variables but the SCA was built for {n}",
-                w.index,
-                w.n_vars()
+                "{} prompt pairs for {w} windows of {n} variables",
+                encoded.prompts.len()
             )));
         }
-        if windows.is_empty() {
+        if w == 0 {
             return Ok(Tensor::zeros([0, n, d], self.gpt2.device()));
         }
-        let encoded = encode_windows(&self.tokenizer, &self.prompts, windows)?;
-        for p in &encoded {
-            for (kind, prompt) in [("GT", &p.gt), ("HD", &p.hd)] {
-                self.gpt2.check_length(prompt, || {
-                    format!(
-                        "the {kind} prompt of window {}, variable {}",
-                        p.window, p.variable
-                    )
-                })?;
-            }
-        }
-        let w = windows.len();
-        let prompts: Vec<&EncodedPrompt> = encoded
-            .iter()
-            .map(|p| &p.gt)
-            .chain(encoded.iter().map(|p| &p.hd))
-            .collect();
-        let states = self.gpt2.last_token_states(&prompts, &self.batch)?; // [2·w·n, d]
-        let gt = states.clone().narrow(0, 0, w * n).reshape([w, n, d]);
-        let hd = states.narrow(0, w * n, w * n).reshape([w, n, d]);
+        let pairs: Vec<(&EncodedPrompt, &EncodedPrompt)> =
+            encoded.prompts.iter().map(|p| (&p.gt, &p.hd)).collect();
+        let (gt, hd) = self.gpt2.pair_last_token_states(&pairs, &self.batch)?; // [w·n, d] each
+        let gt = gt.reshape([w, n, d]);
+        let hd = hd.reshape([w, n, d]);
         let out = self.sca.forward(gt.swap_dims(1, 2), hd.swap_dims(1, 2)); // [w, d, n]
         Ok(out.swap_dims(1, 2))
     }

@@ -53,6 +53,7 @@ impl EncodedPrompt {
 }
 
 /// GPT-2's tokenizer plus the token-type rule.
+#[derive(Clone)]
 pub struct Gpt2Tokenizer {
     bpe: CoreBPE,
     /// Id of the token `Ġ<` (space, `<`), which opens a time-series span.

@@ -9,7 +9,7 @@ use timekd_data::{Preset, SplitKind};
 use timekd_student::{evaluate, load_checkpoint};
 
 use crate::data_args::DataArgs;
-use crate::device::{DeviceSpec, Precision};
+use crate::device::DeviceSpec;
 
 /// Arguments of `timekd eval`.
 #[derive(Args, Debug)]
@@ -39,7 +39,7 @@ pub struct EvalArgs {
 
 /// Runs `timekd eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let device = args.device.devices(Precision::F32)?.remove(0);
+    let device = args.device.devices()?.remove(0);
     let checkpoint = load_checkpoint(&args.checkpoint, &device)
         .with_context(|| format!("--checkpoint {}", args.checkpoint.display()))?;
     let state = &checkpoint.state;

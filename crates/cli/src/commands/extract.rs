@@ -19,8 +19,8 @@ use timekd_data::{Dataset, SplitKind};
 use timekd_store::{Dtype, Fingerprint, StoreWriter, WriterOptions};
 use timekd_teacher::gpt2::resolve_model_dir;
 use timekd_teacher::{
-    BatchOptions, Gpt2, Gpt2Config, Gpt2Tokenizer, PromptBuilder, PromptTemplate, Sca, Teacher,
-    ValueFormat, WindowInput, encode_windows,
+    BatchOptions, EncodedWindows, Gpt2, Gpt2Config, Gpt2Tokenizer, PairLengths, PromptBuilder,
+    PromptTemplate, Sca, Teacher, ValueFormat, WindowInput, encode_windows,
 };
 
 use crate::budget;
@@ -52,7 +52,9 @@ pub struct ExtractArgs {
     /// Where to run: cpu, cuda, cuda:N or cuda:all (one worker per GPU).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
-    /// Float type of the language model's computation (GPU only for f16/bf16).
+    /// Float type of the language model's matrix products: f32 (f32 accuracy everywhere),
+    /// tf32 (a GPU's faster tensor-core f32, ≈1e-3 relative error), f16 (half the memory,
+    /// ≈2e-3) or bf16 (≈2e-2). The residual stream, LayerNorms and softmax always run in f32.
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
     /// Memory budget per device that batch sizes are planned for (default: 24GiB on a GPU,
@@ -62,6 +64,10 @@ pub struct ExtractArgs {
     /// Most padded tokens per forward pass, overriding the budget's choice.
     #[arg(long, value_name = "N")]
     pub batch_tokens: Option<usize>,
+    /// Run each GT/HD pair's shared history prefix twice instead of once from a key/value
+    /// cache (same results up to float rounding; for measuring what the cache saves).
+    #[arg(long)]
+    pub no_prefix_cache: bool,
     /// Seed of the SCA's PyTorch-default initialisation (recorded in the store).
     #[arg(long, default_value_t = 2024)]
     pub sca_seed: u64,
@@ -128,7 +134,7 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
     if args.dry_run {
         return dry_run(&args, data, &config, layers, &builder, &splits);
     }
-    let devices = args.device.devices(args.precision)?;
+    let devices = args.device.devices()?;
     for split in splits {
         extract_split(
             &args,
@@ -187,19 +193,14 @@ fn batch_options(
     let defaults = BatchOptions::default();
     let padded = longest.div_ceil(defaults.length_bucket) * defaults.length_bucket;
     let padded = padded.min(config.n_positions);
-    let planned = budget::plan(
-        config,
-        layers,
-        padded,
-        args.precision.bytes(),
-        budget_bytes(args),
-    );
+    let precision = args.precision.teacher(args.device);
+    let planned = budget::plan(config, layers, padded, precision, budget_bytes(args));
     let max_tokens = args.batch_tokens.unwrap_or(planned.max_tokens);
-    let peak = budget::weight_bytes(config, layers, args.precision.bytes())
-        + max_tokens as u64 * budget::bytes_per_token(config, padded, args.precision.bytes());
+    let peak = budget::peak_bytes(config, layers, padded, precision, max_tokens);
     let options = BatchOptions {
         max_prompts: max_tokens.div_ceil(32).max(1),
         max_tokens,
+        share_prefix: !args.no_prefix_cache,
         ..defaults
     };
     (options, peak)
@@ -209,6 +210,8 @@ fn batch_options(
 struct TokenSurvey {
     mean_gt: f64,
     mean_hd: f64,
+    /// Mean tokens a GT/HD pair shares at its start (0 where it shares none).
+    mean_prefix: f64,
     longest: usize,
 }
 
@@ -231,6 +234,12 @@ fn survey_tokens(
     Ok(TokenSurvey {
         mean_gt: encoded.iter().map(|p| p.gt.len()).sum::<usize>() as f64 / n,
         mean_hd: encoded.iter().map(|p| p.hd.len()).sum::<usize>() as f64 / n,
+        mean_prefix: encoded
+            .iter()
+            .filter_map(|p| PairLengths::of(&p.gt, &p.hd))
+            .map(|l| l.prefix)
+            .sum::<usize>() as f64
+            / n,
         // Future values widen the GT prompt; leave room for longer numbers than sampled.
         longest: encoded
             .iter()
@@ -241,13 +250,28 @@ fn survey_tokens(
     })
 }
 
-/// Forward FLOPs of one prompt of `t` tokens (matmuls only).
-fn flops_per_prompt(config: &Gpt2Config, layers: usize, t: f64) -> f64 {
+/// Forward FLOPs (matmuls only) of `t` query tokens that follow `past` cached tokens.
+fn forward_flops(config: &Gpt2Config, layers: usize, past: f64, t: f64) -> f64 {
     let d = config.n_embd as f64;
     let inner = config.n_inner as f64;
     let per_token_linear = 2.0 * (4.0 * d * d + 2.0 * d * inner);
-    let attention = 2.0 * 2.0 * t * t * d / 2.0; // causal half of QKᵀ and AV
+    // QKᵀ and AV over the keys each query sees: the past ones and the causal half of its own.
+    let attention = 2.0 * 2.0 * t * (past + t / 2.0) * d;
     layers as f64 * (per_token_linear * t + attention)
+}
+
+impl TokenSurvey {
+    /// Forward FLOPs of one (window, variable): both prompts in full, or, with the prefix
+    /// cache, the shared prefix once and the two suffixes after it.
+    fn flops_per_pair(&self, config: &Gpt2Config, layers: usize, prefix_cache: bool) -> f64 {
+        let flops = |past, t| forward_flops(config, layers, past, t);
+        if prefix_cache {
+            let p = self.mean_prefix;
+            flops(0.0, p) + flops(p, self.mean_gt - p) + flops(p, self.mean_hd - p)
+        } else {
+            flops(0.0, self.mean_gt) + flops(0.0, self.mean_hd)
+        }
+    }
 }
 
 fn dry_run(
@@ -263,9 +287,9 @@ fn dry_run(
         let survey = survey_tokens(data, split, windows, builder)?;
         let prompts = 2 * windows * data.n_vars();
         let tokens = (survey.mean_gt + survey.mean_hd) * (windows * data.n_vars()) as f64;
-        let flops = (windows * data.n_vars()) as f64
-            * (flops_per_prompt(config, layers, survey.mean_gt)
-                + flops_per_prompt(config, layers, survey.mean_hd));
+        let pairs = (windows * data.n_vars()) as f64;
+        let flops = pairs * survey.flops_per_pair(config, layers, false);
+        let flops_run = pairs * survey.flops_per_pair(config, layers, !args.no_prefix_cache);
         let (options, peak) = batch_options(args, config, layers, survey.longest);
         // Sustained rates measured with this tool: ≈35 TFLOP/s f32 on an H100, ≈10 GFLOP/s
         // for small models on two CPU cores. An estimate, not a promise.
@@ -282,6 +306,12 @@ fn dry_run(
             "  tokens in all: {:.3e}; forward FLOPs ≈ {:.3e}",
             tokens, flops
         );
+        let cache = if args.no_prefix_cache {
+            "off".to_string()
+        } else {
+            format!("on, {:.0} shared tokens per pair", survey.mean_prefix)
+        };
+        println!("  forward FLOPs run ≈ {flops_run:.3e} (prefix cache {cache})");
         println!(
             "  per pass: ≤ {} padded tokens, ≤ {} prompts, est. peak memory {:.2} GiB (budget {:.2} GiB)",
             options.max_tokens,
@@ -289,7 +319,11 @@ fn dry_run(
             peak as f64 / (1u64 << 30) as f64,
             budget_bytes(args) as f64 / (1u64 << 30) as f64
         );
-        println!("  time estimate on {}: {:.0} s", args.device, flops / rate);
+        println!(
+            "  time estimate on {}: {:.0} s",
+            args.device,
+            flops_run / rate
+        );
     }
     Ok(())
 }
@@ -341,6 +375,7 @@ fn extract_split(
         weights_sha256,
         layers,
         sca_seed: args.sca_seed,
+        compute_precision: args.precision.to_string(),
         dtype: Dtype::F32,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         created: String::new(),
@@ -437,6 +472,8 @@ fn run_workers(
             for (window, embedding) in windows.iter().zip(values.chunks(per_window)) {
                 writer.put(*window, embedding)?;
             }
+            // A part per chunk: a crash loses at most the chunks in flight.
+            writer.flush()?;
             tokens_done += windows.len() * plan.tokens_per_window;
             bar.inc(windows.len() as u64);
             let secs = started.elapsed().as_secs_f64().max(1e-9);
@@ -489,21 +526,37 @@ fn worker(
             return;
         }
     };
+    // Prompts for the next chunk are built on a second thread while the model runs.
+    let encoder = teacher.encoder().clone();
     let split_view = data.split(split);
-    loop {
-        let Some(windows) = queue.lock().expect("queue lock").next() else {
-            return;
-        };
-        let inputs: Vec<WindowInput> = windows
-            .iter()
-            .map(|&i| WindowInput::from_window(&split_view.window(i), data.n_vars()))
-            .collect();
-        let result = embed_with_retry(&mut teacher, &inputs).map(|values| (windows, values));
-        let failed = result.is_err();
-        if results.send(result).is_err() || failed {
-            return;
+    std::thread::scope(|scope| {
+        let (encoded_tx, encoded_rx) = mpsc::sync_channel(1);
+        scope.spawn(move || {
+            loop {
+                let Some(windows) = queue.lock().expect("queue lock").next() else {
+                    return;
+                };
+                let inputs: Vec<WindowInput> = windows
+                    .iter()
+                    .map(|&i| WindowInput::from_window(&split_view.window(i), data.n_vars()))
+                    .collect();
+                let encoded = encoder.encode(&inputs);
+                if encoded_tx.send((windows, encoded)).is_err() {
+                    return;
+                }
+            }
+        });
+        for (windows, encoded) in encoded_rx {
+            let result = encoded
+                .map_err(anyhow::Error::from)
+                .and_then(|encoded| embed_with_retry(&mut teacher, &encoded))
+                .map(|values| (windows, values));
+            let failed = result.is_err();
+            if results.send(result).is_err() || failed {
+                return;
+            }
         }
-    }
+    });
 }
 
 fn load_teacher(
@@ -513,7 +566,8 @@ fn load_teacher(
     builder: &PromptBuilder,
     options: BatchOptions,
 ) -> anyhow::Result<Teacher> {
-    let gpt2 = Gpt2::load(&args.model, args.layers, device)?;
+    let gpt2 = Gpt2::load(&args.model, args.layers, device)?
+        .with_precision(args.precision.teacher(args.device))?;
     let sca = match &args.sca_weights {
         Some(path) => Sca::load(path, device)?,
         None => Sca::init(data.n_vars(), 4 * gpt2.d_model(), args.sca_seed, device),
@@ -528,11 +582,11 @@ fn load_teacher(
     Ok(Teacher::new(gpt2, sca, builder.clone(), options)?)
 }
 
-/// Embeds `inputs`; on a device out-of-memory panic, halves the tokens per pass and
+/// Embeds `encoded`; on a device out-of-memory panic, halves the tokens per pass and
 /// retries, down to one prompt per pass. Returns the values [w, N, d].
-fn embed_with_retry(teacher: &mut Teacher, inputs: &[WindowInput<'_>]) -> anyhow::Result<Vec<f32>> {
+fn embed_with_retry(teacher: &mut Teacher, encoded: &EncodedWindows) -> anyhow::Result<Vec<f32>> {
     loop {
-        let attempt = catch_unwind(AssertUnwindSafe(|| teacher.embed(inputs)));
+        let attempt = catch_unwind(AssertUnwindSafe(|| teacher.embed_encoded(encoded)));
         match attempt {
             Ok(result) => {
                 let tensor = result?;

@@ -9,7 +9,7 @@ use timekd_data::Preset;
 use timekd_student::{forecast, load_checkpoint};
 
 use crate::data_args::DataArgs;
-use crate::device::{DeviceSpec, Precision};
+use crate::device::DeviceSpec;
 
 /// Output format of `timekd forecast`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,7 +51,7 @@ pub struct ForecastArgs {
 
 /// Runs `timekd forecast`.
 pub fn run(args: ForecastArgs) -> anyhow::Result<()> {
-    let device = args.device.devices(Precision::F32)?.remove(0);
+    let device = args.device.devices()?.remove(0);
     let checkpoint = load_checkpoint(&args.checkpoint, &device)
         .with_context(|| format!("--checkpoint {}", args.checkpoint.display()))?;
     let state = &checkpoint.state;

@@ -4,7 +4,8 @@
 //! with the settings of a TOML config file (every field optional: the defaults are the
 //! release's) overridden by flags, and writes a run directory: `config.toml` (resolved),
 //! `metrics.jsonl`, `loss.png`, `checkpoints/{best,last}/` and, at the end, `test.json`
-//! (test MSE/MAE of the best checkpoint).
+//! (test MSE/MAE of the best checkpoint) and `summary.json` (epochs, best validation loss,
+//! test MSE/MAE, training time: what `cargo xtask train` tabulates).
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use timekd_student::{
 
 use crate::commands::extract::store_path;
 use crate::data_args::{DataArgs, LoadedData};
-use crate::device::{DeviceSpec, Precision};
+use crate::device::DeviceSpec;
 
 /// Arguments of `timekd train`.
 #[derive(Args, Debug)]
@@ -230,7 +231,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             run.path().display()
         );
     }
-    let device = args.device.devices(Precision::F32)?.remove(0);
+    let device = args.device.devices()?.remove(0);
     let limit = |kind| {
         let split = dataset.split(kind);
         args.max_windows.map_or(split.clone(), |k| split.head(k))
@@ -255,6 +256,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         dataset: dataset.preset().name().to_string(),
         var_names: dataset.var_names().to_vec(),
     };
+    let started = std::time::Instant::now();
     let summary = timekd_student::train(
         &config,
         TrainData {
@@ -284,6 +286,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             ControlFlow::Continue(())
         },
     )?;
+    let train_seconds = started.elapsed().as_secs_f64();
     let best = load_checkpoint(&run.best(), &device)?;
     let report = evaluate(
         &best.model,
@@ -295,6 +298,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("{}: cannot write", path.display()))?;
     let (best_epoch, best_val) = summary.best.unwrap_or((0, f64::NAN));
+    let run_summary = serde_json::json!({
+        "output_len": dataset.output_len(),
+        "epochs": summary.epochs_done,
+        "stopped_early": summary.stopped_early,
+        "best_epoch": best_epoch,
+        "best_val_loss": best_val,
+        "test_mse": report.mse,
+        "test_mae": report.mae,
+        "train_seconds_this_invocation": train_seconds,
+        "device": args.device.to_string(),
+    });
+    let summary_path = run.path().join("summary.json");
+    std::fs::write(&summary_path, serde_json::to_vec_pretty(&run_summary)?)
+        .with_context(|| format!("{}: cannot write", summary_path.display()))?;
     println!(
         "{} epochs{}; best val loss {best_val:.5} at epoch {best_epoch}; test MSE {:.4} MAE {:.4} \
          ({})",

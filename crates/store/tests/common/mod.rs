@@ -26,6 +26,7 @@ pub fn fingerprint(n_vars: usize, d_model: usize, dtype: Dtype) -> Fingerprint {
         weights_sha256: "a5".repeat(32),
         layers: 12,
         sca_seed: 2024,
+        compute_precision: "f32".into(),
         dtype,
         tool_version: "0.1.0".into(),
         created: String::new(),

@@ -17,11 +17,12 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub use config::Gpt2Config;
-pub(crate) use model::Gpt2Module;
-pub use model::{CALIBRATION_PENALTY, attention_mask};
+pub use model::{BLOCKED, CALIBRATION_PENALTY, calibrated_mask, causal_mask};
+pub(crate) use model::{Gpt2Module, LayerKv};
 pub use resolve::{hub_cache_roots, resolve_model_dir, resolve_model_dir_in};
 
 use crate::error::TeacherError;
+use crate::precision::Precision;
 use crate::tokenizer::EncodedPrompt;
 use crate::weights::WeightFile;
 
@@ -34,6 +35,7 @@ pub struct Gpt2 {
     weights_sha256: String,
     dir: PathBuf,
     device: Device,
+    precision: Precision,
 }
 
 impl Gpt2 {
@@ -68,7 +70,31 @@ impl Gpt2 {
             layers,
             dir: dir.to_path_buf(),
             device: device.clone(),
+            precision: Precision::F32,
         })
+    }
+
+    /// The model computing its matrix products in `precision` (loaded models start in
+    /// [`Precision::F32`]). Half precisions round the weights, so a model can leave f32 once:
+    /// asking a bf16 model for f16 is an error; load it again instead.
+    pub fn with_precision(self, precision: Precision) -> Result<Self, TeacherError> {
+        let rounded = self.precision.compute_dtype() != burn::tensor::FloatDType::F32;
+        if rounded && precision != self.precision {
+            return Err(TeacherError::Input(format!(
+                "the model's weights are already rounded to {}; load it again for {precision}",
+                self.precision
+            )));
+        }
+        Ok(Gpt2 {
+            module: self.module.prepared(precision),
+            precision,
+            ..self
+        })
+    }
+
+    /// The float type of the matrix products.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The checkpoint's configuration.
@@ -116,8 +142,15 @@ impl Gpt2 {
         self.check_length(prompt, || "the prompt".to_string())?;
         let t = prompt.len();
         let ids = self.ids_tensor(&prompt.ids, [1, t]);
-        let types = calibrated.then(|| self.types_tensor(prompt.types.iter().copied(), [1, t]));
-        let out = self.module.blocks_forward(ids, types);
+        let mask = if calibrated {
+            let types = self.types_tensor(prompt.types.iter().copied(), [1, t]);
+            calibrated_mask(types.clone(), types, None)
+        } else {
+            causal_mask(t, &self.device)
+        };
+        let out =
+            self.module
+                .blocks_forward(ids, self.positions(0..t), &mask, None, self.precision);
         Ok(self.module.final_norm(out).reshape([t, self.config.n_embd]))
     }
 
@@ -143,6 +176,13 @@ impl Gpt2 {
     pub(crate) fn ids_tensor(&self, ids: &[u32], shape: [usize; 2]) -> Tensor<2, Int> {
         let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
         Tensor::from_data(TensorData::new(ids, shape), &self.device)
+    }
+
+    /// Positions `range` as a [1, len] tensor (shared by a whole batch).
+    pub(crate) fn positions(&self, range: std::ops::Range<usize>) -> Tensor<2, Int> {
+        let len = range.len();
+        Tensor::<1, Int>::arange(range.start as i64..range.end as i64, &self.device)
+            .reshape([1, len])
     }
 
     pub(crate) fn types_tensor(

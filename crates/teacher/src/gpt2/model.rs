@@ -1,26 +1,32 @@
 //! The GPT-2 transformer in Burn with the calibration mask.
 //!
 //! ```text
-//! h0  = wte[ids] + wpe[0..T)
+//! h0  = wte[ids] + wpe[positions]
 //! h   = h + Attn(ln_1(h));  h = h + MLP(ln_2(h))        (each block)
 //! out = ln_f(h)
 //! ```
 //!
-//! Attention scores are `q·kᵀ / sqrt(head_dim)`, plus the calibration matrix
-//! (−100 where the two tokens' types differ), with keys after the query removed (causal).
+//! Attention scores are `(q / sqrt(head_dim))·kᵀ`, plus the calibration matrix (−100 where
+//! the two tokens' types differ), with keys after the query removed (causal).
 //!
-//! Every step works on whole `[batch, tokens, d]` tensors. A block's attention takes its
-//! keys and values from the same sequence as its queries; prefix caching would pass
-//! previously computed keys/values in instead (GT and HD prompts share their history
-//! prefix), which this layout leaves room for.
+//! Every step works on whole `[batch, tokens, d]` tensors. A block can take previously
+//! computed keys and values ([`LayerKv`]) for a shared prefix: its queries are then only the
+//! suffix tokens, attending to prefix and suffix keys. The residual stream, LayerNorms, masks
+//! and softmax are f32; matrix products follow the model's [`Precision`].
 
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::tensor::activation::{gelu, gelu_approximate, softmax};
-use burn::tensor::{Bool, DType, Int, Tensor};
+use burn::tensor::{Bool, FloatDType, Int, Tensor};
+
+use crate::precision::Precision;
 
 /// Additive penalty between a language and a time-series token.
 pub const CALIBRATION_PENALTY: f64 = -100.0;
+
+/// Additive score of a key a query must not see (after it, or padding): vanishes in an f32
+/// softmax.
+pub const BLOCKED: f64 = -1.0e9;
 
 /// One transformer block (pre-norm attention and MLP).
 #[derive(Module, Debug)]
@@ -36,33 +42,85 @@ pub struct Block {
     pub(crate) tanh_gelu: bool,
 }
 
+/// The keys and values one block computed for a batch of sequences:
+/// `[batch, heads, tokens, head_dim]` each, in the compute type.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerKv {
+    k: Tensor<4>,
+    v: Tensor<4>,
+}
+
 impl Block {
-    /// `x` [batch, tokens, d], `mask` [batch or 1, 1, tokens, tokens] additive.
-    fn forward(&self, x: Tensor<3>, mask: &Tensor<4>) -> Tensor<3> {
+    /// Queries (pre-scaled by 1/sqrt(head_dim)), keys and values of `x` [b, t, d]:
+    /// [b, heads, t, head_dim] each, in the compute type.
+    fn qkv(&self, x: Tensor<3>, precision: Precision) -> (Tensor<4>, LayerKv) {
         let [b, t, d] = x.dims();
         let heads = self.n_head;
         let hd = d / heads;
-
-        let qkv = self.c_attn.forward(self.ln_1.forward(x.clone())); // [b, t, 3d]
+        let qkv = precision.linear(&self.c_attn, self.ln_1.forward(x)); // [b, t, 3d]
         let split = |i: usize| {
             qkv.clone()
                 .narrow(2, i * d, d)
                 .reshape([b, t, heads, hd])
-                .swap_dims(1, 2) // [b, heads, t, hd]
+                .swap_dims(1, 2)
         };
-        let (q, k, v) = (split(0), split(1), split(2));
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt()); // [b, heads, t, t]
-        let probs = softmax(scores + mask.clone(), 3);
-        let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        let x = x + self.attn_proj.forward(ctx);
+        let q = split(0) * (1.0 / (hd as f64).sqrt());
+        (
+            q,
+            LayerKv {
+                k: split(1),
+                v: split(2),
+            },
+        )
+    }
 
-        let inner = self.c_fc.forward(self.ln_2.forward(x.clone()));
+    /// `x` [b, t, d] → [b, t, d]. `mask` [b or 1, 1, t, keys] is additive, where the keys are
+    /// `past`'s (if any) followed by `x`'s own. Returns the keys and values of `x` too.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: &Tensor<4>,
+        past: Option<&LayerKv>,
+        precision: Precision,
+    ) -> (Tensor<3>, LayerKv) {
+        let [b, t, d] = x.dims();
+        let (q, own) = self.qkv(x.clone(), precision);
+        let (k, v) = match past {
+            Some(past) => (
+                Tensor::cat(vec![past.k.clone(), own.k.clone()], 2),
+                Tensor::cat(vec![past.v.clone(), own.v.clone()], 2),
+            ),
+            None => (own.k.clone(), own.v.clone()),
+        };
+        let scores = precision.matmul(q, k.swap_dims(2, 3)).cast(FloatDType::F32); // [b, heads, t, keys]
+        let probs = softmax(scores + mask.clone(), 3);
+        let ctx = precision
+            .matmul(probs, v)
+            .swap_dims(1, 2)
+            .reshape([b, t, d]);
+        let x = x + precision.linear(&self.attn_proj, ctx).cast(FloatDType::F32);
+
+        let inner = precision.linear(&self.c_fc, self.ln_2.forward(x.clone()));
         let inner = if self.tanh_gelu {
             gelu_approximate(inner)
         } else {
             gelu(inner)
         };
-        x + self.mlp_proj.forward(inner)
+        let x = x + precision
+            .linear(&self.mlp_proj, inner)
+            .cast(FloatDType::F32);
+        (x, own)
+    }
+
+    /// `self` with its Linear weights in `precision`'s compute type.
+    fn prepared(self, precision: Precision) -> Self {
+        Block {
+            c_attn: precision.prepare_linear(self.c_attn),
+            attn_proj: precision.prepare_linear(self.attn_proj),
+            c_fc: precision.prepare_linear(self.c_fc),
+            mlp_proj: precision.prepare_linear(self.mlp_proj),
+            ..self
+        }
     }
 }
 
@@ -76,61 +134,109 @@ pub struct Gpt2Module {
 }
 
 impl Gpt2Module {
+    /// Token plus position embeddings: `ids`, `positions` [b or 1, t] → [b, t, d].
+    fn embed(&self, ids: Tensor<2, Int>, positions: Tensor<2, Int>) -> Tensor<3> {
+        self.wte.forward(ids) + self.wpe.forward(positions)
+    }
+
     /// Hidden states after the last block, BEFORE `ln_f`: [batch, tokens, d].
     ///
-    /// `ids` [batch, tokens]; `types` [batch, tokens] as 0.0 / 1.0 (language /
-    /// time-series), or `None` for plain causal GPT-2.
+    /// `ids`, `positions` [b or 1, t]; `mask` [b or 1, 1, t, keys] additive (see
+    /// [`calibrated_mask`]); `past` the keys and values of a shared prefix per block, whose
+    /// tokens come first among the keys.
     pub(crate) fn blocks_forward(
         &self,
         ids: Tensor<2, Int>,
-        types: Option<Tensor<2>>,
+        positions: Tensor<2, Int>,
+        mask: &Tensor<4>,
+        past: Option<&[LayerKv]>,
+        precision: Precision,
     ) -> Tensor<3> {
-        let [_, t] = ids.dims();
-        let device = ids.device();
-        let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
-        let mut x = self.wte.forward(ids) + self.wpe.forward(positions);
-        let mask = attention_mask(types, t, x.dtype(), &device);
-        for block in &self.blocks {
-            x = block.forward(x, &mask);
+        let mut x = self.embed(ids, positions);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x, mask, past.map(|kv| &kv[i]), precision).0;
         }
         x
+    }
+
+    /// The keys and values of every block for a batch of prefixes, for
+    /// [`blocks_forward`](Self::blocks_forward)'s `past`. The last block computes only its
+    /// keys and values.
+    pub(crate) fn prefix_kv(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        mask: &Tensor<4>,
+        precision: Precision,
+    ) -> Vec<LayerKv> {
+        let mut x = self.embed(ids, positions);
+        let mut cache = Vec::with_capacity(self.blocks.len());
+        let (last, rest) = self.blocks.split_last().expect("a model has ≥ 1 block");
+        for block in rest {
+            let (next, kv) = block.forward(x, mask, None, precision);
+            cache.push(kv);
+            x = next;
+        }
+        cache.push(last.qkv(x, precision).1);
+        cache
     }
 
     /// The final LayerNorm, on any [.., d] tensor.
     pub(crate) fn final_norm<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         self.ln_f.forward(x)
     }
+
+    /// `self` with its Linear weights in `precision`'s compute type.
+    pub(crate) fn prepared(self, precision: Precision) -> Self {
+        Gpt2Module {
+            blocks: self
+                .blocks
+                .into_iter()
+                .map(|b| b.prepared(precision))
+                .collect(),
+            ..self
+        }
+    }
 }
 
-/// The additive attention mask [batch or 1, 1, t, t]: the calibration matrix of each
-/// prompt's own types (−100 where `types[a] != types[b]`, a tensor op, no host loop) with
-/// every key after its query set to a large negative value.
+/// The additive attention mask [b, 1, queries, keys] of calibrated causal attention.
+///
+/// `query_types` [b, q] and `key_types` [b, k] are 0.0 / 1.0 (language / time-series); the
+/// queries are the LAST q of the k key positions (a whole prompt when q = k, or the suffix
+/// after a cached prefix). Scores get −100 where the two types differ (a tensor op, no host
+/// loop), [`BLOCKED`] where the key comes after the query, and `key_penalty` [b, k] (e.g.
+/// [`BLOCKED`] on a cached prefix's padding) when given.
 ///
 /// Padding tokens sit after a prompt's real tokens, so the causal part hides them from every
 /// real query whatever their type: padding cannot change a real token's state.
-pub fn attention_mask(
-    types: Option<Tensor<2>>,
-    t: usize,
-    dtype: DType,
-    device: &burn::tensor::Device,
+pub fn calibrated_mask(
+    query_types: Tensor<2>,
+    key_types: Tensor<2>,
+    key_penalty: Option<Tensor<2>>,
 ) -> Tensor<4> {
-    // Large enough to vanish in softmax, small enough to stay finite in f16.
-    let blocked = if dtype == DType::F16 { -6.0e4 } else { -1.0e9 };
-    // true where the key comes after the query.
-    let future: Tensor<2, Bool> = Tensor::<2, Bool>::tril_mask([t, t], 0, device);
-    match types {
-        Some(types) => {
-            let [b, _] = types.dims();
-            let differ = (types.clone().unsqueeze_dim::<3>(2) - types.unsqueeze_dim::<3>(1)).abs(); // [b, t, t]
-            let calib = differ * CALIBRATION_PENALTY;
-            calib
-                .mask_fill(future.unsqueeze_dim::<3>(0).expand([b, t, t]), blocked)
-                .unsqueeze_dim(1)
-        }
-        None => Tensor::<2>::zeros([t, t], device)
-            .mask_fill(future, blocked)
-            .reshape([1, 1, t, t]),
+    let [b, q] = query_types.dims();
+    let [_, k] = key_types.dims();
+    let device = query_types.device();
+    let differ = (query_types.unsqueeze_dim::<3>(2) - key_types.unsqueeze_dim::<3>(1)).abs(); // [b, q, k]
+    let mut mask = differ * CALIBRATION_PENALTY;
+    if let Some(penalty) = key_penalty {
+        mask = mask + penalty.unsqueeze_dim(1);
     }
+    mask.mask_fill(future_keys(q, k, &device).expand([b, q, k]), BLOCKED)
+        .unsqueeze_dim(1)
+}
+
+/// The plain causal mask [1, 1, t, t] (Hugging Face's `GPT2Model`, no calibration).
+pub fn causal_mask(t: usize, device: &burn::tensor::Device) -> Tensor<4> {
+    Tensor::<2>::zeros([t, t], device)
+        .mask_fill(future_keys(t, t, device).squeeze_dim(0), BLOCKED)
+        .reshape([1, 1, t, t])
+}
+
+/// [1, q, k], true where key j comes after query i, the queries being the last q of the k
+/// positions.
+fn future_keys(q: usize, k: usize, device: &burn::tensor::Device) -> Tensor<3, Bool> {
+    Tensor::<2, Bool>::tril_mask([q, k], (k - q) as i64, device).unsqueeze_dim(0)
 }
 
 #[cfg(test)]
@@ -143,7 +249,7 @@ mod tests {
         let device = Device::flex();
         let types =
             Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 1.0, 1.0], [1, 3]), &device);
-        let mask = attention_mask(Some(types), 3, DType::F32, &device);
+        let mask = calibrated_mask(types.clone(), types, None);
         assert_eq!(mask.dims(), [1, 1, 3, 3]);
         let m = mask.try_into_vec_as::<f32>().unwrap();
         let expected = [0.0, -1e9, -1e9, -100.0, 0.0, -1e9, -100.0, 0.0, 0.0];
@@ -153,9 +259,7 @@ mod tests {
     #[test]
     fn plain_mask_is_only_causal() {
         let device = Device::flex();
-        let m = attention_mask(None, 2, DType::F32, &device)
-            .try_into_vec_as::<f32>()
-            .unwrap();
+        let m = causal_mask(2, &device).try_into_vec_as::<f32>().unwrap();
         assert_eq!(m, [0.0, -1e9, 0.0, 0.0]);
     }
 }
