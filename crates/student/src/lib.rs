@@ -71,4 +71,6 @@ pub use state_dict::{
     NamedTensor, load_safetensors, load_state_dict, read_safetensors, save_safetensors, state_dict,
     to_torch, write_safetensors,
 };
-pub use train::{RunDir, SplitData, TrainConfig, TrainData, TrainSummary, train, validation_loss};
+pub use train::{
+    RunDir, SplitData, TrainConfig, TrainData, TrainSummary, train, train_on, validation_loss,
+};

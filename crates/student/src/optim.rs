@@ -76,6 +76,17 @@ impl GradientSet {
         }
     }
 
+    /// The gradients moved to `device` (data-parallel replicas report to the main device).
+    pub fn to_device(self, device: &Device) -> GradientSet {
+        GradientSet {
+            grads: self
+                .grads
+                .into_iter()
+                .map(|(name, (dims, grad))| (name, (dims, grad.to_device(device))))
+                .collect(),
+        }
+    }
+
     /// Global L2 norm over all gradients.
     pub fn norm(&self) -> Result<f64> {
         let squares: Vec<Tensor<1>> = self

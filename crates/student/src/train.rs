@@ -281,6 +281,78 @@ pub fn validation_loss(
     Ok(sum)
 }
 
+/// Loss values (means over `windows`) and gradients of `scale` × the loss of one
+/// micro-batch. With several devices the windows are split evenly over them and each share
+/// runs on a forked replica in its own thread; gradients are weighted by share size and
+/// summed on `devices[0]`, the model's device. Dropout is seeded with `seed` (and the share).
+fn micro_batch(
+    model: &Dual,
+    devices: &[Device],
+    data: &mut SplitData,
+    windows: &[usize],
+    config: &TrainConfig,
+    seed: u64,
+    scale: f64,
+) -> Result<(LossValues, GradientSet)> {
+    let share_result = |model: &Dual, batch: Batch, device: &Device, weight: f64| {
+        let out = model.forward(batch.x, batch.emb);
+        let loss = distillation_loss(&config.loss, &out, batch.y);
+        let values = loss.values()?;
+        let grads =
+            GradientSet::from_backward(model, &loss.total.mul_scalar(scale * weight).backward());
+        Ok::<_, StudentError>((values, grads.to_device(device)))
+    };
+    let main = &devices[0];
+    if devices.len() == 1 || windows.len() < 2 {
+        let batch = load_batch(data, windows, main)?;
+        main.seed(seed);
+        return share_result(model, batch, main, 1.0);
+    }
+    let shares: Vec<&[usize]> = windows
+        .chunks(windows.len().div_ceil(devices.len()))
+        .collect();
+    let mut work = Vec::with_capacity(shares.len());
+    for (share, device) in shares.iter().zip(devices) {
+        work.push((
+            load_batch(data, share, device)?,
+            model.clone().fork(device),
+            device,
+        ));
+    }
+    let results: Vec<Result<(LossValues, GradientSet)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = work
+            .into_iter()
+            .enumerate()
+            .map(|(i, (batch, replica, device))| {
+                let share_result = &share_result;
+                scope.spawn(move || {
+                    device.seed(mix(seed, i as u64, 1));
+                    let weight = batch.len as f64 / windows.len() as f64;
+                    share_result(&replica, batch, main, weight)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(StudentError::Tensor(
+                        "a data-parallel worker panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut values = LossValues::default();
+    let mut grads = GradientSet::default();
+    for (share, result) in shares.iter().zip(results) {
+        let (share_values, share_grads) = result?;
+        values = values.add_scaled(share_values, share.len() as f64 / windows.len() as f64);
+        grads.accumulate(share_grads);
+    }
+    Ok((values, grads))
+}
+
 /// Mutable state of a run between epochs.
 struct RunState {
     model: Dual,
@@ -331,7 +403,8 @@ fn start(
     })
 }
 
-/// Trains the dual model, writing `metrics.jsonl`, `loss.png` and checkpoints under `run`.
+/// Trains the dual model on one device, writing `metrics.jsonl`, `loss.png` and
+/// checkpoints under `run`: [`train_on`] with a single device.
 ///
 /// `device` is made autodiff for training; validation runs without autodiff. With `resume`,
 /// training continues from `run`'s last checkpoint and, on the same device kind, reaches the
@@ -351,6 +424,37 @@ pub fn train(
     device: &Device,
     on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
 ) -> Result<TrainSummary> {
+    train_on(
+        config,
+        data,
+        run,
+        resume,
+        std::slice::from_ref(device),
+        on_epoch,
+    )
+}
+
+/// [`train`] data-parallel over `devices` (e.g. every GPU of a host): each micro-batch's
+/// windows are split evenly over the devices, a replica of the model (Burn's
+/// [`Module::fork`]) runs each share on its own thread, and the gradients, weighted by share
+/// size, are summed on `devices[0]`, which holds the model, the optimiser and validation.
+///
+/// Like PyTorch's DDP, each device computes the batch-level attention-map term over its own
+/// share, so that term (and dropout masks) differ from a one-device run; the per-window terms
+/// do not: with `att_weight` 0 and no dropout the gradients equal one device's up to float
+/// rounding. With one device this is exactly [`train`].
+pub fn train_on(
+    config: &TrainConfig,
+    data: TrainData,
+    run: &RunDir,
+    resume: bool,
+    devices: &[Device],
+    on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
+) -> Result<TrainSummary> {
+    let Some(device) = devices.first() else {
+        return Err(StudentError::Config("no device to train on".into()));
+    };
+    let replicas: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
     let TrainData {
         info,
         mut train,
@@ -385,12 +489,11 @@ pub fn train(
         for group in batches.chunks(config.accumulate) {
             let mut grads = GradientSet::default();
             for (micro, windows) in group.iter().enumerate() {
-                let batch = load_batch(&mut train, windows, &device)?;
                 // Dropout masks depend only on (seed, step, micro-batch): exact on resume.
-                device.seed(mix(config.seed, state.steps, micro as u64));
-                let out = model.forward(batch.x, batch.emb);
-                let loss = distillation_loss(&config.loss, &out, batch.y);
-                let values = loss.values()?;
+                let seed = mix(config.seed, state.steps, micro as u64);
+                let scale = 1.0 / group.len() as f64;
+                let (values, micro_grads) =
+                    micro_batch(&model, &replicas, &mut train, windows, config, seed, scale)?;
                 if !values.total.is_finite() {
                     return Err(StudentError::NonFinite {
                         value: values.total,
@@ -398,9 +501,8 @@ pub fn train(
                         step: state.steps,
                     });
                 }
-                train_sum = train_sum.add_scaled(values, batch.len as f64 / seen as f64);
-                let scaled = loss.total.div_scalar(group.len() as f64);
-                grads.accumulate(GradientSet::from_backward(&model, &scaled.backward()));
+                train_sum = train_sum.add_scaled(values, windows.len() as f64 / seen as f64);
+                grads.accumulate(micro_grads);
             }
             norm_sum += match config.optim.clip_grad_norm {
                 Some(max) => grads.clip_norm(max)?,

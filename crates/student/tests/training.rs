@@ -13,6 +13,7 @@ use timekd_data::{Dataset, DatasetOptions, Preset, SplitKind};
 use timekd_student::{
     DataInfo, DualConfig, EpochMetrics, InMemoryEmbeddings, RunDir, SplitData, TrainConfig,
     TrainData, TrainSummary, evaluate, forecast, load_checkpoint, read_safetensors, train,
+    train_on,
 };
 
 static TRAINING: Mutex<()> = Mutex::new(());
@@ -63,7 +64,7 @@ fn embeddings(data: &Dataset, kind: SplitKind) -> InMemoryEmbeddings {
     InMemoryEmbeddings::random(windows, data.n_vars(), D_LLM, kind as u64 + 11)
 }
 
-/// Trains into `dir` (fresh or resumed); `stop_after` interrupts after that many epochs.
+/// Trains into `dir` (fresh or resumed) on the CPU; `on_epoch` may interrupt.
 fn run(
     data: &Dataset,
     config: &TrainConfig,
@@ -71,9 +72,21 @@ fn run(
     resume: bool,
     on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
 ) -> TrainSummary {
+    run_on(data, config, dir, resume, &[Device::flex()], on_epoch)
+}
+
+/// [`run`] data-parallel over `devices`.
+fn run_on(
+    data: &Dataset,
+    config: &TrainConfig,
+    dir: &Path,
+    resume: bool,
+    devices: &[Device],
+    on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
+) -> TrainSummary {
     let mut train_emb = embeddings(data, SplitKind::Train);
     let mut val_emb = embeddings(data, SplitKind::Val);
-    train(
+    train_on(
         config,
         TrainData {
             info: DataInfo {
@@ -91,7 +104,7 @@ fn run(
         },
         &RunDir::new(dir),
         resume,
-        &Device::flex(),
+        devices,
         on_epoch,
     )
     .expect("training runs")
@@ -277,4 +290,68 @@ fn evaluation_and_forecast_use_the_trained_model() {
     let png = dir.path().join("forecast.png");
     result.plot(data.n_vars() - 1, &png).expect("plot");
     assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+}
+
+/// Two replicas (both on the CPU here; GPUs on a multi-GPU host) split every micro-batch.
+/// Without dropout and the batch-level attention term, that is the one-device gradient up
+/// to float rounding; with the attention term on, the split changes the loss (so the
+/// comparison can fail).
+#[test]
+fn data_parallel_training_matches_one_device_on_per_window_terms() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let data = dataset();
+    let mut config = config(2);
+    config.model.dropout = 0.0;
+    config.loss.att_weight = 0.0;
+    let dir = tempfile::tempdir().unwrap();
+    let continue_ = &mut |_: &EpochMetrics| ControlFlow::Continue(());
+    let two_devices = [Device::flex(), Device::flex()];
+    let single = run(&data, &config, &dir.path().join("one"), false, continue_);
+    let parallel = run_on(
+        &data,
+        &config,
+        &dir.path().join("two"),
+        false,
+        &two_devices,
+        continue_,
+    );
+    for (a, b) in curve(&single).iter().zip(curve(&parallel)) {
+        assert!(
+            (a.0 - b.0).abs() <= 1e-5 * a.0.abs(),
+            "train loss {a:?} vs {b:?}"
+        );
+        assert!(
+            (a.1 - b.1).abs() <= 1e-5 * a.1.abs(),
+            "val loss {a:?} vs {b:?}"
+        );
+    }
+    for ((name, a), (_, b)) in weights(&dir.path().join("one"))
+        .iter()
+        .zip(weights(&dir.path().join("two")))
+    {
+        let scale = a.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        let diff = a
+            .iter()
+            .zip(&b)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= 1e-4 * scale, "{name}: {diff} (scale {scale})");
+    }
+
+    config.loss.att_weight = 0.01;
+    let single = run(
+        &data,
+        &config,
+        &dir.path().join("one-att"),
+        false,
+        continue_,
+    );
+    let parallel = run_on(
+        &data,
+        &config,
+        &dir.path().join("two-att"),
+        false,
+        &two_devices,
+        continue_,
+    );
+    assert_ne!(curve(&single)[0].0, curve(&parallel)[0].0);
 }

@@ -5,6 +5,7 @@
 //! worker each, pulling chunks of windows from one queue; the main thread alone writes the
 //! store, so the result does not depend on how many workers ran.
 
+use std::io::IsTerminal;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -456,6 +457,9 @@ fn run_workers(
     let bar = progress_bar(missing.len() as u64, split, plan.covered - missing.len());
     let started = Instant::now();
     let mut tokens_done = 0usize;
+    // Without a terminal (batch jobs, logs) the bar is hidden: print a line now and then.
+    let log_lines = !std::io::stderr().is_terminal();
+    let mut last_line = Instant::now();
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let (sender, receiver) = mpsc::sync_channel::<ChunkResult>(devices.len() * 2);
         for device in devices {
@@ -478,6 +482,15 @@ fn run_workers(
             bar.inc(windows.len() as u64);
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("≈{:.0} tokens/s", tokens_done as f64 / secs));
+            if log_lines && last_line.elapsed().as_secs() >= 30 {
+                last_line = Instant::now();
+                let (done, total) = (bar.position(), missing.len() as f64);
+                let rate = done as f64 / secs;
+                eprintln!(
+                    "{split}: {done}/{total} windows, {rate:.2} windows/s, ETA {:.0} s",
+                    (total - done as f64) / rate.max(1e-9)
+                );
+            }
         }
         Ok(())
     })?;

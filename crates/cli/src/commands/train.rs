@@ -40,7 +40,8 @@ pub struct TrainArgs {
     /// Continue the run in --run-dir from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Where to train: cpu or cuda[:N].
+    /// Where to train: cpu, cuda[:N], or cuda:all (data-parallel: every batch is split over
+    /// all GPUs, gradients summed on the first).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
     /// Maximum epochs [100].
@@ -231,7 +232,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             run.path().display()
         );
     }
-    let device = args.device.devices()?.remove(0);
+    let devices = args.device.devices()?;
+    let device = devices[0].clone();
     let limit = |kind| {
         let split = dataset.split(kind);
         args.max_windows.map_or(split.clone(), |k| split.head(k))
@@ -257,7 +259,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         var_names: dataset.var_names().to_vec(),
     };
     let started = std::time::Instant::now();
-    let summary = timekd_student::train(
+    let summary = timekd_student::train_on(
         &config,
         TrainData {
             info,
@@ -272,7 +274,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         },
         &run,
         args.resume,
-        &device,
+        &devices,
         &mut |m| {
             eprintln!(
                 "epoch {:>3}  lr {:.2e}  train {:.5}  val {:.5}{}  ({:.1} s)",
@@ -308,6 +310,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         "test_mae": report.mae,
         "train_seconds_this_invocation": train_seconds,
         "device": args.device.to_string(),
+        "devices": devices.len(),
     });
     let summary_path = run.path().join("summary.json");
     std::fs::write(&summary_path, serde_json::to_vec_pretty(&run_summary)?)
