@@ -36,6 +36,7 @@ fn stored_embeddings_equal_one_by_one_teacher_output() {
         max_tokens: 16 * 320,
         length_bucket: 32,
         share_prefix: true,
+        batch_multiple: 1,
     };
     let teacher = Teacher::new(
         gpt2,

@@ -4,7 +4,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -17,10 +16,11 @@ pub struct BenchExtract {
     /// Cases as DATA:H, DATA being a CSV path or ETTh1.
     #[arg(long, value_delimiter = ',', default_value = "ETTh1:24,ETTh1:192")]
     cases: Vec<String>,
-    /// Windows timed per case, after a warm-up run.
+    /// Windows timed per case, after the warm-up windows.
     #[arg(long, default_value_t = 2048)]
     windows: usize,
-    /// Windows of the warm-up run (kernel compilation and autotuning happen there).
+    /// Windows before the timed ones, in the same process (kernel compilation and
+    /// autotuning happen there).
     #[arg(long, default_value_t = 256)]
     warmup: usize,
     /// cuda, cuda:N or cuda:all.
@@ -103,25 +103,41 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
             }
             c
         };
-        eprintln!("bench {case}: warm-up ({} windows)", args.warmup);
-        check(&mut base(args.warmup, &args.work.join("warmup")))?;
-        let dry = output(base(args.windows, &args.work.join("timed")).arg("--dry-run"))?;
+        // One process: kernels compiled and autotuned during the warm-up windows are reused by
+        // the timed ones (the autotune cache lives in the process).
+        let total = args.warmup + args.windows;
+        let dry = output(base(total, &args.work.join("timed")).arg("--dry-run"))?;
         let flops =
             number_after(&dry, "forward FLOPs run ≈ ").context("dry run printed no FLOPs")?;
         let tokens =
             number_after(&dry, "tokens in all: ").context("dry run printed no token count")?;
-        eprintln!("bench {case}: timing {} windows", args.windows);
+        eprintln!(
+            "bench {case}: {} warm-up windows, then {} timed",
+            args.warmup, args.windows
+        );
         let sampler = MemorySampler::start();
-        let started = Instant::now();
-        check(&mut base(args.windows, &args.work.join("timed")))?;
-        let secs = started.elapsed().as_secs_f64();
+        let log = stderr_of(
+            base(total, &args.work.join("timed"))
+                .args(["--report-after", &args.warmup.to_string()]),
+        )?;
+        let peak_mib = sampler.stop();
+        let steady = log
+            .lines()
+            .find_map(|l| {
+                l.split_once("steady state after the first ")
+                    .map(|(_, rest)| rest)
+            })
+            .with_context(|| format!("timekd reported no steady state:\n{log}"))?;
+        let windows = number_after(steady, ": ").context("steady-state window count")? as usize;
+        let secs = number_after(steady, " windows in ").context("steady-state seconds")?;
+        let share = windows as f64 / total as f64;
         rows.push(Row {
             case: case.clone(),
-            windows: args.windows,
+            windows,
             secs,
-            flops,
-            tokens,
-            peak_mib: sampler.stop(),
+            flops: flops * share,
+            tokens: tokens * share,
+            peak_mib,
         });
     }
     println!(
@@ -162,6 +178,18 @@ fn check(command: &mut Command) -> anyhow::Result<()> {
         bail!("{command:?} failed with {status}");
     }
     Ok(())
+}
+
+/// Runs `command` to success and returns what it wrote to stderr.
+fn stderr_of(command: &mut Command) -> anyhow::Result<String> {
+    let out = command
+        .output()
+        .with_context(|| format!("starting {command:?}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        bail!("{command:?} failed: {stderr}");
+    }
+    Ok(stderr)
 }
 
 fn output(command: &mut Command) -> anyhow::Result<String> {

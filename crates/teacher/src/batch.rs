@@ -34,6 +34,15 @@ pub struct BatchOptions {
     /// Compute the shared prefix of a GT/HD pair once (KV cache) instead of twice.
     #[serde(default = "share_prefix_default")]
     pub share_prefix: bool,
+    /// Passes hold a multiple of this many sequences, padded with repeats of their last one
+    /// (results unchanged). On a GPU, 16 keeps the set of tensor shapes (and so kernel
+    /// compilations and autotuning runs) small; 1 pads nothing.
+    #[serde(default = "one")]
+    pub batch_multiple: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn share_prefix_default() -> bool {
@@ -47,6 +56,7 @@ impl Default for BatchOptions {
             max_tokens: 64 * 384,
             length_bucket: 32,
             share_prefix: true,
+            batch_multiple: 1,
         }
     }
 }
@@ -58,9 +68,26 @@ impl BatchOptions {
         len.div_ceil(bucket).saturating_mul(bucket).min(max_len)
     }
 
-    /// How many sequences of `len` padded tokens fit one pass (at least one).
+    /// How many sequences of `len` padded tokens fit one pass (at least one; a multiple of
+    /// `batch_multiple` when that many fit).
     fn capacity(&self, len: usize) -> usize {
-        (self.max_tokens / len.max(1)).min(self.max_prompts).max(1)
+        let fit = (self.max_tokens / len.max(1)).min(self.max_prompts).max(1);
+        let multiple = self.batch_multiple.max(1);
+        if fit >= multiple {
+            fit / multiple * multiple
+        } else {
+            fit
+        }
+    }
+
+    /// `members` padded to a multiple of `batch_multiple` by repeating the last one.
+    fn pad_members<T: Copy>(&self, members: &[T]) -> Vec<T> {
+        let multiple = self.batch_multiple.max(1);
+        let mut out = members.to_vec();
+        if let Some(&last) = members.last() {
+            out.resize(members.len().div_ceil(multiple) * multiple, last);
+        }
+        out
     }
 }
 
@@ -233,7 +260,13 @@ impl Gpt2 {
         let mut order = Vec::with_capacity(prompts.len());
         for batch in &plan {
             order.extend_from_slice(&batch.prompts);
-            states.push(self.forward_batch(prompts, batch));
+            let members: Vec<&EncodedPrompt> = options
+                .pad_members(&batch.prompts)
+                .iter()
+                .map(|&i| prompts[i])
+                .collect();
+            let states_padded = self.forward_batch(&members, batch.padded_len);
+            states.push(states_padded.narrow(0, 0, batch.prompts.len()));
         }
         Ok(self.in_caller_order(states, &order))
     }
@@ -307,10 +340,10 @@ impl Gpt2 {
         Tensor::cat(parts, 0).select(0, back)
     }
 
-    /// One pass: [batch prompts, d] last-token states, in `batch.prompts` order.
-    fn forward_batch(&self, prompts: &[&EncodedPrompt], batch: &PlannedBatch) -> Tensor<2> {
-        let (b, t) = (batch.prompts.len(), batch.padded_len);
-        let members = batch.prompts.iter().map(|&i| prompts[i]);
+    /// One pass: [members, d] last-token states of `members`, padded to `t` tokens.
+    fn forward_batch(&self, members: &[&EncodedPrompt], t: usize) -> Tensor<2> {
+        let b = members.len();
+        let members = members.iter().copied();
         let tokens = PaddedTokens::new(members.clone().map(|p| (p, 0..p.len())), t);
         let ids = self.ids_tensor(&tokens.ids, [b, t]);
         let types = self.types_tensor(tokens.types.into_iter(), [b, t]);
@@ -413,6 +446,7 @@ mod tests {
             max_tokens: 10_000,
             length_bucket: 32,
             share_prefix: true,
+            batch_multiple: 1,
         };
         let plan = plan_batches(&lengths, 1000, &options);
         let mut seen: Vec<usize> = plan.iter().flat_map(|b| b.prompts.clone()).collect();
@@ -441,6 +475,7 @@ mod tests {
             max_tokens: 64,
             length_bucket: 32,
             share_prefix: true,
+            batch_multiple: 1,
         };
         let plan = plan_batches(&[30; 5], 1024, &options);
         assert_eq!(

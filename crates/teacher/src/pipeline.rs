@@ -8,6 +8,7 @@ use timekd_data::Window;
 use crate::batch::BatchOptions;
 use crate::error::TeacherError;
 use crate::gpt2::Gpt2;
+use crate::precision::Precision;
 use crate::prompt::{PromptBuilder, PromptPair};
 use crate::sca::Sca;
 use crate::tokenizer::{EncodedPrompt, Gpt2Tokenizer};
@@ -252,7 +253,15 @@ impl Teacher {
         let (gt, hd) = self.gpt2.pair_last_token_states(&pairs, &self.batch)?; // [w·n, d] each
         let gt = gt.reshape([w, n, d]);
         let hd = hd.reshape([w, n, d]);
-        let out = self.sca.forward(gt.swap_dims(1, 2), hd.swap_dims(1, 2)); // [w, d, n]
+        // The SCA is tiny: f32 accuracy whatever the model's precision (split products on a
+        // GPU, where plain f32 products are TF32).
+        let sca_precision = match self.gpt2.precision() {
+            Precision::F32 => Precision::F32,
+            _ => Precision::F32Split,
+        };
+        let out = self
+            .sca
+            .forward_in(gt.swap_dims(1, 2), hd.swap_dims(1, 2), sca_precision); // [w, d, n]
         Ok(out.swap_dims(1, 2))
     }
 }

@@ -8,8 +8,8 @@
 //! with TF32 inputs (10-bit mantissa): about 5e-4 relative error per product.
 //! [`Precision::F32Split`] restores f32 accuracy there by writing each operand as
 //! `hi + lo`, where `hi` has a bfloat16 mantissa (exact in TF32), and summing
-//! `hi·lo + lo·hi + hi·hi`: three tensor-core products instead of one; the dropped `lo·lo` is
-//! below 2^-18 of each term.
+//! `hi·lo + lo·hi + hi·hi`: three tensor-core products instead of one; the dropped `lo·lo`
+//! is below 2^-18 of each term (adding it changed nothing measurable on an H100).
 
 use std::fmt;
 use std::str::FromStr;
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub enum Precision {
     /// Plain f32 products: exact f32 on the CPU; TF32 inputs on tensor-core GPUs.
     F32,
-    /// f32 products as three TF32-exact products: f32 accuracy on tensor cores.
+    /// f32 products as three products of TF32-exact parts: f32 accuracy on tensor cores.
     F32Split,
     /// bfloat16 products (f32 range, 8-bit mantissa).
     Bf16,

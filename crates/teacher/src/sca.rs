@@ -23,6 +23,7 @@ use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 
 use crate::error::TeacherError;
+use crate::precision::Precision;
 use crate::weights::WeightFile;
 
 /// Key prefix of the release's SCA state dict (`weight.layers.0.…`).
@@ -316,15 +317,22 @@ impl Sca {
     /// last two axes swapped). Returns `out` [windows, d_llm, n_vars]; the stored embedding
     /// is `out` with its last two axes swapped.
     pub fn forward(&self, e_gt: Tensor<3>, e_hd: Tensor<3>) -> Tensor<3> {
+        self.forward_in(e_gt, e_hd, Precision::F32)
+    }
+
+    /// [`forward`](Self::forward) with its matrix products in `precision` (f32 or
+    /// f32-split: the SCA is tiny, so there is no reason to round it further).
+    pub fn forward_in(&self, e_gt: Tensor<3>, e_hd: Tensor<3>, precision: Precision) -> Tensor<3> {
+        let p = precision;
         let qn = self.norm_attn.forward(e_gt);
         let kvn = self.norm_attn.forward(e_hd);
-        let q = self.w_q.forward(qn.clone());
-        let k = self.w_k.forward(kvn.clone());
-        let v = self.w_v.forward(kvn);
-        let a = softmax(q.matmul(k.swap_dims(1, 2)) * self.scale, 2); // [w, d_llm, d_llm]
-        let o = self.to_out.forward(a.matmul(v));
+        let q = p.linear(&self.w_q, qn.clone());
+        let k = p.linear(&self.w_k, kvn.clone());
+        let v = p.linear(&self.w_v, kvn);
+        let a = softmax(p.matmul(q, k.swap_dims(1, 2)) * self.scale, 2); // [w, d_llm, d_llm]
+        let o = p.linear(&self.to_out, p.matmul(a, v));
         let s = self.norm_ffn.forward(qn - o);
-        s.clone() + self.ff_out.forward(gelu(self.ff_in.forward(s)))
+        s.clone() + p.linear(&self.ff_out, gelu(p.linear(&self.ff_in, s)))
     }
 }
 

@@ -192,12 +192,14 @@ fn batched_last_token_states_match_fixture_and_one_by_one() {
             max_tokens: 100_000,
             length_bucket: 64,
             share_prefix: true,
+            batch_multiple: 1,
         },
         BatchOptions {
             max_prompts: 1000,
             max_tokens: 1_000_000,
             length_bucket: 1024,
             share_prefix: true,
+            batch_multiple: 1,
         },
     ];
     // One prompt at a time, unpadded, through the full-sequence forward.
@@ -230,11 +232,20 @@ fn batched_last_token_states_match_fixture_and_one_by_one() {
     let pairs: Vec<(&EncodedPrompt, &EncodedPrompt)> =
         prompts.iter().map(|p| (&p.gt, &p.hd)).collect();
     let n = pairs.len();
-    for opts in options.into_iter().chain([BatchOptions {
-        max_prompts: 2,
-        length_bucket: 8,
-        ..BatchOptions::default()
-    }]) {
+    let more = [
+        BatchOptions {
+            max_prompts: 2,
+            length_bucket: 8,
+            ..BatchOptions::default()
+        },
+        // Passes padded to 16 pairs with repeats (the GPU setting).
+        BatchOptions {
+            max_prompts: 20,
+            batch_multiple: 16,
+            ..BatchOptions::default()
+        },
+    ];
+    for opts in options.into_iter().chain(more) {
         let (gt, hd) = gpt2.pair_last_token_states(&pairs, &opts).unwrap();
         let (gt, hd) = (host(gt), host(hd));
         let mut worst: f64 = 0.0;

@@ -89,6 +89,10 @@ pub struct ExtractArgs {
     /// weights, write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also report the rate after the first K windows of this run (steady state: GPU kernels
+    /// are compiled and autotuned on first use of each shape). For benchmarks.
+    #[arg(long, value_name = "K")]
+    pub report_after: Option<usize>,
     /// Replace existing stores instead of resuming them.
     #[arg(long)]
     pub overwrite: bool,
@@ -202,6 +206,11 @@ fn batch_options(
         max_prompts: max_tokens.div_ceil(32).max(1),
         max_tokens,
         share_prefix: !args.no_prefix_cache,
+        // Few distinct tensor shapes on a GPU: each new one compiles and autotunes kernels.
+        batch_multiple: match args.device {
+            DeviceSpec::Cpu => 1,
+            DeviceSpec::Cuda(_) => 16,
+        },
         ..defaults
     };
     (options, peak)
@@ -446,7 +455,7 @@ fn run_workers(
     let n = data.n_vars();
     let options = plan.options;
     // Enough prompts per chunk for several full passes, so passes are well filled.
-    let chunk = (options.max_prompts * 4 / (2 * n)).clamp(1, 256);
+    let chunk = (options.max_prompts * 4 / (2 * n)).clamp(1, 512);
     let queue: Arc<Mutex<std::vec::IntoIter<Vec<usize>>>> = Arc::new(Mutex::new(
         missing
             .chunks(chunk)
@@ -460,6 +469,7 @@ fn run_workers(
     // Without a terminal (batch jobs, logs) the bar is hidden: print a line now and then.
     let log_lines = !std::io::stderr().is_terminal();
     let mut last_line = Instant::now();
+    let mut steady_from: Option<(Instant, u64)> = None;
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let (sender, receiver) = mpsc::sync_channel::<ChunkResult>(devices.len() * 2);
         for device in devices {
@@ -480,6 +490,13 @@ fn run_workers(
             writer.flush()?;
             tokens_done += windows.len() * plan.tokens_per_window;
             bar.inc(windows.len() as u64);
+            if steady_from.is_none()
+                && args
+                    .report_after
+                    .is_some_and(|k| bar.position() >= k as u64)
+            {
+                steady_from = Some((Instant::now(), bar.position()));
+            }
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("≈{:.0} tokens/s", tokens_done as f64 / secs));
             if log_lines && last_line.elapsed().as_secs() >= 30 {
@@ -505,6 +522,14 @@ fn run_workers(
         tokens_done as f64 / secs,
         devices.len()
     );
+    if let Some((since, done_then)) = steady_from {
+        let windows = missing.len() as u64 - done_then;
+        let secs = since.elapsed().as_secs_f64();
+        eprintln!(
+            "{split}: steady state after the first {done_then} windows: {windows} windows in {secs:.1} s = {:.2} windows/s",
+            windows as f64 / secs.max(1e-9)
+        );
+    }
     Ok(())
 }
 
