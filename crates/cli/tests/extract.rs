@@ -27,10 +27,10 @@ fn tiny_model() -> PathBuf {
     repo().join("models/tiny-gpt2")
 }
 
-/// Runs `timekd extract` on the first `windows` train windows into `out`, plus `extra`
-/// flags; returns the store's path.
-fn extract_first(windows: usize, out: &Path, extra: &[&str]) -> PathBuf {
-    let status = Command::new(env!("CARGO_BIN_EXE_timekd"))
+/// `timekd extract` of the first `windows` train windows (H = 24) into `out`.
+fn extract_command(windows: usize, out: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_timekd"));
+    command
         .args([
             "extract",
             "--split",
@@ -43,10 +43,13 @@ fn extract_first(windows: usize, out: &Path, extra: &[&str]) -> PathBuf {
         .arg("--model")
         .arg(tiny_model())
         .args(["--max-windows", &windows.to_string(), "--out"])
-        .arg(out)
-        .args(extra)
-        .status()
-        .unwrap();
+        .arg(out);
+    command
+}
+
+/// Runs [`extract_command`] plus `extra` flags to success; returns the store's path.
+fn extract_first(windows: usize, out: &Path, extra: &[&str]) -> PathBuf {
+    let status = extract_command(windows, out).args(extra).status().unwrap();
     assert!(status.success(), "timekd extract {extra:?} failed");
     out.join("ETTh1").join(H.to_string()).join("train.h5")
 }
@@ -158,20 +161,8 @@ fn a_killed_extract_resumes_to_the_same_store() {
     let store = out.join("ETTh1").join(H.to_string()).join("train.h5");
     let parts = out.join("ETTh1").join(H.to_string()).join("train.h5.parts");
     // Small passes so that parts are written well before the end.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_timekd"))
-        .args([
-            "extract",
-            "--split",
-            "train",
-            "--output-len",
-            &H.to_string(),
-        ])
-        .arg("--data")
-        .arg(etth1())
-        .arg("--model")
-        .arg(tiny_model())
-        .args(["--max-windows", "200", "--batch-tokens", "600", "--out"])
-        .arg(&out)
+    let mut child = extract_command(200, &out)
+        .args(["--batch-tokens", "600"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
