@@ -120,6 +120,32 @@ fn cuda_devices() -> Vec<Device> {
     Vec::new()
 }
 
+/// Free memory in bytes of the GPUs `gpus` names (the smallest), from `nvidia-smi`; `None`
+/// when it cannot tell (no nvidia-smi, no such GPU).
+pub fn gpu_free_memory(gpus: Gpus) -> Option<u64> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.free", "--format=csv,noheader,nounits"])
+        .output()
+        .ok()?;
+    let free_mib: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| line.trim().parse().ok())
+        .collect::<Option<_>>()?;
+    // nvidia-smi lists every GPU; CUDA indices count only CUDA_VISIBLE_DEVICES's.
+    let visible: Vec<usize> = match std::env::var("CUDA_VISIBLE_DEVICES") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(|entry| entry.trim().parse().ok())
+            .collect::<Option<_>>()?,
+        _ => (0..free_mib.len()).collect(),
+    };
+    let chosen = match gpus {
+        Gpus::All => visible.iter().map(|&i| free_mib.get(i).copied()).min()?,
+        Gpus::Index(index) => free_mib.get(*visible.get(index)?).copied(),
+    };
+    chosen.map(|mib| mib << 20)
+}
+
 /// One GPU, as [`list_gpus`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpuInfo {

@@ -58,8 +58,8 @@ pub struct ExtractArgs {
     /// ≈2e-3) or bf16 (≈2e-2). The residual stream, LayerNorms and softmax always run in f32.
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
-    /// Memory budget per device that batch sizes are planned for (default: 24GiB on a GPU,
-    /// 4GiB on the CPU).
+    /// Memory budget per device that batch sizes are planned for (default: a GPU's free
+    /// memory less 10% and 1 GiB, from nvidia-smi; 4GiB on the CPU).
     #[arg(long, value_name = "SIZE")]
     pub max_gpu_mem: Option<MemSize>,
     /// Most padded tokens per forward pass, overriding the budget's choice.
@@ -136,6 +136,11 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
         Some(shard) => Some(shard),
         None => Shard::from_slurm_env()?,
     };
+    let (budget_bytes, source) = budget(&args);
+    eprintln!(
+        "memory budget per device: {:.2} GiB ({source})",
+        budget_bytes as f64 / (1u64 << 30) as f64
+    );
     if args.dry_run {
         return dry_run(&args, data, &config, layers, &builder, &splits);
     }
@@ -181,10 +186,28 @@ fn windows_of(args: &ExtractArgs, data: &Dataset, split: SplitKind) -> usize {
 }
 
 fn budget_bytes(args: &ExtractArgs) -> u64 {
+    budget(args).0
+}
+
+/// The memory budget per device and where it came from: `--max-gpu-mem`, else on a GPU its
+/// free memory (the smallest over the GPUs used) less 10% and 1 GiB, else 4 GiB on the CPU.
+fn budget(args: &ExtractArgs) -> (u64, String) {
     match (args.max_gpu_mem, args.device) {
-        (Some(size), _) => size.bytes(),
-        (None, DeviceSpec::Cpu) => 4 << 30,
-        (None, DeviceSpec::Cuda(_)) => 24 << 30,
+        (Some(size), _) => (size.bytes(), "--max-gpu-mem".into()),
+        (None, DeviceSpec::Cpu) => (4 << 30, "the CPU default".into()),
+        (None, DeviceSpec::Cuda(gpus)) => match crate::device::gpu_free_memory(gpus) {
+            Some(free) => (
+                (free as f64 * 0.9) as u64 - (1 << 30).min(free / 2),
+                format!(
+                    "free GPU memory ({:.1} GiB, nvidia-smi) less 10% and 1 GiB",
+                    free as f64 / (1u64 << 30) as f64
+                ),
+            ),
+            None => (
+                24 << 30,
+                "24 GiB: nvidia-smi could not report free memory; set --max-gpu-mem".into(),
+            ),
+        },
     }
 }
 
