@@ -3,7 +3,9 @@
 //! The estimate counts what a calibrated GPT-2 forward keeps alive at its peak, per padded
 //! token of a pass whose prompts are padded to `padded_len`:
 //! - in f32 whatever the precision: the residual stream and LayerNorm outputs (≈ 4·d
-//!   values), the attention scores, mask and softmax (2 · heads · padded_len + padded_len);
+//!   values), the attention scores, their masked copy and the softmax's temporaries (max,
+//!   shifted, exp, sum, quotient: 5 · heads · padded_len with un-fused kernels) and the mask
+//!   (padded_len);
 //! - in the compute type: the products' inputs and outputs (≈ 12·d: q, k, v, context, MLP
 //!   hidden and its GELU), the softmax cast for the value product (heads · padded_len), and
 //!   the cached keys and values of every block (2 · layers · d) that a shared prefix keeps
@@ -11,7 +13,8 @@
 //! - f32-split products hold the hi/lo parts of both operands: twice the compute-type share.
 //!
 //! Weights are counted once. The result is then halved: allocator fragmentation and kernel
-//! workspaces are not in the formula.
+//! workspaces are not in the formula. (Measured on an H100 with 2 · heads · padded_len for
+//! the attention: f16, ETTh1 H = 24, budget 24 GiB, nvidia-smi peak 28.4 GiB: over budget.)
 
 use timekd_teacher::{Gpt2Config, Precision};
 
@@ -27,7 +30,7 @@ pub fn bytes_per_token(
 ) -> u64 {
     let (d, heads) = (config.n_embd as u64, config.n_head as u64);
     let len = padded_len as u64;
-    let f32_values = 4 * d + 2 * heads * len + len;
+    let f32_values = 4 * d + 5 * heads * len + len;
     let products = 12 * d + heads * len;
     let products = if precision == Precision::F32Split {
         2 * products

@@ -54,7 +54,7 @@ impl Default for BatchOptions {
         BatchOptions {
             max_prompts: 64,
             max_tokens: 64 * 384,
-            length_bucket: 32,
+            length_bucket: 16,
             share_prefix: true,
             batch_multiple: 1,
         }
@@ -348,10 +348,10 @@ impl Gpt2 {
         let ids = self.ids_tensor(&tokens.ids, [b, t]);
         let types = self.types_tensor(tokens.types.into_iter(), [b, t]);
         let mask = calibrated_mask(types.clone(), types, None);
-        let hidden =
-            self.module
-                .blocks_forward(ids, self.positions(0..t), &mask, None, self.precision());
-        self.last_states(hidden, members.map(|p| p.len() - 1))
+        let last: Vec<usize> = members.map(|p| p.len() - 1).collect();
+        let positions = self.positions(0..t);
+        self.module
+            .last_states(ids, positions, &mask, None, self.precision(), &last)
     }
 
     /// One pair pass: the shared prefixes' keys and values, then the GT and the HD
@@ -412,25 +412,10 @@ impl Gpt2 {
         let mask = calibrated_mask(types, key_types, Some(penalty));
         let positions =
             Tensor::<2, Int>::from_data(TensorData::new(positions, [b, len]), self.device());
-        let hidden = self.module.blocks_forward(
-            self.ids_tensor(&tokens.ids, [b, len]),
-            positions,
-            &mask,
-            Some(cache),
-            self.precision(),
-        );
-        self.last_states(hidden, suffixes.map(|(_, range)| range.len() - 1))
-    }
-
-    /// `hidden` [b, t, d] at one position per row, after the final LayerNorm: [b, d].
-    fn last_states(&self, hidden: Tensor<3>, last: impl Iterator<Item = usize>) -> Tensor<2> {
-        let [b, _, d] = hidden.dims();
-        let index: Vec<i64> = last
-            .flat_map(|i| std::iter::repeat_n(i as i64, d))
-            .collect();
-        let index = Tensor::<3, Int>::from_data(TensorData::new(index, [b, 1, d]), self.device());
+        let last: Vec<usize> = suffixes.map(|(_, range)| range.len() - 1).collect();
+        let ids = self.ids_tensor(&tokens.ids, [b, len]);
         self.module
-            .final_norm(hidden.gather(1, index).reshape([b, d]))
+            .last_states(ids, positions, &mask, Some(cache), self.precision(), &last)
     }
 }
 

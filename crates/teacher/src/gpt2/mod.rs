@@ -148,9 +148,9 @@ impl Gpt2 {
         } else {
             causal_mask(t, &self.device)
         };
-        let out =
-            self.module
-                .blocks_forward(ids, self.positions(0..t), &mask, None, self.precision);
+        let out = self
+            .module
+            .blocks_forward(ids, self.positions(0..t), &mask, self.precision);
         Ok(self.module.final_norm(out).reshape([t, self.config.n_embd]))
     }
 

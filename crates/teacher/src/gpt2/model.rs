@@ -17,7 +17,7 @@
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::tensor::activation::{gelu, gelu_approximate, softmax};
-use burn::tensor::{Bool, FloatDType, Int, Tensor};
+use burn::tensor::{Bool, FloatDType, Int, Tensor, TensorData};
 
 use crate::precision::Precision;
 
@@ -83,8 +83,51 @@ impl Block {
         past: Option<&LayerKv>,
         precision: Precision,
     ) -> (Tensor<3>, LayerKv) {
-        let [b, t, d] = x.dims();
         let (q, own) = self.qkv(x.clone(), precision);
+        let out = self.attend_and_mlp(x, q, mask.clone(), &own, past, precision);
+        (out, own)
+    }
+
+    /// [`forward`](Self::forward)'s output at one position per sequence only: `rows`
+    /// [b, 1, d] holds each sequence's position (repeated along d); returns [b, 1, d]. Every
+    /// position still contributes its key and value; only that row's query, attention output
+    /// and MLP are computed (the final block, when only the last token is kept).
+    fn forward_rows(
+        &self,
+        x: Tensor<3>,
+        mask: &Tensor<4>,
+        past: Option<&LayerKv>,
+        precision: Precision,
+        rows: Tensor<3, Int>,
+    ) -> Tensor<3> {
+        let [b, _, _] = x.dims();
+        let [_, _, _, keys] = mask.dims();
+        let own = self.qkv(x.clone(), precision).1;
+        let x_rows = x.gather(1, rows.clone()); // [b, 1, d]
+        let q_rows = self.qkv(x_rows.clone(), precision).0; // [b, heads, 1, hd]
+        let mask_rows = rows
+            .narrow(2, 0, 1)
+            .reshape([b, 1, 1, 1])
+            .expand([b, 1, 1, keys]);
+        let mask = mask
+            .clone()
+            .expand([b, 1, mask.dims()[2], keys])
+            .gather(2, mask_rows);
+        self.attend_and_mlp(x_rows, q_rows, mask, &own, past, precision)
+    }
+
+    /// The rest of the block after the projections: attention of queries `q` (of the rows
+    /// `x`) over `past` + `own` keys and values, then the MLP, with residuals.
+    fn attend_and_mlp(
+        &self,
+        x: Tensor<3>,
+        q: Tensor<4>,
+        mask: Tensor<4>,
+        own: &LayerKv,
+        past: Option<&LayerKv>,
+        precision: Precision,
+    ) -> Tensor<3> {
+        let [b, t, d] = x.dims();
         let (k, v) = match past {
             Some(past) => (
                 Tensor::cat(vec![past.k.clone(), own.k.clone()], 2),
@@ -93,7 +136,7 @@ impl Block {
             None => (own.k.clone(), own.v.clone()),
         };
         let scores = precision.matmul(q, k.swap_dims(2, 3)).cast(FloatDType::F32); // [b, heads, t, keys]
-        let probs = softmax(scores + mask.clone(), 3);
+        let probs = softmax(scores + mask, 3);
         let ctx = precision
             .matmul(probs, v)
             .swap_dims(1, 2)
@@ -106,10 +149,9 @@ impl Block {
         } else {
             gelu(inner)
         };
-        let x = x + precision
+        x + precision
             .linear(&self.mlp_proj, inner)
-            .cast(FloatDType::F32);
-        (x, own)
+            .cast(FloatDType::F32)
     }
 
     /// `self` with its Linear weights in `precision`'s compute type.
@@ -139,24 +181,52 @@ impl Gpt2Module {
         self.wte.forward(ids) + self.wpe.forward(positions)
     }
 
-    /// Hidden states after the last block, BEFORE `ln_f`: [batch, tokens, d].
+    /// Hidden states of every position after the last block, BEFORE `ln_f`:
+    /// [batch, tokens, d].
     ///
-    /// `ids`, `positions` [b or 1, t]; `mask` [b or 1, 1, t, keys] additive (see
-    /// [`calibrated_mask`]); `past` the keys and values of a shared prefix per block, whose
-    /// tokens come first among the keys.
+    /// `ids`, `positions` [b or 1, t]; `mask` [b or 1, 1, t, t] additive (see
+    /// [`calibrated_mask`]).
     pub(crate) fn blocks_forward(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        mask: &Tensor<4>,
+        precision: Precision,
+    ) -> Tensor<3> {
+        let mut x = self.embed(ids, positions);
+        for block in &self.blocks {
+            x = block.forward(x, mask, None, precision).0;
+        }
+        x
+    }
+
+    /// The final state (after `ln_f`) at one position per sequence: `last[i]` of sequence
+    /// i; [b, d]. Inputs as in [`blocks_forward`](Self::blocks_forward), plus `past`: the
+    /// keys and values of a shared prefix per block, which come first among the keys. The
+    /// final block computes only those positions.
+    pub(crate) fn last_states(
         &self,
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         mask: &Tensor<4>,
         past: Option<&[LayerKv]>,
         precision: Precision,
-    ) -> Tensor<3> {
+        last: &[usize],
+    ) -> Tensor<2> {
         let mut x = self.embed(ids, positions);
-        for (i, block) in self.blocks.iter().enumerate() {
+        let [b, _, d] = x.dims();
+        let (final_block, rest) = self.blocks.split_last().expect("a model has ≥ 1 block");
+        for (i, block) in rest.iter().enumerate() {
             x = block.forward(x, mask, past.map(|kv| &kv[i]), precision).0;
         }
-        x
+        let index: Vec<i64> = last
+            .iter()
+            .flat_map(|&i| std::iter::repeat_n(i as i64, d))
+            .collect();
+        let rows = Tensor::<3, Int>::from_data(TensorData::new(index, [b, 1, d]), &x.device());
+        let past = past.map(|kv| &kv[self.blocks.len() - 1]);
+        let out = final_block.forward_rows(x, mask, past, precision, rows);
+        self.final_norm(out).reshape([b, d])
     }
 
     /// The keys and values of every block for a batch of prefixes, for
