@@ -49,9 +49,10 @@ impl LossValues {
 }
 
 impl LossTerms {
-    /// Reads the five scalars back to the host (one transfer).
-    pub fn values(&self) -> crate::Result<LossValues> {
-        let all = Tensor::cat(
+    /// The five scalars (total, forecast, recon, feature, att) as one detached `[5]` tensor
+    /// on the device: sum these over a split and read once, instead of once per step.
+    pub fn stacked(&self) -> Tensor<1> {
+        Tensor::cat(
             vec![
                 self.total.clone(),
                 self.forecast.clone(),
@@ -60,8 +61,20 @@ impl LossTerms {
                 self.att.clone(),
             ],
             0,
-        );
-        let v = crate::state_dict::tensor_to_vec(all.inner())?;
+        )
+        .inner()
+    }
+
+    /// Reads the five scalars back to the host (one transfer).
+    pub fn values(&self) -> crate::Result<LossValues> {
+        LossValues::read(self.stacked())
+    }
+}
+
+impl LossValues {
+    /// Reads a `[5]` tensor laid out like [`LossTerms::stacked`].
+    pub fn read(stacked: Tensor<1>) -> crate::Result<LossValues> {
+        let v = crate::state_dict::tensor_to_vec(stacked)?;
         Ok(LossValues {
             total: f64::from(v[0]),
             forecast: f64::from(v[1]),

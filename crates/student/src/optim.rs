@@ -89,16 +89,21 @@ impl GradientSet {
 
     /// Global L2 norm over all gradients.
     pub fn norm(&self) -> Result<f64> {
+        match self.norm_tensor() {
+            Some(norm) => Ok(f64::from(tensor_to_vec(norm)?[0])),
+            None => Ok(0.0),
+        }
+    }
+
+    /// The global L2 norm as a `[1]` tensor on the gradients' device (no host transfer);
+    /// `None` without gradients.
+    pub fn norm_tensor(&self) -> Option<Tensor<1>> {
         let squares: Vec<Tensor<1>> = self
             .grads
             .values()
             .map(|(_, g)| g.clone().square().sum())
             .collect();
-        if squares.is_empty() {
-            return Ok(0.0);
-        }
-        let total = tensor_to_vec(Tensor::cat(squares, 0).sum())?;
-        Ok(f64::from(total[0]).sqrt())
+        (!squares.is_empty()).then(|| Tensor::cat(squares, 0).sum().sqrt())
     }
 
     /// PyTorch's `clip_grad_norm_`: scales every gradient by `max_norm / (norm + 1e-6)` when
@@ -112,6 +117,18 @@ impl GradientSet {
             }
         }
         Ok(norm)
+    }
+
+    /// [`clip_norm`](Self::clip_norm) computed on the device, without waiting for the norm:
+    /// every gradient is multiplied by `min(1, max_norm / (norm + 1e-6))`. Returns the norm
+    /// as a `[1]` tensor (`None` without gradients).
+    pub fn clip_norm_on_device(&mut self, max_norm: f64) -> Option<Tensor<1>> {
+        let norm = self.norm_tensor()?;
+        let coef = (norm.clone().add_scalar(1e-6).recip() * max_norm).clamp_max(1.0);
+        for (_, grad) in self.grads.values_mut() {
+            *grad = grad.clone() * coef.clone();
+        }
+        Some(norm)
     }
 
     /// Every gradient in the PyTorch layout of its parameter (names as in the state dict).

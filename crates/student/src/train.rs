@@ -268,21 +268,21 @@ pub fn validation_loss(
     let device = device.clone().without_autodiff();
     let model = model.valid();
     let total = data.split.num_windows();
-    let mut sum = LossValues::default();
+    let mut sum = Tensor::<1>::zeros([5], &device);
     let batches = data
         .split
         .batches(config.batch_size, BatchOptions::default());
     for windows in batches {
         let batch = load_batch(data, &windows, &device)?;
         let out = model.forward(batch.x, batch.emb);
-        let values = distillation_loss(&config.loss, &out, batch.y).values()?;
-        sum = sum.add_scaled(values, batch.len as f64 / total as f64);
+        let values = distillation_loss(&config.loss, &out, batch.y).stacked();
+        sum = sum + values * (batch.len as f64 / total as f64);
     }
-    Ok(sum)
+    LossValues::read(sum)
 }
 
-/// Loss values (means over `windows`) and gradients of `scale` × the loss of one
-/// micro-batch. With several devices the windows are split evenly over them and each share
+/// Loss terms (means over `windows`, a `[5]` device tensor as [`LossTerms::stacked`]) and
+/// gradients of `scale` × the loss of one micro-batch. With several devices the windows are split evenly over them and each share
 /// runs on a forked replica in its own thread; gradients are weighted by share size and
 /// summed on `devices[0]`, the model's device. Dropout is seeded with `seed` (and the share).
 fn micro_batch(
@@ -293,11 +293,11 @@ fn micro_batch(
     config: &TrainConfig,
     seed: u64,
     scale: f64,
-) -> Result<(LossValues, GradientSet)> {
+) -> Result<(Tensor<1>, GradientSet)> {
     let share_result = |model: &Dual, batch: Batch, device: &Device, weight: f64| {
         let out = model.forward(batch.x, batch.emb);
         let loss = distillation_loss(&config.loss, &out, batch.y);
-        let values = loss.values()?;
+        let values = loss.stacked().to_device(&device.clone().without_autodiff());
         let grads =
             GradientSet::from_backward(model, &loss.total.mul_scalar(scale * weight).backward());
         Ok::<_, StudentError>((values, grads.to_device(device)))
@@ -319,7 +319,7 @@ fn micro_batch(
             device,
         ));
     }
-    let results: Vec<Result<(LossValues, GradientSet)>> = std::thread::scope(|scope| {
+    let results: Vec<Result<(Tensor<1>, GradientSet)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = work
             .into_iter()
             .enumerate()
@@ -343,14 +343,18 @@ fn micro_batch(
             })
             .collect()
     });
-    let mut values = LossValues::default();
+    let mut values: Option<Tensor<1>> = None;
     let mut grads = GradientSet::default();
     for (share, result) in shares.iter().zip(results) {
         let (share_values, share_grads) = result?;
-        values = values.add_scaled(share_values, share.len() as f64 / windows.len() as f64);
+        let weighted = share_values * (share.len() as f64 / windows.len() as f64);
+        values = Some(match values {
+            Some(sum) => sum + weighted,
+            None => weighted,
+        });
         grads.accumulate(share_grads);
     }
-    Ok((values, grads))
+    Ok((values.expect("at least one share"), grads))
 }
 
 /// Mutable state of a run between epochs.
@@ -482,8 +486,10 @@ pub fn train_on(
         };
         let batches: Vec<Vec<usize>> = train.split.batches(config.batch_size, options).collect();
         let seen: usize = batches.iter().map(Vec::len).sum();
-        let mut train_sum = LossValues::default();
-        let mut norm_sum = 0.0;
+        // Sums stay on the device and are read once per epoch: no host sync per step.
+        let host_device = device.clone().without_autodiff();
+        let mut train_sum = Tensor::<1>::zeros([5], &host_device);
+        let mut norm_sum = Tensor::<1>::zeros([1], &host_device);
         let mut step_count = 0usize;
 
         for group in batches.chunks(config.accumulate) {
@@ -494,25 +500,31 @@ pub fn train_on(
                 let scale = 1.0 / group.len() as f64;
                 let (values, micro_grads) =
                     micro_batch(&model, &replicas, &mut train, windows, config, seed, scale)?;
-                if !values.total.is_finite() {
-                    return Err(StudentError::NonFinite {
-                        value: values.total,
-                        epoch,
-                        step: state.steps,
-                    });
-                }
-                train_sum = train_sum.add_scaled(values, windows.len() as f64 / seen as f64);
+                train_sum = train_sum + values * (windows.len() as f64 / seen as f64);
                 grads.accumulate(micro_grads);
             }
-            norm_sum += match config.optim.clip_grad_norm {
-                Some(max) => grads.clip_norm(max)?,
-                None => grads.norm()?,
+            let norm = match config.optim.clip_grad_norm {
+                Some(max) => grads.clip_norm_on_device(max),
+                None => grads.norm_tensor(),
             };
+            if let Some(norm) = norm {
+                norm_sum = norm_sum + norm.to_device(&host_device);
+            }
             model = optimizer.step(model, grads, lr);
             state.steps = optimizer.steps();
             step_count += 1;
         }
 
+        let train_sum = LossValues::read(train_sum)?;
+        if !train_sum.total.is_finite() {
+            // Checked once per epoch, before anything of this epoch is saved.
+            return Err(StudentError::NonFinite {
+                value: train_sum.total,
+                epoch,
+                step: state.steps,
+            });
+        }
+        let norm_sum = f64::from(crate::state_dict::tensor_to_vec(norm_sum)?[0]);
         let val_loss = validation_loss(&model, config, &mut val, &device)?;
         let improved = state.best.is_none_or(|(_, best)| val_loss.total < best);
         if improved {
