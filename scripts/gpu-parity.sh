@@ -36,7 +36,7 @@ def load(tag):
     with h5py.File(path, "r") as f:
         return f["embeddings"][...].astype(np.float64)
 ref = load("cpu-f32")
-for tag in ["cuda-f32", "cuda-tf32", "cuda-f16", "cuda-bf16"]:
+for tag in ["cuda-f32", "cuda-tf32", "cuda-f16"]:
     try:
         got = load(tag)
     except ValueError:
@@ -50,7 +50,7 @@ for case in "tiny:models/tiny-gpt2:$windows" "gpt2-small-random:$random_model:$s
     IFS=: read -r name model count <<<"$case"
     echo "== $name ($count ETTh1 train windows, H = 24)"
     extract "$name" "$model" "$count" cpu f32
-    for precision in f32 tf32 f16 bf16; do
+    for precision in f32 tf32 f16; do
         extract "$name" "$model" "$count" cuda "$precision"
     done
     compare "$name"

@@ -26,7 +26,7 @@ pub struct BenchExtract {
     /// cuda, cuda:N or cuda:all.
     #[arg(long, default_value = "cuda")]
     device: String,
-    /// f32, tf32, f16 or bf16.
+    /// f32, tf32 or f16.
     #[arg(long, default_value = "f32")]
     precision: String,
     /// Pass --no-prefix-cache to timekd (to measure what the cache saves).

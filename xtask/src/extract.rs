@@ -25,7 +25,7 @@ pub struct ExtractAll {
     /// cpu, cuda, cuda:N or cuda:all.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// f32, tf32, f16 or bf16.
+    /// f32, tf32 or f16.
     #[arg(long, default_value = "f32")]
     precision: String,
     /// Memory budget per device, e.g. 24GiB.

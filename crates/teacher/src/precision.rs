@@ -26,7 +26,8 @@ pub enum Precision {
     F32,
     /// f32 products as three products of TF32-exact parts: f32 accuracy on tensor cores.
     F32Split,
-    /// bfloat16 products (f32 range, 8-bit mantissa).
+    /// bfloat16 products (f32 range, 8-bit mantissa). Measured 1.6e-2 (CPU) and 1.8e-2
+    /// (H100) relative L2 from f32 on stored embeddings: over a 1e-2 bar, which f16 meets.
     Bf16,
     /// IEEE half products (5-bit exponent: values beyond 65504 overflow).
     F16,
