@@ -135,8 +135,14 @@ impl Block {
             ),
             None => (own.k.clone(), own.v.clone()),
         };
-        let scores = precision.matmul(q, k.swap_dims(2, 3)).cast(FloatDType::F32); // [b, heads, t, keys]
-        let probs = softmax(scores + mask, 3);
+        let scores = precision.matmul(q, k.swap_dims(2, 3)); // [b, heads, t, keys]
+        // f16 keeps its scores and softmax in f16 (half the memory traffic of the largest
+        // tensors; blocked keys become -inf, which softmax maps to 0); the other precisions
+        // take the softmax in f32.
+        let probs = match precision {
+            Precision::F16 => softmax(scores + mask.cast(FloatDType::F16), 3),
+            _ => softmax(scores.cast(FloatDType::F32) + mask, 3),
+        };
         let ctx = precision
             .matmul(probs, v)
             .swap_dims(1, 2)
