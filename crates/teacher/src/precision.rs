@@ -1,8 +1,9 @@
 //! How the language model computes: the float type of its matrix products.
 //!
-//! The residual stream, LayerNorms, attention masks and softmax always run in f32; only the
-//! matrix products (and the activations between them) change type. That keeps half
-//! precision safe from GPT-2's large residual activations, which overflow f16.
+//! The residual stream and LayerNorms always run in f32; the matrix products and the
+//! activations between them change type, and so do the attention softmax in f16 (bf16 and
+//! the f32 modes take it in f32). Keeping the residual stream in f32 keeps half precision
+//! safe from GPT-2's large residual activations, which overflow f16.
 //!
 //! On GPUs with tensor cores, Burn's CUDA backend (cubecl) computes f32 matrix products
 //! with TF32 inputs (10-bit mantissa): about 5e-4 relative error per product.

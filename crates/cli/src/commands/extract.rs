@@ -55,8 +55,8 @@ pub struct ExtractArgs {
     pub device: DeviceSpec,
     /// Float type of the language model's matrix products: f32 (f32 accuracy everywhere),
     /// tf32 (a GPU's faster tensor-core f32, ≈1e-3 relative error) or f16 (half the memory,
-    /// ≈2e-3; 3.7x f32 on an H100). The residual stream, LayerNorms and softmax always run in
-    /// f32. bf16 is refused: 1.6e-2 from f32, over the 1e-2 bar.
+    /// ≈2.5e-3; 4x f32 on an H100). The residual stream and LayerNorms always run in f32.
+    /// bf16 is refused: 1.6e-2 from f32, over the 1e-2 bar.
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
     /// Memory budget per device that batch sizes are planned for (default: a GPU's free
