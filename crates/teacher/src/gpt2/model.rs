@@ -11,8 +11,9 @@
 //!
 //! Every step works on whole `[batch, tokens, d]` tensors. A block can take previously
 //! computed keys and values ([`LayerKv`]) for a shared prefix: its queries are then only the
-//! suffix tokens, attending to prefix and suffix keys. The residual stream, LayerNorms, masks
-//! and softmax are f32; matrix products follow the model's [`Precision`].
+//! suffix tokens, attending to prefix and suffix keys. The residual stream, LayerNorms and
+//! masks are f32; matrix products follow the model's [`Precision`], and so does the softmax
+//! in f16 (f32 otherwise).
 
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm, Linear};
