@@ -12,8 +12,7 @@ use burn::tensor::Device;
 use timekd_data::{Dataset, DatasetOptions, Preset, SplitKind};
 use timekd_student::{
     DataInfo, DualConfig, EpochMetrics, InMemoryEmbeddings, RunDir, SplitData, TrainConfig,
-    TrainData, TrainSummary, evaluate, forecast, load_checkpoint, read_safetensors, train,
-    train_on,
+    TrainData, TrainSummary, evaluate, forecast, load_checkpoint, read_safetensors, train_on,
 };
 
 static TRAINING: Mutex<()> = Mutex::new(());
@@ -84,6 +83,18 @@ fn run_on(
     devices: &[Device],
     on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
 ) -> TrainSummary {
+    try_run_on(data, config, dir, resume, devices, on_epoch).expect("training runs")
+}
+
+/// [`run_on`] returning the error instead of panicking.
+fn try_run_on(
+    data: &Dataset,
+    config: &TrainConfig,
+    dir: &Path,
+    resume: bool,
+    devices: &[Device],
+    on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
+) -> timekd_student::Result<TrainSummary> {
     let mut train_emb = embeddings(data, SplitKind::Train);
     let mut val_emb = embeddings(data, SplitKind::Val);
     train_on(
@@ -107,7 +118,6 @@ fn run_on(
         devices,
         on_epoch,
     )
-    .expect("training runs")
 }
 
 /// Loss curve without wall times.
@@ -190,27 +200,12 @@ fn an_interrupted_run_resumes_to_the_same_result() {
     // A resume with another configuration is refused.
     let mut changed = config(4);
     changed.optim.lr *= 2.0;
-    let mut train_emb = embeddings(&data, SplitKind::Train);
-    let mut val_emb = embeddings(&data, SplitKind::Val);
-    let refused = train(
+    let refused = try_run_on(
+        &data,
         &changed,
-        TrainData {
-            info: DataInfo {
-                dataset: "x".into(),
-                var_names: vec![],
-            },
-            train: SplitData {
-                split: data.split(SplitKind::Train),
-                embeddings: &mut train_emb,
-            },
-            val: SplitData {
-                split: data.split(SplitKind::Val),
-                embeddings: &mut val_emb,
-            },
-        },
-        &RunDir::new(parts.path()),
+        parts.path(),
         true,
-        &Device::flex(),
+        &[Device::flex()],
         &mut |_| ControlFlow::Continue(()),
     );
     assert!(refused.is_err());
