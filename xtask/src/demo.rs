@@ -97,7 +97,7 @@ pub fn demo(args: Demo) -> anyhow::Result<()> {
                 "--data",
                 "ETTh1",
                 "--format",
-                "json",
+                "csv",
                 "--checkpoint",
             ])
             .arg(run_dir.join("checkpoints").join("best"))
