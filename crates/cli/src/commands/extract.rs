@@ -143,7 +143,15 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
         budget_bytes as f64 / (1u64 << 30) as f64
     );
     if args.dry_run {
-        return dry_run(&args, data, &config, layers, &builder, &splits);
+        return dry_run(
+            &args,
+            budget_bytes,
+            data,
+            &config,
+            layers,
+            &builder,
+            &splits,
+        );
     }
     let devices = args.device.devices()?;
     for split in splits {
@@ -158,6 +166,7 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
             &config,
             layers,
             shard,
+            budget_bytes,
         )?;
     }
     Ok(())
@@ -186,12 +195,10 @@ fn windows_of(args: &ExtractArgs, data: &Dataset, split: SplitKind) -> usize {
     args.max_windows.map_or(all, |k| k.min(all))
 }
 
-fn budget_bytes(args: &ExtractArgs) -> u64 {
-    budget(args).0
-}
-
 /// The memory budget per device and where it came from: `--max-gpu-mem`, else on a GPU its
 /// free memory (the smallest over the GPUs used) less 10% and 1 GiB, else 4 GiB on the CPU.
+/// Taken once per run, before any model is loaded: a later reading would see this run's own
+/// memory pool.
 fn budget(args: &ExtractArgs) -> (u64, String) {
     match (args.max_gpu_mem, args.device) {
         (Some(size), _) => (size.bytes(), "--max-gpu-mem".into()),
@@ -212,9 +219,10 @@ fn budget(args: &ExtractArgs) -> (u64, String) {
     }
 }
 
-/// Batch options from the budget at the longest padded length the data can produce.
+/// Batch options from `budget_bytes` at the longest padded length the data can produce.
 fn batch_options(
     args: &ExtractArgs,
+    budget_bytes: u64,
     config: &Gpt2Config,
     layers: usize,
     longest: usize,
@@ -223,7 +231,7 @@ fn batch_options(
     let padded = longest.div_ceil(defaults.length_bucket) * defaults.length_bucket;
     let padded = padded.min(config.n_positions);
     let precision = args.precision.teacher(args.device);
-    let planned = budget::plan(config, layers, padded, precision, budget_bytes(args));
+    let planned = budget::plan(config, layers, padded, precision, budget_bytes);
     let max_tokens = args.batch_tokens.unwrap_or(planned.max_tokens);
     let peak = budget::peak_bytes(config, layers, padded, precision, max_tokens);
     let options = BatchOptions {
@@ -310,6 +318,7 @@ impl TokenSurvey {
 
 fn dry_run(
     args: &ExtractArgs,
+    budget_bytes: u64,
     data: &Dataset,
     config: &Gpt2Config,
     layers: usize,
@@ -324,7 +333,7 @@ fn dry_run(
         let pairs = (windows * data.n_vars()) as f64;
         let flops = pairs * survey.flops_per_pair(config, layers, false);
         let flops_run = pairs * survey.flops_per_pair(config, layers, !args.no_prefix_cache);
-        let (options, peak) = batch_options(args, config, layers, survey.longest);
+        let (options, peak) = batch_options(args, budget_bytes, config, layers, survey.longest);
         // Sustained rates measured with this tool: ≈35 TFLOP/s f32 on an H100, ≈10 GFLOP/s
         // for small models on two CPU cores. An estimate, not a promise.
         let rate = match args.device {
@@ -351,7 +360,7 @@ fn dry_run(
             options.max_tokens,
             options.max_prompts,
             peak as f64 / (1u64 << 30) as f64,
-            budget_bytes(args) as f64 / (1u64 << 30) as f64
+            budget_bytes as f64 / (1u64 << 30) as f64
         );
         println!(
             "  time estimate on {}: {:.0} s",
@@ -383,12 +392,13 @@ fn extract_split(
     config: &Gpt2Config,
     layers: usize,
     shard: Option<Shard>,
+    budget_bytes: u64,
 ) -> anyhow::Result<()> {
     let windows_total = windows_of(args, data, split);
     let path = store_path(&args.out, dataset_name, data.output_len(), split);
     let rows = data.split(split).rows();
     let survey = survey_tokens(data, split, windows_total, builder)?;
-    let (options, peak) = batch_options(args, config, layers, survey.longest);
+    let (options, peak) = batch_options(args, budget_bytes, config, layers, survey.longest);
     let weights_sha256 =
         timekd_store::sha256_file(&resolve_model_dir(&args.model)?.join("model.safetensors"))?;
     let fingerprint = Fingerprint {
