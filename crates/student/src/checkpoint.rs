@@ -110,7 +110,7 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint> {
 }
 
 /// Loads the optimiser moments of a checkpoint written with one.
-pub fn load_optimizer(dir: &Path, state: &CheckpointState, device: &Device) -> Result<AdamW> {
+pub fn load_optimizer(dir: &Path, state: &CheckpointState) -> Result<AdamW> {
     let tensors = read_safetensors(&dir.join(OPTIMIZER_FILE))?;
-    AdamW::from_state(state.config.optim.clone(), state.steps, &tensors, device)
+    AdamW::from_state(state.config.optim.clone(), state.steps, &tensors)
 }

@@ -8,8 +8,9 @@ use crate::error::SourceError;
 
 /// Random access to the stored teacher embeddings of one split.
 ///
-/// Window `i` of the source is window `i` of the data split it was extracted from.
-pub trait EmbeddingSource {
+/// Window `i` of the source is window `i` of the data split it was extracted from. Training
+/// reads batches on a helper thread (prefetch), hence `Send`.
+pub trait EmbeddingSource: Send {
     /// (windows, N variables, d_llm).
     fn dims(&self) -> (usize, usize, usize);
 

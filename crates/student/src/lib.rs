@@ -39,6 +39,7 @@ mod embeddings;
 mod encoder;
 mod error;
 mod eval;
+mod flat;
 mod forecast;
 mod init;
 mod loss;

@@ -25,8 +25,12 @@ pub struct EpochMetrics {
     pub steps: u64,
     /// Whether this epoch's validation loss is the best so far (best checkpoint written).
     pub best: bool,
-    /// Wall time of the epoch in seconds (training and validation).
+    /// Wall time of the epoch in seconds (training, validation, checkpoints, plot).
     pub seconds: f64,
+    /// Wall time of the epoch's training steps alone, until their losses reached the host.
+    /// Absent (0) in metrics written before it was recorded.
+    #[serde(default)]
+    pub train_seconds: f64,
 }
 
 /// Rewrites `path` with one JSON object per epoch.

@@ -7,83 +7,47 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{Device, Gradients, Tensor, TensorData};
+use burn::tensor::{Device, Gradients, Tensor};
 
 use crate::config::OptimConfig;
 use crate::error::{Result, StudentError};
+use crate::flat::{FlatLayout, Source, flatten};
 use crate::model::Dual;
 use crate::state_dict::{NamedTensor, tensor_to_vec, to_torch};
 
-/// The gradient of every parameter, flattened, keyed by Burn module path.
+/// The gradient of every parameter, as one flat tensor (see the `flat` module): clipping
+/// and accumulation are a few kernels whatever the number of parameters.
 #[derive(Debug, Clone, Default)]
 pub struct GradientSet {
-    grads: BTreeMap<String, (Vec<usize>, Tensor<1>)>,
-}
-
-struct GradCollector<'a> {
-    path: Vec<String>,
-    grads: &'a Gradients,
-    out: BTreeMap<String, (Vec<usize>, Tensor<1>)>,
-}
-
-impl ModuleVisitor for GradCollector<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let value = param.val();
-        let dims = value.dims();
-        let n = dims.iter().product::<usize>();
-        let grad = match value.grad(self.grads) {
-            Some(grad) => grad.reshape([n]),
-            // A parameter outside the loss's graph has a zero gradient.
-            None => Tensor::zeros([n], &value.device().without_autodiff()),
-        };
-        self.out.insert(self.path.join("."), (dims.to_vec(), grad));
-    }
+    flat: Option<(FlatLayout, Tensor<1>)>,
 }
 
 impl GradientSet {
-    /// Collects the gradients of every parameter of `model` from a backward pass.
+    /// Collects the gradients of every parameter of `model` from a backward pass (zero for
+    /// a parameter outside the loss's graph).
     pub fn from_backward(model: &Dual, grads: &Gradients) -> GradientSet {
-        let mut collector = GradCollector {
-            path: Vec::new(),
-            grads,
-            out: BTreeMap::new(),
-        };
-        model.visit(&mut collector);
         GradientSet {
-            grads: collector.out,
+            flat: flatten(model, Source::Gradients(grads)),
         }
     }
 
     /// Adds another micro-batch's gradients (gradient accumulation).
     pub fn accumulate(&mut self, other: GradientSet) {
-        if self.grads.is_empty() {
-            *self = other;
-            return;
-        }
-        for (name, (_, grad)) in other.grads {
-            if let Some((_, mine)) = self.grads.get_mut(&name) {
-                *mine = mine.clone() + grad;
+        self.flat = match (self.flat.take(), other.flat) {
+            (Some((layout, mine)), Some((other_layout, theirs))) => {
+                debug_assert_eq!(layout, other_layout, "gradients of different models");
+                Some((layout, mine + theirs))
             }
-        }
+            (mine, theirs) => mine.or(theirs),
+        };
     }
 
     /// The gradients moved to `device` (data-parallel replicas report to the main device).
     pub fn to_device(self, device: &Device) -> GradientSet {
         GradientSet {
-            grads: self
-                .grads
-                .into_iter()
-                .map(|(name, (dims, grad))| (name, (dims, grad.to_device(device))))
-                .collect(),
+            flat: self
+                .flat
+                .map(|(layout, grad)| (layout, grad.to_device(device))),
         }
     }
 
@@ -98,12 +62,8 @@ impl GradientSet {
     /// The global L2 norm as a `[1]` tensor on the gradients' device (no host transfer);
     /// `None` without gradients.
     pub fn norm_tensor(&self) -> Option<Tensor<1>> {
-        let squares: Vec<Tensor<1>> = self
-            .grads
-            .values()
-            .map(|(_, g)| g.clone().square().sum())
-            .collect();
-        (!squares.is_empty()).then(|| Tensor::cat(squares, 0).sum().sqrt())
+        let (_, grad) = self.flat.as_ref()?;
+        Some(grad.clone().square().sum().sqrt())
     }
 
     /// PyTorch's `clip_grad_norm_`: scales every gradient by `max_norm / (norm + 1e-6)` when
@@ -111,10 +71,10 @@ impl GradientSet {
     pub fn clip_norm(&mut self, max_norm: f64) -> Result<f64> {
         let norm = self.norm()?;
         let coef = max_norm / (norm + 1e-6);
-        if coef < 1.0 {
-            for (_, grad) in self.grads.values_mut() {
-                *grad = grad.clone().mul_scalar(coef);
-            }
+        if coef < 1.0
+            && let Some((_, grad)) = self.flat.as_mut()
+        {
+            *grad = grad.clone().mul_scalar(coef);
         }
         Ok(norm)
     }
@@ -125,98 +85,101 @@ impl GradientSet {
     pub fn clip_norm_on_device(&mut self, max_norm: f64) -> Option<Tensor<1>> {
         let norm = self.norm_tensor()?;
         let coef = (norm.clone().add_scalar(1e-6).recip() * max_norm).clamp_max(1.0);
-        for (_, grad) in self.grads.values_mut() {
-            *grad = grad.clone() * coef.clone();
+        if let Some((_, grad)) = self.flat.as_mut() {
+            *grad = grad.clone() * coef;
         }
         Some(norm)
     }
 
     /// Every gradient in the PyTorch layout of its parameter (names as in the state dict).
     pub fn to_torch(&self) -> Result<Vec<NamedTensor>> {
-        self.grads
-            .iter()
-            .map(|(path, (dims, grad))| Ok(to_torch(path, dims, &tensor_to_vec(grad.clone())?)))
-            .collect()
+        let Some((layout, grad)) = &self.flat else {
+            return Ok(Vec::new());
+        };
+        let host = tensor_to_vec(grad.clone())?;
+        let mut out: Vec<NamedTensor> = layout
+            .split(&host)
+            .map(|(segment, part)| to_torch(&segment.name, &segment.dims, part))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 }
 
-/// First and second moments of one parameter.
+/// First and second moments per parameter name, on the host.
+type NamedMoments = BTreeMap<String, (Vec<f32>, Vec<f32>)>;
+
+/// First and second moments of every parameter as flat device tensors in `layout`.
 #[derive(Debug, Clone)]
-struct Moments {
+struct FlatMoments {
+    layout: FlatLayout,
     exp_avg: Tensor<1>,
     exp_avg_sq: Tensor<1>,
 }
 
-/// AdamW with decoupled weight decay, as `torch.optim.AdamW` (amsgrad off).
+/// First and second moments of every parameter.
+#[derive(Debug, Clone)]
+enum Moments {
+    /// On the host: a fresh optimiser (empty) or one restored from a checkpoint, before its
+    /// first step tells the flat layout.
+    Host(NamedMoments),
+    /// On the device, after a step.
+    Flat(Box<FlatMoments>),
+}
+
+impl Moments {
+    /// Per parameter name on the host (reads the device tensors).
+    fn to_host(&self) -> Result<NamedMoments> {
+        match self {
+            Moments::Host(named) => Ok(named.clone()),
+            Moments::Flat(flat) => {
+                let FlatMoments {
+                    layout,
+                    exp_avg,
+                    exp_avg_sq,
+                } = flat.as_ref();
+                let m = tensor_to_vec(exp_avg.clone())?;
+                let v = tensor_to_vec(exp_avg_sq.clone())?;
+                Ok(layout
+                    .split(&m)
+                    .zip(layout.split(&v))
+                    .map(|((segment, m), (_, v))| (segment.name.clone(), (m.to_vec(), v.to_vec())))
+                    .collect())
+            }
+        }
+    }
+
+    /// The flat moments in `layout` on `device` (zero for parameters without state).
+    fn into_flat(self, layout: &FlatLayout, device: &Device) -> Result<(Tensor<1>, Tensor<1>)> {
+        let named = match self {
+            Moments::Flat(flat) if flat.layout == *layout => {
+                return Ok((flat.exp_avg, flat.exp_avg_sq));
+            }
+            other => other.to_host()?,
+        };
+        let assemble = |second: bool| {
+            layout
+                .assemble(
+                    |name| {
+                        named
+                            .get(name)
+                            .map(|(m, v)| if second { &v[..] } else { &m[..] })
+                    },
+                    device,
+                )
+                .map_err(|e| StudentError::Config(format!("optimizer state: {e}")))
+        };
+        Ok((assemble(false)?, assemble(true)?))
+    }
+}
+
+/// AdamW with decoupled weight decay, as `torch.optim.AdamW` (amsgrad off), over the flat
+/// parameter vector: a step is about twenty kernels plus one copy per parameter.
 #[derive(Debug, Clone)]
 pub struct AdamW {
     config: OptimConfig,
     step: u64,
-    moments: BTreeMap<String, Moments>,
-}
-
-struct Update<'a> {
-    path: Vec<String>,
-    grads: BTreeMap<String, (Vec<usize>, Tensor<1>)>,
-    moments: &'a mut BTreeMap<String, Moments>,
-    config: &'a OptimConfig,
-    lr: f64,
-    step: u64,
-}
-
-impl ModuleMapper for Update<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let name = self.path.join(".");
-        let Some((_, grad)) = self.grads.remove(&name) else {
-            return param;
-        };
-        let c = self.config;
-        let (lr, step) = (self.lr, self.step);
-        let moments = &mut *self.moments;
-        param.map(|value| {
-            let autodiff = value.is_autodiff();
-            let require_grad = value.is_require_grad();
-            let dims = value.dims();
-            let n = dims.iter().product::<usize>();
-            let p = value.inner().reshape([n]);
-            let m = moments.remove(&name).unwrap_or_else(|| Moments {
-                exp_avg: grad.zeros_like(),
-                exp_avg_sq: grad.zeros_like(),
-            });
-            // p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²
-            let p = p.mul_scalar(1.0 - lr * c.weight_decay);
-            let exp_avg = m.exp_avg.mul_scalar(c.beta1) + grad.clone().mul_scalar(1.0 - c.beta1);
-            let exp_avg_sq =
-                m.exp_avg_sq.mul_scalar(c.beta2) + grad.square().mul_scalar(1.0 - c.beta2);
-            // p ← p − lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps)
-            let bc1 = 1.0 - c.beta1.powi(step as i32);
-            let bc2 = 1.0 - c.beta2.powi(step as i32);
-            let denom = exp_avg_sq
-                .clone()
-                .sqrt()
-                .div_scalar(bc2.sqrt())
-                .add_scalar(c.eps);
-            let p = p - (exp_avg.clone() / denom).mul_scalar(lr / bc1);
-            moments.insert(
-                name.clone(),
-                Moments {
-                    exp_avg,
-                    exp_avg_sq,
-                },
-            );
-            let p = p.reshape(dims);
-            let p = if autodiff { p.autodiff() } else { p };
-            p.set_require_grad(require_grad)
-        })
-    }
+    moments: Moments,
 }
 
 impl AdamW {
@@ -225,7 +188,7 @@ impl AdamW {
         AdamW {
             config,
             step: 0,
-            moments: BTreeMap::new(),
+            moments: Moments::Host(BTreeMap::new()),
         }
     }
 
@@ -235,25 +198,50 @@ impl AdamW {
     }
 
     /// One AdamW step at learning rate `lr` with the given (already clipped) gradients.
-    pub fn step(&mut self, model: Dual, grads: GradientSet, lr: f64) -> Dual {
+    pub fn step(&mut self, model: Dual, grads: GradientSet, lr: f64) -> Result<Dual> {
         self.step += 1;
-        let mut update = Update {
-            path: Vec::new(),
-            grads: grads.grads,
-            moments: &mut self.moments,
-            config: &self.config,
-            lr,
-            step: self.step,
+        let Some((layout, grad)) = grads.flat else {
+            return Ok(model);
         };
-        model.map(&mut update)
+        let Some((param_layout, p)) = flatten(&model, Source::Values) else {
+            return Ok(model);
+        };
+        if param_layout != layout {
+            return Err(StudentError::Config(
+                "AdamW: the gradients belong to a model of another shape".into(),
+            ));
+        }
+        let moments = std::mem::replace(&mut self.moments, Moments::Host(BTreeMap::new()));
+        let (m, v) = moments.into_flat(&layout, &grad.device())?;
+        let c = &self.config;
+        // p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²
+        let p = p.mul_scalar(1.0 - lr * c.weight_decay);
+        let exp_avg = m.mul_scalar(c.beta1) + grad.clone().mul_scalar(1.0 - c.beta1);
+        let exp_avg_sq = v.mul_scalar(c.beta2) + grad.square().mul_scalar(1.0 - c.beta2);
+        // p ← p − lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps)
+        let bc1 = 1.0 - c.beta1.powi(self.step as i32);
+        let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        let denom = exp_avg_sq
+            .clone()
+            .sqrt()
+            .div_scalar(bc2.sqrt())
+            .add_scalar(c.eps);
+        let p = p - (exp_avg.clone() / denom).mul_scalar(lr / bc1);
+        let model = layout.unflatten(model, &p);
+        self.moments = Moments::Flat(Box::new(FlatMoments {
+            layout,
+            exp_avg,
+            exp_avg_sq,
+        }));
+        Ok(model)
     }
 
     /// The moments as flat named tensors (`exp_avg.<path>`, `exp_avg_sq.<path>`).
     pub fn state_tensors(&self) -> Result<Vec<NamedTensor>> {
-        let mut out = Vec::with_capacity(self.moments.len() * 2);
-        for (path, m) in &self.moments {
-            for (prefix, t) in [("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)] {
-                let data = tensor_to_vec(t.clone())?;
+        let named = self.moments.to_host()?;
+        let mut out = Vec::with_capacity(named.len() * 2);
+        for (path, (m, v)) in named {
+            for (prefix, data) in [("exp_avg", m), ("exp_avg_sq", v)] {
                 out.push(NamedTensor {
                     name: format!("{prefix}.{path}"),
                     shape: vec![data.len()],
@@ -265,16 +253,12 @@ impl AdamW {
     }
 
     /// Restores an optimiser from [`state_tensors`](Self::state_tensors) and its step count.
+    /// The moments move to the device with the first step.
     pub fn from_state(
         config: OptimConfig,
         step: u64,
         tensors: &BTreeMap<String, NamedTensor>,
-        device: &Device,
     ) -> Result<AdamW> {
-        let device = device.clone().without_autodiff();
-        let load = |t: &NamedTensor| {
-            Tensor::<1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), &device)
-        };
         let mut moments = BTreeMap::new();
         for (name, t) in tensors {
             let Some(path) = name.strip_prefix("exp_avg.") else {
@@ -283,18 +267,19 @@ impl AdamW {
             let sq = tensors.get(&format!("exp_avg_sq.{path}")).ok_or_else(|| {
                 StudentError::Config(format!("optimizer state lacks exp_avg_sq.{path}"))
             })?;
-            moments.insert(
-                path.to_string(),
-                Moments {
-                    exp_avg: load(t),
-                    exp_avg_sq: load(sq),
-                },
-            );
+            if sq.data.len() != t.data.len() {
+                return Err(StudentError::Config(format!(
+                    "optimizer state: exp_avg.{path} has {} values, exp_avg_sq.{path} {}",
+                    t.data.len(),
+                    sq.data.len()
+                )));
+            }
+            moments.insert(path.to_string(), (t.data.clone(), sq.data.clone()));
         }
         Ok(AdamW {
             config,
             step,
-            moments,
+            moments: Moments::Host(moments),
         })
     }
 }
@@ -309,7 +294,33 @@ pub fn cosine_lr(base_lr: f64, eta_min: f64, t_max: usize, epoch: usize) -> f64 
 
 #[cfg(test)]
 mod tests {
-    use super::cosine_lr;
+    use super::*;
+    use crate::config::DualConfig;
+
+    #[test]
+    fn restored_moments_of_the_wrong_size_are_an_error_not_a_panic() {
+        let device = Device::flex().autodiff();
+        let model = Dual::init(&DualConfig::default(), 3, &device).expect("model");
+        let x = Tensor::<3>::ones([2, 96, 7], &device);
+        let emb = Tensor::<3>::ones([2, 7, 768], &device);
+        let grads = model.forward(x, emb).ts_out.sum().backward();
+        let grads = GradientSet::from_backward(&model, &grads);
+        let name = "ts_proj.bias";
+        let tensors: BTreeMap<String, NamedTensor> = ["exp_avg", "exp_avg_sq"]
+            .into_iter()
+            .map(|prefix| {
+                let t = NamedTensor {
+                    name: format!("{prefix}.{name}"),
+                    shape: vec![3],
+                    data: vec![0.0; 3],
+                };
+                (t.name.clone(), t)
+            })
+            .collect();
+        let mut adamw = AdamW::from_state(OptimConfig::default(), 7, &tensors).expect("state");
+        let err = adamw.step(model, grads, 1e-4).expect_err("wrong size");
+        assert!(err.to_string().contains(name), "{err}");
+    }
 
     #[test]
     fn cosine_schedule_endpoints() {

@@ -2,6 +2,7 @@
 //! gradient accumulation, validation, early stopping, checkpoints and exact resume.
 
 use std::ops::ControlFlow;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -170,7 +171,20 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Host buffers of one batch, moved to the device as `[batch, ·, ·]` tensors.
+/// Batches read ahead of training by [`prefetched`]: the store's reads overlap the device's
+/// work, and at most this many batches wait in memory.
+const PREFETCH_BATCHES: usize = 4;
+
+/// One batch on the host: `x` [b, L, N], `y` [b, H, N] (scaled) and `emb` [b, N, d].
+struct HostBatch {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    emb: Vec<f32>,
+    /// (b, L, H, N, d).
+    dims: (usize, usize, usize, usize, usize),
+}
+
+/// A batch on a device.
 struct Batch {
     x: Tensor<3>,
     y: Tensor<3>,
@@ -178,33 +192,87 @@ struct Batch {
     len: usize,
 }
 
-fn load_batch(data: &mut SplitData, windows: &[usize], device: &Device) -> Result<Batch> {
-    let dataset = data.split.dataset();
-    let (l, h, n) = (dataset.input_len(), dataset.output_len(), dataset.n_vars());
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    data.split.fill_scaled(windows, &mut x, &mut y);
-    let emb = data
-        .embeddings
-        .read_batch(windows)
-        .map_err(StudentError::Embeddings)?;
-    let (_, _, d) = data.embeddings.dims();
-    let b = windows.len();
-    if emb.len() != b * n * d {
-        return Err(StudentError::Embeddings(
-            format!(
-                "read_batch returned {} values for {b} windows of [{n}, {d}]",
-                emb.len()
-            )
-            .into(),
-        ));
+impl HostBatch {
+    /// Reads `windows` of `data` (data rows and embeddings).
+    fn read(data: &mut SplitData, windows: &[usize]) -> Result<HostBatch> {
+        let dataset = data.split.dataset();
+        let (l, h, n) = (dataset.input_len(), dataset.output_len(), dataset.n_vars());
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        data.split.fill_scaled(windows, &mut x, &mut y);
+        let emb = data
+            .embeddings
+            .read_batch(windows)
+            .map_err(StudentError::Embeddings)?;
+        let (_, _, d) = data.embeddings.dims();
+        let b = windows.len();
+        if emb.len() != b * n * d {
+            return Err(StudentError::Embeddings(
+                format!(
+                    "read_batch returned {} values for {b} windows of [{n}, {d}]",
+                    emb.len()
+                )
+                .into(),
+            ));
+        }
+        Ok(HostBatch {
+            x,
+            y,
+            emb,
+            dims: (b, l, h, n, d),
+        })
     }
-    let tensor =
-        |v: Vec<f32>, shape: [usize; 3]| Tensor::from_data(TensorData::new(v, shape), device);
-    Ok(Batch {
-        x: tensor(x, [b, l, n]),
-        y: tensor(y, [b, h, n]),
-        emb: tensor(emb, [b, n, d]),
-        len: b,
+
+    /// Number of windows.
+    fn len(&self) -> usize {
+        self.dims.0
+    }
+
+    /// Windows `rows` of the batch (a data-parallel share).
+    fn rows(&self, rows: Range<usize>) -> HostBatch {
+        let (_, l, h, n, d) = self.dims;
+        let part = |v: &[f32], per: usize| v[rows.start * per..rows.end * per].to_vec();
+        HostBatch {
+            x: part(&self.x, l * n),
+            y: part(&self.y, h * n),
+            emb: part(&self.emb, n * d),
+            dims: (rows.len(), l, h, n, d),
+        }
+    }
+
+    /// The batch as `[b, ·, ·]` tensors on `device`.
+    fn into_device(self, device: &Device) -> Batch {
+        let (b, l, h, n, d) = self.dims;
+        let tensor =
+            |v: Vec<f32>, shape: [usize; 3]| Tensor::from_data(TensorData::new(v, shape), device);
+        Batch {
+            x: tensor(self.x, [b, l, n]),
+            y: tensor(self.y, [b, h, n]),
+            emb: tensor(self.emb, [b, n, d]),
+            len: b,
+        }
+    }
+}
+
+/// Runs `consume` over the batches `windows` of `data`, read in order on a helper thread at
+/// most [`PREFETCH_BATCHES`] ahead (memory stays bounded whatever the split size). A read
+/// error ends the stream with that error; stopping early stops the reader.
+fn prefetched<R>(
+    data: &mut SplitData,
+    windows: &[Vec<usize>],
+    consume: impl FnOnce(&mut dyn Iterator<Item = Result<HostBatch>>) -> R,
+) -> R {
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(PREFETCH_BATCHES);
+        scope.spawn(move || {
+            for batch in windows {
+                let read = HostBatch::read(data, batch);
+                let failed = read.is_err();
+                if sender.send(read).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        consume(&mut receiver.into_iter())
     })
 }
 
@@ -269,27 +337,31 @@ pub fn validation_loss(
     let model = model.valid();
     let total = data.split.num_windows();
     let mut sum = Tensor::<1>::zeros([5], &device);
-    let batches = data
+    let batches: Vec<Vec<usize>> = data
         .split
-        .batches(config.batch_size, BatchOptions::default());
-    for windows in batches {
-        let batch = load_batch(data, &windows, &device)?;
-        let out = model.forward(batch.x, batch.emb);
-        let values = distillation_loss(&config.loss, &out, batch.y).stacked();
-        sum = sum + values * (batch.len as f64 / total as f64);
-    }
+        .batches(config.batch_size, BatchOptions::default())
+        .collect();
+    prefetched(data, &batches, |stream| {
+        for batch in stream {
+            let batch = batch?.into_device(&device);
+            let out = model.forward(batch.x, batch.emb);
+            let values = distillation_loss(&config.loss, &out, batch.y).stacked();
+            sum = sum.clone() + values * (batch.len as f64 / total as f64);
+        }
+        Ok::<_, StudentError>(())
+    })?;
     LossValues::read(sum)
 }
 
-/// Loss terms (means over `windows`, a `[5]` device tensor as [`LossTerms::stacked`]) and
-/// gradients of `scale` × the loss of one micro-batch. With several devices the windows are split evenly over them and each share
-/// runs on a forked replica in its own thread; gradients are weighted by share size and
-/// summed on `devices[0]`, the model's device. Dropout is seeded with `seed` (and the share).
+/// Loss terms (means over the batch's windows, a `[5]` device tensor as
+/// [`LossTerms::stacked`]) and gradients of `scale` × the loss of one micro-batch. With several
+/// devices the windows are split evenly over them and each share runs on a forked replica in
+/// its own thread; gradients are weighted by share size and summed on `devices[0]`, the
+/// model's device. Dropout is seeded with `seed` (and the share).
 fn micro_batch(
     model: &Dual,
     devices: &[Device],
-    data: &mut SplitData,
-    windows: &[usize],
+    batch: HostBatch,
     config: &TrainConfig,
     seed: u64,
     scale: f64,
@@ -303,22 +375,27 @@ fn micro_batch(
         Ok::<_, StudentError>((values, grads.to_device(device)))
     };
     let main = &devices[0];
-    if devices.len() == 1 || windows.len() < 2 {
-        let batch = load_batch(data, windows, main)?;
+    let total = batch.len();
+    if devices.len() == 1 || total < 2 {
         main.seed(seed);
-        return share_result(model, batch, main, 1.0);
+        return share_result(model, batch.into_device(main), main, 1.0);
     }
-    let shares: Vec<&[usize]> = windows
-        .chunks(windows.len().div_ceil(devices.len()))
+    let share_len = total.div_ceil(devices.len());
+    let shares: Vec<Range<usize>> = (0..total)
+        .step_by(share_len)
+        .map(|start| start..(start + share_len).min(total))
         .collect();
-    let mut work = Vec::with_capacity(shares.len());
-    for (share, device) in shares.iter().zip(devices) {
-        work.push((
-            load_batch(data, share, device)?,
-            model.clone().fork(device),
-            device,
-        ));
-    }
+    let work: Vec<_> = shares
+        .iter()
+        .zip(devices)
+        .map(|(rows, device)| {
+            (
+                batch.rows(rows.clone()).into_device(device),
+                model.clone().fork(device),
+                device,
+            )
+        })
+        .collect();
     let results: Vec<Result<(Tensor<1>, GradientSet)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = work
             .into_iter()
@@ -327,7 +404,7 @@ fn micro_batch(
                 let share_result = &share_result;
                 scope.spawn(move || {
                     device.seed(mix(seed, i as u64, 1));
-                    let weight = batch.len as f64 / windows.len() as f64;
+                    let weight = batch.len as f64 / total as f64;
                     share_result(&replica, batch, main, weight)
                 })
             })
@@ -347,7 +424,7 @@ fn micro_batch(
     let mut grads = GradientSet::default();
     for (share, result) in shares.iter().zip(results) {
         let (share_values, share_grads) = result?;
-        let weighted = share_values * (share.len() as f64 / windows.len() as f64);
+        let weighted = share_values * (share.len() as f64 / total as f64);
         values = Some(match values {
             Some(sum) => sum + weighted,
             None => weighted,
@@ -380,7 +457,7 @@ fn start(
                 run.last().display()
             )));
         }
-        let optimizer = load_optimizer(&run.last(), &checkpoint.state, device)?;
+        let optimizer = load_optimizer(&run.last(), &checkpoint.state)?;
         write_metrics(&run.metrics(), &checkpoint.state.history)?;
         return Ok(RunState {
             model: checkpoint.model,
@@ -492,30 +569,38 @@ pub fn train_on(
         let mut norm_sum = Tensor::<1>::zeros([1], &host_device);
         let mut step_count = 0usize;
 
-        for group in batches.chunks(config.accumulate) {
-            let mut grads = GradientSet::default();
-            for (micro, windows) in group.iter().enumerate() {
-                // Dropout masks depend only on (seed, step, micro-batch): exact on resume.
-                let seed = mix(config.seed, state.steps, micro as u64);
-                let scale = 1.0 / group.len() as f64;
-                let (values, micro_grads) =
-                    micro_batch(&model, &replicas, &mut train, windows, config, seed, scale)?;
-                train_sum = train_sum + values * (windows.len() as f64 / seen as f64);
-                grads.accumulate(micro_grads);
+        prefetched(&mut train, &batches, |stream| {
+            for group in batches.chunks(config.accumulate) {
+                let mut grads = GradientSet::default();
+                for micro in 0..group.len() {
+                    let batch = stream.next().ok_or_else(|| {
+                        StudentError::Tensor("the batch reader stopped early".into())
+                    })??;
+                    let windows = batch.len();
+                    // Dropout masks depend only on (seed, step, micro-batch): exact on resume.
+                    let seed = mix(config.seed, state.steps, micro as u64);
+                    let scale = 1.0 / group.len() as f64;
+                    let (values, micro_grads) =
+                        micro_batch(&model, &replicas, batch, config, seed, scale)?;
+                    train_sum = train_sum.clone() + values * (windows as f64 / seen as f64);
+                    grads.accumulate(micro_grads);
+                }
+                let norm = match config.optim.clip_grad_norm {
+                    Some(max) => grads.clip_norm_on_device(max),
+                    None => grads.norm_tensor(),
+                };
+                if let Some(norm) = norm {
+                    norm_sum = norm_sum.clone() + norm.to_device(&host_device);
+                }
+                model = optimizer.step(model.clone(), grads, lr)?;
+                state.steps = optimizer.steps();
+                step_count += 1;
             }
-            let norm = match config.optim.clip_grad_norm {
-                Some(max) => grads.clip_norm_on_device(max),
-                None => grads.norm_tensor(),
-            };
-            if let Some(norm) = norm {
-                norm_sum = norm_sum + norm.to_device(&host_device);
-            }
-            model = optimizer.step(model, grads, lr);
-            state.steps = optimizer.steps();
-            step_count += 1;
-        }
+            Ok::<_, StudentError>(())
+        })?;
 
         let train_sum = LossValues::read(train_sum)?;
+        let train_seconds = started.elapsed().as_secs_f64();
         if !train_sum.total.is_finite() {
             // Checked once per epoch, before anything of this epoch is saved.
             return Err(StudentError::NonFinite {
@@ -543,6 +628,7 @@ pub fn train_on(
             steps: state.steps,
             best: improved,
             seconds: started.elapsed().as_secs_f64(),
+            train_seconds,
         };
         state.history.push(metrics.clone());
         state.epochs_done = epoch + 1;

@@ -264,7 +264,7 @@ fn step(f: &Fixture, clip: f64) -> (Vec<NamedTensor>, Vec<NamedTensor>) {
     grads.clip_norm(clip).expect("clip");
     let clipped = grads.to_torch().expect("clipped gradients");
     let mut adamw = AdamW::new(config.clone());
-    let model = adamw.step(model, grads, config.lr);
+    let model = adamw.step(model, grads, config.lr).expect("step");
     (clipped, state_dict(&model).expect("state dict"))
 }
 

@@ -277,13 +277,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         &devices,
         &mut |m| {
             eprintln!(
-                "epoch {:>3}  lr {:.2e}  train {:.5}  val {:.5}{}  ({:.1} s)",
+                "epoch {:>3}  lr {:.2e}  train {:.5}  val {:.5}{}  ({:.1} s, training steps {:.1} s)",
                 m.epoch,
                 m.lr,
                 m.train.total,
                 m.val.total,
                 if m.best { "  *best" } else { "" },
-                m.seconds
+                m.seconds,
+                m.train_seconds
             );
             ControlFlow::Continue(())
         },
