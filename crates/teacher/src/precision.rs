@@ -57,6 +57,16 @@ impl Precision {
         x.cast(self.compute_dtype())
     }
 
+    /// The additive attention mask in the type the scores are added in: f16 for
+    /// [`Precision::F16`] (whose softmax runs in f16), f32 otherwise. Cast once per forward
+    /// pass, not once per block.
+    pub(crate) fn score_mask(self, mask: &Tensor<4>) -> Tensor<4> {
+        match self {
+            Precision::F16 => mask.clone().cast(FloatDType::F16),
+            _ => mask.clone(),
+        }
+    }
+
     /// `a · b` (batched over leading axes, broadcasting like [`Tensor::matmul`]), in this
     /// precision. Inputs are cast to the compute type; the result has that type.
     pub(crate) fn matmul<const D: usize>(self, a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {

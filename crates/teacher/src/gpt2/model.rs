@@ -52,31 +52,68 @@ pub(crate) struct LayerKv {
 }
 
 impl Block {
+    /// `ln_1(x) · c_attn + bias` for `x` [b, t, d], output columns `from..from + width` only
+    /// (queries are columns 0..d, keys d..2d, values 2d..3d): [b, t, width], compute type.
+    fn attn_columns(
+        &self,
+        x: Tensor<3>,
+        from: usize,
+        width: usize,
+        precision: Precision,
+    ) -> Tensor<3> {
+        let layer = &self.c_attn;
+        let [_, cols] = layer.weight.dims();
+        let x = self.ln_1.forward(x);
+        if from == 0 && width == cols {
+            return precision.linear(layer, x);
+        }
+        let out = precision.matmul(x, layer.weight.val().narrow(1, from, width).unsqueeze());
+        match &layer.bias {
+            Some(bias) => out + bias.val().narrow(0, from, width).unsqueeze(),
+            None => out,
+        }
+    }
+
+    /// `[b, t, n·d]` projections → n tensors `[b, heads, t, head_dim]`.
+    fn heads(&self, x: Tensor<3>, n: usize) -> Vec<Tensor<4>> {
+        let [b, t, width] = x.dims();
+        let d = width / n;
+        let hd = d / self.n_head;
+        (0..n)
+            .map(|i| {
+                x.clone()
+                    .narrow(2, i * d, d)
+                    .reshape([b, t, self.n_head, hd])
+                    .swap_dims(1, 2)
+            })
+            .collect()
+    }
+
     /// Queries (pre-scaled by 1/sqrt(head_dim)), keys and values of `x` [b, t, d]:
     /// [b, heads, t, head_dim] each, in the compute type.
     fn qkv(&self, x: Tensor<3>, precision: Precision) -> (Tensor<4>, LayerKv) {
-        let [b, t, d] = x.dims();
-        let heads = self.n_head;
-        let hd = d / heads;
-        let qkv = precision.linear(&self.c_attn, self.ln_1.forward(x)); // [b, t, 3d]
-        let split = |i: usize| {
-            qkv.clone()
-                .narrow(2, i * d, d)
-                .reshape([b, t, heads, hd])
-                .swap_dims(1, 2)
-        };
-        let q = split(0) * (1.0 / (hd as f64).sqrt());
-        (
-            q,
-            LayerKv {
-                k: split(1),
-                v: split(2),
-            },
-        )
+        let d = x.dims()[2];
+        let hd = d / self.n_head;
+        let [q, k, v] = self
+            .heads(self.attn_columns(x, 0, 3 * d, precision), 3)
+            .try_into()
+            .expect("three projections");
+        (q * (1.0 / (hd as f64).sqrt()), LayerKv { k, v })
+    }
+
+    /// Keys and values only (no queries) of `x` [b, t, d].
+    fn kv(&self, x: Tensor<3>, precision: Precision) -> LayerKv {
+        let d = x.dims()[2];
+        let [k, v] = self
+            .heads(self.attn_columns(x, d, 2 * d, precision), 2)
+            .try_into()
+            .expect("two projections");
+        LayerKv { k, v }
     }
 
     /// `x` [b, t, d] → [b, t, d]. `mask` [b or 1, 1, t, keys] is additive, where the keys are
-    /// `past`'s (if any) followed by `x`'s own. Returns the keys and values of `x` too.
+    /// `past`'s (if any) followed by `x`'s own, in [`Precision::score_mask`]'s type. Returns
+    /// the keys and values of `x` too.
     fn forward(
         &self,
         x: Tensor<3>,
@@ -103,7 +140,7 @@ impl Block {
     ) -> Tensor<3> {
         let [b, _, _] = x.dims();
         let [_, _, _, keys] = mask.dims();
-        let own = self.qkv(x.clone(), precision).1;
+        let own = self.kv(x.clone(), precision);
         let x_rows = x.gather(1, rows.clone()); // [b, 1, d]
         let q_rows = self.qkv(x_rows.clone(), precision).0; // [b, heads, 1, hd]
         let mask_rows = rows
@@ -141,7 +178,7 @@ impl Block {
         // tensors; blocked keys become -inf, which softmax maps to 0); the other precisions
         // take the softmax in f32.
         let probs = match precision {
-            Precision::F16 => softmax(scores + mask.cast(FloatDType::F16), 3),
+            Precision::F16 => softmax(scores + mask, 3),
             _ => softmax(scores.cast(FloatDType::F32) + mask, 3),
         };
         let ctx = precision
@@ -200,6 +237,7 @@ impl Gpt2Module {
         mask: &Tensor<4>,
         precision: Precision,
     ) -> Tensor<3> {
+        let mask = &precision.score_mask(mask);
         let mut x = self.embed(ids, positions);
         for block in &self.blocks {
             x = block.forward(x, mask, None, precision).0;
@@ -220,6 +258,7 @@ impl Gpt2Module {
         precision: Precision,
         last: &[usize],
     ) -> Tensor<2> {
+        let mask = &precision.score_mask(mask);
         let mut x = self.embed(ids, positions);
         let [b, _, d] = x.dims();
         let (final_block, rest) = self.blocks.split_last().expect("a model has ≥ 1 block");
@@ -246,6 +285,7 @@ impl Gpt2Module {
         mask: &Tensor<4>,
         precision: Precision,
     ) -> Vec<LayerKv> {
+        let mask = &precision.score_mask(mask);
         let mut x = self.embed(ids, positions);
         let mut cache = Vec::with_capacity(self.blocks.len());
         let (last, rest) = self.blocks.split_last().expect("a model has ≥ 1 block");
@@ -254,7 +294,7 @@ impl Gpt2Module {
             cache.push(kv);
             x = next;
         }
-        cache.push(last.qkv(x, precision).1);
+        cache.push(last.kv(x, precision));
         cache
     }
 
