@@ -5,6 +5,8 @@
 #   NICE=19 scripts/gpu-build.sh                # at low priority, beside other builds
 #   CARGO_NET_OFFLINE=true scripts/gpu-build.sh # prove that nothing is downloaded
 #   PACK=1 scripts/gpu-build.sh                 # .gpu/ holds one .tar.xz instead (see below)
+#   FEATURES=fusion scripts/gpu-build.sh        # burn's kernel fusion too (own target dir,
+#                                               # packed as .gpu/timekd-fusion-gpu.tar.xz)
 #
 # It builds into target-cuda/ (git-ignored, kept between runs: never the CPU build's target/),
 # then writes to .gpu/ (git-ignored, carried to the GPU machine):
@@ -24,7 +26,12 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-target_dir=target-cuda
+features="${FEATURES:-cuda}"
+case "$features" in
+    cuda) target_dir=target-cuda name=timekd ;;
+    fusion) target_dir=target-cuda-fusion name=timekd-fusion ;;
+    *) echo "gpu-build: FEATURES must be cuda or fusion, got $features" >&2 && exit 1 ;;
+esac
 out=.gpu
 
 fail() {
@@ -44,9 +51,9 @@ grep -q 'cubecl-cuda feature "cpp"' <<<"$cuda_features" ||
 # 2. Build. `cargo rustc` passes the flags to the final link only, so the dependencies built by
 #    a plain `cargo build --release -p timekd-cli --features cuda --target-dir target-cuda`
 #    are reused. DT_RPATH (not RUNPATH) so that libhdf5's own dependencies are found there too.
-echo "gpu-build: building timekd (release, cuda) in $target_dir/" >&2
+echo "gpu-build: building timekd (release, $features) in $target_dir/" >&2
 start=$(date +%s)
-nice -n "${NICE:-0}" cargo rustc --release -p timekd-cli --bin timekd --features cuda \
+nice -n "${NICE:-0}" cargo rustc --release -p timekd-cli --bin timekd --features "$features" \
     --target-dir "$target_dir" -- -C 'link-arg=-Wl,--disable-new-dtags,-rpath,$ORIGIN/lib'
 echo "gpu-build: built in $(($(date +%s) - start)) s" >&2
 
@@ -54,31 +61,31 @@ echo "gpu-build: built in $(($(date +%s) - start)) s" >&2
 bin="$target_dir/release/timekd"
 rm -rf "$out/lib"
 mkdir -p "$out/lib"
-strip -o "$out/timekd" "$bin"
-ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }' | while read -r name path; do
-    case "$name" in
+strip -o "$out/$name" "$bin"
+ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }' | while read -r lib_name path; do
+    case "$lib_name" in
         linux-vdso.so.* | ld-linux*.so.* | libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | \
             librt.so.* | libresolv.so.* | libutil.so.* | libnsl.so.* | libanl.so.*) ;;
-        *) cp -L "$path" "$out/lib/$name" ;;
+        *) cp -L "$path" "$out/lib/$lib_name" ;;
     esac
 done
 
 # 4. Check the staged copy: every library resolves, from .gpu/lib where bundled, and it runs.
-if env -u LD_LIBRARY_PATH ldd "$out/timekd" | grep -q 'not found'; then
-    env -u LD_LIBRARY_PATH ldd "$out/timekd" >&2
+if env -u LD_LIBRARY_PATH ldd "$out/$name" | grep -q 'not found'; then
+    env -u LD_LIBRARY_PATH ldd "$out/$name" >&2
     fail "the staged binary has unresolved libraries"
 fi
-"$out/timekd" --version >/dev/null || fail "the staged binary does not run"
+"$out/$name" --version >/dev/null || fail "the staged binary does not run"
 size_mib=$(($(du -sk "$out" --exclude='*.tar.xz' | cut -f1) / 1024))
-echo "gpu-build: $out/timekd ($(du -h "$out/timekd" | cut -f1)) and $(find "$out/lib" -type f | wc -l) libraries in $out/lib ($(du -sh "$out/lib" | cut -f1)): $size_mib MiB" >&2
+echo "gpu-build: $out/$name ($(du -h "$out/$name" | cut -f1)) and $(find "$out/lib" -type f | wc -l) libraries in $out/lib ($(du -sh "$out/lib" | cut -f1)): $size_mib MiB" >&2
 
 # 5. Optionally pack, for carrying.
-rm -f "$out/timekd-gpu.tar.xz"
+rm -f "$out/$name-gpu.tar.xz"
 if [[ "${PACK:-0}" == 1 ]]; then
-    tar -C "$out" -cf - timekd lib | xz -T0 -6 >"$out/timekd-gpu.tar.xz.tmp"
-    rm -rf "$out/timekd" "$out/lib"
-    mv "$out/timekd-gpu.tar.xz.tmp" "$out/timekd-gpu.tar.xz"
-    echo "gpu-build: packed into $out/timekd-gpu.tar.xz ($(du -h "$out/timekd-gpu.tar.xz" | cut -f1)); on the GPU machine: tar -xJf $out/timekd-gpu.tar.xz -C $out" >&2
+    tar -C "$out" -cf - "$name" lib | xz -T0 -6 >"$out/$name-gpu.tar.xz.tmp"
+    rm -rf "$out/$name" "$out/lib"
+    mv "$out/$name-gpu.tar.xz.tmp" "$out/$name-gpu.tar.xz"
+    echo "gpu-build: packed into $out/$name-gpu.tar.xz ($(du -h "$out/$name-gpu.tar.xz" | cut -f1)); on the GPU machine: tar -xJf $out/$name-gpu.tar.xz -C $out" >&2
 elif ((size_mib >= 64)); then
     echo "gpu-build: warning: $out is $size_mib MiB, over the 64 MiB the device tool carries; rerun with PACK=1" >&2
 fi
