@@ -33,6 +33,7 @@
 //! embeddings standing in for a teacher.
 
 mod attention;
+mod batches;
 mod checkpoint;
 mod config;
 mod embeddings;

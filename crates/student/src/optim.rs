@@ -199,11 +199,25 @@ impl AdamW {
 
     /// One AdamW step at learning rate `lr` with the given (already clipped) gradients.
     pub fn step(&mut self, model: Dual, grads: GradientSet, lr: f64) -> Result<Dual> {
+        self.step_tracked(model, &mut None, grads, lr)
+    }
+
+    /// [`step`](Self::step) for a training loop: `params` carries the flat parameter vector
+    /// from one step to the next, so it is not gathered from the model's tensors again. It
+    /// must be `None` or what the previous call left for the model that call returned.
+    pub(crate) fn step_tracked(
+        &mut self,
+        model: Dual,
+        params: &mut Option<(FlatLayout, Tensor<1>)>,
+        grads: GradientSet,
+        lr: f64,
+    ) -> Result<Dual> {
         self.step += 1;
         let Some((layout, grad)) = grads.flat else {
             return Ok(model);
         };
-        let Some((param_layout, p)) = flatten(&model, Source::Values) else {
+        let Some((param_layout, p)) = params.take().or_else(|| flatten(&model, Source::Values))
+        else {
             return Ok(model);
         };
         if param_layout != layout {
@@ -228,6 +242,7 @@ impl AdamW {
             .add_scalar(c.eps);
         let p = p - (exp_avg.clone() / denom).mul_scalar(lr / bc1);
         let model = layout.unflatten(model, &p);
+        *params = Some((layout.clone(), p));
         self.moments = Moments::Flat(Box::new(FlatMoments {
             layout,
             exp_avg,

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use timekd_data::{BatchOptions, Split};
 
+use crate::batches::{Batch, stream_batches};
 use crate::checkpoint::{
     CheckpointState, DataInfo, STATE_VERSION, load_checkpoint, load_optimizer, save_checkpoint,
 };
@@ -171,111 +172,6 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Batches read ahead of training by [`prefetched`]: the store's reads overlap the device's
-/// work, and at most this many batches wait in memory.
-const PREFETCH_BATCHES: usize = 4;
-
-/// One batch on the host: `x` [b, L, N], `y` [b, H, N] (scaled) and `emb` [b, N, d].
-struct HostBatch {
-    x: Vec<f32>,
-    y: Vec<f32>,
-    emb: Vec<f32>,
-    /// (b, L, H, N, d).
-    dims: (usize, usize, usize, usize, usize),
-}
-
-/// A batch on a device.
-struct Batch {
-    x: Tensor<3>,
-    y: Tensor<3>,
-    emb: Tensor<3>,
-    len: usize,
-}
-
-impl HostBatch {
-    /// Reads `windows` of `data` (data rows and embeddings).
-    fn read(data: &mut SplitData, windows: &[usize]) -> Result<HostBatch> {
-        let dataset = data.split.dataset();
-        let (l, h, n) = (dataset.input_len(), dataset.output_len(), dataset.n_vars());
-        let (mut x, mut y) = (Vec::new(), Vec::new());
-        data.split.fill_scaled(windows, &mut x, &mut y);
-        let emb = data
-            .embeddings
-            .read_batch(windows)
-            .map_err(StudentError::Embeddings)?;
-        let (_, _, d) = data.embeddings.dims();
-        let b = windows.len();
-        if emb.len() != b * n * d {
-            return Err(StudentError::Embeddings(
-                format!(
-                    "read_batch returned {} values for {b} windows of [{n}, {d}]",
-                    emb.len()
-                )
-                .into(),
-            ));
-        }
-        Ok(HostBatch {
-            x,
-            y,
-            emb,
-            dims: (b, l, h, n, d),
-        })
-    }
-
-    /// Number of windows.
-    fn len(&self) -> usize {
-        self.dims.0
-    }
-
-    /// Windows `rows` of the batch (a data-parallel share).
-    fn rows(&self, rows: Range<usize>) -> HostBatch {
-        let (_, l, h, n, d) = self.dims;
-        let part = |v: &[f32], per: usize| v[rows.start * per..rows.end * per].to_vec();
-        HostBatch {
-            x: part(&self.x, l * n),
-            y: part(&self.y, h * n),
-            emb: part(&self.emb, n * d),
-            dims: (rows.len(), l, h, n, d),
-        }
-    }
-
-    /// The batch as `[b, ·, ·]` tensors on `device`.
-    fn into_device(self, device: &Device) -> Batch {
-        let (b, l, h, n, d) = self.dims;
-        let tensor =
-            |v: Vec<f32>, shape: [usize; 3]| Tensor::from_data(TensorData::new(v, shape), device);
-        Batch {
-            x: tensor(self.x, [b, l, n]),
-            y: tensor(self.y, [b, h, n]),
-            emb: tensor(self.emb, [b, n, d]),
-            len: b,
-        }
-    }
-}
-
-/// Runs `consume` over the batches `windows` of `data`, read in order on a helper thread at
-/// most [`PREFETCH_BATCHES`] ahead (memory stays bounded whatever the split size). A read
-/// error ends the stream with that error; stopping early stops the reader.
-fn prefetched<R>(
-    data: &mut SplitData,
-    windows: &[Vec<usize>],
-    consume: impl FnOnce(&mut dyn Iterator<Item = Result<HostBatch>>) -> R,
-) -> R {
-    std::thread::scope(|scope| {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(PREFETCH_BATCHES);
-        scope.spawn(move || {
-            for batch in windows {
-                let read = HostBatch::read(data, batch);
-                let failed = read.is_err();
-                if sender.send(read).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        consume(&mut receiver.into_iter())
-    })
-}
-
 fn check_split(config: &TrainConfig, data: &SplitData) -> Result<()> {
     let dataset = data.split.dataset();
     let (windows, n, d) = data.embeddings.dims();
@@ -341,9 +237,9 @@ pub fn validation_loss(
         .split
         .batches(config.batch_size, BatchOptions::default())
         .collect();
-    prefetched(data, &batches, |stream| {
+    stream_batches(data, &batches, &device, |stream| {
         for batch in stream {
-            let batch = batch?.into_device(&device);
+            let batch = batch?;
             let out = model.forward(batch.x, batch.emb);
             let values = distillation_loss(&config.loss, &out, batch.y).stacked();
             sum = sum.clone() + values * (batch.len as f64 / total as f64);
@@ -361,7 +257,7 @@ pub fn validation_loss(
 fn micro_batch(
     model: &Dual,
     devices: &[Device],
-    batch: HostBatch,
+    batch: Batch,
     config: &TrainConfig,
     seed: u64,
     scale: f64,
@@ -370,15 +266,20 @@ fn micro_batch(
         let out = model.forward(batch.x, batch.emb);
         let loss = distillation_loss(&config.loss, &out, batch.y);
         let values = loss.stacked().to_device(&device.clone().without_autodiff());
-        let grads =
-            GradientSet::from_backward(model, &loss.total.mul_scalar(scale * weight).backward());
+        let factor = scale * weight;
+        let objective = if factor == 1.0 {
+            loss.total
+        } else {
+            loss.total.mul_scalar(factor)
+        };
+        let grads = GradientSet::from_backward(model, &objective.backward());
         Ok::<_, StudentError>((values, grads.to_device(device)))
     };
     let main = &devices[0];
-    let total = batch.len();
+    let total = batch.len;
     if devices.len() == 1 || total < 2 {
         main.seed(seed);
-        return share_result(model, batch.into_device(main), main, 1.0);
+        return share_result(model, batch, main, 1.0);
     }
     let share_len = total.div_ceil(devices.len());
     let shares: Vec<Range<usize>> = (0..total)
@@ -390,7 +291,7 @@ fn micro_batch(
         .zip(devices)
         .map(|(rows, device)| {
             (
-                batch.rows(rows.clone()).into_device(device),
+                batch.rows(rows.clone(), device),
                 model.clone().fork(device),
                 device,
             )
@@ -551,6 +452,8 @@ pub fn train_on(
         mut state,
     } = start(config, info, run, resume, &device)?;
     let mut interrupted = false;
+    // The parameters as one flat vector, carried between optimiser steps.
+    let mut flat_params = None;
 
     while state.epochs_done < config.epochs && !state.stopped_early && !interrupted {
         let epoch = state.epochs_done;
@@ -569,14 +472,14 @@ pub fn train_on(
         let mut norm_sum = Tensor::<1>::zeros([1], &host_device);
         let mut step_count = 0usize;
 
-        prefetched(&mut train, &batches, |stream| {
+        stream_batches(&mut train, &batches, &device, |stream| {
             for group in batches.chunks(config.accumulate) {
                 let mut grads = GradientSet::default();
                 for micro in 0..group.len() {
                     let batch = stream.next().ok_or_else(|| {
                         StudentError::Tensor("the batch reader stopped early".into())
                     })??;
-                    let windows = batch.len();
+                    let windows = batch.len;
                     // Dropout masks depend only on (seed, step, micro-batch): exact on resume.
                     let seed = mix(config.seed, state.steps, micro as u64);
                     let scale = 1.0 / group.len() as f64;
@@ -592,7 +495,7 @@ pub fn train_on(
                 if let Some(norm) = norm {
                     norm_sum = norm_sum.clone() + norm.to_device(&host_device);
                 }
-                model = optimizer.step(model.clone(), grads, lr)?;
+                model = optimizer.step_tracked(model.clone(), &mut flat_params, grads, lr)?;
                 state.steps = optimizer.steps();
                 step_count += 1;
             }
