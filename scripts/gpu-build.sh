@@ -7,6 +7,7 @@
 #   PACK=1 scripts/gpu-build.sh                 # .gpu/ holds one .tar.xz instead (see below)
 #   FEATURES=fusion scripts/gpu-build.sh        # burn's kernel fusion too (own target dir,
 #                                               # packed as .gpu/timekd-fusion-gpu.tar.xz)
+#   PROFILE=gpu scripts/gpu-build.sh            # cargo profile `gpu` (release + thin LTO)
 #
 # It builds into target-cuda/ (git-ignored, kept between runs: never the CPU build's target/),
 # then writes to .gpu/ (git-ignored, carried to the GPU machine):
@@ -32,6 +33,8 @@ case "$features" in
     fusion) target_dir=target-cuda-fusion name=timekd-fusion ;;
     *) echo "gpu-build: FEATURES must be cuda or fusion, got $features" >&2 && exit 1 ;;
 esac
+profile="${PROFILE:-release}"
+[[ "$profile" == release ]] || name="$name-$profile"
 out=.gpu
 
 fail() {
@@ -51,14 +54,14 @@ grep -q 'cubecl-cuda feature "cpp"' <<<"$cuda_features" ||
 # 2. Build. `cargo rustc` passes the flags to the final link only, so the dependencies built by
 #    a plain `cargo build --release -p timekd-cli --features cuda --target-dir target-cuda`
 #    are reused. DT_RPATH (not RUNPATH) so that libhdf5's own dependencies are found there too.
-echo "gpu-build: building timekd (release, $features) in $target_dir/" >&2
+echo "gpu-build: building timekd ($profile, $features) in $target_dir/" >&2
 start=$(date +%s)
-nice -n "${NICE:-0}" cargo rustc --release -p timekd-cli --bin timekd --features "$features" \
+nice -n "${NICE:-0}" cargo rustc --profile "$profile" -p timekd-cli --bin timekd --features "$features" \
     --target-dir "$target_dir" -- -C 'link-arg=-Wl,--disable-new-dtags,-rpath,$ORIGIN/lib'
 echo "gpu-build: built in $(($(date +%s) - start)) s" >&2
 
 # 3. Stage: the stripped binary and the libraries it links, except glibc's own.
-bin="$target_dir/release/timekd"
+bin="$target_dir/$profile/timekd"
 rm -rf "$out/lib"
 mkdir -p "$out/lib"
 strip -o "$out/$name" "$bin"

@@ -170,7 +170,7 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check(command: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn check(command: &mut Command) -> anyhow::Result<()> {
     let status = command
         .status()
         .with_context(|| format!("starting {command:?}"))?;
@@ -214,7 +214,7 @@ fn number_after(text: &str, marker: &str) -> Option<f64> {
     rest[..end].parse().ok()
 }
 
-fn gpu_name() -> Option<String> {
+pub(crate) fn gpu_name() -> Option<String> {
     let out = Command::new("nvidia-smi")
         .args(["--query-gpu=name", "--format=csv,noheader"])
         .output()

@@ -4,6 +4,7 @@
 //! build needs before building it.
 
 mod bench;
+mod bench_train;
 mod demo;
 mod extract;
 mod setup;
@@ -50,6 +51,8 @@ enum Task {
 enum Bench {
     /// Extraction throughput with a GPT-2-small-shaped random model.
     Extract(bench::BenchExtract),
+    /// Student epoch time (ETTh1 H=24, batch 16, channel 64 by default).
+    Train(bench_train::BenchTrain),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +68,9 @@ fn main() -> anyhow::Result<()> {
         Task::Bench {
             bench: Bench::Extract(args),
         } => bench::bench_extract(args),
+        Task::Bench {
+            bench: Bench::Train(args),
+        } => bench_train::bench_train(args),
     }
 }
 
