@@ -1,39 +1,73 @@
-//! Post-norm transformer encoder over variables (the release's Informer-style `Encoder`).
+//! Post-norm transformer encoder over variables (the release's Informer-style `Encoder`),
+//! for both branches at once (see the `paired` module).
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
+use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::tensor::Device;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 
-use crate::attention::AttentionLayer;
+use crate::attention::{AttentionLayer, AttentionWeights};
 use crate::init::Initializer;
+use crate::paired::{PairedLayerNorm, PairedLinear};
+
+/// LayerNorm epsilon (PyTorch's default, as in the release).
+const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// One post-norm layer: attention, add & norm, ReLU feed-forward (1x1 convolutions), add & norm.
 #[derive(Module, Debug)]
 pub struct EncoderLayer {
     attention: AttentionLayer,
-    conv1: Linear,
-    conv2: Linear,
-    norm1: LayerNorm,
-    norm2: LayerNorm,
+    conv1: PairedLinear,
+    conv2: PairedLinear,
+    norm1: PairedLayerNorm,
+    norm2: PairedLayerNorm,
     dropout: Dropout,
 }
 
-impl EncoderLayer {
-    fn init(init: &mut Initializer, channel: usize, heads: usize, d_ff: usize, p: f64) -> Self {
-        EncoderLayer {
-            attention: AttentionLayer::init(init, channel, heads, p),
+/// One branch's layer weights, as drawn at init.
+struct LayerWeights {
+    attention: AttentionWeights,
+    conv1: Linear,
+    conv2: Linear,
+}
+
+impl LayerWeights {
+    /// Draws in the release's module order: query, key, value, output, conv1, conv2.
+    fn draw(init: &mut Initializer, channel: usize, d_ff: usize) -> Self {
+        LayerWeights {
+            attention: AttentionWeights {
+                query: init.linear(channel, channel),
+                key: init.linear(channel, channel),
+                value: init.linear(channel, channel),
+                out: init.linear(channel, channel),
+            },
             conv1: init.linear(channel, d_ff),
             conv2: init.linear(d_ff, channel),
-            norm1: init.layer_norm(channel),
-            norm2: init.layer_norm(channel),
-            dropout: DropoutConfig::new(p).init(),
+        }
+    }
+}
+
+impl EncoderLayer {
+    fn pair(ts: LayerWeights, prompt: LayerWeights, shape: &EncoderShape, device: &Device) -> Self {
+        EncoderLayer {
+            attention: AttentionLayer::pair(
+                ts.attention,
+                prompt.attention,
+                shape.heads,
+                shape.dropout,
+            ),
+            conv1: PairedLinear::pair(ts.conv1, prompt.conv1),
+            conv2: PairedLinear::pair(ts.conv2, prompt.conv2),
+            norm1: PairedLayerNorm::new(shape.channel, LAYER_NORM_EPS, device),
+            norm2: PairedLayerNorm::new(shape.channel, LAYER_NORM_EPS, device),
+            dropout: DropoutConfig::new(shape.dropout).init(),
         }
     }
 
-    /// `x [batch, vars, channel]` → (same shape, attention `[batch, heads, vars, vars]`).
-    fn forward(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<4>) {
-        let (attended, probs) = self.attention.forward(x.clone());
+    /// `x` [k, batch · vars, channel] → the same shape, and the attention probabilities.
+    fn forward(&self, x: Tensor<3>, batch: usize) -> (Tensor<3>, Tensor<5>) {
+        let (attended, probs) = self.attention.forward(x.clone(), batch);
         let x = self.norm1.forward(x + self.dropout.forward(attended));
         let hidden = self.dropout.forward(relu(self.conv1.forward(x.clone())));
         let y = self.dropout.forward(self.conv2.forward(hidden));
@@ -41,42 +75,59 @@ impl EncoderLayer {
     }
 }
 
-/// A stack of [`EncoderLayer`]s followed by a final LayerNorm.
+/// Sizes shared by every layer of an encoder.
+pub(crate) struct EncoderShape {
+    pub layers: usize,
+    pub channel: usize,
+    pub heads: usize,
+    pub d_ff: usize,
+    pub dropout: f64,
+}
+
+/// A stack of [`EncoderLayer`]s and a final LayerNorm, per branch.
 #[derive(Module, Debug)]
 pub struct Encoder {
     attn_layers: Vec<EncoderLayer>,
-    norm: LayerNorm,
+    norm: PairedLayerNorm,
 }
 
 impl Encoder {
-    /// PyTorch-default initialisation, layer by layer.
-    pub(crate) fn init(
-        init: &mut Initializer,
-        layers: usize,
-        channel: usize,
-        heads: usize,
-        d_ff: usize,
-        dropout: f64,
-    ) -> Self {
-        let attn_layers = (0..layers)
-            .map(|_| EncoderLayer::init(init, channel, heads, d_ff, dropout))
-            .collect();
+    /// Draws the time-series branch's encoder, then the prompt branch's (the release's
+    /// order: all of `ts_encoder` before `prompt_encoder`), and pairs them.
+    pub(crate) fn init_pair(init: &mut Initializer, shape: &EncoderShape) -> Self {
+        let draw = |init: &mut Initializer| -> Vec<LayerWeights> {
+            (0..shape.layers)
+                .map(|_| LayerWeights::draw(init, shape.channel, shape.d_ff))
+                .collect()
+        };
+        let ts = draw(init);
+        let prompt = draw(init);
+        let device = init.device();
         Encoder {
-            attn_layers,
-            norm: init.layer_norm(channel),
+            attn_layers: ts
+                .into_iter()
+                .zip(prompt)
+                .map(|(ts, prompt)| EncoderLayer::pair(ts, prompt, shape, device))
+                .collect(),
+            norm: PairedLayerNorm::new(shape.channel, LAYER_NORM_EPS, device),
         }
     }
 
-    /// `x [batch, vars, channel]` → (encoding, LAST layer's attention `[batch, heads, vars, vars]`).
-    pub fn forward(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<4>) {
-        let mut x = x;
+    /// `x` [k branches, batch, vars, channel] → the encoding (same shape) and the last
+    /// layer's attention probabilities `[k, batch, heads, vars, vars]`.
+    pub fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<5>) {
+        let [k, batch, vars, channel] = x.dims();
+        let mut x = x.reshape([k, batch * vars, channel]);
         let mut last = None;
         for layer in &self.attn_layers {
-            let (next, probs) = layer.forward(x);
+            let (next, probs) = layer.forward(x, batch);
             x = next;
             last = Some(probs);
         }
         let probs = last.expect("an encoder has at least one layer (checked by DualConfig)");
-        (self.norm.forward(x), probs)
+        (
+            self.norm.forward(x).reshape([k, batch, vars, channel]),
+            probs,
+        )
     }
 }

@@ -21,7 +21,7 @@ pub(crate) const ALIGN: usize = 128;
 /// One parameter's place in the flat vector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Segment {
-    /// Burn module path (`ts_encoder.attn_layers.0.conv1.weight`).
+    /// Burn module path (`encoder.attn_layers.0.conv1.weight`).
     pub name: String,
     /// The parameter's shape.
     pub dims: Vec<usize>,

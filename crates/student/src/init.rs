@@ -1,12 +1,12 @@
 //! PyTorch-default initialisation drawn from a seeded, portable generator.
 //!
 //! `nn.Linear` and `nn.Conv1d` initialise weight and bias uniformly in ±1/sqrt(fan_in)
-//! (Kaiming-uniform with a = sqrt(5) reduces to that bound); `nn.LayerNorm` starts at 1 and 0.
+//! (Kaiming-uniform with a = sqrt(5) reduces to that bound); LayerNorms start at 1 and 0.
 //! Values are drawn on the host from ChaCha8 so a seed gives the same weights on every
 //! platform and device.
 
 use burn::module::Param;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -53,11 +53,9 @@ impl<'a> Initializer<'a> {
         }
     }
 
-    /// A LayerNorm over `d_model` features with eps 1e-5, gain 1 and shift 0.
-    pub(crate) fn layer_norm(&self, d_model: usize) -> LayerNorm {
-        LayerNormConfig::new(d_model)
-            .with_epsilon(1e-5)
-            .init(self.device)
+    /// The device tensors are created on.
+    pub(crate) fn device(&self) -> &'a Device {
+        self.device
     }
 
     fn uniform(&mut self, bound: f64) -> f32 {

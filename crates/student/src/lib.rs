@@ -47,6 +47,7 @@ mod loss;
 mod metrics;
 mod model;
 mod optim;
+mod paired;
 mod plot;
 mod revin;
 mod state_dict;
@@ -67,6 +68,7 @@ pub use loss::{LossTerms, LossValues, distillation_loss, elementwise_loss};
 pub use metrics::{EpochMetrics, append_metrics, write_metrics};
 pub use model::{Dual, DualOutput};
 pub use optim::{AdamW, GradientSet, cosine_lr};
+pub use paired::{PairedLayerNorm, PairedLinear};
 pub use plot::{plot_forecast, plot_losses};
 pub use revin::Revin;
 pub use state_dict::{

@@ -99,7 +99,7 @@ impl GradientSet {
         let host = tensor_to_vec(grad.clone())?;
         let mut out: Vec<NamedTensor> = layout
             .split(&host)
-            .map(|(segment, part)| to_torch(&segment.name, &segment.dims, part))
+            .flat_map(|(segment, part)| to_torch(&segment.name, &segment.dims, part))
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -320,7 +320,7 @@ mod tests {
         let emb = Tensor::<3>::ones([2, 7, 768], &device);
         let grads = model.forward(x, emb).ts_out.sum().backward();
         let grads = GradientSet::from_backward(&model, &grads);
-        let name = "ts_proj.bias";
+        let name = "projection.bias";
         let tensors: BTreeMap<String, NamedTensor> = ["exp_avg", "exp_avg_sq"]
             .into_iter()
             .map(|prefix| {

@@ -82,8 +82,27 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// Converts a Burn-layout tensor at module path `path` to its PyTorch name, shape and order.
-pub fn to_torch(path: &str, dims: &[usize], data: &[f32]) -> NamedTensor {
+/// Paired Burn modules (both branches stacked on axis 0, see the `paired` module) and the two
+/// PyTorch modules each stands for.
+const PAIRED: [(&str, [&str; 2]); 2] = [
+    ("encoder.", ["ts_encoder.", "prompt_encoder."]),
+    ("projection.", ["ts_proj.", "prompt_proj."]),
+];
+
+/// For a parameter of a paired module (`dims[0] == 2`), the path of each branch's part as if
+/// it were its own module (`encoder.norm.gamma` → `ts_encoder.norm.gamma`, ...).
+fn branch_paths(path: &str, dims: &[usize]) -> Option<[String; 2]> {
+    if dims.first() != Some(&2) {
+        return None;
+    }
+    PAIRED.iter().find_map(|(prefix, torch)| {
+        path.strip_prefix(prefix)
+            .map(|rest| torch.map(|t| format!("{t}{rest}")))
+    })
+}
+
+/// One unpaired Burn-layout tensor → its PyTorch name, shape and order.
+fn single_to_torch(path: &str, dims: &[usize], data: &[f32]) -> NamedTensor {
     let (name, layout) = torch_name(path, dims.len());
     let data = match layout {
         Layout::Same => data.to_vec(),
@@ -93,6 +112,21 @@ pub fn to_torch(path: &str, dims: &[usize], data: &[f32]) -> NamedTensor {
         name,
         shape: torch_shape(dims, layout),
         data,
+    }
+}
+
+/// Converts a Burn-layout tensor at module path `path` to PyTorch names, shapes and order:
+/// one tensor, or two for a paired module's parameter (time-series branch first).
+pub fn to_torch(path: &str, dims: &[usize], data: &[f32]) -> Vec<NamedTensor> {
+    match branch_paths(path, dims) {
+        Some([ts, prompt]) => {
+            let (first, second) = data.split_at(data.len() / 2);
+            vec![
+                single_to_torch(&ts, &dims[1..], first),
+                single_to_torch(&prompt, &dims[1..], second),
+            ]
+        }
+        None => vec![single_to_torch(path, dims, data)],
     }
 }
 
@@ -126,7 +160,7 @@ impl ModuleVisitor for Collector {
         match tensor_to_vec(value) {
             Ok(data) => self
                 .tensors
-                .push(to_torch(&self.path.join("."), &dims, &data)),
+                .extend(to_torch(&self.path.join("."), &dims, &data)),
             Err(e) => self.error = Some(e),
         }
     }
@@ -225,24 +259,20 @@ impl ModuleMapper for Loader<'_> {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let dims = param.lazy_shape().to_vec();
-        let (name, layout) = torch_name(&self.path.join("."), dims.len());
-        let expected = torch_shape(&dims, layout);
-        let Some(found) = self.tensors.get(&name) else {
-            self.problems.push(format!("missing {name} {expected:?}"));
-            return param;
+        let path = self.path.join(".");
+        let data = match branch_paths(&path, &dims) {
+            Some(branches) => {
+                let parts: Vec<Option<Vec<f32>>> =
+                    branches.iter().map(|p| self.take(p, &dims[1..])).collect();
+                parts
+                    .into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .map(|parts| parts.concat())
+            }
+            None => self.take(&path, &dims),
         };
-        self.used.insert(name.clone());
-        if found.shape != expected {
-            self.problems.push(format!(
-                "{name}: file has shape {:?}, the model expects {expected:?}",
-                found.shape
-            ));
+        let Some(data) = data else {
             return param;
-        }
-        let data = match layout {
-            Layout::Same => found.data.clone(),
-            // PyTorch [out, in(, 1)] → Burn [in, out].
-            Layout::Linear | Layout::Conv1x1 => transpose(&found.data, dims[1], dims[0]),
         };
         param.map(|old| {
             let require_grad = old.is_require_grad();
@@ -252,6 +282,32 @@ impl ModuleMapper for Loader<'_> {
             } else {
                 value
             }
+        })
+    }
+}
+
+impl Loader<'_> {
+    /// The values for the unpaired parameter at `path` of shape `dims`, in Burn's layout;
+    /// `None` (and a recorded problem) when missing or misshapen.
+    fn take(&mut self, path: &str, dims: &[usize]) -> Option<Vec<f32>> {
+        let (name, layout) = torch_name(path, dims.len());
+        let expected = torch_shape(dims, layout);
+        let Some(found) = self.tensors.get(&name) else {
+            self.problems.push(format!("missing {name} {expected:?}"));
+            return None;
+        };
+        self.used.insert(name.clone());
+        if found.shape != expected {
+            self.problems.push(format!(
+                "{name}: file has shape {:?}, the model expects {expected:?}",
+                found.shape
+            ));
+            return None;
+        }
+        Some(match layout {
+            Layout::Same => found.data.clone(),
+            // PyTorch [out, in(, 1)] → Burn [in, out].
+            Layout::Linear | Layout::Conv1x1 => transpose(&found.data, dims[1], dims[0]),
         })
     }
 }
@@ -323,10 +379,37 @@ mod tests {
     #[test]
     fn linear_weights_are_transposed() {
         // Burn [in=2, out=3] → PyTorch [3, 2].
-        let t = to_torch("ts_proj.weight", &[2, 3], &[1., 2., 3., 4., 5., 6.]);
+        let [t] = <[NamedTensor; 1]>::try_from(to_torch(
+            "ts_proj.weight",
+            &[2, 3],
+            &[1., 2., 3., 4., 5., 6.],
+        ))
+        .expect("one tensor");
         assert_eq!(t.shape, vec![3, 2]);
         assert_eq!(t.data, vec![1., 4., 2., 5., 3., 6.]);
-        let c = to_torch("x.conv2.weight", &[2, 3], &[1., 2., 3., 4., 5., 6.]);
+        let c = &to_torch("x.conv2.weight", &[2, 3], &[1., 2., 3., 4., 5., 6.])[0];
         assert_eq!(c.shape, vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn paired_parameters_split_into_the_two_branches() {
+        // Both branches' conv1 weights, Burn [2 branches, in=1, out=2].
+        let parts = to_torch(
+            "encoder.attn_layers.1.conv1.weight",
+            &[2, 1, 2],
+            &[1., 2., 3., 4.],
+        );
+        let names: Vec<&str> = parts.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ts_encoder.attn_layers.1.conv1.weight",
+                "prompt_encoder.attn_layers.1.conv1.weight"
+            ]
+        );
+        assert_eq!(parts[0].shape, vec![2, 1, 1]);
+        assert_eq!(parts[1].data, vec![3., 4.]);
+        let norm = to_torch("projection.bias", &[2, 3], &[0.; 6]);
+        assert_eq!(norm[1].name, "prompt_proj.bias");
     }
 }
