@@ -46,6 +46,7 @@ mod init;
 mod loss;
 mod metrics;
 mod model;
+mod module_path;
 mod optim;
 mod paired;
 mod plot;
