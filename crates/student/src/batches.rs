@@ -14,10 +14,10 @@ use crate::error::{Result, StudentError};
 use crate::train::SplitData;
 
 /// Batches uploaded to the device together.
-pub(crate) const CHUNK_BATCHES: usize = 16;
+const CHUNK_BATCHES: usize = 16;
 
 /// Chunks the reader thread may have ready before the training loop takes them.
-pub(crate) const CHUNKS_AHEAD: usize = 2;
+const CHUNKS_AHEAD: usize = 2;
 
 /// A batch on a device: `x` [b, L, N], `y` [b, H, N] (scaled) and `emb` [b, N, d].
 pub(crate) struct Batch {

@@ -3,9 +3,10 @@
 //! Clipping and AdamW are element-wise, so over one flat tensor they run as a handful of
 //! kernels instead of a dozen per parameter tensor (the student has 76): on a GPU the
 //! optimiser step stops being a storm of tiny launches. Each parameter's segment starts at a
-//! multiple of [`ALIGN`] elements, so taking a parameter back out is a view of the flat
-//! buffer, not a copy; the padding between segments is zero and stays zero under AdamW
-//! (zero gradient, zero moments, zero value).
+//! multiple of [`ALIGN`] elements. Burn's CUDA backend slices without copying when both ends
+//! are aligned, so a parameter whose size is a multiple of [`ALIGN`] comes back out as a view
+//! of the flat buffer; the others (biases, small matrices) cost one copy each. The padding
+//! between segments is zero and stays zero under AdamW (zero gradient, moments and value).
 
 use std::collections::BTreeMap;
 
@@ -14,8 +15,8 @@ use burn::tensor::{Device, Gradients, Tensor, TensorData};
 
 use crate::model::Dual;
 
-/// Segment alignment in elements: 128 f32 = 512 bytes, CUDA's allocation alignment, at which
-/// Burn's CUDA backend slices without copying.
+/// Segment alignment in elements: 128 f32 = 512 bytes, CUDA's allocation alignment, which
+/// Burn's CUDA backend needs at both ends of a slice to make it a view.
 pub(crate) const ALIGN: usize = 128;
 
 /// One parameter's place in the flat vector.
@@ -141,7 +142,8 @@ impl FlatLayout {
         Ok(Tensor::from_data(TensorData::new(flat, [self.len]), device))
     }
 
-    /// `model` with every parameter replaced by its segment of `flat` (a view, no copy),
+    /// `model` with every parameter replaced by its segment of `flat` (a view where the
+    /// backend allows, see the module docs),
     /// keeping each parameter's autodiff and require-grad flags.
     pub fn unflatten(&self, model: Dual, flat: &Tensor<1>) -> Dual {
         let by_name = self

@@ -35,19 +35,6 @@ pub struct LossValues {
     pub att: f64,
 }
 
-impl LossValues {
-    /// `self + other·weight`, term by term (for running averages).
-    pub fn add_scaled(self, other: LossValues, weight: f64) -> LossValues {
-        LossValues {
-            total: self.total + other.total * weight,
-            forecast: self.forecast + other.forecast * weight,
-            recon: self.recon + other.recon * weight,
-            feature: self.feature + other.feature * weight,
-            att: self.att + other.att * weight,
-        }
-    }
-}
-
 impl LossTerms {
     /// The five scalars (total, forecast, recon, feature, att) as one detached `[5]` tensor
     /// on the device: sum these over a split and read once, instead of once per step.
