@@ -86,9 +86,20 @@ impl Precision {
     /// `x · W + b` for a Linear layer whose weights are already in the compute type
     /// (see [`Precision::prepare_linear`]); the result has the compute type.
     pub(crate) fn linear<const D: usize>(self, layer: &Linear, x: Tensor<D>) -> Tensor<D> {
-        let out = self.matmul(x, layer.weight.val().unsqueeze());
-        match &layer.bias {
-            Some(bias) => out + bias.val().unsqueeze(),
+        self.affine(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+    }
+
+    /// `x · weight + bias` with `weight` [in, out] and `bias` [out] in the compute type (a
+    /// Linear layer's, or some of its output columns); the result has the compute type.
+    pub(crate) fn affine<const D: usize>(
+        self,
+        x: Tensor<D>,
+        weight: Tensor<2>,
+        bias: Option<Tensor<1>>,
+    ) -> Tensor<D> {
+        let out = self.matmul(x, weight.unsqueeze());
+        match bias {
+            Some(bias) => out + bias.unsqueeze(),
             None => out,
         }
     }

@@ -67,11 +67,11 @@ impl Block {
         if from == 0 && width == cols {
             return precision.linear(layer, x);
         }
-        let out = precision.matmul(x, layer.weight.val().narrow(1, from, width).unsqueeze());
-        match &layer.bias {
-            Some(bias) => out + bias.val().narrow(0, from, width).unsqueeze(),
-            None => out,
-        }
+        precision.affine(
+            x,
+            layer.weight.val().narrow(1, from, width),
+            layer.bias.as_ref().map(|b| b.val().narrow(0, from, width)),
+        )
     }
 
     /// `[b, t, n·d]` projections → n tensors `[b, heads, t, head_dim]`.
