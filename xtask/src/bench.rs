@@ -106,7 +106,8 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
         // One process: kernels compiled and autotuned during the warm-up windows are reused by
         // the timed ones (the autotune cache lives in the process).
         let total = args.warmup + args.windows;
-        let dry = output(base(total, &args.work.join("timed")).arg("--dry-run"))?;
+        let dry = captured(base(total, &args.work.join("timed")).arg("--dry-run"))?.stdout;
+        let dry = String::from_utf8_lossy(&dry);
         let flops =
             number_after(&dry, "forward FLOPs run ≈ ").context("dry run printed no FLOPs")?;
         let tokens =
@@ -116,10 +117,12 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
             args.warmup, args.windows
         );
         let sampler = MemorySampler::start();
-        let log = stderr_of(
+        let log = captured(
             base(total, &args.work.join("timed"))
                 .args(["--report-after", &args.warmup.to_string()]),
-        )?;
+        )?
+        .stderr;
+        let log = String::from_utf8_lossy(&log);
         let peak_mib = sampler.stop();
         let steady = log
             .lines()
@@ -180,19 +183,8 @@ pub(crate) fn check(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `command` to success and returns what it wrote to stderr.
-fn stderr_of(command: &mut Command) -> anyhow::Result<String> {
-    let out = command
-        .output()
-        .with_context(|| format!("starting {command:?}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() {
-        bail!("{command:?} failed: {stderr}");
-    }
-    Ok(stderr)
-}
-
-fn output(command: &mut Command) -> anyhow::Result<String> {
+/// Runs `command` to success, capturing what it writes; a failure carries its stderr.
+fn captured(command: &mut Command) -> anyhow::Result<std::process::Output> {
     let out = command
         .output()
         .with_context(|| format!("starting {command:?}"))?;
@@ -202,7 +194,7 @@ fn output(command: &mut Command) -> anyhow::Result<String> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(out)
 }
 
 /// The number printed right after `marker` (first occurrence).
