@@ -5,11 +5,11 @@
 #   NICE=19 scripts/gpu-build.sh                # at low priority, beside other builds
 #   CARGO_NET_OFFLINE=true scripts/gpu-build.sh # prove that nothing is downloaded
 #   PACK=1 scripts/gpu-build.sh                 # .gpu/ holds one .tar.xz instead (see below)
-#   FEATURES=fusion scripts/gpu-build.sh        # burn's kernel fusion too (own target dir,
-#                                               # packed as .gpu/timekd-fusion-gpu.tar.xz)
-#   PROFILE=gpu scripts/gpu-build.sh            # cargo profile `gpu` (release + thin LTO)
+#   FEATURES=fusion scripts/gpu-build.sh        # burn's kernel fusion too: .gpu/timekd-fusion
+#                                               # (packed as .gpu/timekd-fusion-gpu.tar.xz)
 #
-# It builds into target-cuda/ (git-ignored, kept between runs: never the CPU build's target/),
+# Both variants build into target-cuda/ (git-ignored, kept between runs: never the CPU build's
+# target/; cargo keeps each feature set's artifacts apart, so switching costs a relink),
 # then writes to .gpu/ (git-ignored, carried to the GPU machine):
 #   .gpu/timekd   the stripped binary, which looks for shared libraries in .gpu/lib first
 #   .gpu/lib/     the shared libraries it links beyond glibc (libhdf5 and its dependencies), so
@@ -29,12 +29,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 features="${FEATURES:-cuda}"
 case "$features" in
-    cuda) target_dir=target-cuda name=timekd ;;
-    fusion) target_dir=target-cuda-fusion name=timekd-fusion ;;
+    cuda) name=timekd ;;
+    fusion) name=timekd-fusion ;;
     *) echo "gpu-build: FEATURES must be cuda or fusion, got $features" >&2 && exit 1 ;;
 esac
-profile="${PROFILE:-release}"
-[[ "$profile" == release ]] || name="$name-$profile"
+target_dir=target-cuda
 out=.gpu
 
 fail() {
@@ -54,14 +53,14 @@ grep -q 'cubecl-cuda feature "cpp"' <<<"$cuda_features" ||
 # 2. Build. `cargo rustc` passes the flags to the final link only, so the dependencies built by
 #    a plain `cargo build --release -p timekd-cli --features cuda --target-dir target-cuda`
 #    are reused. DT_RPATH (not RUNPATH) so that libhdf5's own dependencies are found there too.
-echo "gpu-build: building timekd ($profile, $features) in $target_dir/" >&2
+echo "gpu-build: building timekd (release, $features) in $target_dir/" >&2
 start=$(date +%s)
-nice -n "${NICE:-0}" cargo rustc --profile "$profile" -p timekd-cli --bin timekd --features "$features" \
+nice -n "${NICE:-0}" cargo rustc --release -p timekd-cli --bin timekd --features "$features" \
     --target-dir "$target_dir" -- -C 'link-arg=-Wl,--disable-new-dtags,-rpath,$ORIGIN/lib'
 echo "gpu-build: built in $(($(date +%s) - start)) s" >&2
 
 # 3. Stage: the stripped binary and the libraries it links, except glibc's own.
-bin="$target_dir/$profile/timekd"
+bin="$target_dir/release/timekd"
 rm -rf "$out/lib"
 mkdir -p "$out/lib"
 strip -o "$out/$name" "$bin"
