@@ -7,16 +7,18 @@
 //! hides it from every real query: results do not depend on how prompts are grouped.
 //! Only each prompt's last real position is gathered before the final LayerNorm.
 //!
-//! The GT and HD prompts of a (window, variable) start with the same tokens (the whole
-//! history sentence). With causal attention, and a calibration mask that depends only on the
-//! two tokens' own types, that prefix's keys and values are the same in both prompts.
-//! [`Gpt2::pair_last_token_states`] computes them once per pair (a KV cache) and runs only
-//! the two suffixes against them: about 300 instead of 530 tokens per pair at H = 24.
+//! Prompts that start with the same tokens ([`PromptFamily`]: the GT and HD prompts of a
+//! (window, variable), at one or several output lengths) run their shared prefix once (a KV
+//! cache) and only their suffixes against it ([`Gpt2::family_last_token_states`]): about 300
+//! instead of 530 tokens per GT/HD pair at H = 24. Prefixes and suffixes are padded to their
+//! own length buckets too, so a prompt's result does not depend on the other prompts of its
+//! pass either.
 
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TeacherError;
+use crate::family::PromptFamily;
 use crate::gpt2::{BLOCKED, Gpt2, LayerKv, calibrated_mask};
 use crate::tokenizer::{EncodedPrompt, TokenType};
 
@@ -161,55 +163,78 @@ impl PairLengths {
     }
 }
 
-/// One planned pass over GT/HD pairs: a prefix pass, then a GT and an HD suffix pass.
+/// One pass of the family path: families whose prefixes share a padded length, their
+/// prefixes run once, then groups of their suffixes against that cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedPairBatch {
-    /// Indices of its pairs in the caller's list.
-    pub pairs: Vec<usize>,
+struct FamilyPass {
+    /// Indices of its families in the caller's list.
+    families: Vec<usize>,
     /// The length every prefix is padded to.
-    pub prefix_len: usize,
-    /// The length every GT suffix is padded to.
-    pub gt_suffix_len: usize,
-    /// The length every HD suffix is padded to.
-    pub hd_suffix_len: usize,
+    prefix_len: usize,
+    /// Suffix passes: (family position in `families`, prompt index) members, padded length.
+    groups: Vec<(Vec<(usize, usize)>, usize)>,
 }
 
-/// Groups pairs into passes with the same padded prefix and suffix lengths, each pass
-/// bounded as [`plan_batches`] bounds a prompt of the padded prefix + longer suffix. Every
-/// index appears exactly once.
-pub fn plan_pair_batches(
-    lengths: &[PairLengths],
+/// Groups families (their prefix lengths and suffix lengths, prefixes ≥ 1) into passes of
+/// one padded prefix length, and each pass's suffixes into groups of one padded suffix
+/// length. A pass holds as many families, and a group as many suffixes, as fit a prompt of
+/// the padded prefix plus the (longest) padded suffix under `options`. Every (family,
+/// prompt) appears exactly once.
+fn plan_family_passes(
+    families: &[(usize, Vec<usize>)],
     max_len: usize,
     options: &BatchOptions,
-) -> Vec<PlannedPairBatch> {
-    let key = |l: &PairLengths| {
-        (
-            options.padded(l.prefix, max_len),
-            options.padded(l.gt_suffix, max_len),
-            options.padded(l.hd_suffix, max_len),
-        )
-    };
-    let mut order: Vec<usize> = (0..lengths.len()).collect();
-    order.sort_by_key(|&i| (key(&lengths[i]), i));
-    let mut batches: Vec<PlannedPairBatch> = Vec::new();
+) -> Vec<FamilyPass> {
+    let padded = |len: usize| options.padded(len, max_len);
+    let longest = |i: usize| families[i].1.iter().map(|&n| padded(n)).max().unwrap_or(1);
+    let mut order: Vec<usize> = (0..families.len()).collect();
+    order.sort_by_key(|&i| (padded(families[i].0), i));
+    let mut passes: Vec<(Vec<usize>, usize, usize)> = Vec::new(); // families, prefix, longest
     for i in order {
-        let (p, g, h) = key(&lengths[i]);
-        match batches.last_mut() {
-            Some(b)
-                if (b.prefix_len, b.gt_suffix_len, b.hd_suffix_len) == (p, g, h)
-                    && b.pairs.len() < options.capacity(p + g.max(h)) =>
+        let (p, n) = (padded(families[i].0), longest(i));
+        match passes.last_mut() {
+            Some((members, prefix, widest))
+                if *prefix == p && members.len() < options.capacity(p + n.max(*widest)) =>
             {
-                b.pairs.push(i)
+                members.push(i);
+                *widest = n.max(*widest);
             }
-            _ => batches.push(PlannedPairBatch {
-                pairs: vec![i],
-                prefix_len: p,
-                gt_suffix_len: g,
-                hd_suffix_len: h,
-            }),
+            _ => passes.push((vec![i], p, n)),
         }
     }
-    batches
+    passes
+        .into_iter()
+        .map(|(members, prefix_len, _)| {
+            let mut items: Vec<(usize, usize, usize)> = members
+                .iter()
+                .enumerate()
+                .flat_map(|(pos, &f)| {
+                    families[f]
+                        .1
+                        .iter()
+                        .enumerate()
+                        .map(move |(k, &n)| (padded(n), pos, k))
+                })
+                .collect();
+            items.sort_unstable();
+            let mut groups: Vec<(Vec<(usize, usize)>, usize)> = Vec::new();
+            for (len, pos, k) in items {
+                match groups.last_mut() {
+                    Some((group, l))
+                        if *l == len && group.len() < options.capacity(prefix_len + len) =>
+                    {
+                        group.push((pos, k))
+                    }
+                    _ => groups.push((vec![(pos, k)], len)),
+                }
+            }
+            FamilyPass {
+                families: members,
+                prefix_len,
+                groups,
+            }
+        })
+        .collect()
 }
 
 /// Right-padded ids and types of token ranges of several prompts, for one pass.
@@ -281,51 +306,86 @@ impl Gpt2 {
         pairs: &[(&EncodedPrompt, &EncodedPrompt)],
         options: &BatchOptions,
     ) -> Result<(Tensor<2>, Tensor<2>), TeacherError> {
-        let n = pairs.len();
-        for (i, (gt, hd)) in pairs.iter().enumerate() {
-            self.check_length(gt, || format!("the GT prompt of pair {i}"))?;
-            self.check_length(hd, || format!("the HD prompt of pair {i}"))?;
-        }
-        let split: Vec<Option<PairLengths>> = pairs
+        let families: Vec<PromptFamily> = pairs
             .iter()
-            .map(|(gt, hd)| PairLengths::of(gt, hd).filter(|_| options.share_prefix))
+            .map(|&(gt, hd)| PromptFamily::new(vec![gt, hd], options.share_prefix))
             .collect();
-        let (shared, plain): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| split[i].is_some());
+        let states = self.family_last_token_states(&families, options)?; // [2·pairs, d]
+        let n = pairs.len();
+        if n == 0 {
+            return Ok((states.clone(), states));
+        }
+        let rows = |first: i64| {
+            let index: Vec<i64> = (0..n as i64).map(|i| 2 * i + first).collect();
+            Tensor::<1, Int>::from_data(TensorData::new(index, [n]), self.device())
+        };
+        Ok((states.clone().select(0, rows(0)), states.select(0, rows(1))))
+    }
 
-        let mut gt_parts = Vec::new();
-        let mut hd_parts = Vec::new();
-        let mut order = Vec::with_capacity(n);
-        let lengths: Vec<PairLengths> = shared.iter().filter_map(|&i| split[i]).collect();
-        for batch in plan_pair_batches(&lengths, self.max_tokens(), options) {
-            let members: Vec<(usize, PairLengths)> = batch
-                .pairs
+    /// The last-token states of every prompt of `families`, family by family in the order
+    /// given: [Σ prompts, d]. A family's shared prefix runs once (see the module docs); the
+    /// results equal [`last_token_states`](Self::last_token_states) up to float rounding, and
+    /// do not depend on how many families come together.
+    pub fn family_last_token_states(
+        &self,
+        families: &[PromptFamily<'_>],
+        options: &BatchOptions,
+    ) -> Result<Tensor<2>, TeacherError> {
+        let mut first_row = Vec::with_capacity(families.len());
+        let mut rows = 0;
+        for (f, family) in families.iter().enumerate() {
+            first_row.push(rows);
+            for (k, prompt) in family.prompts().iter().enumerate() {
+                self.check_length(prompt, || format!("prompt {k} of family {f}"))?;
+            }
+            rows += family.prompts().len();
+        }
+        if rows == 0 {
+            return Ok(Tensor::zeros([0, self.d_model()], self.device()));
+        }
+        let (shared, plain): (Vec<usize>, Vec<usize>) =
+            (0..families.len()).partition(|&f| families[f].prefix_len() > 0);
+        let mut parts = Vec::new();
+        let mut order = Vec::with_capacity(rows);
+        let lengths: Vec<(usize, Vec<usize>)> = shared
+            .iter()
+            .map(|&f| {
+                let family = &families[f];
+                let suffixes = (0..family.prompts().len())
+                    .map(|k| family.suffix(k).0.len())
+                    .collect();
+                (family.prefix_len(), suffixes)
+            })
+            .collect();
+        for pass in plan_family_passes(&lengths, self.max_tokens(), options) {
+            let members: Vec<&PromptFamily> = pass
+                .families
                 .iter()
-                .map(|&k| (shared[k], lengths[k]))
+                .map(|&i| &families[shared[i]])
                 .collect();
-            let (gt, hd) = self.forward_pair_batch(pairs, &members, &batch);
-            gt_parts.push(gt);
-            hd_parts.push(hd);
-            order.extend(members.iter().map(|(i, _)| *i));
+            for (group, states) in self.forward_family_pass(&members, &pass) {
+                parts.push(states);
+                order.extend(
+                    group
+                        .iter()
+                        .map(|&(pos, k)| first_row[shared[pass.families[pos]]] + k),
+                );
+            }
         }
         if !plain.is_empty() {
             let prompts: Vec<&EncodedPrompt> = plain
                 .iter()
-                .map(|&i| pairs[i].0)
-                .chain(plain.iter().map(|&i| pairs[i].1))
+                .flat_map(|&f| families[f].prompts().iter().copied())
                 .collect();
-            let states = self.last_token_states(&prompts, options)?;
-            gt_parts.push(states.clone().narrow(0, 0, plain.len()));
-            hd_parts.push(states.narrow(0, plain.len(), plain.len()));
-            order.extend_from_slice(&plain);
+            parts.push(self.last_token_states(&prompts, options)?);
+            order.extend(
+                plain
+                    .iter()
+                    .flat_map(|&f| (0..families[f].prompts().len()).map(move |k| (f, k)))
+                    .map(|(f, k)| first_row[f] + k),
+            );
         }
-        if n == 0 {
-            let empty = Tensor::zeros([0, self.d_model()], self.device());
-            return Ok((empty.clone(), empty));
-        }
-        Ok((
-            self.in_caller_order(gt_parts, &order),
-            self.in_caller_order(hd_parts, &order),
-        ))
+        Ok(self.in_caller_order(parts, &order))
     }
 
     /// Concatenates per-pass rows (row r belongs to caller index `order[r]`) back into the
@@ -354,16 +414,18 @@ impl Gpt2 {
             .last_states(ids, positions, &mask, None, self.precision(), &last)
     }
 
-    /// One pair pass: the shared prefixes' keys and values, then the GT and the HD
-    /// suffixes against them. `members` are (index into `pairs`, split), in pass order.
-    fn forward_pair_batch(
+    /// One family pass: the prefixes' keys and values, then each suffix group against them.
+    /// Returns every group's members with their states [members, d].
+    fn forward_family_pass(
         &self,
-        pairs: &[(&EncodedPrompt, &EncodedPrompt)],
-        members: &[(usize, PairLengths)],
-        batch: &PlannedPairBatch,
-    ) -> (Tensor<2>, Tensor<2>) {
-        let (b, pp) = (members.len(), batch.prefix_len);
-        let prefix = PaddedTokens::new(members.iter().map(|&(i, l)| (pairs[i].0, 0..l.prefix)), pp);
+        families: &[&PromptFamily<'_>],
+        pass: &FamilyPass,
+    ) -> Vec<(Vec<(usize, usize)>, Tensor<2>)> {
+        let (b, pp) = (families.len(), pass.prefix_len);
+        let prefix = PaddedTokens::new(
+            families.iter().map(|f| (f.prompts()[0], 0..f.prefix_len())),
+            pp,
+        );
         let prefix_types = self.types_tensor(prefix.types.into_iter(), [b, pp]);
         let mask = calibrated_mask(prefix_types.clone(), prefix_types.clone(), None);
         let cache = self.module.prefix_kv(
@@ -372,18 +434,39 @@ impl Gpt2 {
             &mask,
             self.precision(),
         );
-        let run = |hd: bool, len: usize| {
-            let suffixes = members.iter().map(|&(i, l)| {
-                let prompt = if hd { pairs[i].1 } else { pairs[i].0 };
-                (prompt, l.prefix..prompt.len())
-            });
-            let prefixes: Vec<usize> = members.iter().map(|(_, l)| l.prefix).collect();
-            self.suffix_states(suffixes, &prefixes, &prefix_types, &cache, len)
-        };
-        (
-            run(false, batch.gt_suffix_len),
-            run(true, batch.hd_suffix_len),
-        )
+        pass.groups
+            .iter()
+            .map(|(group, len)| {
+                let in_order = group.len() == b && group.iter().enumerate().all(|(i, m)| m.0 == i);
+                let (group_cache, group_types) = if in_order {
+                    (cache.clone(), prefix_types.clone())
+                } else {
+                    let index: Vec<i64> = group.iter().map(|&(pos, _)| pos as i64).collect();
+                    let rows = Tensor::<1, Int>::from_data(
+                        TensorData::new(index, [group.len()]),
+                        self.device(),
+                    );
+                    (
+                        cache.iter().map(|kv| kv.select(rows.clone())).collect(),
+                        prefix_types.clone().select(0, rows),
+                    )
+                };
+                let suffixes = group.iter().map(|&(pos, k)| {
+                    let family = families[pos];
+                    (
+                        family.prompts()[k],
+                        family.prefix_len()..family.prompts()[k].len(),
+                    )
+                });
+                let prefixes: Vec<usize> = group
+                    .iter()
+                    .map(|&(pos, _)| families[pos].prefix_len())
+                    .collect();
+                let states =
+                    self.suffix_states(suffixes, &prefixes, &group_types, &group_cache, *len);
+                (group.clone(), states)
+            })
+            .collect()
     }
 
     /// Last-token states of prompt suffixes (`prompt`, token range after its prefix) run

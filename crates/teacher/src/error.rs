@@ -132,6 +132,10 @@ pub enum TeacherError {
     #[error("cannot load the GPT-2 BPE (r50k_base) ranks: {0}")]
     Tokenizer(String),
 
+    /// The CUDA engine failed (driver, cuBLASLt, kernel compilation or device memory).
+    #[error("CUDA engine: {0}")]
+    Cuda(String),
+
     /// A tensor could not be read back from the device.
     #[error("cannot read a tensor back from the device: {0}")]
     Readback(String),

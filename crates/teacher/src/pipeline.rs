@@ -1,13 +1,14 @@
 //! The whole teacher for extraction: windows → prompts → tokens and types → batched
 //! calibrated GPT-2 → SCA → one [N, D] embedding per window.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor, TensorData};
 use chrono::NaiveDateTime;
 use timekd_data::Window;
 
 use crate::batch::BatchOptions;
 use crate::error::TeacherError;
-use crate::gpt2::Gpt2;
+use crate::family::PromptFamily;
+use crate::language_model::LanguageModel;
 use crate::precision::Precision;
 use crate::prompt::{PromptBuilder, PromptPair};
 use crate::sca::Sca;
@@ -44,6 +45,29 @@ impl<'a> WindowInput<'a> {
     pub fn n_vars(&self) -> usize {
         self.history.len()
     }
+}
+
+/// One window wanted at several output lengths H (`timekd extract --output-len 24,48,...`).
+///
+/// Window i of a split has the same history rows for every H; its future holds at least the
+/// longest H asked for (the values after the history, as many as that H needs).
+#[derive(Debug, Clone)]
+pub struct LengthsInput<'a> {
+    /// History and future; every `future[v]` has at least `max(lengths)` values.
+    pub window: WindowInput<'a>,
+    /// The output lengths to embed the window for: ascending, distinct, each ≥ 1.
+    pub lengths: Vec<usize>,
+}
+
+/// The embeddings of one output length from [`Teacher::embed_lengths`].
+#[derive(Debug, Clone)]
+pub struct LengthEmbeddings {
+    /// The output length H.
+    pub output_len: usize,
+    /// The window indices ([`WindowInput::index`]) embedded for H, in input order.
+    pub windows: Vec<usize>,
+    /// Their embeddings: [windows, N, D].
+    pub embeddings: Tensor<3>,
 }
 
 /// The prompts of one (window, variable), as text and as typed tokens.
@@ -101,6 +125,8 @@ pub struct PromptEncoder {
     builder: PromptBuilder,
     n_vars: usize,
     max_tokens: usize,
+    /// Threads [`encode_lengths`](Self::encode_lengths) splits windows over.
+    threads: usize,
 }
 
 /// The prompts of a run of windows, ready for [`Teacher::embed_encoded`].
@@ -122,7 +148,157 @@ impl EncodedWindows {
     }
 }
 
+/// The prompts of windows for several output lengths, ready for
+/// [`Teacher::embed_encoded_lengths`].
+#[derive(Debug, Clone)]
+pub struct EncodedLengths {
+    /// Per window: its index and the output lengths it asks for (ascending).
+    windows: Vec<(usize, Vec<usize>)>,
+    /// Per (window, variable), window-major: `[GT_h, HD_h]` for each of the window's lengths.
+    prompts: Vec<Vec<EncodedPrompt>>,
+}
+
+impl EncodedLengths {
+    /// The output lengths, ascending, each with how many windows ask for it.
+    pub fn lengths(&self) -> Vec<(usize, usize)> {
+        let mut all: Vec<usize> = self.windows.iter().flat_map(|(_, l)| l.clone()).collect();
+        all.sort_unstable();
+        let mut counted: Vec<(usize, usize)> = Vec::new();
+        for h in all {
+            match counted.last_mut() {
+                Some((last, n)) if *last == h => *n += 1,
+                _ => counted.push((h, 1)),
+            }
+        }
+        counted
+    }
+
+    /// Number of windows.
+    pub fn windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Tokens of every prompt, as if each ran whole (for rates).
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompts.iter().flatten().map(EncodedPrompt::len).sum()
+    }
+}
+
 impl PromptEncoder {
+    /// The encoder with [`encode_lengths`](Self::encode_lengths) split over `threads`
+    /// threads (default: the machine's available parallelism).
+    pub fn with_threads(self, threads: usize) -> Self {
+        PromptEncoder {
+            threads: threads.max(1),
+            ..self
+        }
+    }
+
+    /// [`encode`](Self::encode) for several output lengths: the GT and HD prompts of every
+    /// (window, variable) at each H the window asks for (its future cut to H). Each
+    /// variable's history sentence is tokenised once for all of them; windows are split over
+    /// the encoder's threads. Errors name a window whose future is shorter than an H it asks
+    /// for, or a prompt longer than the model takes.
+    pub fn encode_lengths(
+        &self,
+        windows: &[LengthsInput<'_>],
+    ) -> Result<EncodedLengths, TeacherError> {
+        let n = self.n_vars;
+        for w in windows {
+            let input = &w.window;
+            if input.n_vars() != n || input.future.len() != n {
+                return Err(TeacherError::Input(format!(
+                    "window {} has {} variables but the SCA was built for {n}",
+                    input.index,
+                    input.n_vars()
+                )));
+            }
+            if w.lengths.is_empty()
+                || !w.lengths.windows(2).all(|p| p[0] < p[1])
+                || w.lengths[0] == 0
+            {
+                return Err(TeacherError::Input(format!(
+                    "window {}: output lengths {:?} must be one or more, ascending, distinct and ≥ 1",
+                    input.index, w.lengths
+                )));
+            }
+            if let Some(&h) = w.lengths.last()
+                && let Some(short) = input.future.iter().find(|f| f.len() < h)
+            {
+                return Err(TeacherError::Input(format!(
+                    "window {} has {} future values, fewer than H = {h}",
+                    input.index,
+                    short.len()
+                )));
+            }
+        }
+        let threads = self.threads.clamp(1, windows.len().max(1));
+        let per_thread = windows.len().div_ceil(threads).max(1);
+        let parts: Vec<Result<Vec<Vec<EncodedPrompt>>, TeacherError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = windows
+                .chunks(per_thread)
+                .map(|part| s.spawn(move || part.iter().map(|w| self.window_lengths(w)).collect()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a prompt encoding thread panicked"))
+                .collect()
+        });
+        let mut prompts = Vec::with_capacity(windows.len() * n);
+        for part in parts {
+            for window in part? {
+                prompts.extend(window.chunks(window.len() / n).map(<[_]>::to_vec));
+            }
+        }
+        Ok(EncodedLengths {
+            windows: windows
+                .iter()
+                .map(|w| (w.window.index, w.lengths.clone()))
+                .collect(),
+            prompts,
+        })
+    }
+
+    /// The prompts of one window at its lengths: per variable `[GT_h, HD_h]` for each h,
+    /// variables one after another.
+    fn window_lengths(&self, w: &LengthsInput<'_>) -> Result<Vec<EncodedPrompt>, TeacherError> {
+        let input = &w.window;
+        let mut out = Vec::with_capacity(2 * w.lengths.len() * input.n_vars());
+        for (v, (history, future)) in input.history.iter().zip(&input.future).enumerate() {
+            let head = self
+                .builder
+                .history_sentence(history, input.start, input.end);
+            let continuations: Vec<(String, String)> = w
+                .lengths
+                .iter()
+                .map(|&h| {
+                    (
+                        self.builder.gt_continuation(&future[..h]),
+                        self.builder.hd_continuation(h),
+                    )
+                })
+                .collect();
+            let pairs = self.tokenizer.encode_pairs_after(&head, &continuations);
+            for (&h, (gt, hd)) in w.lengths.iter().zip(pairs) {
+                for (kind, prompt) in [("GT", &gt), ("HD", &hd)] {
+                    if prompt.len() > self.max_tokens {
+                        return Err(TeacherError::PromptTooLong {
+                            what: format!(
+                                "the {kind} prompt of window {}, variable {v}, H = {h}",
+                                input.index
+                            ),
+                            tokens: prompt.len(),
+                            limit: self.max_tokens,
+                        });
+                    }
+                }
+                out.push(gt);
+                out.push(hd);
+            }
+        }
+        Ok(out)
+    }
+
     /// Builds, tokenises and checks the prompts of `windows`: each must have `n_vars`
     /// variables and every prompt must fit the model (errors name window and variable).
     pub fn encode(&self, windows: &[WindowInput<'_>]) -> Result<EncodedWindows, TeacherError> {
@@ -165,7 +341,7 @@ impl PromptEncoder {
 /// The teacher: prompt encoder, calibrated GPT-2, SCA and batching.
 pub struct Teacher {
     encoder: PromptEncoder,
-    gpt2: Gpt2,
+    gpt2: LanguageModel,
     sca: Sca,
     batch: BatchOptions,
 }
@@ -173,17 +349,19 @@ pub struct Teacher {
 impl Teacher {
     /// Assembles a teacher; loads the tokenizer's ranks.
     pub fn new(
-        gpt2: Gpt2,
+        gpt2: impl Into<LanguageModel>,
         sca: Sca,
         prompts: PromptBuilder,
         batch: BatchOptions,
     ) -> Result<Self, TeacherError> {
+        let gpt2 = gpt2.into();
         Ok(Teacher {
             encoder: PromptEncoder {
                 tokenizer: Gpt2Tokenizer::new()?,
                 builder: prompts,
                 n_vars: sca.n_vars(),
                 max_tokens: gpt2.max_tokens(),
+                threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
             gpt2,
             sca,
@@ -192,7 +370,7 @@ impl Teacher {
     }
 
     /// The language model.
-    pub fn gpt2(&self) -> &Gpt2 {
+    pub fn gpt2(&self) -> &LanguageModel {
         &self.gpt2
     }
 
@@ -234,6 +412,72 @@ impl Teacher {
         self.embed_encoded(&self.encoder.encode(windows)?)
     }
 
+    /// The embeddings of windows at several output lengths: one entry per H that at least one
+    /// window asks for, ascending. Each equals [`embed`](Self::embed) of the windows that ask
+    /// for that H, with their futures cut to H. Same as
+    /// [`embed_encoded_lengths`](Self::embed_encoded_lengths) of
+    /// [`PromptEncoder::encode_lengths`].
+    pub fn embed_lengths(
+        &self,
+        windows: &[LengthsInput<'_>],
+    ) -> Result<Vec<LengthEmbeddings>, TeacherError> {
+        self.embed_encoded_lengths(&self.encoder.encode_lengths(windows)?)
+    }
+
+    /// The embeddings of windows encoded for several output lengths, one entry per H,
+    /// ascending. All prompts of a (window, variable) form one [`PromptFamily`]: its history
+    /// sentence runs once for every H (unless [`BatchOptions::share_prefix`] is off).
+    pub fn embed_encoded_lengths(
+        &self,
+        encoded: &EncodedLengths,
+    ) -> Result<Vec<LengthEmbeddings>, TeacherError> {
+        let (n, d) = (self.sca.n_vars(), self.gpt2.d_model());
+        if encoded.prompts.len() != encoded.windows.len() * n {
+            return Err(TeacherError::Input(format!(
+                "{} prompt families for {} windows of {n} variables",
+                encoded.prompts.len(),
+                encoded.windows.len()
+            )));
+        }
+        let families: Vec<PromptFamily> = encoded
+            .prompts
+            .iter()
+            .map(|prompts| PromptFamily::new(prompts.iter().collect(), self.batch.share_prefix))
+            .collect();
+        let states = self.gpt2.family_last_token_states(&families, &self.batch)?;
+        // Row of family f's first prompt in `states`.
+        let mut first = Vec::with_capacity(families.len());
+        let mut rows = 0i64;
+        for family in &families {
+            first.push(rows);
+            rows += family.prompts().len() as i64;
+        }
+        let mut out = Vec::new();
+        for (h, count) in encoded.lengths() {
+            let mut windows = Vec::with_capacity(count);
+            let (mut gt_rows, mut hd_rows) = (Vec::new(), Vec::new());
+            for (w, (index, lengths)) in encoded.windows.iter().enumerate() {
+                let Some(slot) = lengths.iter().position(|&l| l == h) else {
+                    continue;
+                };
+                windows.push(*index);
+                for v in 0..n {
+                    let row = first[w * n + v] + 2 * slot as i64;
+                    gt_rows.push(row);
+                    hd_rows.push(row + 1);
+                }
+            }
+            let gt = pick_rows(&states, gt_rows, [count, n, d]);
+            let hd = pick_rows(&states, hd_rows, [count, n, d]);
+            out.push(LengthEmbeddings {
+                output_len: h,
+                windows,
+                embeddings: self.sca_embeddings(gt, hd),
+            });
+        }
+        Ok(out)
+    }
+
     /// The stored embeddings of encoded windows: [windows, N, D]. All 2·W·N prompts go
     /// through the language model together, batched by length, each GT/HD pair's shared
     /// prefix once (unless [`BatchOptions::share_prefix`] is off).
@@ -248,20 +492,42 @@ impl Teacher {
         if w == 0 {
             return Ok(Tensor::zeros([0, n, d], self.gpt2.device()));
         }
-        let pairs: Vec<(&EncodedPrompt, &EncodedPrompt)> =
-            encoded.prompts.iter().map(|p| (&p.gt, &p.hd)).collect();
-        let (gt, hd) = self.gpt2.pair_last_token_states(&pairs, &self.batch)?; // [w·n, d] each
-        let gt = gt.reshape([w, n, d]);
-        let hd = hd.reshape([w, n, d]);
+        let families: Vec<PromptFamily> = encoded
+            .prompts
+            .iter()
+            .map(|p| PromptFamily::new(vec![&p.gt, &p.hd], self.batch.share_prefix))
+            .collect();
+        let states = self.gpt2.family_last_token_states(&families, &self.batch)?; // [2·w·n, d]
+        let gt = pick_rows(
+            &states,
+            (0..w * n).map(|i| 2 * i as i64).collect(),
+            [w, n, d],
+        );
+        let hd = pick_rows(
+            &states,
+            (0..w * n).map(|i| 2 * i as i64 + 1).collect(),
+            [w, n, d],
+        );
+        Ok(self.sca_embeddings(gt, hd))
+    }
+
+    /// The stored embeddings [w, N, D] of the GT and HD last-token states [w, N, D].
+    fn sca_embeddings(&self, gt: Tensor<3>, hd: Tensor<3>) -> Tensor<3> {
         // The SCA is tiny: f32 accuracy whatever the model's precision (split products on a
         // GPU, where plain f32 products are TF32).
         let sca_precision = match self.gpt2.precision() {
             Precision::F32 => Precision::F32,
             _ => Precision::F32Split,
         };
-        let out = self
-            .sca
-            .forward_in(gt.swap_dims(1, 2), hd.swap_dims(1, 2), sca_precision); // [w, d, n]
-        Ok(out.swap_dims(1, 2))
+        self.sca
+            .forward_in(gt.swap_dims(1, 2), hd.swap_dims(1, 2), sca_precision) // [w, d, n]
+            .swap_dims(1, 2)
     }
+}
+
+/// Rows `rows` of `states` [rows, d], reshaped to `shape` ([w, n, d]).
+fn pick_rows(states: &Tensor<2>, rows: Vec<i64>, shape: [usize; 3]) -> Tensor<3> {
+    let len = rows.len();
+    let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [len]), &states.device());
+    states.clone().select(0, index).reshape(shape)
 }

@@ -267,37 +267,58 @@ impl PromptBuilder {
         start: NaiveDateTime,
         end: NaiveDateTime,
     ) -> PromptPair {
+        let sentence = self.history_sentence(history, start, end);
+        PromptPair {
+            gt: sentence.clone() + &self.gt_continuation(future),
+            hd: sentence + &self.hd_continuation(future.len()),
+        }
+    }
+
+    /// What the GT and HD prompts of every output length start with: `From <t1> to <t2>,
+    /// the values were <v1, ..., vL> every hour.` (no trailing space).
+    pub fn history_sentence(
+        &self,
+        history: &[f64],
+        start: NaiveDateTime,
+        end: NaiveDateTime,
+    ) -> String {
         let t = &self.template;
-        let mut prefix = String::with_capacity(64 + 8 * history.len());
-        prefix.push_str("From <");
-        t.date_format.write(start, &mut prefix);
-        prefix.push_str("> to <");
-        t.date_format.write(end, &mut prefix);
-        let _ = write!(prefix, ">, the {} were <", t.history_noun);
-        self.write_values(history, &mut prefix);
-        let _ = write!(prefix, "> every {}. ", t.every);
+        let mut sentence = String::with_capacity(64 + 8 * history.len());
+        sentence.push_str("From <");
+        t.date_format.write(start, &mut sentence);
+        sentence.push_str("> to <");
+        t.date_format.write(end, &mut sentence);
+        let _ = write!(sentence, ">, the {} were <", t.history_noun);
+        self.write_values(history, &mut sentence);
+        let _ = write!(sentence, "> every {}.", t.every);
+        sentence
+    }
 
-        let mut gt = String::with_capacity(prefix.len() + 48 + 8 * future.len());
-        gt.push_str(&prefix);
+    /// The rest of the GT prompt after the history sentence, for H = `future.len()`:
+    /// ` The values for the next <H> hours are <g1, ..., gH>` (leading space).
+    pub fn gt_continuation(&self, future: &[f64]) -> String {
+        let t = &self.template;
+        let mut out = String::with_capacity(48 + 8 * future.len());
         let _ = write!(
-            gt,
-            "The {} for the next <{}> {} are <",
+            out,
+            " The {} for the next <{}> {} are <",
             t.future_noun,
             future.len(),
             t.unit
         );
-        self.write_values(future, &mut gt);
-        gt.push('>');
+        self.write_values(future, &mut out);
+        out.push('>');
+        out
+    }
 
-        let mut hd = prefix;
-        let _ = write!(
-            hd,
-            "Forecast the {} for the next <{}> {}",
-            t.future_noun,
-            future.len(),
-            t.unit
-        );
-        PromptPair { gt, hd }
+    /// The rest of the HD prompt after the history sentence: ` Forecast the values for the
+    /// next <H> hours` (leading space).
+    pub fn hd_continuation(&self, output_len: usize) -> String {
+        let t = &self.template;
+        format!(
+            " Forecast the {} for the next <{output_len}> {}",
+            t.future_noun, t.unit
+        )
     }
 
     /// The prompts of variable `var` (model order) of a data window.

@@ -122,10 +122,45 @@ impl Gpt2Tokenizer {
     /// Tokenises and types the GT and HD prompts of one (window, variable): the GT walk
     /// starts with the flag off and the HD walk continues from where it ended.
     pub fn encode_pair(&self, pair: &PromptPair) -> (EncodedPrompt, EncodedPrompt) {
+        self.typed_pair(self.encode(&pair.gt), self.encode(&pair.hd))
+    }
+
+    /// [`encode_pair`](Self::encode_pair) of the prompts `head + gt` and `head + hd` for each
+    /// `(gt, hd)` of `continuations` (the GT/HD pairs of one (window, variable) at several
+    /// output lengths), encoding `head` once where that gives the same ids.
+    ///
+    /// It does when `head` ends with a non-whitespace character and every continuation
+    /// starts with whitespace: GPT-2's pre-tokenizer, which BPE never merges across, always
+    /// splits there (no pre-token holds a non-space character followed by a space), so the
+    /// ids of `head + c` are those of `head` followed by those of `c`. Otherwise each prompt
+    /// is encoded whole.
+    pub fn encode_pairs_after(
+        &self,
+        head: &str,
+        continuations: &[(String, String)],
+    ) -> Vec<(EncodedPrompt, EncodedPrompt)> {
+        let splits = |c: &str| c.starts_with(char::is_whitespace);
+        let head_splits = head.chars().next_back().is_some_and(|c| !c.is_whitespace());
+        let head_ids = self.encode(head);
+        let ids_of = |c: &str| {
+            if head_splits && splits(c) {
+                let mut ids = head_ids.clone();
+                ids.extend(self.encode(c));
+                ids
+            } else {
+                self.encode(&format!("{head}{c}"))
+            }
+        };
+        continuations
+            .iter()
+            .map(|(gt, hd)| self.typed_pair(ids_of(gt), ids_of(hd)))
+            .collect()
+    }
+
+    /// Types a GT and an HD prompt's ids: the HD walk continues the GT walk's flag.
+    fn typed_pair(&self, gt_ids: Vec<u32>, hd_ids: Vec<u32>) -> (EncodedPrompt, EncodedPrompt) {
         let mut inside = false;
-        let gt_ids = self.encode(&pair.gt);
         let gt_types = self.token_types(&gt_ids, &mut inside);
-        let hd_ids = self.encode(&pair.hd);
         let hd_types = self.token_types(&hd_ids, &mut inside);
         (
             EncodedPrompt {
@@ -177,6 +212,36 @@ mod tests {
         assert_eq!(&ids[31..], &[29, 790, 1711, 13]);
         assert_eq!(tok.token_text(1279).unwrap(), "Ġ<");
         assert_eq!(tok.token_text(29).unwrap(), ">");
+    }
+
+    #[test]
+    fn encoding_the_head_once_gives_the_whole_prompts_ids() {
+        let tok = Gpt2Tokenizer::new().unwrap();
+        let heads = [
+            "From <01/07/2016 00:00> to <04/07/2016 23:00>, the values were <5, -5, 4, -1> every hour.",
+            "From <2016-07-01>, the exchange rates were <0, 1> every day.",
+            "x <-7>",
+            "ends with space ",
+            "",
+        ];
+        let continuations = [
+            (
+                " The values for the next <24> hours are <-3, 5, 1008>".to_string(),
+                " Forecast the values for the next <24> hours".to_string(),
+            ),
+            ("  two spaces".to_string(), "\ttab".to_string()),
+            ("no space".to_string(), ">, glued".to_string()),
+        ];
+        for head in heads {
+            let pairs = tok.encode_pairs_after(head, &continuations);
+            for ((gt, hd), (gt_text, hd_text)) in pairs.iter().zip(&continuations) {
+                let whole = tok.encode_pair(&PromptPair {
+                    gt: format!("{head}{gt_text}"),
+                    hd: format!("{head}{hd_text}"),
+                });
+                assert_eq!((gt, hd), (&whole.0, &whole.1), "{head:?} + {gt_text:?}");
+            }
+        }
     }
 
     #[test]

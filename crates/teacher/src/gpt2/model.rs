@@ -51,6 +51,16 @@ pub(crate) struct LayerKv {
     v: Tensor<4>,
 }
 
+impl LayerKv {
+    /// The cached sequences `rows` (in that order, repeats allowed).
+    pub(crate) fn select(&self, rows: Tensor<1, Int>) -> Self {
+        LayerKv {
+            k: self.k.clone().select(0, rows.clone()),
+            v: self.v.clone().select(0, rows),
+        }
+    }
+}
+
 impl Block {
     /// `ln_1(x) · c_attn + bias` for `x` [b, t, d], output columns `from..from + width` only
     /// (queries are columns 0..d, keys d..2d, values 2d..3d): [b, t, width], compute type.
