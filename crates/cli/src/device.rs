@@ -80,6 +80,18 @@ impl DeviceSpec {
     }
 }
 
+impl DeviceSpec {
+    /// The CUDA ordinal of each of the `count` devices [`devices`](Self::devices) returned
+    /// (`None` on the CPU).
+    pub fn cuda_ordinals(self, count: usize) -> Vec<Option<usize>> {
+        match self {
+            DeviceSpec::Cpu => vec![None; count],
+            DeviceSpec::Cuda(Gpus::Index(index)) => vec![Some(index); count],
+            DeviceSpec::Cuda(Gpus::All) => (0..count).map(Some).collect(),
+        }
+    }
+}
+
 /// The entries of `found` (CUDA devices in index order) that `gpus` names, or why there are
 /// none.
 fn pick<T>(gpus: Gpus, mut found: Vec<T>) -> Result<Vec<T>> {

@@ -46,7 +46,9 @@
 
 pub mod batch;
 mod error;
+pub mod family;
 pub mod gpt2;
+mod language_model;
 pub mod pipeline;
 pub mod precision;
 pub mod prompt;
@@ -54,13 +56,17 @@ pub mod sca;
 pub mod tokenizer;
 mod weights;
 
-pub use batch::{
-    BatchOptions, PairLengths, PlannedBatch, PlannedPairBatch, plan_batches, plan_pair_batches,
-};
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
+pub use batch::{BatchOptions, PairLengths, PlannedBatch, plan_batches};
 pub use error::TeacherError;
+pub use family::PromptFamily;
 pub use gpt2::{Gpt2, Gpt2Config};
+pub use language_model::LanguageModel;
 pub use pipeline::{
-    EncodedWindows, PromptEncoder, Teacher, VariablePrompts, WindowInput, encode_windows,
+    EncodedLengths, EncodedWindows, LengthEmbeddings, LengthsInput, PromptEncoder, Teacher,
+    VariablePrompts, WindowInput, encode_windows,
 };
 pub use precision::Precision;
 pub use prompt::{DateFormat, PromptBuilder, PromptPair, PromptTemplate, ValueFormat};

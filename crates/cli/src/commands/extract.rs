@@ -20,8 +20,8 @@ use timekd_data::{Dataset, SplitKind};
 use timekd_store::{Dtype, Fingerprint, StoreWriter, WriterOptions};
 use timekd_teacher::gpt2::resolve_model_dir;
 use timekd_teacher::{
-    BatchOptions, EncodedWindows, Gpt2, Gpt2Config, Gpt2Tokenizer, PairLengths, PromptBuilder,
-    PromptTemplate, Sca, Teacher, ValueFormat, WindowInput, encode_windows,
+    BatchOptions, EncodedWindows, Gpt2, Gpt2Config, Gpt2Tokenizer, LanguageModel, PairLengths,
+    PromptBuilder, PromptTemplate, Sca, Teacher, ValueFormat, WindowInput, encode_windows,
 };
 
 use crate::budget;
@@ -70,6 +70,11 @@ pub struct ExtractArgs {
     /// cache (same results up to float rounding; for measuring what the cache saves).
     #[arg(long)]
     pub no_prefix_cache: bool,
+    /// Which implementation runs the language model on a GPU: `cuda` (the default in CUDA
+    /// builds: cuBLASLt products and fused attention kernels) or `burn` (Burn's CUDA
+    /// backend, for comparisons). The CPU always runs Burn.
+    #[arg(long, default_value = "auto", value_name = "auto|cuda|burn")]
+    pub engine: EngineChoice,
     /// Seed of the SCA's PyTorch-default initialisation (recorded in the store).
     #[arg(long, default_value_t = 2024)]
     pub sca_seed: u64,
@@ -100,6 +105,32 @@ pub struct ExtractArgs {
     /// Root directory of the stores.
     #[arg(long, default_value = "runs/embeddings")]
     pub out: PathBuf,
+}
+
+/// `--engine`: which implementation runs GPT-2 on a GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineChoice {
+    /// The CUDA engine where this binary has it, else Burn.
+    Auto,
+    /// The CUDA engine (CUDA builds only).
+    Cuda,
+    /// Burn's backend.
+    Burn,
+}
+
+impl EngineChoice {
+    /// Whether the CUDA engine runs on a GPU device; an error if it was asked for in a build
+    /// without it.
+    fn cuda_engine(self) -> anyhow::Result<bool> {
+        match self {
+            EngineChoice::Burn => Ok(false),
+            EngineChoice::Auto => Ok(cfg!(feature = "cuda")),
+            EngineChoice::Cuda if cfg!(feature = "cuda") => Ok(true),
+            EngineChoice::Cuda => bail!(
+                "--engine cuda: this timekd binary was built without CUDA support (scripts/gpu-build.sh)"
+            ),
+        }
+    }
 }
 
 /// Where the store of one split lives.
@@ -446,6 +477,7 @@ fn extract_split(
             options,
             tokens_per_window,
             covered,
+            budget_bytes,
         };
         run_workers(
             args,
@@ -473,6 +505,16 @@ struct WorkPlan {
     tokens_per_window: usize,
     /// Windows this store covers (all, or this shard's).
     covered: usize,
+    /// The memory budget per device.
+    budget_bytes: u64,
+}
+
+/// A worker's device: the Burn device, its CUDA ordinal on a GPU, and the memory budget.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    device: &'a Device,
+    ordinal: Option<usize>,
+    budget_bytes: u64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -506,11 +548,17 @@ fn run_workers(
     let mut steady_from: Option<(Instant, u64)> = None;
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let (sender, receiver) = mpsc::sync_channel::<ChunkResult>(devices.len() * 2);
-        for device in devices {
+        let ordinals = args.device.cuda_ordinals(devices.len());
+        for (device, ordinal) in devices.iter().zip(ordinals) {
             let queue = Arc::clone(&queue);
             let sender = sender.clone();
+            let target = Target {
+                device,
+                ordinal,
+                budget_bytes: plan.budget_bytes,
+            };
             scope.spawn(move || {
-                worker(args, data, split, device, builder, options, &queue, &sender)
+                worker(args, data, split, target, builder, options, &queue, &sender)
             });
         }
         drop(sender);
@@ -585,13 +633,13 @@ fn worker(
     args: &ExtractArgs,
     data: &Dataset,
     split: SplitKind,
-    device: &Device,
+    target: Target<'_>,
     builder: &PromptBuilder,
     options: BatchOptions,
     queue: &Mutex<std::vec::IntoIter<Vec<usize>>>,
     results: &mpsc::SyncSender<ChunkResult>,
 ) {
-    let mut teacher = match load_teacher(args, data, device, builder, options) {
+    let mut teacher = match load_teacher(args, data, target, builder, options) {
         Ok(teacher) => teacher,
         Err(err) => {
             let _ = results.send(Err(err));
@@ -634,12 +682,12 @@ fn worker(
 fn load_teacher(
     args: &ExtractArgs,
     data: &Dataset,
-    device: &Device,
+    target: Target<'_>,
     builder: &PromptBuilder,
     options: BatchOptions,
 ) -> anyhow::Result<Teacher> {
-    let gpt2 = Gpt2::load(&args.model, args.layers, device)?
-        .with_precision(args.precision.teacher(args.device))?;
+    let device = target.device;
+    let gpt2 = load_model(args, target)?;
     let sca = match &args.sca_weights {
         Some(path) => Sca::load(path, device)?,
         None => Sca::init(data.n_vars(), 4 * gpt2.d_model(), args.sca_seed, device),
@@ -652,6 +700,46 @@ fn load_teacher(
         );
     }
     Ok(Teacher::new(gpt2, sca, builder.clone(), options)?)
+}
+
+/// The language model of one worker: the CUDA engine on a GPU when `--engine` allows it,
+/// else Burn's GPT-2 on the worker's device.
+fn load_model(args: &ExtractArgs, target: Target<'_>) -> anyhow::Result<LanguageModel> {
+    let precision = args.precision.teacher(args.device);
+    #[cfg(feature = "cuda")]
+    if let (Some(ordinal), true) = (target.ordinal, args.engine.cuda_engine()?) {
+        let dir = resolve_model_dir(&args.model)?;
+        let config = Gpt2Config::from_file(&dir.join("config.json"))?;
+        let layers = args.layers.unwrap_or(config.n_layer);
+        let limits = timekd_teacher::cuda::EngineLimits::for_budget(
+            &config,
+            layers,
+            precision,
+            target.budget_bytes,
+        );
+        let engine =
+            timekd_teacher::cuda::CudaGpt2::load(&dir, args.layers, ordinal, precision, limits)?;
+        eprintln!(
+            "cuda:{ordinal}: CUDA engine on {} ({precision}): ≤ {} tokens per pass, {} prefix tokens cached, est. {:.2} GiB",
+            engine.device_name(),
+            limits.pass_tokens,
+            limits.cache_tokens,
+            limits.peak_bytes(&config, layers, precision) as f64 / (1u64 << 30) as f64
+        );
+        return Ok(LanguageModel::Cuda {
+            engine: Box::new(engine),
+            device: target.device.clone(),
+        });
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        // Refuses `--engine cuda`; a CPU build has no ordinal or engine budget to use.
+        args.engine.cuda_engine()?;
+        let _ = (target.ordinal, target.budget_bytes);
+    }
+    Ok(Gpt2::load(&args.model, args.layers, target.device)?
+        .with_precision(precision)?
+        .into())
 }
 
 /// Embeds `encoded`; on a device out-of-memory panic, halves the tokens per pass and

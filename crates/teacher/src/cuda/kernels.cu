@@ -1,0 +1,466 @@
+// Kernels of the teacher's CUDA engine (see mod.rs), compiled at run time by NVRTC.
+//
+// Self-contained on purpose: no CUDA headers (half values are `unsigned short`, converted with
+// PTX `cvt`), so NVRTC needs no include path. Two element types: `half` (F16) and `float`
+// (F32); the residual stream is always f32.
+//
+// Token rows are packed (no padding): sequence s owns rows [own_start, own_start + own_len)
+// of the pass, and, when it continues a cached prefix, rows [pre_start, pre_start + pre_len)
+// of the prefix cache. Its keys are the prefix's tokens followed by its own, in that order
+// ("virtual" key index j: j < pre_len is prefix row j, else own row j - pre_len); query i of
+// its own tokens sees keys j <= pre_len + i (causal). A score gets `penalty` (-100) added
+// where the query's and the key's token types differ (the calibration mask).
+
+typedef unsigned short half_t;
+typedef unsigned char u8;
+
+#define NEG_INF (-__int_as_float(0x7f800000))
+
+__device__ __forceinline__ float h2f(half_t h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+__device__ __forceinline__ half_t f2h(float f) {
+    half_t h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+// Two floats as a half2 in one register: `lo` in the low 16 bits.
+__device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
+    unsigned r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+template <typename T> struct Elem;
+template <> struct Elem<float> {
+    static __device__ __forceinline__ float load(const float* p) { return *p; }
+    static __device__ __forceinline__ void store(float* p, float v) { *p = v; }
+};
+template <> struct Elem<half_t> {
+    static __device__ __forceinline__ float load(const half_t* p) { return h2f(*p); }
+    static __device__ __forceinline__ void store(half_t* p, float v) { *p = f2h(v); }
+};
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// ---------------------------------------------------------------------------------------
+// Embeddings: h[r] = wte[ids[r]] + wpe[positions[r]] (f32). One block row per warp.
+extern "C" __global__ void embed(const unsigned* __restrict__ ids,
+                                 const unsigned* __restrict__ positions,
+                                 const float* __restrict__ wte, const float* __restrict__ wpe,
+                                 float* __restrict__ h, int rows, int d) {
+    int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (warp >= rows) return;
+    const float* t = wte + (size_t)ids[warp] * d;
+    const float* p = wpe + (size_t)positions[warp] * d;
+    float* out = h + (size_t)warp * d;
+    for (int i = lane; i < d; i += 32) out[i] = t[i] + p[i];
+}
+
+// ---------------------------------------------------------------------------------------
+// Residual add + LayerNorm, one row per warp:
+//   if delta: h[r] += delta[r];   out[r] = LN(h[r]) * w + b
+template <typename TD, typename TO>
+__device__ void add_layer_norm(float* __restrict__ h, const TD* __restrict__ delta,
+                               const float* __restrict__ w, const float* __restrict__ b,
+                               TO* __restrict__ out, int rows, int d, float eps) {
+    int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (warp >= rows) return;
+    float* x = h + (size_t)warp * d;
+    float sum = 0.f;
+    if (delta) {
+        const TD* dl = delta + (size_t)warp * d;
+        for (int i = lane; i < d; i += 32) {
+            float v = x[i] + Elem<TD>::load(dl + i);
+            x[i] = v;
+            sum += v;
+        }
+    } else {
+        for (int i = lane; i < d; i += 32) sum += x[i];
+    }
+    float mean = warp_sum(sum) / d;
+    float sq = 0.f;
+    for (int i = lane; i < d; i += 32) {
+        float c = x[i] - mean;
+        sq += c * c;
+    }
+    float rstd = rsqrtf(warp_sum(sq) / d + eps);
+    TO* o = out + (size_t)warp * d;
+    for (int i = lane; i < d; i += 32) Elem<TO>::store(o + i, (x[i] - mean) * rstd * w[i] + b[i]);
+}
+
+extern "C" __global__ void add_ln_f16(float* h, const half_t* delta, const float* w,
+                                      const float* b, half_t* out, int rows, int d, float eps) {
+    add_layer_norm<half_t, half_t>(h, delta, w, b, out, rows, d, eps);
+}
+extern "C" __global__ void add_ln_f16_out_f32(float* h, const half_t* delta, const float* w,
+                                              const float* b, float* out, int rows, int d,
+                                              float eps) {
+    add_layer_norm<half_t, float>(h, delta, w, b, out, rows, d, eps);
+}
+extern "C" __global__ void add_ln_f32(float* h, const float* delta, const float* w,
+                                      const float* b, float* out, int rows, int d, float eps) {
+    add_layer_norm<float, float>(h, delta, w, b, out, rows, d, eps);
+}
+
+// ---------------------------------------------------------------------------------------
+// dst[r] = src[rows[r]] for f32 rows of width d (the residual rows of the last tokens).
+extern "C" __global__ void gather_rows(const float* __restrict__ src,
+                                       const unsigned* __restrict__ rows,
+                                       float* __restrict__ dst, int n, int d) {
+    int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (warp >= n) return;
+    const float* s = src + (size_t)rows[warp] * d;
+    float* o = dst + (size_t)warp * d;
+    for (int i = lane; i < d; i += 32) o[i] = s[i];
+}
+
+// ---------------------------------------------------------------------------------------
+// GELU in place, for models whose activation the GEMM epilogue does not provide.
+// tanh form (GPT-2's "gelu_new") or exact erf form.
+template <typename T>
+__device__ void gelu_inplace(T* x, size_t n, bool tanh_form) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (; i < n; i += stride) {
+        float v = Elem<T>::load(x + i);
+        float g;
+        if (tanh_form) {
+            float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+            g = 0.5f * v * (1.f + tanhf(u));
+        } else {
+            g = 0.5f * v * (1.f + erff(v * 0.7071067811865476f));
+        }
+        Elem<T>::store(x + i, g);
+    }
+}
+extern "C" __global__ void gelu_f16(half_t* x, unsigned long long n, int tanh_form) {
+    gelu_inplace<half_t>(x, n, tanh_form != 0);
+}
+extern "C" __global__ void gelu_f32(float* x, unsigned long long n, int tanh_form) {
+    gelu_inplace<float>(x, n, tanh_form != 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Attention. Per sequence, 5 ints: pre_start, pre_len, own_start, own_len, unused.
+struct SeqInfo {
+    int pre_start, pre_len, own_start, own_len, pad;
+};
+
+// The row (in its buffer) and type of virtual key j of a sequence.
+struct KeySource {
+    const void* pre;  // prefix projections, rows of width ld
+    const u8* pre_types;
+    const void* own;  // this pass's projections
+    const u8* own_types;
+};
+
+// Simple attention: one warp per query. Any head width (≤ 32 * 8), f32 or f16. Queries are
+// items (seq, own index i, output row). Scores go through shared memory (max_keys per warp).
+template <typename T>
+__device__ void attention_simt(const T* __restrict__ pre, const u8* __restrict__ pre_types,
+                               const T* __restrict__ own, const u8* __restrict__ own_types,
+                               T* __restrict__ out, const SeqInfo* __restrict__ seqs,
+                               const int* __restrict__ items, int n_items, int d, int ld,
+                               int head_dim, float scale, float penalty, int max_keys) {
+    extern __shared__ float smem[];
+    const int warps = blockDim.x >> 5;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int item = blockIdx.x * warps + warp;
+    const int head = blockIdx.y;
+    if (item >= n_items) return;
+    const int seq = items[3 * item], qi = items[3 * item + 1], out_row = items[3 * item + 2];
+    const SeqInfo s = seqs[seq];
+    float* q = smem + warp * (head_dim + max_keys);
+    float* scores = q + head_dim;
+    const size_t q_row = (size_t)(s.own_start + qi);
+    for (int c = lane; c < head_dim; c += 32)
+        q[c] = Elem<T>::load(own + q_row * ld + head * head_dim + c) * scale;
+    const u8 q_type = own_types[q_row];
+    __syncwarp();
+    const int n_keys = s.pre_len + qi + 1;
+    float m = NEG_INF;
+    for (int j = lane; j < n_keys; j += 32) {
+        const T* base;
+        u8 k_type;
+        if (j < s.pre_len) {
+            size_t r = (size_t)(s.pre_start + j);
+            base = pre + r * ld;
+            k_type = pre_types[r];
+        } else {
+            size_t r = (size_t)(s.own_start + j - s.pre_len);
+            base = own + r * ld;
+            k_type = own_types[r];
+        }
+        const T* k = base + d + head * head_dim;
+        float acc = 0.f;
+        for (int c = 0; c < head_dim; ++c) acc += q[c] * Elem<T>::load(k + c);
+        if (k_type != q_type) acc += penalty;
+        scores[j] = acc;
+        m = fmaxf(m, acc);
+    }
+    m = warp_max(m);
+    float l = 0.f;
+    for (int j = lane; j < n_keys; j += 32) {
+        float e = __expf(scores[j] - m);
+        scores[j] = e;
+        l += e;
+    }
+    l = warp_sum(l);
+    __syncwarp();
+    const float inv = 1.f / l;
+    for (int c = lane; c < head_dim; c += 32) {
+        float acc = 0.f;
+        for (int j = 0; j < n_keys; ++j) {
+            const T* base = j < s.pre_len ? pre + (size_t)(s.pre_start + j) * ld
+                                          : own + (size_t)(s.own_start + j - s.pre_len) * ld;
+            acc += scores[j] * Elem<T>::load(base + 2 * d + head * head_dim + c);
+        }
+        Elem<T>::store(out + (size_t)out_row * d + head * head_dim + c, acc * inv);
+    }
+}
+
+extern "C" __global__ void attention_simt_f16(const half_t* pre, const u8* pre_types,
+                                              const half_t* own, const u8* own_types,
+                                              half_t* out, const SeqInfo* seqs,
+                                              const int* items, int n_items, int d, int ld,
+                                              int head_dim, float scale, float penalty,
+                                              int max_keys) {
+    attention_simt<half_t>(pre, pre_types, own, own_types, out, seqs, items, n_items, d, ld,
+                           head_dim, scale, penalty, max_keys);
+}
+extern "C" __global__ void attention_simt_f32(const float* pre, const u8* pre_types,
+                                              const float* own, const u8* own_types,
+                                              float* out, const SeqInfo* seqs,
+                                              const int* items, int n_items, int d, int ld,
+                                              int head_dim, float scale, float penalty,
+                                              int max_keys) {
+    attention_simt<float>(pre, pre_types, own, own_types, out, seqs, items, n_items, d, ld,
+                          head_dim, scale, penalty, max_keys);
+}
+
+// ---------------------------------------------------------------------------------------
+// Flash attention on tensor cores: f16, head width 64, every query of a sequence.
+// A block (4 warps) takes 64 queries of one sequence and one head; each warp 16 of them.
+// Keys come in tiles of 64 through shared memory; scores stay in registers (online softmax,
+// f32), so no [queries, keys] matrix is ever written. mma.sync m16n8k16, f32 accumulation.
+//
+// Fragment layouts (PTX ISA, mma.m16n8k16 .f16): g = lane / 4, c = lane % 4.
+//   A (16x16, row-major): a0 = (g, 2c..2c+1), a1 = (g+8, 2c..), a2 = (g, 2c+8..), a3 = (g+8, 2c+8..)
+//   B (16x8, "col"):      b0 = (k 2c..2c+1, n g), b1 = (k 2c+8.., n g)
+//   C (16x8, f32):        c0,c1 = (g, 2c..2c+1), c2,c3 = (g+8, 2c..2c+1)
+#define HD 64
+#define TILE 64
+#define SROW 72  // shared row stride in halves: 144 bytes keeps ldmatrix and LDS.32 conflict-free
+
+__device__ __forceinline__ void mma_16816(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+    unsigned a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned* r, unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+// tiles: per block, (seq, first query) pairs.
+extern "C" __global__ void __launch_bounds__(128)
+attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_types,
+                  const half_t* __restrict__ own, const u8* __restrict__ own_types,
+                  half_t* __restrict__ out, const SeqInfo* __restrict__ seqs,
+                  const int* __restrict__ tiles, int d, int ld, float scale, float penalty) {
+    __shared__ __align__(16) half_t ks[TILE * SROW];
+    __shared__ __align__(16) half_t vs[TILE * SROW];
+    __shared__ u8 kt[TILE];
+
+    const int seq = tiles[2 * blockIdx.x], q0 = tiles[2 * blockIdx.x + 1];
+    const int head = blockIdx.y;
+    const SeqInfo s = seqs[seq];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, c = lane & 3;
+    const int col = head * HD;
+
+    // This warp's queries: own indices qw + g and qw + g + 8.
+    const int qw = q0 + warp * 16;
+    const int qa = qw + g, qb = qw + g + 8;
+    const bool va = qa < s.own_len, vb = qb < s.own_len;
+    unsigned qf[4][4];  // [k-step][a0..a3]
+    {
+        const half_t* ra = own + (size_t)(s.own_start + (va ? qa : 0)) * ld + col;
+        const half_t* rb = own + (size_t)(s.own_start + (vb ? qb : 0)) * ld + col;
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+            int k0 = kk * 16 + 2 * c;
+            qf[kk][0] = va ? *(const unsigned*)(ra + k0) : 0u;
+            qf[kk][1] = vb ? *(const unsigned*)(rb + k0) : 0u;
+            qf[kk][2] = va ? *(const unsigned*)(ra + k0 + 8) : 0u;
+            qf[kk][3] = vb ? *(const unsigned*)(rb + k0 + 8) : 0u;
+        }
+    }
+    const u8 ta = own_types[s.own_start + (va ? qa : 0)];
+    const u8 tb = own_types[s.own_start + (vb ? qb : 0)];
+
+    float o[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float ma = NEG_INF, mb = NEG_INF, la = 0.f, lb = 0.f;
+    const float log2e = 1.4426950408889634f;
+    const float sc = scale * log2e, pen = penalty * log2e;
+
+    const int n_keys = s.pre_len + s.own_len;
+    const int last_q = min(q0 + TILE, s.own_len) - 1;
+    const int key_end = min(n_keys, s.pre_len + last_q + 1);
+    // Warps whose 16 queries are all past the sequence's end only help load the tiles.
+    const bool active = qw < s.own_len;
+
+    for (int j0 = 0; j0 < key_end; j0 += TILE) {
+        // Load K and V rows j0..j0+63 of this head: 64 rows x 8 chunks of 16 bytes each.
+        for (int t = threadIdx.x; t < TILE * 8; t += 128) {
+            int r = t >> 3, ch = t & 7;
+            int j = j0 + r;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+            if (j < n_keys) {
+                const half_t* base = j < s.pre_len
+                                         ? pre + (size_t)(s.pre_start + j) * ld
+                                         : own + (size_t)(s.own_start + j - s.pre_len) * ld;
+                kv = *(const uint4*)(base + d + col + ch * 8);
+                vv = *(const uint4*)(base + 2 * d + col + ch * 8);
+            }
+            *(uint4*)(ks + r * SROW + ch * 8) = kv;
+            *(uint4*)(vs + r * SROW + ch * 8) = vv;
+        }
+        for (int r = threadIdx.x; r < TILE; r += 128) {
+            int j = j0 + r;
+            u8 t = 0;
+            if (j < n_keys)
+                t = j < s.pre_len ? pre_types[s.pre_start + j]
+                                  : own_types[s.own_start + j - s.pre_len];
+            kt[r] = t;
+        }
+        __syncthreads();
+        if (!active) {
+            __syncthreads();
+            continue;
+        }
+
+        // S = Q K^T for 16 queries x 64 keys.
+        float sacc[8][4];
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+            sacc[nt][0] = sacc[nt][1] = sacc[nt][2] = sacc[nt][3] = 0.f;
+            const half_t* krow = ks + (nt * 8 + g) * SROW + 2 * c;
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+                unsigned b0 = *(const unsigned*)(krow + kk * 16);
+                unsigned b1 = *(const unsigned*)(krow + kk * 16 + 8);
+                mma_16816(sacc[nt], qf[kk], b0, b1);
+            }
+        }
+        // Scale, mask (causal + calibration), in log2 units; row maxima.
+        float mxa = ma, mxb = mb;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                int r = nt * 8 + 2 * c + e;
+                int j = j0 + r;
+                u8 tk = kt[r];
+                float x = sacc[nt][e] * sc + (tk != ta ? pen : 0.f);
+                x = (j < n_keys && j <= s.pre_len + qa) ? x : NEG_INF;
+                sacc[nt][e] = x;
+                mxa = fmaxf(mxa, x);
+                float y = sacc[nt][2 + e] * sc + (tk != tb ? pen : 0.f);
+                y = (j < n_keys && j <= s.pre_len + qb) ? y : NEG_INF;
+                sacc[nt][2 + e] = y;
+                mxb = fmaxf(mxb, y);
+            }
+        }
+        mxa = fmaxf(mxa, __shfl_xor_sync(0xffffffffu, mxa, 1));
+        mxa = fmaxf(mxa, __shfl_xor_sync(0xffffffffu, mxa, 2));
+        mxb = fmaxf(mxb, __shfl_xor_sync(0xffffffffu, mxb, 1));
+        mxb = fmaxf(mxb, __shfl_xor_sync(0xffffffffu, mxb, 2));
+        // A row whose keys are all masked so far keeps max -inf: use 0 so exp2 gives 0, not NaN.
+        const float ba = mxa == NEG_INF ? 0.f : mxa, bb = mxb == NEG_INF ? 0.f : mxb;
+        const float corr_a = exp2f(ma - ba), corr_b = exp2f(mb - bb);
+        ma = mxa;
+        mb = mxb;
+        float sa = 0.f, sb = 0.f;
+        unsigned pf[4][4];  // P as A fragments, per 16-key step
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+            float p0 = exp2f(sacc[nt][0] - ba), p1 = exp2f(sacc[nt][1] - ba);
+            float p2 = exp2f(sacc[nt][2] - bb), p3 = exp2f(sacc[nt][3] - bb);
+            sa += p0 + p1;
+            sb += p2 + p3;
+            int kk = nt >> 1, hi = nt & 1;
+            pf[kk][hi * 2 + 0] = pack_half2(p0, p1);
+            pf[kk][hi * 2 + 1] = pack_half2(p2, p3);
+        }
+        la = la * corr_a + sa;
+        lb = lb * corr_b + sb;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            o[i][0] *= corr_a;
+            o[i][1] *= corr_a;
+            o[i][2] *= corr_b;
+            o[i][3] *= corr_b;
+        }
+        // O += P V: V tile rows are keys; ldmatrix.trans gives the B fragments.
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+            for (int dt = 0; dt < 4; ++dt) {
+                int m = lane >> 3;  // which 8x8 matrix this lane addresses
+                int row = kk * 16 + (m & 1) * 8 + (lane & 7);
+                int cc = dt * 16 + (m >> 1) * 8;
+                unsigned b[4];
+                ldmatrix_x4_trans(b, smem_addr(vs + row * SROW + cc));
+                mma_16816(o[2 * dt], pf[kk], b[0], b[1]);
+                mma_16816(o[2 * dt + 1], pf[kk], b[2], b[3]);
+            }
+        }
+        __syncthreads();
+    }
+
+    // Row sums over the quad, then write.
+    la += __shfl_xor_sync(0xffffffffu, la, 1);
+    la += __shfl_xor_sync(0xffffffffu, la, 2);
+    lb += __shfl_xor_sync(0xffffffffu, lb, 1);
+    lb += __shfl_xor_sync(0xffffffffu, lb, 2);
+    const float ia = va ? 1.f / la : 0.f, ib = vb ? 1.f / lb : 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        int cc = col + i * 8 + 2 * c;
+        if (va)
+            *(unsigned*)(out + (size_t)(s.own_start + qa) * d + cc) =
+                pack_half2(o[i][0] * ia, o[i][1] * ia);
+        if (vb)
+            *(unsigned*)(out + (size_t)(s.own_start + qb) * d + cc) =
+                pack_half2(o[i][2] * ib, o[i][3] * ib);
+    }
+}

@@ -1,0 +1,66 @@
+//! The engine's own kernels (`kernels.cu`), compiled by NVRTC for the device at load time.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
+use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
+
+use super::CudaError;
+
+/// The CUDA C++ source, built into the binary.
+const SOURCE: &str = include_str!("kernels.cu");
+
+/// Handles of every kernel of `kernels.cu`.
+pub(crate) struct Kernels {
+    pub embed: CudaFunction,
+    pub add_ln_f16: CudaFunction,
+    pub add_ln_f16_out_f32: CudaFunction,
+    pub add_ln_f32: CudaFunction,
+    pub gather_rows: CudaFunction,
+    pub gelu_f16: CudaFunction,
+    pub gelu_f32: CudaFunction,
+    pub attention_simt_f16: CudaFunction,
+    pub attention_simt_f32: CudaFunction,
+    pub attention_mma_f16: CudaFunction,
+    /// Keeps the module loaded as long as the handles live.
+    _module: Arc<CudaModule>,
+}
+
+impl Kernels {
+    /// Compiles the kernels for `ctx`'s device (its own compute capability) and loads them.
+    pub fn load(ctx: &Arc<CudaContext>) -> Result<Self, CudaError> {
+        let (major, minor) = ctx.compute_capability().map_err(CudaError::driver)?;
+        if major < 8 {
+            return Err(CudaError::Unsupported(format!(
+                "compute capability {major}.{minor}: the engine's tensor-core kernels need 8.0 \
+                 or newer (Ampere, Hopper); use the Burn path (`--engine burn`)"
+            )));
+        }
+        let options = CompileOptions {
+            options: vec![
+                format!("--gpu-architecture=compute_{major}{minor}"),
+                "-std=c++17".to_string(),
+            ],
+            use_fast_math: Some(true),
+            name: Some("timekd_kernels.cu".to_string()),
+            ..Default::default()
+        };
+        let ptx = compile_ptx_with_opts(SOURCE, options)
+            .map_err(|e| CudaError::Compile(format!("{e:?}")))?;
+        let module = ctx.load_module(ptx).map_err(CudaError::driver)?;
+        let get = |name: &str| module.load_function(name).map_err(CudaError::driver);
+        Ok(Kernels {
+            embed: get("embed")?,
+            add_ln_f16: get("add_ln_f16")?,
+            add_ln_f16_out_f32: get("add_ln_f16_out_f32")?,
+            add_ln_f32: get("add_ln_f32")?,
+            gather_rows: get("gather_rows")?,
+            gelu_f16: get("gelu_f16")?,
+            gelu_f32: get("gelu_f32")?,
+            attention_simt_f16: get("attention_simt_f16")?,
+            attention_simt_f32: get("attention_simt_f32")?,
+            attention_mma_f16: get("attention_mma_f16")?,
+            _module: module,
+        })
+    }
+}

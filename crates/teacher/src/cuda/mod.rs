@@ -1,0 +1,79 @@
+//! The teacher's CUDA engine (feature `cuda`): the calibrated GPT-2 forward of extraction
+//! written for NVIDIA GPUs, beside the Burn model that stays the CPU path and the reference.
+//!
+//! What it computes is [`Gpt2::family_last_token_states`](crate::Gpt2::family_last_token_states):
+//! the final state of the last token of every prompt of a list of [`PromptFamily`]s, each
+//! family's shared prefix computed once. How:
+//!
+//! - **Packed tokens, no padding.** A pass holds whole sequences back to back (up to a token
+//!   budget), so the matrix products run over exactly the real tokens; the attention kernels
+//!   find each sequence through a small table.
+//! - **cuBLASLt products** for the frozen linear layers (f16 inputs with f32 accumulation, or
+//!   f32), with the bias, and GPT-2's tanh GELU, fused as epilogues ([`blas`]).
+//! - **Flash-style attention** (`kernels.cu`): scores, causal + calibration mask, online
+//!   softmax and the value product in one kernel on tensor cores, for f16 with 64-wide heads;
+//!   the [queries, keys] score matrix never reaches device memory. Other widths and f32 use a
+//!   simple one-warp-per-query kernel. Suffixes read their prefix's keys and values straight
+//!   from the cache.
+//! - **Fused residual + LayerNorm**, and a final block that computes only each prompt's last
+//!   row past its keys and values. The residual stream and LayerNorms are f32.
+//!
+//! One CUDA stream per engine; one engine per GPU (worker thread). All libraries (driver,
+//! NVRTC, cuBLASLt) are loaded at run time, so the build needs no CUDA toolkit.
+
+mod blas;
+mod buffer;
+mod engine;
+mod kernels;
+mod plan;
+
+pub use engine::{CudaGpt2, EngineLimits};
+
+/// A failure inside the engine (turned into [`TeacherError::Cuda`](crate::TeacherError::Cuda)).
+#[derive(Debug)]
+pub(crate) enum CudaError {
+    /// The CUDA driver refused a call.
+    Driver(String),
+    /// A cuBLASLt call failed.
+    Blas(String),
+    /// NVRTC could not compile the kernels.
+    Compile(String),
+    /// A device allocation of this size failed.
+    OutOfMemory { bytes: usize },
+    /// The device or model is not one the engine handles.
+    Unsupported(String),
+    /// An invariant of the engine broke (a bug).
+    Internal(String),
+}
+
+impl CudaError {
+    fn driver(e: cudarc::driver::DriverError) -> Self {
+        CudaError::Driver(format!("{e:?}"))
+    }
+
+    fn blas(e: cudarc::cublaslt::result::CublasError) -> Self {
+        CudaError::Blas(format!("{e:?}"))
+    }
+}
+
+impl std::fmt::Display for CudaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CudaError::Driver(e) => write!(f, "CUDA driver error: {e}"),
+            CudaError::Blas(e) => write!(f, "cuBLASLt error: {e}"),
+            CudaError::Compile(e) => write!(f, "NVRTC could not compile the kernels: {e}"),
+            CudaError::OutOfMemory { bytes } => write!(
+                f,
+                "out of GPU memory allocating {:.2} GiB: lower --max-gpu-mem or free the GPU",
+                *bytes as f64 / (1u64 << 30) as f64
+            ),
+            CudaError::Unsupported(e) | CudaError::Internal(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<CudaError> for crate::TeacherError {
+    fn from(e: CudaError) -> Self {
+        crate::TeacherError::Cuda(e.to_string())
+    }
+}
