@@ -104,6 +104,20 @@ def check_gather_gelu():
             check(f"{name} tanh={tanh_form}", x, ref, 1e-3 if dtype == torch.float16 else 1e-6)
 
 
+# ---- cuBLASLt's GELU epilogue -------------------------------------------------------------
+def check_gelu_epilogue():
+    """The engine fuses GPT-2's tanh GELU into cuBLASLt's GELU_BIAS epilogue; PyTorch's
+    _addmm_activation(use_gelu=True) runs that same epilogue on CUDA. It must be the tanh form."""
+    a = torch.randn(512, 768, device=dev).half()
+    w = (torch.randn(768, 3072, device=dev) * 0.05).half()
+    b = torch.randn(3072, device=dev).half()
+    got = torch._addmm_activation(b, a, w, use_gelu=True)
+    pre = a.double() @ w.double() + b.double()
+    check("cuBLASLt GELU epilogue vs tanh GELU", got, torch.nn.functional.gelu(pre, approximate="tanh"), 2e-3)
+    err_exact = float((got.double() - torch.nn.functional.gelu(pre)).norm() / got.double().norm())
+    print(f"  (against the exact erf GELU it is {err_exact:.2e})", flush=True)
+
+
 # ---- attention ---------------------------------------------------------------------------
 def attention_case(n_seq, pre_lens, own_lens, heads, hd, dtype, type_p=0.6):
     """Random packed projections for sequences that continue cached prefixes (pre_len 0 =
@@ -227,6 +241,7 @@ for d in (32, 768):
     for dtype in (torch.float16, torch.float32):
         check_embed_ln(d, 37, dtype)
 check_gather_gelu()
+check_gelu_epilogue()
 check_attention()
 if "--bench" in sys.argv:
     bench_attention()

@@ -1,5 +1,11 @@
-//! `cargo xtask bench extract`: extraction throughput on a GPU with a GPT-2-small-shaped
-//! random-weight model. Runs a prebuilt release binary; builds nothing.
+//! `cargo xtask bench extract`: extraction throughput on a GPU against what a user would run
+//! instead, a batched PyTorch GPT-2 script, in the same invocation. Runs prebuilt binaries and
+//! the reference script; builds nothing on the GPU machine.
+//!
+//! Every case uses a GPT-2-small-shaped random-weight model (speed does not depend on the
+//! weights). A case's rate is the steady state after its warm-up windows, in one process, with
+//! store writes included. The all-lengths case runs one pass for every output length and
+//! projects the whole dataset's train + val time from its steady rate.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,28 +19,45 @@ use crate::timekd_binary;
 /// Bench flags.
 #[derive(Args, Debug)]
 pub struct BenchExtract {
-    /// Cases as DATA:H, DATA being a CSV path or ETTh1.
+    /// Cases as DATA:H, DATA being a CSV path or ETTh1 (train split).
     #[arg(long, value_delimiter = ',', default_value = "ETTh1:24,ETTh1:192")]
     cases: Vec<String>,
+    /// Also one all-lengths pass over this dataset (a CSV path or ETTh1), train split; the
+    /// projection covers train + val.
+    #[arg(long, value_name = "DATA")]
+    all_lengths: Option<String>,
+    /// The output lengths of the all-lengths case.
+    #[arg(long, value_delimiter = ',', default_value = "24,36,48,96,192")]
+    lengths: Vec<usize>,
     /// Windows timed per case, after the warm-up windows.
     #[arg(long, default_value_t = 2048)]
     windows: usize,
-    /// Windows before the timed ones, in the same process (kernel compilation and
-    /// autotuning happen there).
+    /// Windows before the timed ones, in the same process (kernel compilation, first-use
+    /// allocations).
     #[arg(long, default_value_t = 256)]
     warmup: usize,
     /// cuda, cuda:N or cuda:all.
     #[arg(long, default_value = "cuda")]
     device: String,
-    /// f32, tf32 or f16.
-    #[arg(long, default_value = "f32")]
+    /// f16, f32 or tf32.
+    #[arg(long, default_value = "f16")]
     precision: String,
+    /// timekd's `--engine` (cuda or burn).
+    #[arg(long, default_value = "cuda")]
+    engine: String,
     /// Pass --no-prefix-cache to timekd (to measure what the cache saves).
     #[arg(long)]
     no_prefix_cache: bool,
     /// Memory budget per device.
     #[arg(long, default_value = "24GiB")]
     max_gpu_mem: String,
+    /// The PyTorch reference script (a copy of the project's benchmark reference), run first
+    /// with `python3`; its windows/s per case are the ratio's denominator.
+    #[arg(long, default_value = ".bench/torch_reference.py")]
+    reference: PathBuf,
+    /// Skip the reference.
+    #[arg(long)]
+    no_reference: bool,
     /// Work directory (random model, stores).
     #[arg(long, default_value = "/tmp/timekd-bench")]
     work: PathBuf,
@@ -52,7 +75,20 @@ struct Row {
     peak_mib: Option<u64>,
 }
 
-/// Runs every case and prints one table.
+impl Row {
+    fn rate(&self) -> f64 {
+        self.windows as f64 / self.secs
+    }
+}
+
+/// The reference's windows/s for one dataset shape: eager, and torch.compile where it ran.
+#[derive(Debug, Default, Clone, Copy)]
+struct Reference {
+    eager: Option<f64>,
+    compiled: Option<f64>,
+}
+
+/// Runs the reference, every case and the all-lengths case; prints one table.
 pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
     let timekd = timekd_binary(args.timekd.as_deref())?;
     let model = args.work.join("gpt2-small-random");
@@ -65,112 +101,258 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
         )?;
     }
     let device_name = gpu_name().unwrap_or_else(|| "unknown GPU (nvidia-smi not found)".into());
+    let reference = if args.no_reference {
+        String::new()
+    } else {
+        run_reference(&args.reference)?
+    };
     let mut rows = Vec::new();
     for case in &args.cases {
         let (data, h) = case
             .rsplit_once(':')
             .with_context(|| format!("case {case:?}: expected DATA:H"))?;
-        let base = |windows: usize, out: &Path| {
-            let mut c = Command::new(&timekd);
-            c.args([
-                "extract",
-                "--split",
-                "train",
-                "--data",
-                data,
-                "--output-len",
-                h,
-                "--model",
-            ])
-            .arg(&model);
-            c.args([
-                "--device",
-                &args.device,
-                "--precision",
-                &args.precision,
-                "--max-gpu-mem",
-                &args.max_gpu_mem,
-            ]);
-            c.args([
-                "--max-windows",
-                &windows.to_string(),
-                "--overwrite",
-                "--out",
-            ])
-            .arg(out);
-            if args.no_prefix_cache {
-                c.arg("--no-prefix-cache");
-            }
-            c
-        };
-        // One process: kernels compiled and autotuned during the warm-up windows are reused by
-        // the timed ones (the autotune cache lives in the process).
-        let total = args.warmup + args.windows;
-        let dry = captured(base(total, &args.work.join("timed")).arg("--dry-run"))?.stdout;
-        let dry = String::from_utf8_lossy(&dry);
-        let flops =
-            number_after(&dry, "forward FLOPs run ≈ ").context("dry run printed no FLOPs")?;
-        let tokens =
-            number_after(&dry, "tokens in all: ").context("dry run printed no token count")?;
-        eprintln!(
-            "bench {case}: {} warm-up windows, then {} timed",
-            args.warmup, args.windows
-        );
-        let sampler = MemorySampler::start();
-        let log = captured(
-            base(total, &args.work.join("timed"))
-                .args(["--report-after", &args.warmup.to_string()]),
-        )?
-        .stderr;
-        let log = String::from_utf8_lossy(&log);
-        let peak_mib = sampler.stop();
-        let steady = log
-            .lines()
-            .find_map(|l| {
-                l.split_once("steady state after the first ")
-                    .map(|(_, rest)| rest)
-            })
-            .with_context(|| format!("timekd reported no steady state:\n{log}"))?;
-        let windows = number_after(steady, ": ").context("steady-state window count")? as usize;
-        let secs = number_after(steady, " windows in ").context("steady-state seconds")?;
-        let share = windows as f64 / total as f64;
-        rows.push(Row {
-            case: case.clone(),
-            windows,
-            secs,
-            flops: flops * share,
-            tokens: tokens * share,
-            peak_mib,
-        });
+        rows.push(time_case(&args, &timekd, &model, case, data, h)?);
     }
+    let all_lengths = match &args.all_lengths {
+        Some(data) => {
+            let list = args
+                .lengths
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let case = format!("{data}:all({list})");
+            let row = time_case(&args, &timekd, &model, &case, data, &list)?;
+            let windows = all_lengths_windows(&timekd, data, &args.lengths)?;
+            Some((row, windows))
+        }
+        None => None,
+    };
+
     println!(
-        "extraction bench on {device_name}, device {}, {}, budget {}, prefix cache {}",
+        "extraction bench on {device_name}: timekd --engine {} --device {} --precision {}, budget {}, prefix cache {}",
+        args.engine,
         args.device,
         args.precision,
         args.max_gpu_mem,
         if args.no_prefix_cache { "off" } else { "on" }
     );
     println!(
-        "model: GPT-2 small shape (12 layers, d 768, 12 heads), random weights seed 0; times include \
-         store writes; tokens/s counts prompt tokens, TFLOP/s the matmul work actually run"
+        "model: GPT-2 small shape (12 layers, d 768, 12 heads), random weights seed 0; train split; \
+         steady state after {} warm-up windows; times include store writes. tokens/s = prompt \
+         tokens (every prompt counted whole, as the reference computes it); TFLOP/s = matmul \
+         work actually run on real tokens (prefix cache on, no padding counted)",
+        args.warmup
     );
-    println!(
-        "{:<28} {:>8} {:>9} {:>10} {:>12} {:>9} {:>12}",
-        "case", "windows", "secs", "windows/s", "tokens/s", "TFLOP/s", "peak MiB"
-    );
-    for r in rows {
+    if !args.no_reference {
         println!(
-            "{:<28} {:>8} {:>9.1} {:>10.1} {:>12.0} {:>9.2} {:>12}",
-            r.case,
-            r.windows,
-            r.secs,
-            r.windows as f64 / r.secs,
-            r.tokens / r.secs,
-            r.flops / r.secs / 1e12,
-            r.peak_mib.map_or("n/a".into(), |m| m.to_string())
+            "reference: {} (PyTorch f16 SDPA, batched, no prefix cache, no store), same machine, same invocation",
+            args.reference.display()
+        );
+    }
+    println!(
+        "{:<30} {:>7} {:>10} {:>10} {:>10} {:>8} {:>11} {:>8} {:>9}",
+        "case",
+        "windows",
+        "windows/s",
+        "ref eager",
+        "ref comp.",
+        "ratio",
+        "tokens/s",
+        "TFLOP/s",
+        "peak MiB"
+    );
+    for row in rows.iter().chain(all_lengths.iter().map(|(r, _)| r)) {
+        let r = reference_for(&reference, &row.case);
+        let best = r.compiled.or(r.eager);
+        let shown = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+        println!(
+            "{:<30} {:>7} {:>10.1} {:>10} {:>10} {:>8} {:>11.0} {:>8.1} {:>9}",
+            row.case,
+            row.windows,
+            row.rate(),
+            shown(r.eager),
+            shown(r.compiled),
+            best.map_or("-".into(), |b| format!("{:.2}x", row.rate() / b)),
+            row.tokens / row.secs,
+            row.flops / row.secs / 1e12,
+            row.peak_mib.map_or("n/a".into(), |m| m.to_string())
+        );
+    }
+    println!(
+        "ratio = our windows/s over the reference's best (torch.compile where it ran, else eager)"
+    );
+    if let Some((row, (train, val))) = &all_lengths {
+        let secs = (train + val) as f64 / row.rate();
+        println!(
+            "all lengths: {train} train + {val} val windows (each for every H it has) at {:.1} windows/s \
+             → projected {:.1} min for the whole dataset on one {device_name}",
+            row.rate(),
+            secs / 60.0
         );
     }
     Ok(())
+}
+
+/// One case in one process: `warmup + windows` windows, the rate after the warm-up.
+fn time_case(
+    args: &BenchExtract,
+    timekd: &Path,
+    model: &Path,
+    case: &str,
+    data: &str,
+    lengths: &str,
+) -> anyhow::Result<Row> {
+    let out = args.work.join("timed");
+    let base = |windows: usize| {
+        let mut c = Command::new(timekd);
+        c.args([
+            "extract",
+            "--split",
+            "train",
+            "--data",
+            data,
+            "--output-len",
+            lengths,
+        ]);
+        c.arg("--model").arg(model);
+        c.args([
+            "--device",
+            &args.device,
+            "--engine",
+            &args.engine,
+            "--precision",
+            &args.precision,
+            "--max-gpu-mem",
+            &args.max_gpu_mem,
+            "--max-windows",
+            &windows.to_string(),
+            "--overwrite",
+            "--out",
+        ])
+        .arg(&out);
+        if args.no_prefix_cache {
+            c.arg("--no-prefix-cache");
+        }
+        c
+    };
+    let total = args.warmup + args.windows;
+    let dry = captured(base(total).arg("--dry-run"))?.stdout;
+    let dry = String::from_utf8_lossy(&dry);
+    // One line per (H, split) store: sum them.
+    let flops: f64 = numbers_after(&dry, "forward FLOPs run ≈ ").iter().sum();
+    let tokens: f64 = numbers_after(&dry, "tokens in all: ").iter().sum();
+    if flops == 0.0 || tokens == 0.0 {
+        bail!("the dry run printed no FLOPs or token counts:\n{dry}");
+    }
+    eprintln!(
+        "bench {case}: {} warm-up windows, then {} timed",
+        args.warmup, args.windows
+    );
+    let sampler = MemorySampler::start();
+    let log = captured(base(total).args(["--report-after", &args.warmup.to_string()]))?.stderr;
+    let log = String::from_utf8_lossy(&log);
+    let peak_mib = sampler.stop();
+    let steady = log
+        .lines()
+        .find_map(|l| {
+            l.split_once("steady state after the first ")
+                .map(|(_, rest)| rest)
+        })
+        .with_context(|| format!("timekd reported no steady state:\n{log}"))?;
+    let windows = number_after(steady, ": ").context("steady-state window count")? as usize;
+    let secs = number_after(steady, " windows in ").context("steady-state seconds")?;
+    let share = windows as f64 / total as f64;
+    Ok(Row {
+        case: case.to_string(),
+        windows,
+        secs,
+        flops: flops * share,
+        tokens: tokens * share,
+        peak_mib,
+    })
+}
+
+/// Train and val windows an all-lengths pass over `data` visits: those of the shortest H
+/// (window i exists for H while i < count(H)), from `timekd inspect --json`.
+fn all_lengths_windows(
+    timekd: &Path,
+    data: &str,
+    lengths: &[usize],
+) -> anyhow::Result<(usize, usize)> {
+    let shortest = lengths.iter().min().context("no output lengths")?;
+    let out = captured(Command::new(timekd).args([
+        "inspect",
+        "--data",
+        data,
+        "--output-len",
+        &shortest.to_string(),
+        "--json",
+    ]))?
+    .stdout;
+    let json: serde_json::Value = serde_json::from_slice(&out).context("timekd inspect --json")?;
+    let windows = |split: &str| {
+        json["splits"][split]["windows"]
+            .as_u64()
+            .with_context(|| format!("inspect printed no {split} window count"))
+    };
+    Ok((windows("train")? as usize, windows("val")? as usize))
+}
+
+/// Runs the PyTorch reference; its stdout.
+fn run_reference(script: &Path) -> anyhow::Result<String> {
+    if !script.is_file() {
+        bail!(
+            "the reference script {} is missing: copy the project's PyTorch reference there \
+             (e.g. ../shared/bench/torch_reference.py into a git-ignored .bench/) or pass \
+             --no-reference",
+            script.display()
+        );
+    }
+    eprintln!(
+        "bench: running the PyTorch reference {} (about 3 minutes)",
+        script.display()
+    );
+    let out = captured(
+        Command::new("python3")
+            .arg(script)
+            .env("PYTHONUNBUFFERED", "1"),
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprint!("{text}");
+    Ok(text)
+}
+
+/// The reference's rates for a case `DATA:H` (or `DATA:all(...)`, compared with nothing):
+/// its lines read `<dataset> H=<H> eager ...: windows/s <x>` and `... torch.compile ...`,
+/// at the largest batch it ran.
+fn reference_for(output: &str, case: &str) -> Reference {
+    let Some((data, h)) = case.rsplit_once(':') else {
+        return Reference::default();
+    };
+    let stem = Path::new(data)
+        .file_stem()
+        .map_or(data.to_string(), |s| s.to_string_lossy().into_owned())
+        .to_ascii_lowercase();
+    let prefix = format!("{stem} h={h} ");
+    let mut r = Reference::default();
+    for line in output.lines() {
+        let lower = line.to_ascii_lowercase();
+        if !lower.starts_with(&prefix) {
+            continue;
+        }
+        let Some(rate) = number_after(line, "windows/s ") else {
+            continue;
+        };
+        if lower.contains("torch.compile") {
+            r.compiled = Some(rate);
+        } else if lower.contains("eager") && lower.contains("batch_tokens=65536") {
+            r.eager = Some(rate);
+        } else if lower.contains("eager") && r.eager.is_none() {
+            r.eager = Some(rate);
+        }
+    }
+    r
 }
 
 pub(crate) fn check(command: &mut Command) -> anyhow::Result<()> {
@@ -199,11 +381,20 @@ fn captured(command: &mut Command) -> anyhow::Result<std::process::Output> {
 
 /// The number printed right after `marker` (first occurrence).
 fn number_after(text: &str, marker: &str) -> Option<f64> {
-    let rest = &text[text.find(marker)? + marker.len()..];
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
+    numbers_after(text, marker).into_iter().next()
+}
+
+/// The numbers printed right after each occurrence of `marker`.
+fn numbers_after(text: &str, marker: &str) -> Vec<f64> {
+    text.match_indices(marker)
+        .filter_map(|(at, _)| {
+            let rest = &text[at + marker.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
+                .unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        })
+        .collect()
 }
 
 pub(crate) fn gpu_name() -> Option<String> {
@@ -252,5 +443,44 @@ impl MemorySampler {
             .max();
         child.wait().ok();
         peak
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_lines_are_matched_by_dataset_and_h() {
+        let out = "NVIDIA H200 2.11.0\n\
+            ETTh1 H=24 eager f16 batch_tokens=16384: windows/s 300.5  gt tok/s 1\n\
+            ETTh1 H=24 eager f16 batch_tokens=65536: windows/s 344.0  gt tok/s 1\n\
+            ETTh1 H=192 eager f16 batch_tokens=65536: windows/s 204.2  gt tok/s 1\n\
+            weather H=192 eager f16 batch_tokens=65536: windows/s 64.0  gt tok/s 1\n\
+            ETTh1 H=24 torch.compile f16 batch_tokens=65536: windows/s 554.1  gt tok/s 1\n";
+        let r = reference_for(out, "ETTh1:24");
+        assert_eq!((r.eager, r.compiled), (Some(344.0), Some(554.1)));
+        let r = reference_for(out, "../shared/data/weather.csv:192");
+        assert_eq!((r.eager, r.compiled), (Some(64.0), None));
+        let r = reference_for(out, "ETTh1:96");
+        assert_eq!((r.eager, r.compiled), (None, None));
+        assert!(
+            reference_for(out, "weather.csv:all(24,192)")
+                .eager
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn every_number_after_a_marker_is_read() {
+        let text = "split train: forward FLOPs run ≈ 1.5e12 (x)\nforward FLOPs run ≈ 2e12\n";
+        assert_eq!(
+            numbers_after(text, "forward FLOPs run ≈ "),
+            vec![1.5e12, 2e12]
+        );
+        assert_eq!(
+            number_after("a: 12 windows in 3.5 s", " windows in "),
+            Some(3.5)
+        );
     }
 }

@@ -43,8 +43,10 @@ impl<'p> PromptFamily<'p> {
 
     /// The shared prefix's ids and types.
     pub fn prefix(&self) -> (&'p [u32], &'p [TokenType]) {
-        let first = self.prompts[0];
-        (&first.ids[..self.prefix], &first.types[..self.prefix])
+        match self.prompts.first() {
+            Some(first) => (&first.ids[..self.prefix], &first.types[..self.prefix]),
+            None => (&[], &[]),
+        }
     }
 
     /// Prompt `k`'s tokens after the prefix (its whole tokens when nothing is shared).

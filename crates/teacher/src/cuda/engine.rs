@@ -12,6 +12,7 @@ use super::blas::{Blas, Epilogue, GemmType};
 use super::buffer::DeviceBuffer;
 use super::kernels::Kernels;
 use super::plan::{Budgets, Group, plan};
+use super::profile::{Profiler, Stage};
 use crate::error::TeacherError;
 use crate::family::PromptFamily;
 use crate::gpt2::{CALIBRATION_PENALTY, Gpt2Config};
@@ -168,6 +169,16 @@ pub struct CudaGpt2 {
     weights_sha256: String,
     dir: PathBuf,
     device_name: String,
+    /// Stage timing when `TIMEKD_CUDA_PROFILE` is set.
+    profile: RefCell<Option<Profiler>>,
+}
+
+impl Drop for CudaGpt2 {
+    fn drop(&mut self) {
+        if let Some(profile) = self.profile.get_mut() {
+            eprintln!("{}", profile.report());
+        }
+    }
 }
 
 impl CudaGpt2 {
@@ -236,7 +247,9 @@ impl CudaGpt2 {
             })
             .collect::<Result<Vec<_>, TeacherError>>()?;
         let work = Workspace::new(&stream, &config, layers, gemm, limits)?;
+        let profile = RefCell::new(Profiler::from_env(&ctx));
         Ok(CudaGpt2 {
+            profile,
             wte: up.f32("wte.weight", &[config.vocab_size, d])?,
             wpe: up.f32("wpe.weight", &[config.n_positions, d])?,
             ln_f: up.norm("ln_f", d)?,
@@ -334,6 +347,9 @@ impl CudaGpt2 {
             work.out = None;
             work.out = Some(DeviceBuffer::new(&self.stream, total * d * 4)?);
         }
+        if let Some(profile) = self.profile.borrow_mut().as_mut() {
+            profile.begin(&self.stream)?;
+        }
         let mut order = Vec::with_capacity(total);
         for group in plan(&prefixes, &suffixes, budgets) {
             self.run_group(&mut work, families, &group, &first_row, &mut order)?;
@@ -343,6 +359,9 @@ impl CudaGpt2 {
             .as_ref()
             .expect("allocated above")
             .download(&self.stream, &mut rows)?;
+        if let Some(profile) = self.profile.borrow_mut().as_mut() {
+            profile.end()?;
+        }
         let mut states = vec![0f32; total * d];
         for (row, &prompt) in order.iter().enumerate() {
             states[prompt * d..(prompt + 1) * d].copy_from_slice(&rows[row * d..(row + 1) * d]);
@@ -423,6 +442,7 @@ impl CudaGpt2 {
         work.positions.upload(&self.stream, &positions)?;
         upload_seqs(&self.stream, &work.seqs, &seqs)?;
         let lists = self.attention_lists(work, &seqs)?;
+        self.pass_uploaded()?;
         let (d, e) = (self.config.n_embd, self.elem_bytes());
         let row_bytes = 3 * d * e;
         self.embed(work, rows)?;
@@ -432,10 +452,9 @@ impl CudaGpt2 {
                 work.a.ptr(),
                 &block.attn,
                 qkv,
-                rows,
-                3 * d,
-                d,
+                (rows, 3 * d, d),
                 Epilogue::Bias,
+                Stage::Qkv,
             )?;
             if l + 1 == self.layers {
                 break;
@@ -446,7 +465,7 @@ impl CudaGpt2 {
                 own: qkv,
                 own_types: work.cache_types.at(base),
             };
-            self.attention_all(work, &source, &lists, seqs.len())?;
+            self.attention_all(work, &source, &lists)?;
             self.mlp_and_next_norm(work, block, l, rows)?;
         }
         Ok(())
@@ -492,6 +511,7 @@ impl CudaGpt2 {
         work.last_rows.upload(&self.stream, &last_rows)?;
         upload_seqs(&self.stream, &work.seqs, &info)?;
         let lists = self.attention_lists(work, &info)?;
+        self.pass_uploaded()?;
         let d = self.config.n_embd;
         let max_keys = seqs
             .iter()
@@ -504,10 +524,9 @@ impl CudaGpt2 {
                 work.a.ptr(),
                 &block.attn,
                 work.qkv.ptr(),
-                rows,
-                3 * d,
-                d,
+                (rows, 3 * d, d),
                 Epilogue::Bias,
+                Stage::Qkv,
             )?;
             let source = Keys {
                 pre: work.cache[l].ptr(),
@@ -516,7 +535,7 @@ impl CudaGpt2 {
                 own_types: work.types.ptr(),
             };
             if l + 1 < self.layers {
-                self.attention_all(work, &source, &lists, n)?;
+                self.attention_all(work, &source, &lists)?;
                 self.mlp_and_next_norm(work, block, l, rows)?;
                 continue;
             }
@@ -601,10 +620,9 @@ impl CudaGpt2 {
             work.ctx.ptr(),
             &block.attn_proj,
             work.o.ptr(),
-            rows,
-            d,
-            d,
+            (rows, d, d),
             Epilogue::Bias,
+            Stage::AttnProj,
         )?;
         self.add_norm(h, work.o.ptr(), &block.ln_2, work.a.ptr(), rows, false)?;
         let activation = if self.config.tanh_gelu {
@@ -616,10 +634,9 @@ impl CudaGpt2 {
             work.a.ptr(),
             &block.fc,
             work.mlp.ptr(),
-            rows,
-            inner,
-            d,
+            (rows, inner, d),
             activation,
+            Stage::Fc,
         )?;
         if !self.config.tanh_gelu {
             self.exact_gelu(work.mlp.ptr(), rows * inner)?;
@@ -628,10 +645,9 @@ impl CudaGpt2 {
             work.mlp.ptr(),
             &block.mlp_proj,
             work.o.ptr(),
-            rows,
-            d,
-            inner,
+            (rows, d, inner),
             Epilogue::Bias,
+            Stage::MlpProj,
         )?;
         let (norm, out, out_f32) = then;
         self.add_norm(h, work.o.ptr(), norm, out, rows, out_f32)
@@ -667,7 +683,8 @@ impl CudaGpt2 {
                 Arg::Int(self.config.n_embd as i32),
                 Arg::Float(self.config.layer_norm_epsilon as f32),
             ],
-        )
+        )?;
+        self.mark(Stage::Norm)
     }
 
     fn exact_gelu(&self, x: u64, n: usize) -> Result<(), CudaError> {
@@ -683,21 +700,22 @@ impl CudaGpt2 {
             256,
             0,
             &[Arg::Ptr(x), Arg::Ptr(n as u64), Arg::Int(0)],
-        )
+        )?;
+        self.mark(Stage::Fc)
     }
 
-    /// `y[rows, n] = x[rows, k] · W + b` (with the epilogue) in the compute type.
-    #[allow(clippy::too_many_arguments)]
+    /// `y[rows, n] = x[rows, k] · W + b` (with the epilogue) in the compute type; `shape`
+    /// is (rows, n, k).
     fn linear(
         &self,
         x: u64,
         weights: &(DeviceBuffer, DeviceBuffer),
         y: u64,
-        rows: usize,
-        n: usize,
-        k: usize,
+        shape: (usize, usize, usize),
         epilogue: Epilogue,
+        stage: Stage,
     ) -> Result<(), CudaError> {
+        let (rows, n, k) = shape;
         self.blas.borrow_mut().linear(
             &self.stream,
             x,
@@ -708,7 +726,24 @@ impl CudaGpt2 {
             n,
             k,
             epilogue,
-        )
+        )?;
+        self.mark(stage)
+    }
+
+    /// Charges the work queued since the last mark to `stage` (when profiling).
+    fn mark(&self, stage: Stage) -> Result<(), CudaError> {
+        match self.profile.borrow_mut().as_mut() {
+            Some(profile) => profile.mark(&self.stream, stage),
+            None => Ok(()),
+        }
+    }
+
+    /// A pass's tables are queued: the uploads' mark, and the pass count.
+    fn pass_uploaded(&self) -> Result<(), CudaError> {
+        if let Some(profile) = self.profile.borrow_mut().as_mut() {
+            profile.pass();
+        }
+        self.mark(Stage::Upload)
     }
 
     /// Uploads the work list of attention over every query of `seqs`: 64-query tiles for
@@ -757,10 +792,10 @@ impl CudaGpt2 {
         work: &Workspace,
         keys: &Keys,
         lists: &AttentionLists,
-        _sequences: usize,
     ) -> Result<(), CudaError> {
         if !self.tensor_core_attention() {
-            return self.attention_simt(work, keys, work.items.ptr(), lists.count, lists.max_keys);
+            self.attention_simt(work, keys, work.items.ptr(), lists.count, lists.max_keys)?;
+            return self.mark(Stage::Attention);
         }
         let d = self.config.n_embd;
         self.launch(
@@ -781,7 +816,8 @@ impl CudaGpt2 {
                 Arg::Float(self.scale()),
                 Arg::Float(CALIBRATION_PENALTY as f32),
             ],
-        )
+        )?;
+        self.mark(Stage::Attention)
     }
 
     /// The simple attention over `count` uploaded items (seq, query, output row) into `ctx`.

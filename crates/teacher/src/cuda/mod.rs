@@ -26,6 +26,7 @@ mod buffer;
 mod engine;
 mod kernels;
 mod plan;
+mod profile;
 
 pub use engine::{CudaGpt2, EngineLimits};
 
