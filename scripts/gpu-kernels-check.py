@@ -222,16 +222,23 @@ def bench_attention():
         ("suffix pass 128 x (250 + 420)", [250] * 128, [420] * 128),
     ):
         c = attention_case(len(own_lens), pre_lens, own_lens, 12, 64, torch.float16)
-        for _ in range(3):
-            run_mma(c)
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        reps = 20
-        for _ in range(reps):
-            run_mma(c)
-        torch.cuda.synchronize()
-        dt = (time.perf_counter() - t0) / reps
         flops = sum(4 * 768 * n * (p + (n + 1) / 2) for p, n in zip(pre_lens, own_lens))
+        tiles = [[s, q0] for s, (_, _, _, n, _) in enumerate(c["info"]) for q0 in range(0, n, 64)]
+        tiles_t = torch.tensor(tiles, device=dev, dtype=torch.int32)
+        out = torch.empty((c["own_rows"], c["d"]), device=dev, dtype=torch.float16)
+        args = (ptr(c["pre"]), ptr(c["pre_types"]), ptr(c["own"]), ptr(c["own_types"]), ptr(out),
+                ptr(c["seqs"]), ptr(tiles_t), i32(c["d"]), i32(c["ld"]), f32(c["scale"]), f32(-100.0))
+        k = fn("attention_mma_f16")
+        for _ in range(3):
+            k((len(tiles), 12), (128,), args)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        reps = 20
+        start.record()
+        for _ in range(reps):
+            k((len(tiles), 12), (128,), args)
+        end.record()
+        torch.cuda.synchronize()
+        dt = start.elapsed_time(end) / 1e3 / reps
         print(f"bench attention_mma_f16 {name}: {dt * 1e3:.3f} ms, {flops / dt / 1e12:.1f} TFLOP/s "
               f"(causal work only)", flush=True)
 

@@ -511,7 +511,10 @@ impl Teacher {
         Ok(self.sca_embeddings(gt, hd))
     }
 
-    /// The stored embeddings [w, N, D] of the GT and HD last-token states [w, N, D].
+    /// The stored embeddings [w, N, D] of the GT and HD last-token states [w, N, D], at
+    /// most [`SCA_WINDOWS`] windows at a time: the SCA's attention is [D, D] per window
+    /// (2.4 MB at D = 768, several times over in temporaries), so a chunk of hundreds of
+    /// windows at once would hold gigabytes.
     fn sca_embeddings(&self, gt: Tensor<3>, hd: Tensor<3>) -> Tensor<3> {
         // The SCA is tiny: f32 accuracy whatever the model's precision (split products on a
         // GPU, where plain f32 products are TF32).
@@ -519,11 +522,26 @@ impl Teacher {
             Precision::F32 => Precision::F32,
             _ => Precision::F32Split,
         };
-        self.sca
-            .forward_in(gt.swap_dims(1, 2), hd.swap_dims(1, 2), sca_precision) // [w, d, n]
-            .swap_dims(1, 2)
+        let w = gt.dims()[0];
+        let parts: Vec<Tensor<3>> = (0..w)
+            .step_by(SCA_WINDOWS)
+            .map(|start| {
+                let len = SCA_WINDOWS.min(w - start);
+                let (gt, hd) = (
+                    gt.clone().narrow(0, start, len),
+                    hd.clone().narrow(0, start, len),
+                );
+                self.sca
+                    .forward_in(gt.swap_dims(1, 2), hd.swap_dims(1, 2), sca_precision) // [len, d, n]
+                    .swap_dims(1, 2)
+            })
+            .collect();
+        Tensor::cat(parts, 0)
     }
 }
+
+/// Windows the SCA runs at once (see [`Teacher::sca_embeddings`]).
+const SCA_WINDOWS: usize = 32;
 
 /// Rows `rows` of `states` [rows, d], reshaped to `shape` ([w, n, d]).
 fn pick_rows(states: &Tensor<2>, rows: Vec<i64>, shape: [usize; 3]) -> Tensor<3> {

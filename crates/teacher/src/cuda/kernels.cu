@@ -73,6 +73,27 @@ extern "C" __global__ void embed(const unsigned* __restrict__ ids,
 // ---------------------------------------------------------------------------------------
 // Residual add + LayerNorm, one row per warp:
 //   if delta: h[r] += delta[r];   out[r] = LN(h[r]) * w + b
+// Rows whose width d is a multiple of 128 and at most 1024 (GPT-2: 768, 1024) stay in
+// registers as float4s: h and delta are read once and h and out written once. Other widths
+// read the row from memory three times.
+template <typename T> struct Vec4;
+template <> struct Vec4<float> {
+    static __device__ __forceinline__ float4 load(const float* p) { return *(const float4*)p; }
+    static __device__ __forceinline__ void store(float* p, float4 v) { *(float4*)p = v; }
+};
+template <> struct Vec4<half_t> {
+    static __device__ __forceinline__ float4 load(const half_t* p) {
+        uint2 u = *(const uint2*)p;
+        return make_float4(h2f((half_t)(u.x & 0xffff)), h2f((half_t)(u.x >> 16)),
+                           h2f((half_t)(u.y & 0xffff)), h2f((half_t)(u.y >> 16)));
+    }
+    static __device__ __forceinline__ void store(half_t* p, float4 v) {
+        *(uint2*)p = make_uint2(pack_half2(v.x, v.y), pack_half2(v.z, v.w));
+    }
+};
+
+#define LN_MAX_VEC 8  // float4s per lane: d <= 32 * 4 * 8 = 1024
+
 template <typename TD, typename TO>
 __device__ void add_layer_norm(float* __restrict__ h, const TD* __restrict__ delta,
                                const float* __restrict__ w, const float* __restrict__ b,
@@ -81,16 +102,55 @@ __device__ void add_layer_norm(float* __restrict__ h, const TD* __restrict__ del
     int lane = threadIdx.x & 31;
     if (warp >= rows) return;
     float* x = h + (size_t)warp * d;
-    float sum = 0.f;
-    if (delta) {
-        const TD* dl = delta + (size_t)warp * d;
-        for (int i = lane; i < d; i += 32) {
-            float v = x[i] + Elem<TD>::load(dl + i);
-            x[i] = v;
-            sum += v;
+    const TD* dl = delta ? delta + (size_t)warp * d : nullptr;
+    TO* o = out + (size_t)warp * d;
+    if ((d & 127) == 0 && d <= 128 * LN_MAX_VEC) {
+        const int n4 = d >> 7;
+        float4 v[LN_MAX_VEC];
+        float sum = 0.f;
+#pragma unroll
+        for (int i = 0; i < LN_MAX_VEC; ++i) {
+            if (i < n4) {
+                int c = 4 * (i * 32 + lane);
+                float4 t = *(const float4*)(x + c);
+                if (dl) {
+                    float4 e = Vec4<TD>::load(dl + c);
+                    t.x += e.x; t.y += e.y; t.z += e.z; t.w += e.w;
+                    *(float4*)(x + c) = t;
+                }
+                v[i] = t;
+                sum += (t.x + t.y) + (t.z + t.w);
+            }
         }
-    } else {
-        for (int i = lane; i < d; i += 32) sum += x[i];
+        const float mean = warp_sum(sum) / d;
+        float sq = 0.f;
+#pragma unroll
+        for (int i = 0; i < LN_MAX_VEC; ++i) {
+            if (i < n4) {
+                float a = v[i].x - mean, bb = v[i].y - mean, cc = v[i].z - mean, dd = v[i].w - mean;
+                sq += (a * a + bb * bb) + (cc * cc + dd * dd);
+            }
+        }
+        const float rstd = rsqrtf(warp_sum(sq) / d + eps);
+#pragma unroll
+        for (int i = 0; i < LN_MAX_VEC; ++i) {
+            if (i < n4) {
+                int c = 4 * (i * 32 + lane);
+                float4 g = *(const float4*)(w + c), be = *(const float4*)(b + c);
+                float4 r = make_float4((v[i].x - mean) * rstd * g.x + be.x,
+                                       (v[i].y - mean) * rstd * g.y + be.y,
+                                       (v[i].z - mean) * rstd * g.z + be.z,
+                                       (v[i].w - mean) * rstd * g.w + be.w);
+                Vec4<TO>::store(o + c, r);
+            }
+        }
+        return;
+    }
+    float sum = 0.f;
+    for (int i = lane; i < d; i += 32) {
+        float val = x[i] + (dl ? Elem<TD>::load(dl + i) : 0.f);
+        if (dl) x[i] = val;
+        sum += val;
     }
     float mean = warp_sum(sum) / d;
     float sq = 0.f;
@@ -99,7 +159,6 @@ __device__ void add_layer_norm(float* __restrict__ h, const TD* __restrict__ del
         sq += c * c;
     }
     float rstd = rsqrtf(warp_sum(sq) / d + eps);
-    TO* o = out + (size_t)warp * d;
     for (int i = lane; i < d; i += 32) Elem<TO>::store(o + i, (x[i] - mean) * rstd * w[i] + b[i]);
 }
 
@@ -257,7 +316,7 @@ extern "C" __global__ void attention_simt_f32(const float* pre, const u8* pre_ty
 // ---------------------------------------------------------------------------------------
 // Flash attention on tensor cores: f16, head width 64, every query of a sequence.
 // A block (4 warps) takes 64 queries of one sequence and one head; each warp 16 of them.
-// Keys come in tiles of 64 through shared memory; scores stay in registers (online softmax,
+// Keys come in tiles of 64 through shared memory (double-buffered); scores stay in registers (online softmax,
 // f32), so no [queries, keys] matrix is ever written. mma.sync m16n8k16, f32 accumulation.
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16 .f16): g = lane / 4, c = lane % 4.
@@ -288,15 +347,26 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned* r, unsigned addr) {
                  : "r"(addr));
 }
 
-// tiles: per block, (seq, first query) pairs.
+// 16 bytes global -> shared, asynchronously; `valid` false zero-fills (reads nothing).
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, bool valid) {
+    int bytes = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// tiles: per block, (seq, first query) pairs. Two shared-memory stages: the next K/V tile
+// loads (cp.async) while the current one is computed.
 extern "C" __global__ void __launch_bounds__(128)
 attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_types,
                   const half_t* __restrict__ own, const u8* __restrict__ own_types,
                   half_t* __restrict__ out, const SeqInfo* __restrict__ seqs,
                   const int* __restrict__ tiles, int d, int ld, float scale, float penalty) {
-    __shared__ __align__(16) half_t ks[TILE * SROW];
-    __shared__ __align__(16) half_t vs[TILE * SROW];
-    __shared__ u8 kt[TILE];
+    __shared__ __align__(16) half_t ks_buf[2][TILE * SROW];
+    __shared__ __align__(16) half_t vs_buf[2][TILE * SROW];
+    __shared__ u8 kt_buf[2][TILE];
 
     const int seq = tiles[2 * blockIdx.x], q0 = tiles[2 * blockIdx.x + 1];
     const int head = blockIdx.y;
@@ -338,21 +408,19 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
     // Warps whose 16 queries are all past the sequence's end only help load the tiles.
     const bool active = qw < s.own_len;
 
-    for (int j0 = 0; j0 < key_end; j0 += TILE) {
-        // Load K and V rows j0..j0+63 of this head: 64 rows x 8 chunks of 16 bytes each.
+    // Tile j0's K and V rows into stage `st` by cp.async (rows past the keys zero-filled),
+    // and its key types.
+    auto load_tile = [&](int st, int j0) {
         for (int t = threadIdx.x; t < TILE * 8; t += 128) {
             int r = t >> 3, ch = t & 7;
             int j = j0 + r;
-            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-            if (j < n_keys) {
-                const half_t* base = j < s.pre_len
-                                         ? pre + (size_t)(s.pre_start + j) * ld
-                                         : own + (size_t)(s.own_start + j - s.pre_len) * ld;
-                kv = *(const uint4*)(base + d + col + ch * 8);
-                vv = *(const uint4*)(base + 2 * d + col + ch * 8);
-            }
-            *(uint4*)(ks + r * SROW + ch * 8) = kv;
-            *(uint4*)(vs + r * SROW + ch * 8) = vv;
+            const half_t* base = own;
+            bool valid = j < n_keys;
+            if (valid)
+                base = j < s.pre_len ? pre + (size_t)(s.pre_start + j) * ld
+                                     : own + (size_t)(s.own_start + j - s.pre_len) * ld;
+            cp_async16(smem_addr(ks_buf[st] + r * SROW + ch * 8), base + d + col + ch * 8, valid);
+            cp_async16(smem_addr(vs_buf[st] + r * SROW + ch * 8), base + 2 * d + col + ch * 8, valid);
         }
         for (int r = threadIdx.x; r < TILE; r += 128) {
             int j = j0 + r;
@@ -360,9 +428,23 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
             if (j < n_keys)
                 t = j < s.pre_len ? pre_types[s.pre_start + j]
                                   : own_types[s.own_start + j - s.pre_len];
-            kt[r] = t;
+            kt_buf[st][r] = t;
+        }
+        cp_async_commit();
+    };
+    load_tile(0, 0);
+    for (int j0 = 0, st = 0; j0 < key_end; j0 += TILE, st ^= 1) {
+        // The next tile loads while this one is computed.
+        if (j0 + TILE < key_end) {
+            load_tile(st ^ 1, j0 + TILE);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
         }
         __syncthreads();
+        const half_t* ks = ks_buf[st];
+        const half_t* vs = vs_buf[st];
+        const u8* kt = kt_buf[st];
         if (!active) {
             __syncthreads();
             continue;
