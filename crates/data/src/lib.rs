@@ -25,17 +25,22 @@
 mod batch;
 mod csv;
 mod dataset;
+mod digest;
 mod error;
+mod lengths;
 mod preset;
 mod scaler;
+mod source;
 mod split;
 mod time;
 
 pub use batch::{BatchIter, BatchOptions};
 pub use chrono::NaiveDateTime;
 pub use dataset::{Dataset, DatasetOptions, Split, Window};
+pub use digest::sha256_hex;
 pub use error::DataError;
 pub use preset::{Preset, SplitFamily};
 pub use scaler::Scaler;
+pub use source::DataSource;
 pub use split::SplitKind;
 pub use time::TimeMark;
