@@ -97,6 +97,7 @@ mod part;
 mod prefetch;
 mod reader;
 mod release;
+mod store_layout;
 mod writer;
 
 pub use error::{FieldDiff, Result, StoreError};
@@ -107,4 +108,5 @@ pub use merge::merge;
 pub use prefetch::{Batch, Prefetch};
 pub use reader::StoreReader;
 pub use release::{export_release, import_release};
+pub use store_layout::StoreLayout;
 pub use writer::{StoreWriter, WriterOptions};
