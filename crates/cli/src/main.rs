@@ -1,10 +1,8 @@
 //! `timekd`: extract teacher embeddings, train the distilled student, forecast.
 
-mod budget;
 mod commands;
 mod data_args;
-pub mod device;
-mod shard;
+mod progress;
 
 use clap::{Parser, Subcommand};
 
@@ -25,7 +23,7 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Print the teacher's prompts, token ids and token types for chosen windows (JSON lines).
     Prompts(commands::prompts::PromptsArgs),
-    /// Extract teacher embeddings into resumable HDF5 stores (one per split).
+    /// Extract teacher embeddings into resumable HDF5 stores (one per output length and split).
     Extract(commands::extract::ExtractArgs),
     /// Write a GPT-2-shaped model with seeded random weights (benchmarks, no network).
     RandomModel(commands::random_model::RandomModelArgs),

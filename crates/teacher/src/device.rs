@@ -1,16 +1,16 @@
-//! Where the work runs: `--device`, `--precision` and `--max-gpu-mem`.
+//! Where the work runs: a [`DeviceSpec`] (`cpu`, `cuda`, `cuda:N`, `cuda:all`) resolved to
+//! Burn devices, for extraction (one worker per device) and for training (which takes the
+//! resolved `&[Device]`, so the student needs no dependency on this crate).
 //!
-//! Burn 0.22 picks the backend at run time from the [`Device`]: the CPU is burn's Flex backend,
-//! a GPU is the cubecl CUDA runtime, which exists only in binaries built with the `cuda`
-//! feature. Creating a CUDA device on a machine without one panics in a background thread, so
-//! GPUs are always enumerated first and a missing one is a clear error instead.
+//! Burn 0.22 picks the backend at run time from the [`Device`]: the CPU is burn's Flex
+//! backend, a GPU is the cubecl CUDA runtime, which exists only in builds with this crate's
+//! `cuda` feature. Creating a CUDA device on a machine without one panics in a background
+//! thread, so GPUs are always enumerated first and a missing one is a clear error instead.
 
 use std::fmt;
 use std::str::FromStr;
 
-use anyhow::{Result, bail};
 use burn::tensor::Device;
-use timekd_teacher::Precision as TeacherPrecision;
 
 /// What to tell a user who asked for a GPU from a binary built without CUDA.
 const NO_CUDA_BUILT: &str = "this timekd binary was built without CUDA support; run with \
@@ -20,10 +20,22 @@ const NO_CUDA_BUILT: &str = "this timekd binary was built without CUDA support; 
 const NO_CUDA_FOUND: &str = "no CUDA device found (no NVIDIA GPU or driver visible: check \
     nvidia-smi and CUDA_VISIBLE_DEVICES); run with --device cpu";
 
-/// The `--device` argument: `cpu`, `cuda` (= `cuda:0`), `cuda:N` or `cuda:all`.
+/// A device that was asked for and cannot be used; the message says why and what to pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--device {spec}: {reason}")]
+pub struct DeviceError {
+    /// The device asked for.
+    pub spec: DeviceSpec,
+    /// Why it cannot be used.
+    pub reason: String,
+}
+
+/// Where to run: `cpu`, `cuda` (= `cuda:0`), `cuda:N` or `cuda:all`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceSpec {
+    /// Burn's Flex CPU backend.
     Cpu,
+    /// One or every CUDA GPU.
     Cuda(Gpus),
 }
 
@@ -34,6 +46,16 @@ pub enum Gpus {
     Index(usize),
     /// Every device found: one worker each.
     All,
+}
+
+/// One resolved device: the Burn device and, on a GPU, its CUDA ordinal (which the
+/// teacher's CUDA engine opens).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerDevice {
+    /// The Burn device.
+    pub device: Device,
+    /// The CUDA index, `None` on the CPU.
+    pub cuda_ordinal: Option<usize>,
 }
 
 impl FromStr for DeviceSpec {
@@ -70,39 +92,51 @@ impl fmt::Display for DeviceSpec {
 }
 
 impl DeviceSpec {
+    /// Whether this names GPUs.
+    pub fn is_gpu(self) -> bool {
+        matches!(self, DeviceSpec::Cuda(_))
+    }
+
     /// The devices to run on, one worker each, after checking that they exist. Never
     /// creates a CUDA device that enumeration did not find.
-    pub fn devices(self) -> Result<Vec<Device>> {
-        match self {
-            DeviceSpec::Cpu => Ok(vec![Device::flex()]),
-            DeviceSpec::Cuda(gpus) => pick(gpus, cuda_devices()),
-        }
+    pub fn devices(self) -> Result<Vec<Device>, DeviceError> {
+        Ok(self.workers()?.into_iter().map(|w| w.device).collect())
     }
-}
 
-impl DeviceSpec {
-    /// The CUDA ordinal of each of the `count` devices [`devices`](Self::devices) returned
-    /// (`None` on the CPU).
-    pub fn cuda_ordinals(self, count: usize) -> Vec<Option<usize>> {
+    /// [`devices`](Self::devices) with each GPU's CUDA ordinal.
+    pub fn workers(self) -> Result<Vec<WorkerDevice>, DeviceError> {
         match self {
-            DeviceSpec::Cpu => vec![None; count],
-            DeviceSpec::Cuda(Gpus::Index(index)) => vec![Some(index); count],
-            DeviceSpec::Cuda(Gpus::All) => (0..count).map(Some).collect(),
+            DeviceSpec::Cpu => Ok(vec![WorkerDevice {
+                device: Device::flex(),
+                cuda_ordinal: None,
+            }]),
+            DeviceSpec::Cuda(gpus) => {
+                let found: Vec<WorkerDevice> = cuda_devices()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(ordinal, device)| WorkerDevice {
+                        device,
+                        cuda_ordinal: Some(ordinal),
+                    })
+                    .collect();
+                pick(gpus, found)
+            }
         }
     }
 }
 
 /// The entries of `found` (CUDA devices in index order) that `gpus` names, or why there are
 /// none.
-fn pick<T>(gpus: Gpus, mut found: Vec<T>) -> Result<Vec<T>> {
+fn pick<T>(gpus: Gpus, mut found: Vec<T>) -> Result<Vec<T>, DeviceError> {
     let spec = DeviceSpec::Cuda(gpus);
+    let error = |reason: String| DeviceError { spec, reason };
     if found.is_empty() {
         let why = if cfg!(feature = "cuda") {
             NO_CUDA_FOUND
         } else {
             NO_CUDA_BUILT
         };
-        bail!("--device {spec}: {why}");
+        return Err(error(why.to_string()));
     }
     match gpus {
         Gpus::All => Ok(found),
@@ -111,10 +145,10 @@ fn pick<T>(gpus: Gpus, mut found: Vec<T>) -> Result<Vec<T>> {
             let count = found.len();
             let last = count - 1;
             let plural = if count == 1 { "" } else { "s" };
-            bail!(
-                "--device {spec}: this machine has {count} CUDA device{plural} \
-                 (cuda:0 to cuda:{last}); pick one of them or cuda:all"
-            )
+            Err(error(format!(
+                "this machine has {count} CUDA device{plural} (cuda:0 to cuda:{last}); pick one \
+                 of them or cuda:all"
+            )))
         }
     }
 }
@@ -174,10 +208,10 @@ impl fmt::Display for GpuInfo {
 }
 
 /// Every CUDA device of this machine, with its name; empty where the machine has none. This
-/// opens each device (a CUDA context per GPU), so call it for listings, not per batch. An error
-/// when the binary was built without the `cuda` feature.
+/// opens each device (a CUDA context per GPU), so call it for listings, not per batch. An
+/// error when this crate was built without the `cuda` feature.
 #[cfg(feature = "cuda")]
-pub fn list_gpus() -> Result<Vec<GpuInfo>> {
+pub fn list_gpus() -> Result<Vec<GpuInfo>, DeviceError> {
     Ok(cuda_devices()
         .iter()
         .enumerate()
@@ -192,182 +226,16 @@ pub fn list_gpus() -> Result<Vec<GpuInfo>> {
 
 /// Without the `cuda` feature no GPU can be used, which is an error rather than an empty list.
 #[cfg(not(feature = "cuda"))]
-pub fn list_gpus() -> Result<Vec<GpuInfo>> {
-    bail!("{NO_CUDA_BUILT}")
-}
-
-/// The `--precision` argument: the float type of the teacher's matrix products.
-///
-/// `f32` means f32 accuracy on every device: on a GPU the products run as three TF32
-/// tensor-core products (see [`timekd_teacher::Precision::F32Split`]). `tf32` is the GPU's
-/// plain f32 path, whose tensor cores round inputs to TF32 (≈1e-3 relative error after a
-/// few layers); on the CPU it equals `f32`. `f16` halves weights, activations and cached
-/// keys/values (the residual stream and LayerNorms stay f32): 2.5e-3 from f32 on an H100.
-///
-/// `bf16` is refused with the reason: its 8-bit mantissa measured 1.6e-2 (CPU) and 1.8e-2
-/// (H100) from f32, over the project's 1e-2 bar for half precision; f16 is as fast.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
-    F32,
-    Tf32,
-    F16,
-}
-
-/// Why `--precision bf16` is refused.
-const NO_BF16: &str = "--precision bf16 is not offered: bfloat16's 8-bit mantissa puts the \
-    embeddings 1.6e-2 to 1.8e-2 (relative L2) from f32, over the 1e-2 bar for half precision; \
-    use f16 (2.2e-3, as fast, and the residual stream stays f32 so GPT-2's large activations \
-    do not overflow)";
-
-impl FromStr for Precision {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "f32" => Ok(Precision::F32),
-            "tf32" => Ok(Precision::Tf32),
-            "f16" => Ok(Precision::F16),
-            "bf16" => Err(NO_BF16.to_string()),
-            _ => Err(format!(
-                "unknown precision `{text}`: expected f32, tf32 or f16"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Precision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Precision::F32 => "f32",
-            Precision::Tf32 => "tf32",
-            Precision::F16 => "f16",
-        })
-    }
-}
-
-impl Precision {
-    /// How the teacher computes this precision on `device`.
-    pub fn teacher(self, device: DeviceSpec) -> TeacherPrecision {
-        match (self, device) {
-            (Precision::F32, DeviceSpec::Cuda(_)) => TeacherPrecision::F32Split,
-            (Precision::F32 | Precision::Tf32, _) => TeacherPrecision::F32,
-            (Precision::F16, _) => TeacherPrecision::F16,
-        }
-    }
-}
-
-/// A memory size such as `--max-gpu-mem 24GiB`, in bytes.
-///
-/// Binary units (`KiB`, `MiB`, `GiB`, `TiB`), decimal units (`KB`, `MB`, `GB`, `TB`) and `B`,
-/// case-insensitive, with an optional fraction (`1.5GiB`) and space (`24 GiB`). A unit is
-/// required: a bare number is too easy to get wrong by a factor of 2^30.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct MemSize(u64);
-
-impl MemSize {
-    const UNITS: [(&'static str, u64); 9] = [
-        ("b", 1),
-        ("kib", 1 << 10),
-        ("mib", 1 << 20),
-        ("gib", 1 << 30),
-        ("tib", 1 << 40),
-        ("kb", 1_000),
-        ("mb", 1_000_000),
-        ("gb", 1_000_000_000),
-        ("tb", 1_000_000_000_000),
-    ];
-
-    /// The size in bytes.
-    pub fn bytes(self) -> u64 {
-        self.0
-    }
-}
-
-impl FromStr for MemSize {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let invalid = |why: &str| format!("invalid memory size `{text}`: {why}");
-        let trimmed = text.trim();
-        let split = trimmed
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(trimmed.len());
-        let (number, unit) = trimmed.split_at(split);
-        let unit = unit.trim().to_ascii_lowercase();
-        if number.is_empty() {
-            return Err(invalid(
-                "expected a number and a unit, e.g. 24GiB or 512MiB",
-            ));
-        }
-        if unit.is_empty() {
-            return Err(invalid("a unit is required, e.g. 24GiB or 512MiB"));
-        }
-        let Some(&(_, scale)) = Self::UNITS.iter().find(|(name, _)| *name == unit) else {
-            return Err(invalid(
-                "unknown unit: use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB",
-            ));
-        };
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
-            return Err(invalid("not a number"));
-        }
-        let too_large = || invalid("too large");
-        let whole: u64 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| too_large())?
-        };
-        // The fraction exactly, as an integer over a power of ten, so `1.25GiB` is 1.25 * 2^30
-        // with no float rounding; anything below one byte is dropped.
-        if fraction.len() > 18 {
-            return Err(invalid("too many decimals"));
-        }
-        let fraction_bytes = if fraction.is_empty() {
-            0
-        } else {
-            let numerator: u128 = fraction.parse().map_err(|_| invalid("not a number"))?;
-            let denominator = 10u128.pow(fraction.len() as u32);
-            // < scale, so it fits a u64.
-            (numerator * u128::from(scale) / denominator) as u64
-        };
-        let bytes = whole
-            .checked_mul(scale)
-            .and_then(|bytes| bytes.checked_add(fraction_bytes))
-            .ok_or_else(too_large)?;
-        if bytes == 0 {
-            return Err(invalid("must be more than zero"));
-        }
-        Ok(MemSize(bytes))
-    }
-}
-
-impl fmt::Display for MemSize {
-    /// In the largest binary unit that keeps at least one whole unit, with up to two decimals:
-    /// `24 GiB`, `1.5 GiB`, `512 MiB`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (name, scale) = [
-            ("TiB", 1u64 << 40),
-            ("GiB", 1 << 30),
-            ("MiB", 1 << 20),
-            ("KiB", 1 << 10),
-        ]
-        .into_iter()
-        .find(|&(_, scale)| self.0 >= scale)
-        .unwrap_or(("B", 1));
-        if self.0.is_multiple_of(scale) {
-            write!(f, "{} {name}", self.0 / scale)
-        } else {
-            let value = format!("{:.2}", self.0 as f64 / scale as f64);
-            let value = value.trim_end_matches('0').trim_end_matches('.');
-            write!(f, "{value} {name}")
-        }
-    }
+pub fn list_gpus() -> Result<Vec<GpuInfo>, DeviceError> {
+    Err(DeviceError {
+        spec: DeviceSpec::Cuda(Gpus::All),
+        reason: NO_CUDA_BUILT.to_string(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     #[test]
     fn device_specs_parse() {
@@ -413,6 +281,7 @@ mod tests {
     #[test]
     fn cpu_resolves_to_flex() {
         assert_eq!(DeviceSpec::Cpu.devices().unwrap(), vec![Device::flex()]);
+        assert_eq!(DeviceSpec::Cpu.workers().unwrap()[0].cuda_ordinal, None);
     }
 
     #[test]
@@ -468,150 +337,5 @@ mod tests {
             name: "NVIDIA H100 80GB HBM3".to_string(),
         };
         assert_eq!(gpu.to_string(), "cuda:1  NVIDIA H100 80GB HBM3");
-    }
-
-    #[test]
-    fn precisions_parse_and_map_to_the_teacher() {
-        let gpu = DeviceSpec::Cuda(Gpus::Index(0));
-        let cases = [
-            (
-                "f32",
-                Precision::F32,
-                TeacherPrecision::F32,
-                TeacherPrecision::F32Split,
-            ),
-            (
-                "TF32",
-                Precision::Tf32,
-                TeacherPrecision::F32,
-                TeacherPrecision::F32,
-            ),
-            (
-                "f16",
-                Precision::F16,
-                TeacherPrecision::F16,
-                TeacherPrecision::F16,
-            ),
-        ];
-        for (text, precision, on_cpu, on_gpu) in cases {
-            assert_eq!(text.parse::<Precision>(), Ok(precision));
-            assert_eq!(precision.teacher(DeviceSpec::Cpu), on_cpu);
-            assert_eq!(precision.teacher(gpu), on_gpu);
-            assert_eq!(precision.to_string(), text.trim().to_ascii_lowercase());
-        }
-        for text in ["", "fp16", "f64", "half", "int8"] {
-            let err = text.parse::<Precision>().unwrap_err();
-            assert!(err.contains("expected f32, tf32 or f16"), "{text}: {err}");
-        }
-        let err = " BF16".parse::<Precision>().unwrap_err();
-        assert!(
-            err.contains("bf16 is not offered") && err.contains("use f16"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn memory_sizes_parse() {
-        let cases = [
-            ("24GiB", 24 << 30),
-            ("512MiB", 512 << 20),
-            ("512mib", 512 << 20),
-            ("24 GiB", 24 << 30),
-            (" 1.5GiB ", 3 << 29),
-            (".5KiB", 512),
-            ("2.KiB", 2048),
-            ("1TiB", 1 << 40),
-            ("64KiB", 64 << 10),
-            ("24GB", 24_000_000_000),
-            ("1.25MB", 1_250_000),
-            ("1.25GiB", 5 << 28),
-            ("0.333333333333333333KiB", 341),
-            ("100B", 100),
-            ("1.999B", 1),
-        ];
-        for (text, bytes) in cases {
-            assert_eq!(
-                text.parse::<MemSize>().map(MemSize::bytes),
-                Ok(bytes),
-                "{text}"
-            );
-        }
-    }
-
-    #[test]
-    fn bad_memory_sizes_are_rejected() {
-        let cases = [
-            ("24", "a unit is required"),
-            ("GiB", "expected a number"),
-            ("", "expected a number"),
-            ("24XB", "unknown unit"),
-            ("24 G", "unknown unit"),
-            ("-1GiB", "expected a number"),
-            ("1.2.3GiB", "not a number"),
-            (".GiB", "not a number"),
-            ("0GiB", "more than zero"),
-            ("0.1B", "more than zero"),
-            ("1.0000000000000000001GiB", "too many decimals"),
-            ("99999999999TiB", "too large"),
-            ("99999999999999999999999B", "too large"),
-        ];
-        for (text, why) in cases {
-            let err = text.parse::<MemSize>().unwrap_err();
-            assert!(err.contains(why), "{text}: {err}");
-            assert!(err.contains(&format!("`{text}`")), "{text}: {err}");
-        }
-    }
-
-    #[test]
-    fn memory_sizes_display_in_binary_units() {
-        let cases = [
-            ("24GiB", "24 GiB"),
-            ("1.5GiB", "1.5 GiB"),
-            ("512MiB", "512 MiB"),
-            ("24GB", "22.35 GiB"),
-            ("1000B", "1000 B"),
-            ("1024B", "1 KiB"),
-            ("2TiB", "2 TiB"),
-        ];
-        for (text, shown) in cases {
-            assert_eq!(
-                text.parse::<MemSize>().unwrap().to_string(),
-                shown,
-                "{text}"
-            );
-        }
-    }
-
-    #[test]
-    fn clap_parses_the_arguments_through_from_str() {
-        #[derive(Parser, Debug)]
-        struct Args {
-            #[arg(long, default_value = "cpu")]
-            device: DeviceSpec,
-            #[arg(long, default_value = "f32")]
-            precision: Precision,
-            #[arg(long)]
-            max_gpu_mem: Option<MemSize>,
-        }
-        let args = Args::try_parse_from([
-            "timekd",
-            "--device",
-            "cuda:all",
-            "--precision",
-            "f16",
-            "--max-gpu-mem",
-            "24GiB",
-        ])
-        .unwrap();
-        assert_eq!(args.device, DeviceSpec::Cuda(Gpus::All));
-        assert_eq!(args.precision, Precision::F16);
-        assert_eq!(args.max_gpu_mem.map(MemSize::bytes), Some(24 << 30));
-
-        let defaults = Args::try_parse_from(["timekd"]).unwrap();
-        assert_eq!(defaults.device, DeviceSpec::Cpu);
-        assert_eq!(defaults.precision, Precision::F32);
-
-        let err = Args::try_parse_from(["timekd", "--device", "tpu"]).unwrap_err();
-        assert!(err.to_string().contains("expected cpu, cuda"), "{err}");
     }
 }

@@ -45,7 +45,10 @@
 //! ```
 
 pub mod batch;
+pub mod device;
 mod error;
+#[cfg(feature = "store")]
+pub mod extract;
 pub mod family;
 pub mod gpt2;
 mod language_model;
@@ -60,6 +63,7 @@ mod weights;
 pub mod cuda;
 
 pub use batch::{BatchOptions, PairLengths, PlannedBatch, plan_batches};
+pub use device::{DeviceError, DeviceSpec, Gpus, WorkerDevice};
 pub use error::TeacherError;
 pub use family::PromptFamily;
 pub use gpt2::{Gpt2, Gpt2Config};

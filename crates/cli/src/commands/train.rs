@@ -13,15 +13,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use timekd_data::SplitKind;
-use timekd_store::StoreReader;
+use timekd_store::{StoreLayout, StoreReader};
 use timekd_student::{
     DataInfo, EmbeddingSource, LossKind, RunDir, SourceError, SplitData, TrainConfig, TrainData,
     evaluate, load_checkpoint,
 };
 
-use crate::commands::extract::store_path;
 use crate::data_args::{DataArgs, LoadedData};
-use crate::device::DeviceSpec;
+use timekd_teacher::DeviceSpec;
 
 /// Arguments of `timekd train`.
 #[derive(Args, Debug)]
@@ -119,11 +118,10 @@ fn open_store(
     split: SplitKind,
 ) -> anyhow::Result<StoreEmbeddings> {
     let dataset = &data.dataset;
-    let path = store_path(
-        &args.stores,
-        dataset.preset().name(),
+    let path = StoreLayout::new(&args.stores).store(
+        data.source.name(),
         dataset.output_len(),
-        split,
+        split.name(),
     );
     let reader = StoreReader::open(&path).with_context(|| {
         format!(
@@ -133,7 +131,7 @@ fn open_store(
         )
     })?;
     let f = reader.fingerprint();
-    if f.data_sha256 != data.sha256
+    if f.data_sha256 != data.source.sha256()
         || f.input_len != dataset.input_len()
         || f.output_len != dataset.output_len()
         || f.split != split.name()
@@ -146,7 +144,7 @@ fn open_store(
             f.input_len,
             f.output_len,
             f.split,
-            data.sha256,
+            data.source.sha256(),
             dataset.input_len(),
             dataset.output_len()
         );
@@ -171,7 +169,7 @@ fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         None => TrainConfig::default(),
     };
     config.model.input_len = args.data.input_len;
-    config.model.output_len = args.data.output_len;
+    config.model.output_len = args.data.output_len()?;
     macro_rules! set {
         ($flag:ident => $($field:tt)+) => {
             if let Some(v) = args.$flag.clone() { config.$($field)+ = v; }
@@ -221,7 +219,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let dataset = &data.dataset;
     let run = RunDir::new(args.run_dir.clone().unwrap_or_else(|| {
         PathBuf::from("runs/student")
-            .join(dataset.preset().name())
+            .join(data.source.name())
             .join(dataset.output_len().to_string())
             .join(format!("seed-{}", config.seed))
     }));
@@ -248,14 +246,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     write_toml(&run.path().join("config.toml"), &config)?;
     eprintln!(
         "training on {} ({} train / {} val windows, H = {}) into {}",
-        data.origin,
+        data.source.origin(),
         train_split.num_windows(),
         val_split.num_windows(),
         dataset.output_len(),
         run.path().display()
     );
     let info = DataInfo {
-        dataset: dataset.preset().name().to_string(),
+        dataset: data.source.name().to_string(),
         var_names: dataset.var_names().to_vec(),
     };
     let started = std::time::Instant::now();
