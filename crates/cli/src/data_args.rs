@@ -76,15 +76,25 @@ impl DataArgs {
     /// Resolves `--data` and loads it, windowed at the shortest `--output-len` (a dataset
     /// serves every H its rows allow, see `Split::window_at`).
     pub fn load_lengths(&self) -> anyhow::Result<LoadedData> {
-        let source = DataSource::resolve(&self.data)?;
-        let options = DatasetOptions {
+        let source = self.source()?;
+        let shortest = self.output_len.iter().copied().min().unwrap_or(0);
+        let dataset = source.load(&self.options(shortest))?;
+        Ok(LoadedData { dataset, source })
+    }
+
+    /// `--data`'s bytes, name and hash.
+    pub fn source(&self) -> anyhow::Result<DataSource> {
+        Ok(DataSource::resolve(&self.data)?)
+    }
+
+    /// How to window the data at H = `output_len`.
+    pub fn options(&self, output_len: usize) -> DatasetOptions {
+        DatasetOptions {
             preset: self.dataset,
             columns: self.columns.clone(),
             target: self.target.clone(),
             input_len: self.input_len,
-            output_len: self.output_len.iter().copied().min().unwrap_or(0),
-        };
-        let dataset = source.load(&options)?;
-        Ok(LoadedData { dataset, source })
+            output_len,
+        }
     }
 }

@@ -11,7 +11,7 @@ use crate::metrics::EpochMetrics;
 use crate::model::Dual;
 use crate::optim::AdamW;
 use crate::state_dict::{load_safetensors, read_safetensors, save_safetensors, write_safetensors};
-use crate::train::TrainConfig;
+use crate::train_config::TrainConfig;
 
 /// File of the model weights inside a checkpoint directory.
 pub const MODEL_FILE: &str = "model.safetensors";

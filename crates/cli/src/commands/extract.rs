@@ -193,3 +193,44 @@ fn print_plan(plan: &ExtractionPlan, args: &ExtractArgs) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use timekd_teacher::Gpus;
+
+    use super::*;
+
+    #[test]
+    fn clap_parses_the_arguments_through_from_str() {
+        #[derive(Parser, Debug)]
+        struct Args {
+            #[arg(long, default_value = "cpu")]
+            device: DeviceSpec,
+            #[arg(long, default_value = "f32")]
+            precision: RequestedPrecision,
+            #[arg(long)]
+            max_gpu_mem: Option<MemSize>,
+        }
+        let args = Args::try_parse_from([
+            "timekd",
+            "--device",
+            "cuda:all",
+            "--precision",
+            "f16",
+            "--max-gpu-mem",
+            "24GiB",
+        ])
+        .unwrap();
+        assert_eq!(args.device, DeviceSpec::Cuda(Gpus::All));
+        assert_eq!(args.precision, RequestedPrecision::F16);
+        assert_eq!(args.max_gpu_mem.map(MemSize::bytes), Some(24 << 30));
+
+        let defaults = Args::try_parse_from(["timekd"]).unwrap();
+        assert_eq!(defaults.device, DeviceSpec::Cpu);
+        assert_eq!(defaults.precision, RequestedPrecision::F32);
+
+        let err = Args::try_parse_from(["timekd", "--device", "tpu"]).unwrap_err();
+        assert!(err.to_string().contains("expected cpu, cuda"), "{err}");
+    }
+}

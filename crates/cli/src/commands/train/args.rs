@@ -1,26 +1,15 @@
-//! `timekd train`: distil the teacher's embeddings into the dual student.
-//!
-//! Reads `<stores>/<dataset>/<H>/{train,val}.h5` (as written by `timekd extract`), trains
-//! with the settings of a TOML config file (every field optional: the defaults are the
-//! release's) overridden by flags, and writes a run directory: `config.toml` (resolved),
-//! `metrics.jsonl`, `loss.png`, `checkpoints/{best,last}/` and, at the end, `test.json`
-//! (test MSE/MAE of the best checkpoint) and `summary.json` (epochs, best validation loss,
-//! test MSE/MAE, training time: what `cargo xtask train` tabulates).
+//! The flags of `timekd train` and the training settings they resolve to: a TOML file of
+//! [`TrainConfig`] fields (every one optional: the defaults are the release's), overridden by
+//! flags.
 
-use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
-use timekd_data::SplitKind;
-use timekd_store::{StoreLayout, StoreReader};
-use timekd_student::{
-    DataInfo, EmbeddingSource, LossKind, RunDir, SourceError, SplitData, TrainConfig, TrainData,
-    evaluate, load_checkpoint,
-};
-
-use crate::data_args::{DataArgs, LoadedData};
+use timekd_student::{LossKind, TrainConfig};
 use timekd_teacher::DeviceSpec;
+
+use crate::data_args::DataArgs;
 
 /// Arguments of `timekd train`.
 #[derive(Args, Debug)]
@@ -30,15 +19,21 @@ pub struct TrainArgs {
     /// Root directory of the embedding stores (`timekd extract --out`).
     #[arg(long, default_value = "runs/embeddings")]
     pub stores: PathBuf,
-    /// Run directory (default: runs/student/<dataset>/<H>/seed-<seed>).
+    /// Run directory of one output length (default: <runs>/<dataset>/<H>/seed-<seed>).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
+    /// Root of the default run directories.
+    #[arg(long, default_value = "runs/student", value_name = "DIR")]
+    pub runs: PathBuf,
     /// TOML file of training settings (fields of the run's `config.toml`); flags override it.
     #[arg(long, value_name = "TOML")]
     pub config: Option<PathBuf>,
     /// Continue the run in --run-dir from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Remove an existing run directory first and start afresh.
+    #[arg(long, conflicts_with = "resume")]
+    pub fresh: bool,
     /// Where to train: cpu, cuda[:N], or cuda:all (data-parallel: every batch is split over
     /// all GPUs, gradients summed on the first).
     #[arg(long, default_value = "cpu")]
@@ -67,9 +62,9 @@ pub struct TrainArgs {
     /// Attention heads [4].
     #[arg(long)]
     pub heads: Option<usize>,
-    /// Encoder layers [2].
-    #[arg(long)]
-    pub layers: Option<usize>,
+    /// The student's encoder layers [2].
+    #[arg(long, alias = "layers", value_name = "K")]
+    pub encoder_layers: Option<usize>,
     /// Dropout while training [0.5].
     #[arg(long)]
     pub dropout: Option<f64>,
@@ -97,69 +92,8 @@ pub struct TrainArgs {
     pub max_windows: Option<usize>,
 }
 
-/// The student's view of one store file (the lead may swap in the store's prefetcher).
-struct StoreEmbeddings(StoreReader);
-
-impl EmbeddingSource for StoreEmbeddings {
-    fn dims(&self) -> (usize, usize, usize) {
-        let d = self.0.dims();
-        (d.windows, d.n_vars, d.d_model)
-    }
-
-    fn read_batch(&mut self, windows: &[usize]) -> Result<Vec<f32>, SourceError> {
-        Ok(self.0.read_batch(windows)?)
-    }
-}
-
-/// Opens the store of `split` and checks it was made from this data and these lengths.
-fn open_store(
-    args: &TrainArgs,
-    data: &LoadedData,
-    split: SplitKind,
-) -> anyhow::Result<StoreEmbeddings> {
-    let dataset = &data.dataset;
-    let path = StoreLayout::new(&args.stores).store(
-        data.source.name(),
-        dataset.output_len(),
-        split.name(),
-    );
-    let reader = StoreReader::open(&path).with_context(|| {
-        format!(
-            "{}: no {split} embeddings; run `timekd extract` for this dataset and --output-len \
-             first, or point --stores at their root",
-            path.display()
-        )
-    })?;
-    let f = reader.fingerprint();
-    if f.data_sha256 != data.source.sha256()
-        || f.input_len != dataset.input_len()
-        || f.output_len != dataset.output_len()
-        || f.split != split.name()
-    {
-        bail!(
-            "{}: the store was extracted for other data (sha256 {}, L {}, H {}, split {}); this \
-             run has sha256 {}, L {}, H {}, split {split}",
-            path.display(),
-            f.data_sha256,
-            f.input_len,
-            f.output_len,
-            f.split,
-            data.source.sha256(),
-            dataset.input_len(),
-            dataset.output_len()
-        );
-    }
-    if !reader.is_finished() {
-        bail!(
-            "{}: extraction is not finished; rerun `timekd extract`",
-            path.display()
-        );
-    }
-    Ok(StoreEmbeddings(reader))
-}
-
-/// The config file (if any) with the flags applied, and L, H from the data flags.
-fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
+/// The config file (if any) with the flags applied, L from the data flags and H = `output_len`.
+pub fn resolve_config(args: &TrainArgs, output_len: usize) -> anyhow::Result<TrainConfig> {
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -169,7 +103,7 @@ fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         None => TrainConfig::default(),
     };
     config.model.input_len = args.data.input_len;
-    config.model.output_len = args.data.output_len()?;
+    config.model.output_len = output_len;
     macro_rules! set {
         ($flag:ident => $($field:tt)+) => {
             if let Some(v) = args.$flag.clone() { config.$($field)+ = v; }
@@ -182,7 +116,7 @@ fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     set!(weight_decay => optim.weight_decay);
     set!(channel => model.channel);
     set!(heads => model.heads);
-    set!(layers => model.layers);
+    set!(encoder_layers => model.layers);
     set!(dropout => model.dropout);
     set!(seed => seed);
     set!(patience => patience);
@@ -205,127 +139,4 @@ fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     config.drop_last |= args.drop_last;
     config.validate()?;
     Ok(config)
-}
-
-fn write_toml(path: &Path, config: &TrainConfig) -> anyhow::Result<()> {
-    let text = toml::to_string_pretty(config).context("serialising the resolved config")?;
-    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
-}
-
-/// Runs `timekd train`.
-pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let data = args.data.load()?;
-    let mut config = resolve_config(&args)?;
-    let dataset = &data.dataset;
-    let run = RunDir::new(args.run_dir.clone().unwrap_or_else(|| {
-        PathBuf::from("runs/student")
-            .join(data.source.name())
-            .join(dataset.output_len().to_string())
-            .join(format!("seed-{}", config.seed))
-    }));
-    if !args.resume && run.last().join(timekd_student::STATE_FILE).exists() {
-        bail!(
-            "{}: a run already exists there; pass --resume to continue it or choose another \
-             --run-dir",
-            run.path().display()
-        );
-    }
-    let devices = args.device.devices()?;
-    let device = devices[0].clone();
-    let limit = |kind| {
-        let split = dataset.split(kind);
-        args.max_windows.map_or(split.clone(), |k| split.head(k))
-    };
-    let (train_split, val_split) = (limit(SplitKind::Train), limit(SplitKind::Val));
-    let mut train_source = open_store(&args, &data, SplitKind::Train)?;
-    let mut val_source = open_store(&args, &data, SplitKind::Val)?;
-    // The prompt branch's input width is the teacher's width, recorded in the store.
-    config.model.d_llm = train_source.0.dims().d_model;
-    std::fs::create_dir_all(run.path())
-        .with_context(|| format!("{}: cannot create", run.path().display()))?;
-    write_toml(&run.path().join("config.toml"), &config)?;
-    eprintln!(
-        "training on {} ({} train / {} val windows, H = {}) into {}",
-        data.source.origin(),
-        train_split.num_windows(),
-        val_split.num_windows(),
-        dataset.output_len(),
-        run.path().display()
-    );
-    let info = DataInfo {
-        dataset: data.source.name().to_string(),
-        var_names: dataset.var_names().to_vec(),
-    };
-    let started = std::time::Instant::now();
-    let summary = timekd_student::train_on(
-        &config,
-        TrainData {
-            info,
-            train: SplitData {
-                split: train_split,
-                embeddings: &mut train_source,
-            },
-            val: SplitData {
-                split: val_split,
-                embeddings: &mut val_source,
-            },
-        },
-        &run,
-        args.resume,
-        &devices,
-        &mut |m| {
-            eprintln!(
-                "epoch {:>3}  lr {:.2e}  train {:.5}  val {:.5}{}  ({:.1} s, training steps {:.1} s)",
-                m.epoch,
-                m.lr,
-                m.train.total,
-                m.val.total,
-                if m.best { "  *best" } else { "" },
-                m.seconds,
-                m.train_seconds
-            );
-            ControlFlow::Continue(())
-        },
-    )?;
-    let train_seconds = started.elapsed().as_secs_f64();
-    let best = load_checkpoint(&run.best(), &device)?;
-    let report = evaluate(
-        &best.model,
-        &dataset.split(SplitKind::Test),
-        config.batch_size,
-        &device,
-    )?;
-    let path = run.path().join("test.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    let (best_epoch, best_val) = summary.best.unwrap_or((0, f64::NAN));
-    let run_summary = serde_json::json!({
-        "output_len": dataset.output_len(),
-        "epochs": summary.epochs_done,
-        "stopped_early": summary.stopped_early,
-        "best_epoch": best_epoch,
-        "best_val_loss": best_val,
-        "test_mse": report.mse,
-        "test_mae": report.mae,
-        "train_seconds_this_invocation": train_seconds,
-        "device": args.device.to_string(),
-        "devices": devices.len(),
-    });
-    let summary_path = run.path().join("summary.json");
-    std::fs::write(&summary_path, serde_json::to_vec_pretty(&run_summary)?)
-        .with_context(|| format!("{}: cannot write", summary_path.display()))?;
-    println!(
-        "{} epochs{}; best val loss {best_val:.5} at epoch {best_epoch}; test MSE {:.4} MAE {:.4} \
-         ({})",
-        summary.epochs_done,
-        if summary.stopped_early {
-            " (early stop)"
-        } else {
-            ""
-        },
-        report.mse,
-        report.mae,
-        path.display()
-    );
-    Ok(())
 }
