@@ -5,7 +5,7 @@ use std::path::Path;
 
 use chrono::NaiveDateTime;
 
-use crate::batch::{BatchIter, BatchOptions};
+use crate::batch::{BatchIter, BatchOrder};
 use crate::csv::{ColumnChoice, Table, parse_csv};
 use crate::split::split_ranges;
 use crate::time::infer_interval_seconds;
@@ -235,7 +235,7 @@ impl<'a> Split<'a> {
     }
 
     /// Batches of window indices.
-    pub fn batches(&self, batch_size: usize, options: BatchOptions) -> BatchIter {
+    pub fn batches(&self, batch_size: usize, options: BatchOrder) -> BatchIter {
         BatchIter::new(self.num_windows(), batch_size, options)
     }
     /// Scaled history and future of `windows` as f32: `x` [B, L, N] and `y` [B, H, N],

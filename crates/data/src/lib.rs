@@ -27,14 +27,16 @@ mod csv;
 mod dataset;
 mod digest;
 mod error;
+pub mod files;
 mod lengths;
 mod preset;
 mod scaler;
+pub mod seeded;
 mod source;
 mod split;
 mod time;
 
-pub use batch::{BatchIter, BatchOptions};
+pub use batch::{BatchIter, BatchOrder};
 pub use chrono::NaiveDateTime;
 pub use dataset::{Dataset, DatasetOptions, Split, Window};
 pub use digest::sha256_hex;

@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
+use timekd_data::seeded::mix64;
 
 use crate::batches::Batch;
 use crate::error::{Result, StudentError};
@@ -12,13 +13,9 @@ use crate::model::Dual;
 use crate::optim::GradientSet;
 use crate::train_config::TrainConfig;
 
-/// Derives an independent 64-bit seed from a base seed and two counters (SplitMix64).
+/// Derives an independent 64-bit seed from a base seed and two counters (SplitMix64's mix).
 pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
-    let mut z =
-        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    mix64(seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03))
 }
 
 /// Loss terms (means over the batch's windows, a `[5]` device tensor as

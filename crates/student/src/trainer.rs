@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor};
-use timekd_data::BatchOptions;
+use timekd_data::BatchOrder;
 
 use crate::batches::stream_batches;
 use crate::checkpoint::{
@@ -137,7 +137,7 @@ impl<'a> Trainer<'a> {
             let epoch = state.epochs_done;
             let started = Instant::now();
             let lr = config.lr_at(epoch);
-            let options = BatchOptions {
+            let options = BatchOrder {
                 shuffle: config.shuffle,
                 seed: mix(config.seed, epoch as u64, 0),
                 drop_last: config.drop_last,

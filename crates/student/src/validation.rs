@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use timekd_data::BatchOptions;
+use timekd_data::BatchOrder;
 
 use crate::batches::stream_batches;
 use crate::data::SplitData;
@@ -74,7 +74,7 @@ pub fn validation_loss(
     let mut sum = Tensor::<1>::zeros([5], &device);
     let batches: Vec<Vec<usize>> = data
         .split
-        .batches(config.batch_size, BatchOptions::default())
+        .batches(config.batch_size, BatchOrder::default())
         .collect();
     stream_batches(data, &batches, &device, |stream| {
         for batch in stream {

@@ -55,6 +55,7 @@ mod language_model;
 pub mod pipeline;
 pub mod precision;
 pub mod prompt;
+mod random_model;
 pub mod sca;
 pub mod tokenizer;
 mod weights;
@@ -74,5 +75,6 @@ pub use pipeline::{
 };
 pub use precision::Precision;
 pub use prompt::{DateFormat, PromptBuilder, PromptPair, PromptTemplate, ValueFormat};
+pub use random_model::write_random_gpt2;
 pub use sca::Sca;
 pub use tokenizer::{EncodedPrompt, Gpt2Tokenizer, TokenType};

@@ -252,16 +252,9 @@ pub fn gib(bytes: u64) -> f64 {
 mod tests {
     use super::*;
 
-    fn gpt2_small() -> Gpt2Config {
-        Gpt2Config::from_json(
-            r#"{"vocab_size":50257,"n_positions":1024,"n_embd":768,"n_layer":12,"n_head":12}"#,
-        )
-        .unwrap()
-    }
-
     #[test]
     fn plan_stays_within_the_budget_and_shrinks_with_length() {
-        let config = gpt2_small();
+        let config = Gpt2Config::gpt2_small();
         let budget = 24u64 << 30;
         let short = plan(&config, 12, 320, Precision::F32, budget);
         let long = plan(&config, 12, 672, Precision::F32, budget);
@@ -282,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_tiny_budget_still_allows_one_prompt() {
-        let config = gpt2_small();
+        let config = Gpt2Config::gpt2_small();
         let p = plan(&config, 12, 640, Precision::F32, 1 << 20);
         assert_eq!(p.max_tokens, 640);
     }
