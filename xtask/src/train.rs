@@ -25,7 +25,7 @@ pub struct TrainAll {
     /// Maximum epochs (timekd's default: 100, with early stopping).
     #[arg(long)]
     epochs: Option<usize>,
-    /// cpu or cuda[:N].
+    /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Train and validate on the first K windows (stores extracted with the same limit).

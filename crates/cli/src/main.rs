@@ -1,5 +1,9 @@
 //! `timekd`: extract teacher embeddings, train the distilled student, forecast.
 
+// Doc comments here are clap's help text, where `[100]` shows a default and `cuda[:N]` an
+// optional part: not links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod commands;
 mod data_args;
 mod progress;

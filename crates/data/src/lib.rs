@@ -5,6 +5,12 @@
 //! windows (L history rows, H future rows, raw and scaled, with time marks) and batches.
 //! No deep-learning or storage dependency: plain Rust slices, reusable anywhere.
 //!
+//! [`DataSource`] resolves what a user passes as `--data` (a CSV path or a dataset name;
+//! ETTh1 is built in), names the dataset (stores and runs are filed under that name) and
+//! hashes its bytes. One loaded dataset serves a split's windows at any output length its
+//! rows allow ([`Split::window_at`]). [`seeded`] and [`files`] hold the workspace's one
+//! seeded generator, PyTorch-default init and atomic safetensors writer.
+//!
 //! Values such as weather.csv's `-9999.0` sentinels are data, not errors: they are kept
 //! as published. NaN, infinities, empty and non-numeric cells are errors naming the file,
 //! line and column.
@@ -21,6 +27,8 @@
 //! train.fill_scaled(&[0, 1, 2], &mut x, &mut y); // x [3, 96, 7], y [3, 24, 7]
 //! # Ok::<(), timekd_data::DataError>(())
 //! ```
+
+#![warn(missing_docs)]
 
 mod batch;
 mod csv;

@@ -84,6 +84,10 @@
 //! ```
 //!
 //! `examples/synthetic.rs` writes, resumes, reads and inspects a synthetic store.
+//! [`StoreLayout`] says where the store of a (dataset, output length, split) lives under a
+//! root: the one place that path is built.
+
+#![warn(missing_docs)]
 
 mod durable;
 mod error;

@@ -97,7 +97,7 @@ pub struct Checkpoint {
 }
 
 /// Loads the model and state of a checkpoint directory (the optimiser is read separately,
-/// by [`load_optimizer`], only when resuming).
+/// by `load_optimizer`, only when resuming).
 pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint> {
     let state = read_state(dir)?;
     let model = Dual::init(&state.config.model, state.config.seed, device)?;

@@ -10,6 +10,10 @@
 //! stops early on the validation loss and writes checkpoints that a [`Trainer`] can
 //! resume exactly. [`evaluate`] and [`forecast`] use the time-series branch alone.
 //!
+//! With the `store` feature (on by default), [`StoreEmbeddings`] reads the embedding stores
+//! `timekd extract` writes, found by the same `StoreLayout` and dataset name. A finished run
+//! writes a [`RunSummary`].
+//!
 //! Weights use the release's PyTorch state-dict names and layouts ([`load_safetensors`],
 //! [`save_safetensors`]), so the release's `dual` checkpoints load directly.
 //!
@@ -31,6 +35,8 @@
 //!
 //! `examples/train_synthetic.rs` trains, evaluates and forecasts on ETTh1 with seeded random
 //! embeddings standing in for a teacher.
+
+#![warn(missing_docs)]
 
 mod attention;
 mod batches;

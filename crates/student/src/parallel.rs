@@ -42,7 +42,7 @@ pub(crate) fn micro_batch(
             loss.total.mul_scalar(factor)
         };
         let grads = GradientSet::from_backward(model, &objective.backward());
-        Ok::<_, StudentError>((values, grads.to_device(device)))
+        Ok::<_, StudentError>((values, grads.into_device(device)))
     };
     let main = &devices[0];
     let total = batch.len;

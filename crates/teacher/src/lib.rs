@@ -11,7 +11,12 @@
 //!
 //! Everything runs on the Burn device the caller picks (CPU `flex` in tests, CUDA in the
 //! cli's `cuda` build): this crate enables no backend itself. Many prompts go through the
-//! model per call, padded to length buckets ([`batch`]).
+//! model per call, padded to length buckets ([`batch`]). [`device`] resolves `cpu`,
+//! `cuda:N` and `cuda:all` to Burn devices.
+//!
+//! With the `store` feature (on by default), [`extract`] is extraction as a library: a
+//! dataset's splits at one or several output lengths into resumable embedding stores, on one
+//! worker per device, within a memory budget (`examples/extract.rs`).
 //!
 //! ```no_run
 //! use burn::tensor::Device;
@@ -43,6 +48,8 @@
 //! # Ok(())
 //! # }
 //! ```
+
+#![warn(missing_docs)]
 
 pub mod batch;
 pub mod device;

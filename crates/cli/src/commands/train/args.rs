@@ -19,7 +19,7 @@ pub struct TrainArgs {
     /// Root directory of the embedding stores (`timekd extract --out`).
     #[arg(long, default_value = "runs/embeddings")]
     pub stores: PathBuf,
-    /// Run directory of one output length (default: <runs>/<dataset>/<H>/seed-<seed>).
+    /// Run directory of one output length (default: `<runs>/<dataset>/<H>/seed-<seed>`).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
     /// Root of the default run directories.
