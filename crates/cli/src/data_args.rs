@@ -26,7 +26,8 @@ pub struct DataArgs {
     /// History length L (rows the model sees).
     #[arg(long, default_value_t = 96, value_name = "L")]
     pub input_len: usize,
-    /// Forecast length H (rows to predict); `timekd extract` takes a list (24,36,48).
+    /// Forecast length H (rows to predict); `timekd extract` and `timekd train` take a list
+    /// (24,36,48).
     #[arg(long, value_name = "H", value_delimiter = ',', required = true)]
     pub output_len: Vec<usize>,
 }
@@ -45,7 +46,7 @@ impl DataArgs {
         match self.output_len.as_slice() {
             [h] => Ok(*h),
             many => bail!(
-                "--output-len {many:?}: this command takes one length (`timekd extract` takes a list)"
+                "--output-len {many:?}: this command takes one length (`timekd extract` and `timekd train` take a list)"
             ),
         }
     }
