@@ -1,1 +1,3 @@
 //! Integration tests live in tests/.
+
+#![warn(missing_docs)]

@@ -1,4 +1,5 @@
-//! `cargo xtask extract --all-lengths`: train + val stores for every output length.
+//! `cargo xtask extract --all-lengths`: train + val stores for every output length, in one
+//! `timekd extract` run (every length shares one pass over the windows).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -31,6 +32,9 @@ pub struct ExtractAll {
     /// Memory budget per device, e.g. 24GiB.
     #[arg(long)]
     max_gpu_mem: Option<String>,
+    /// Most padded tokens per forward pass (default: from the memory budget).
+    #[arg(long)]
+    batch_tokens: Option<usize>,
     /// Only the first K windows of each split.
     #[arg(long)]
     max_windows: Option<usize>,
@@ -42,38 +46,29 @@ pub struct ExtractAll {
     timekd: Option<PathBuf>,
 }
 
-/// Runs `timekd extract --split all` per length; finished stores are skipped and partial
-/// ones resumed by timekd itself.
+/// Runs `timekd extract --split all --output-len <every length>`; finished stores are skipped
+/// and partial ones resumed by timekd itself.
 pub fn extract_all(args: ExtractAll) -> anyhow::Result<()> {
     let timekd = timekd_binary(args.timekd.as_deref())?;
-    for h in &args.lengths {
-        eprintln!("xtask: extracting H = {h} (train + val) for {}", args.data);
-        let mut command = Command::new(&timekd);
-        command.args([
-            "extract",
-            "--split",
-            "all",
-            "--data",
-            &args.data,
-            "--model",
-            &args.model,
-        ]);
-        command.args([
-            "--output-len",
-            &h.to_string(),
-            "--device",
-            &args.device,
-            "--precision",
-            &args.precision,
-        ]);
-        command.arg("--out").arg(&args.out);
-        if let Some(mem) = &args.max_gpu_mem {
-            command.args(["--max-gpu-mem", mem]);
-        }
-        if let Some(k) = args.max_windows {
-            command.args(["--max-windows", &k.to_string()]);
-        }
-        run(&mut command)?;
+    let lengths: Vec<String> = args.lengths.iter().map(usize::to_string).collect();
+    let lengths = lengths.join(",");
+    eprintln!(
+        "xtask: extracting H = {lengths} (train + val) for {}",
+        args.data
+    );
+    let mut command = Command::new(&timekd);
+    command.args(["extract", "--split", "all", "--data", &args.data]);
+    command.args(["--model", &args.model, "--output-len", &lengths]);
+    command.args(["--device", &args.device, "--precision", &args.precision]);
+    command.arg("--out").arg(&args.out);
+    if let Some(mem) = &args.max_gpu_mem {
+        command.args(["--max-gpu-mem", mem]);
     }
-    Ok(())
+    if let Some(n) = args.batch_tokens {
+        command.args(["--batch-tokens", &n.to_string()]);
+    }
+    if let Some(k) = args.max_windows {
+        command.args(["--max-windows", &k.to_string()]);
+    }
+    run(&mut command)
 }

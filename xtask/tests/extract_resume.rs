@@ -1,5 +1,6 @@
 //! A killed `cargo xtask extract --all-lengths` resumes and ends with the same stores as an
-//! uninterrupted run (CPU, tiny model, ETTh1, two lengths, a slice of each split).
+//! uninterrupted run (CPU, tiny model, ETTh1, two lengths, a slice of each split). The one
+//! `timekd extract` it runs does train (both lengths), then val.
 //!
 //! Uses the debug `timekd` that `cargo test --workspace` builds beside this xtask binary.
 
@@ -30,7 +31,8 @@ fn xtask_extract(out: &Path) -> Command {
     command
         .current_dir(repo())
         .args(["extract", "--all-lengths", "--lengths", "24,48"])
-        .args(["--max-windows", "60", "--timekd"])
+        // Small passes: a chunk of a few windows at a time, so val is killed part-way.
+        .args(["--max-windows", "60", "--batch-tokens", "600", "--timekd"])
         .arg(timekd())
         .arg("--out")
         .arg(out);
@@ -48,6 +50,16 @@ fn values(path: &Path) -> Vec<f32> {
     assert!(reader.is_finished(), "{} is not finished", path.display());
     let windows: Vec<usize> = reader.window_range().collect();
     reader.read_batch(&windows).unwrap()
+}
+
+/// Whether `parts` holds a part renamed into place (not a `part-*.tmp` being written).
+fn has_durable_part(parts: &Path) -> bool {
+    std::fs::read_dir(parts).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("part-") && !name.ends_with(".tmp")
+        })
+    })
 }
 
 fn wait_for(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
@@ -76,17 +88,25 @@ fn killed_all_lengths_extraction_resumes_to_the_same_stores() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill xtask itself (not its process group) once H = 48 has started: its timekd child
-    // must die with it, or the rerun would find the store locked.
-    let parts = store(&out, 48, "train").with_extension("h5.parts");
-    wait_for(&mut child, "H = 48 started", || parts.exists());
+    // Kill xtask itself (not its process group) once a chunk of val is durable (every store
+    // is opened at the start; train's chunks all come first): its timekd child must die with
+    // it, or the rerun would find the store locked.
+    let parts = store(&out, 48, "val").with_extension("h5.parts");
+    wait_for(&mut child, "a durable val part", || {
+        has_durable_part(&parts)
+    });
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(store(&out, 24, "val").exists(), "H = 24 should be finished");
-    assert!(
-        !store(&out, 48, "val").exists(),
-        "H = 48 should not be finished"
-    );
+    for h in LENGTHS {
+        assert!(
+            store(&out, h, "train").exists(),
+            "H = {h} train should be finished"
+        );
+        assert!(
+            !store(&out, h, "val").exists(),
+            "H = {h} val should not be finished"
+        );
+    }
 
     assert!(
         xtask_extract(&out).status().unwrap().success(),

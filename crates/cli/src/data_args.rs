@@ -1,15 +1,10 @@
-//! The dataset flags shared by every command, and where `--data` is looked up.
+//! The dataset flags shared by every command; `--data` is resolved by
+//! [`DataSource::resolve`](timekd_data::DataSource::resolve).
 
-use std::path::{Path, PathBuf};
-
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
-use sha2::{Digest, Sha256};
-use timekd_data::{Dataset, DatasetOptions, Preset};
+use timekd_data::{DataSource, Dataset, DatasetOptions, Preset};
 use timekd_student::CheckpointState;
-
-/// ETTh1, shipped inside the binary so the tool works with no data at hand.
-const EMBEDDED_ETTH1: &[u8] = include_bytes!("../../../datasets/ETTh1.csv");
 
 /// Which data to use and how to window it.
 #[derive(Args, Debug, Clone)]
@@ -31,30 +26,28 @@ pub struct DataArgs {
     /// History length L (rows the model sees).
     #[arg(long, default_value_t = 96, value_name = "L")]
     pub input_len: usize,
-    /// Forecast length H (rows to predict).
-    #[arg(long, value_name = "H")]
-    pub output_len: usize,
+    /// Forecast length H (rows to predict); `timekd extract` and `timekd train` take a list
+    /// (24,36,48).
+    #[arg(long, value_name = "H", value_delimiter = ',', required = true)]
+    pub output_len: Vec<usize>,
 }
 
 /// A dataset plus where it came from.
 pub struct LoadedData {
-    /// The windowed dataset.
+    /// The windowed dataset (at the shortest `--output-len`).
     pub dataset: Dataset,
-    /// The CSV's bytes' origin, for messages: a path or `built-in ETTh1`.
-    pub origin: String,
-    /// SHA-256 of the CSV's bytes, hex: recorded in every store made from it.
-    pub sha256: String,
+    /// Its bytes' origin, name and hash.
+    pub source: DataSource,
 }
 
 impl DataArgs {
-    /// Options for the data crate.
-    pub fn options(&self) -> DatasetOptions {
-        DatasetOptions {
-            preset: self.dataset,
-            columns: self.columns.clone(),
-            target: self.target.clone(),
-            input_len: self.input_len,
-            output_len: self.output_len,
+    /// The one output length of a command that takes one.
+    pub fn output_len(&self) -> anyhow::Result<usize> {
+        match self.output_len.as_slice() {
+            [h] => Ok(*h),
+            many => bail!(
+                "--output-len {many:?}: this command takes one length (`timekd extract` and `timekd train` take a list)"
+            ),
         }
     }
 
@@ -71,65 +64,38 @@ impl DataArgs {
             columns: Some(state.data.var_names.clone()),
             target: "OT".into(),
             input_len: state.config.model.input_len,
-            output_len: state.config.model.output_len,
+            output_len: vec![state.config.model.output_len],
         }
     }
 
-    /// Resolves `--data` and loads it.
+    /// Resolves `--data` and loads it; an error unless `--output-len` is one length.
     pub fn load(&self) -> anyhow::Result<LoadedData> {
-        let options = self.options();
-        let path = Path::new(&self.data);
-        if path.is_file() {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("--data {}: cannot read", path.display()))?;
-            return from_bytes(&bytes, path, &options, path.display().to_string());
-        }
-        let Ok(preset) = Preset::from_name(&self.data) else {
-            bail!(
-                "--data {}: no such file, and not a dataset name (expected a CSV path or one of \
-                 ETTh1, ETTh2, ETTm1, ETTm2, weather, exchange_rate, national_illness)",
-                self.data
-            );
-        };
-        if preset == Preset::Etth1 {
-            return from_bytes(
-                EMBEDDED_ETTH1,
-                Path::new("ETTh1.csv"),
-                &options,
-                "built-in ETTh1".into(),
-            );
-        }
-        let candidate = PathBuf::from("datasets").join(format!("{}.csv", preset.name()));
-        let bytes = std::fs::read(&candidate).with_context(|| {
-            format!(
-                "--data {}: only ETTh1 is built in; looked for {} — pass the CSV's path instead",
-                self.data,
-                candidate.display()
-            )
-        })?;
-        from_bytes(
-            &bytes,
-            &candidate,
-            &options,
-            candidate.display().to_string(),
-        )
+        self.output_len()?;
+        self.load_lengths()
     }
-}
 
-fn from_bytes(
-    bytes: &[u8],
-    source: &Path,
-    options: &DatasetOptions,
-    origin: String,
-) -> anyhow::Result<LoadedData> {
-    let dataset = Dataset::from_csv_bytes(bytes, source, options)?;
-    let sha256 = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(LoadedData {
-        dataset,
-        origin,
-        sha256,
-    })
+    /// Resolves `--data` and loads it, windowed at the shortest `--output-len` (a dataset
+    /// serves every H its rows allow, see `Split::window_at`).
+    pub fn load_lengths(&self) -> anyhow::Result<LoadedData> {
+        let source = self.source()?;
+        let shortest = self.output_len.iter().copied().min().unwrap_or(0);
+        let dataset = source.load(&self.options(shortest))?;
+        Ok(LoadedData { dataset, source })
+    }
+
+    /// `--data`'s bytes, name and hash.
+    pub fn source(&self) -> anyhow::Result<DataSource> {
+        Ok(DataSource::resolve(&self.data)?)
+    }
+
+    /// How to window the data at H = `output_len`.
+    pub fn options(&self, output_len: usize) -> DatasetOptions {
+        DatasetOptions {
+            preset: self.dataset,
+            columns: self.columns.clone(),
+            target: self.target.clone(),
+            input_len: self.input_len,
+            output_len,
+        }
+    }
 }

@@ -1,10 +1,12 @@
 //! `timekd`: extract teacher embeddings, train the distilled student, forecast.
 
-mod budget;
+// Doc comments here are clap's help text, where `[100]` shows a default and `cuda[:N]` an
+// optional part: not links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod commands;
 mod data_args;
-pub mod device;
-mod shard;
+mod progress;
 
 use clap::{Parser, Subcommand};
 
@@ -25,7 +27,7 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Print the teacher's prompts, token ids and token types for chosen windows (JSON lines).
     Prompts(commands::prompts::PromptsArgs),
-    /// Extract teacher embeddings into resumable HDF5 stores (one per split).
+    /// Extract teacher embeddings into resumable HDF5 stores (one per output length and split).
     Extract(commands::extract::ExtractArgs),
     /// Write a GPT-2-shaped model with seeded random weights (benchmarks, no network).
     RandomModel(commands::random_model::RandomModelArgs),

@@ -1,8 +1,11 @@
 //! Batches of window indices: optional seeded shuffle, optional drop of the last partial batch.
 
-/// How to walk a split in batches.
+use crate::seeded::SplitMix64;
+
+/// The order a split is walked in, in batches (the teacher's pass sizes are its own
+/// `BatchOptions`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct BatchOptions {
+pub struct BatchOrder {
     /// Visit windows in a seeded random order instead of in order.
     pub shuffle: bool,
     /// Seed of the shuffle; the same seed gives the same order on every machine.
@@ -22,7 +25,7 @@ pub struct BatchIter {
 
 impl BatchIter {
     /// Batches over `0..windows`. `batch_size` 0 is treated as 1.
-    pub fn new(windows: usize, batch_size: usize, options: BatchOptions) -> BatchIter {
+    pub fn new(windows: usize, batch_size: usize, options: BatchOrder) -> BatchIter {
         let mut order: Vec<usize> = (0..windows).collect();
         if options.shuffle {
             shuffle(&mut order, options.seed);
@@ -59,19 +62,12 @@ impl Iterator for BatchIter {
     }
 }
 
-/// Fisher–Yates with SplitMix64: a fixed, documented generator so that a seed means the
+/// Fisher–Yates with [`SplitMix64`]: a fixed, documented generator so that a seed means the
 /// same order in every version of this crate, independent of other crates' RNG choices.
 fn shuffle(order: &mut [usize], seed: u64) {
-    let mut state = seed;
-    let mut next_u64 = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = SplitMix64::new(seed);
     for i in (1..order.len()).rev() {
-        let j = (next_u64() % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         order.swap(i, j);
     }
 }
@@ -82,12 +78,12 @@ mod tests {
 
     #[test]
     fn in_order_with_partial_last_batch() {
-        let batches: Vec<_> = BatchIter::new(5, 2, BatchOptions::default()).collect();
+        let batches: Vec<_> = BatchIter::new(5, 2, BatchOrder::default()).collect();
         assert_eq!(batches, vec![vec![0, 1], vec![2, 3], vec![4]]);
         let it = BatchIter::new(
             5,
             2,
-            BatchOptions {
+            BatchOrder {
                 drop_last: true,
                 ..Default::default()
             },
@@ -98,14 +94,14 @@ mod tests {
 
     #[test]
     fn seeded_shuffle_is_a_reproducible_permutation() {
-        let opts = BatchOptions {
+        let opts = BatchOrder {
             shuffle: true,
             seed: 7,
             drop_last: false,
         };
         let a: Vec<usize> = BatchIter::new(100, 16, opts).flatten().collect();
         let b: Vec<usize> = BatchIter::new(100, 16, opts).flatten().collect();
-        let c: Vec<usize> = BatchIter::new(100, 16, BatchOptions { seed: 8, ..opts })
+        let c: Vec<usize> = BatchIter::new(100, 16, BatchOrder { seed: 8, ..opts })
             .flatten()
             .collect();
         assert_eq!(a, b);

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use chrono::NaiveDateTime;
 
-use crate::batch::{BatchIter, BatchOptions};
+use crate::batch::{BatchIter, BatchOrder};
 use crate::csv::{ColumnChoice, Table, parse_csv};
 use crate::split::split_ranges;
 use crate::time::infer_interval_seconds;
@@ -220,11 +220,7 @@ impl<'a> Split<'a> {
             "window {index} out of range ({} windows)",
             self.num_windows()
         );
-        Window {
-            dataset: self.dataset,
-            index,
-            first_row: self.rows.start + index,
-        }
+        Window::at(self, index, self.dataset.output_len)
     }
     /// The first `windows` windows only (all of them if there are fewer): a quick run on a
     /// slice of a split.
@@ -239,7 +235,7 @@ impl<'a> Split<'a> {
     }
 
     /// Batches of window indices.
-    pub fn batches(&self, batch_size: usize, options: BatchOptions) -> BatchIter {
+    pub fn batches(&self, batch_size: usize, options: BatchOrder) -> BatchIter {
         BatchIter::new(self.num_windows(), batch_size, options)
     }
     /// Scaled history and future of `windows` as f32: `x` [B, L, N] and `y` [B, H, N],
@@ -263,15 +259,27 @@ impl<'a> Split<'a> {
     }
 }
 
-/// One window: L history rows followed by H future rows.
+/// One window: L history rows followed by H future rows (the dataset's H, or the one asked
+/// of [`Split::window_at`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Window<'a> {
     dataset: &'a Dataset,
     index: usize,
     first_row: usize,
+    output_len: usize,
 }
 
 impl<'a> Window<'a> {
+    /// Window `index` of `split` with `output_len` future rows (unchecked).
+    pub(crate) fn at(split: &Split<'a>, index: usize, output_len: usize) -> Self {
+        Window {
+            dataset: split.dataset,
+            index,
+            first_row: split.rows.start + index,
+            output_len,
+        }
+    }
+
     /// Index within its split.
     pub fn index(&self) -> usize {
         self.index
@@ -283,7 +291,7 @@ impl<'a> Window<'a> {
     /// CSV data rows of the future.
     pub fn future_rows(&self) -> Range<usize> {
         let start = self.first_row + self.dataset.input_len;
-        start..start + self.dataset.output_len
+        start..start + self.output_len
     }
     /// Unscaled history of one variable (L values).
     pub fn history_raw(&self, var: usize) -> &'a [f64] {

@@ -115,6 +115,26 @@ pub enum DataError {
         /// Rows the preset's borders need.
         needed: usize,
     },
+    /// `--data` is neither a file nor a dataset name.
+    #[error(
+        "--data {text}: no such file, and not a dataset name (expected a CSV path or one of \
+         ETTh1, ETTh2, ETTm1, ETTm2, weather, exchange_rate, national_illness)"
+    )]
+    UnknownSource {
+        /// What was given.
+        text: String,
+    },
+    /// A dataset name was given whose file is not where names are looked up.
+    #[error(
+        "--data {name}: only ETTh1 is built in; looked for {} — pass the CSV's path instead",
+        looked.display()
+    )]
+    DatasetFileMissing {
+        /// The name given.
+        name: String,
+        /// The file looked for.
+        looked: PathBuf,
+    },
     /// An unknown dataset or split name was given.
     #[error("unknown {what} `{name}`; expected one of: {expected}")]
     UnknownName {

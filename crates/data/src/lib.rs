@@ -5,6 +5,12 @@
 //! windows (L history rows, H future rows, raw and scaled, with time marks) and batches.
 //! No deep-learning or storage dependency: plain Rust slices, reusable anywhere.
 //!
+//! [`DataSource`] resolves what a user passes as `--data` (a CSV path or a dataset name;
+//! ETTh1 is built in), names the dataset (stores and runs are filed under that name) and
+//! hashes its bytes. One loaded dataset serves a split's windows at any output length its
+//! rows allow ([`Split::window_at`]). [`seeded`] and [`files`] hold the workspace's one
+//! seeded generator, PyTorch-default init and atomic safetensors writer.
+//!
 //! Values such as weather.csv's `-9999.0` sentinels are data, not errors: they are kept
 //! as published. NaN, infinities, empty and non-numeric cells are errors naming the file,
 //! line and column.
@@ -22,20 +28,29 @@
 //! # Ok::<(), timekd_data::DataError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod batch;
 mod csv;
 mod dataset;
+mod digest;
 mod error;
+pub mod files;
+mod lengths;
 mod preset;
 mod scaler;
+pub mod seeded;
+mod source;
 mod split;
 mod time;
 
-pub use batch::{BatchIter, BatchOptions};
+pub use batch::{BatchIter, BatchOrder};
 pub use chrono::NaiveDateTime;
 pub use dataset::{Dataset, DatasetOptions, Split, Window};
+pub use digest::sha256_hex;
 pub use error::DataError;
 pub use preset::{Preset, SplitFamily};
 pub use scaler::Scaler;
+pub use source::DataSource;
 pub use split::SplitKind;
 pub use time::TimeMark;

@@ -84,6 +84,10 @@
 //! ```
 //!
 //! `examples/synthetic.rs` writes, resumes, reads and inspects a synthetic store.
+//! [`StoreLayout`] says where the store of a (dataset, output length, split) lives under a
+//! root: the one place that path is built.
+
+#![warn(missing_docs)]
 
 mod durable;
 mod error;
@@ -97,6 +101,7 @@ mod part;
 mod prefetch;
 mod reader;
 mod release;
+mod store_layout;
 mod writer;
 
 pub use error::{FieldDiff, Result, StoreError};
@@ -107,4 +112,5 @@ pub use merge::merge;
 pub use prefetch::{Batch, Prefetch};
 pub use reader::StoreReader;
 pub use release::{export_release, import_release};
+pub use store_layout::StoreLayout;
 pub use writer::{StoreWriter, WriterOptions};

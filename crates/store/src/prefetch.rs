@@ -1,4 +1,5 @@
-//! [`Prefetch`]: batches read ahead by a background thread through a bounded channel.
+//! [`Prefetch`]: batches read ahead by a background thread through a bounded channel, from
+//! [`StoreReader::prefetch`] (defined here, so the reader does not depend on this module).
 
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
@@ -22,13 +23,19 @@ pub struct Prefetch {
     worker: Option<JoinHandle<()>>,
 }
 
+impl StoreReader {
+    /// Iterates over `windows` in batches of `batch_size` read by a background thread that
+    /// runs at most `depth` batches ahead. Memory held by the iterator is bounded by
+    /// `(depth + 2) * batch_size * n_vars * d_model * 4` bytes: `depth` queued batches, one
+    /// being read, one handed out (plus HDF5's 1 MiB chunk cache of the open file). A read
+    /// error is yielded once and ends the iteration.
+    pub fn prefetch(self, windows: Vec<usize>, batch_size: usize, depth: usize) -> Prefetch {
+        Prefetch::spawn(self, windows, batch_size, depth)
+    }
+}
+
 impl Prefetch {
-    pub(crate) fn spawn(
-        reader: StoreReader,
-        windows: Vec<usize>,
-        batch_size: usize,
-        depth: usize,
-    ) -> Self {
+    fn spawn(reader: StoreReader, windows: Vec<usize>, batch_size: usize, depth: usize) -> Self {
         let (sender, receiver) = sync_channel(depth);
         let batch_size = batch_size.max(1);
         let worker = std::thread::spawn(move || {

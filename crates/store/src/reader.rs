@@ -11,7 +11,6 @@ use crate::fingerprint::Fingerprint;
 use crate::journal;
 use crate::layout::{Dims, Header};
 use crate::part::{Part, PartShape};
-use crate::prefetch::Prefetch;
 
 enum Source {
     Final(FinalFile),
@@ -167,14 +166,5 @@ impl StoreReader {
                 parts[p].read_window(shape, position, out)
             }
         }
-    }
-
-    /// Iterates over `windows` in batches of `batch_size` read by a background thread that
-    /// runs at most `depth` batches ahead. Memory held by the iterator is bounded by
-    /// `(depth + 2) * batch_size * n_vars * d_model * 4` bytes: `depth` queued batches, one
-    /// being read, one handed out (plus HDF5's 1 MiB chunk cache of the open file). A read
-    /// error is yielded once and ends the iteration.
-    pub fn prefetch(self, windows: Vec<usize>, batch_size: usize, depth: usize) -> Prefetch {
-        Prefetch::spawn(self, windows, batch_size, depth)
     }
 }

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use timekd_data::{Dataset, DatasetOptions, Preset, SplitKind};
 use timekd_student::{
-    DataInfo, DualConfig, InMemoryEmbeddings, RunDir, SplitData, TrainConfig, TrainData, evaluate,
-    forecast, load_checkpoint, train,
+    DataInfo, DualConfig, InMemoryEmbeddings, RunDir, SplitData, TrainConfig, TrainData, Trainer,
+    evaluate, forecast, load_checkpoint,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -53,9 +53,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = std::fs::remove_dir_all(run.path());
 
     let device = Device::flex();
-    let summary = train(
-        &config,
-        TrainData {
+    let summary = Trainer::new(&config, &run)
+        .devices(std::slice::from_ref(&device))
+        .on_epoch(&mut |m| {
+            println!(
+                "epoch {}  train {:.4}  val {:.4}  ({:.1} s)",
+                m.epoch, m.train.total, m.val.total, m.seconds
+            );
+            ControlFlow::Continue(())
+        })
+        .train(TrainData {
             info: DataInfo {
                 dataset: "ETTh1-head".into(),
                 var_names: data.var_names().to_vec(),
@@ -68,18 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 split: data.split(SplitKind::Val),
                 embeddings: &mut val_emb,
             },
-        },
-        &run,
-        false,
-        &device,
-        &mut |m| {
-            println!(
-                "epoch {}  train {:.4}  val {:.4}  ({:.1} s)",
-                m.epoch, m.train.total, m.val.total, m.seconds
-            );
-            ControlFlow::Continue(())
-        },
-    )?;
+        })?;
     println!("best (epoch, val loss): {:?}", summary.best);
 
     let best = load_checkpoint(&run.best(), &device)?;

@@ -10,8 +10,8 @@ use std::ops::Range;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::data::SplitData;
 use crate::error::{Result, StudentError};
-use crate::train::SplitData;
 
 /// Batches uploaded to the device together.
 const CHUNK_BATCHES: usize = 16;

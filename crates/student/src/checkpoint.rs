@@ -11,7 +11,7 @@ use crate::metrics::EpochMetrics;
 use crate::model::Dual;
 use crate::optim::AdamW;
 use crate::state_dict::{load_safetensors, read_safetensors, save_safetensors, write_safetensors};
-use crate::train::TrainConfig;
+use crate::train_config::TrainConfig;
 
 /// File of the model weights inside a checkpoint directory.
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -97,7 +97,7 @@ pub struct Checkpoint {
 }
 
 /// Loads the model and state of a checkpoint directory (the optimiser is read separately,
-/// by [`load_optimizer`], only when resuming).
+/// by `load_optimizer`, only when resuming).
 pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint> {
     let state = read_state(dir)?;
     let model = Dual::init(&state.config.model, state.config.seed, device)?;

@@ -1,8 +1,7 @@
 //! Where the teacher's embeddings come from: a small trait so memory stays bounded by the
 //! batch, whatever the split size.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use timekd_data::seeded::SplitMix64;
 
 use crate::error::SourceError;
 
@@ -44,9 +43,9 @@ impl InMemoryEmbeddings {
 
     /// Standard-normal embeddings drawn from `seed` (a stand-in for a teacher).
     pub fn random(windows: usize, n_vars: usize, d_llm: usize, seed: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = SplitMix64::new(seed);
         let data = (0..windows * n_vars * d_llm)
-            .map(|_| standard_normal(&mut rng))
+            .map(|_| rng.standard_normal() as f32)
             .collect();
         Self::new(data, windows, n_vars, d_llm)
     }
@@ -69,11 +68,4 @@ impl EmbeddingSource for InMemoryEmbeddings {
         }
         Ok(out)
     }
-}
-
-/// One standard-normal draw (Box–Muller).
-fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
-    let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]: the log stays finite
-    let u2: f64 = rng.random();
-    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }

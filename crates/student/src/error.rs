@@ -48,6 +48,24 @@ pub enum StudentError {
     /// The embedding source failed or returned data of the wrong size.
     #[error("embeddings: {0}")]
     Embeddings(#[source] SourceError),
+    /// The store of a split's embeddings does not exist or is not finished.
+    #[error("{}: {}", path.display(), missing_store(split, *unfinished))]
+    MissingStore {
+        /// Where the store should be.
+        path: PathBuf,
+        /// Which split.
+        split: &'static str,
+        /// Whether it exists but is not finished.
+        unfinished: bool,
+    },
+    /// A store exists but was made for other data.
+    #[error("{}: {message}", path.display())]
+    StoreMismatch {
+        /// The store.
+        path: PathBuf,
+        /// What differs.
+        message: String,
+    },
     /// A tensor could not be read back from the device.
     #[error("reading a tensor back from the device failed: {0}")]
     Tensor(String),
@@ -71,6 +89,17 @@ pub enum StudentError {
         /// Optimiser step within the run.
         step: u64,
     },
+}
+
+fn missing_store(split: &str, unfinished: bool) -> String {
+    if unfinished {
+        format!("the extraction of the {split} embeddings is not finished; rerun `timekd extract`")
+    } else {
+        format!(
+            "no {split} embeddings; run `timekd extract` for this dataset and --output-len \
+             first, or point --stores at their root"
+        )
+    }
 }
 
 impl StudentError {

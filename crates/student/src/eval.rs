@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-use timekd_data::{BatchOptions, Split};
+use timekd_data::{BatchOrder, Split};
 
 use crate::error::{Result, StudentError};
 use crate::model::Dual;
@@ -47,7 +47,7 @@ pub fn evaluate(
     }
     let (mut se, mut ae) = (vec![0.0f64; h], vec![0.0f64; h]);
     let (mut x, mut y) = (Vec::new(), Vec::new());
-    for batch in split.batches(batch_size.max(1), BatchOptions::default()) {
+    for batch in split.batches(batch_size.max(1), BatchOrder::default()) {
         let b = batch.len();
         split.fill_scaled(&batch, &mut x, &mut y);
         let input = Tensor::<3>::from_data(TensorData::new(x.clone(), [b, l, n]), &device);

@@ -5,10 +5,14 @@
 //! (RevIN → Linear(L→C) → post-norm encoder over variables → Linear(C→H) → de-norm) used
 //! at test time, and a prompt branch that encodes the teacher's embeddings `[N, d_llm]`
 //! during training only. [`distillation_loss`] ties them together with four terms
-//! (forecast, reconstruction, feature and attention distillation). [`train`] runs AdamW with
+//! (forecast, reconstruction, feature and attention distillation). A [`Trainer`] runs AdamW with
 //! global gradient-norm clipping and a per-epoch cosine schedule, validates every epoch,
-//! stops early on the validation loss and writes checkpoints that [`train`] can resume
-//! exactly. [`evaluate`] and [`forecast`] use the time-series branch alone.
+//! stops early on the validation loss and writes checkpoints that a [`Trainer`] can
+//! resume exactly. [`evaluate`] and [`forecast`] use the time-series branch alone.
+//!
+//! With the `store` feature (on by default), [`StoreEmbeddings`] reads the embedding stores
+//! `timekd extract` writes, found by the same `StoreLayout` and dataset name. A finished run
+//! writes a [`RunSummary`].
 //!
 //! Weights use the release's PyTorch state-dict names and layouts ([`load_safetensors`],
 //! [`save_safetensors`]), so the release's `dual` checkpoints load directly.
@@ -32,10 +36,13 @@
 //! `examples/train_synthetic.rs` trains, evaluates and forecasts on ETTh1 with seeded random
 //! embeddings standing in for a teacher.
 
+#![warn(missing_docs)]
+
 mod attention;
 mod batches;
 mod checkpoint;
 mod config;
+mod data;
 mod embeddings;
 mod encoder;
 mod error;
@@ -49,33 +56,44 @@ mod model;
 mod module_path;
 mod optim;
 mod paired;
+mod parallel;
 mod plot;
 mod revin;
+mod run_dir;
 mod state_dict;
-mod train;
+#[cfg(feature = "store")]
+mod stores;
+mod summary;
+mod train_config;
+mod trainer;
+mod validation;
 
-pub use attention::AttentionLayer;
+#[cfg(test)]
+mod parity_tests;
+
 pub use checkpoint::{
-    Checkpoint, CheckpointState, DataInfo, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, STATE_VERSION,
-    load_checkpoint, load_optimizer, read_state, save_checkpoint,
+    Checkpoint, CheckpointState, DataInfo, load_checkpoint, read_state, save_checkpoint,
 };
 pub use config::{DualConfig, LossConfig, LossKind, OptimConfig};
+pub use data::{SplitData, TrainData};
 pub use embeddings::{EmbeddingSource, InMemoryEmbeddings};
-pub use encoder::{Encoder, EncoderLayer};
 pub use error::{Result, SourceError, StudentError};
 pub use eval::{EvalReport, evaluate};
 pub use forecast::{Forecast, forecast};
 pub use loss::{LossTerms, LossValues, distillation_loss, elementwise_loss};
 pub use metrics::{EpochMetrics, append_metrics, write_metrics};
 pub use model::{Dual, DualOutput};
-pub use optim::{AdamW, GradientSet, cosine_lr};
-pub use paired::{PairedLayerNorm, PairedLinear};
+pub use optim::cosine_lr;
 pub use plot::{plot_forecast, plot_losses};
 pub use revin::Revin;
+pub use run_dir::RunDir;
 pub use state_dict::{
     NamedTensor, load_safetensors, load_state_dict, read_safetensors, save_safetensors, state_dict,
     to_torch, write_safetensors,
 };
-pub use train::{
-    RunDir, SplitData, TrainConfig, TrainData, TrainSummary, train, train_on, validation_loss,
-};
+#[cfg(feature = "store")]
+pub use stores::StoreEmbeddings;
+pub use summary::{RunSummary, TrainSummary, test_best_checkpoint};
+pub use train_config::TrainConfig;
+pub use trainer::Trainer;
+pub use validation::validation_loss;

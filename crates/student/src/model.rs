@@ -29,8 +29,8 @@ pub struct DualOutput {
     pub prompt_att: Tensor<3>,
 }
 
-/// The release's `Dual` model. Both branches' encoders live in one [`Encoder`] and both
-/// output projections in one [`PairedLinear`] (the `paired` layers), so a training step runs
+/// The release's `Dual` model. Both branches' encoders live in one `Encoder` and both
+/// output projections in one `PairedLinear` (the `paired` layers), so a training step runs
 /// each layer once for the two branches; the state dict keeps the release's names
 /// (`ts_encoder.*`, `prompt_encoder.*`, `ts_proj.*`, `prompt_proj.*`).
 #[derive(Module, Debug)]

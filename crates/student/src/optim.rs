@@ -43,7 +43,7 @@ impl GradientSet {
     }
 
     /// The gradients moved to `device` (data-parallel replicas report to the main device).
-    pub fn to_device(self, device: &Device) -> GradientSet {
+    pub fn into_device(self, device: &Device) -> GradientSet {
         GradientSet {
             flat: self
                 .flat

@@ -25,12 +25,6 @@ pub struct NamedTensor {
     pub data: Vec<f32>,
 }
 
-impl NamedTensor {
-    fn bytes(&self) -> Vec<u8> {
-        self.data.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
-}
-
 /// How a Burn parameter is laid out in the PyTorch state dict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Layout {
@@ -170,32 +164,14 @@ pub fn state_dict<M: Module>(module: &M) -> Result<Vec<NamedTensor>> {
     }
 }
 
-/// Writes f32 tensors to a safetensors file.
+/// Writes f32 tensors to a safetensors file, atomically (an interrupted save never leaves a
+/// truncated checkpoint).
 pub fn write_safetensors(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+    let refs: Vec<_> = tensors
         .iter()
-        .map(|t| (t.name.clone(), t.bytes(), t.shape.clone()))
+        .map(|t| (t.name.as_str(), t.shape.as_slice(), t.data.as_slice()))
         .collect();
-    let views = bytes
-        .iter()
-        .map(|(name, data, shape)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
-                .map(|view| (name.clone(), view))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| StudentError::Safetensors {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    let serialized =
-        safetensors::serialize(views, None).map_err(|e| StudentError::Safetensors {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    // Write then rename, so an interrupted save never leaves a truncated checkpoint.
-    let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, serialized).map_err(|e| StudentError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| StudentError::io(path, e))
+    timekd_data::files::write_safetensors(path, &refs).map_err(|e| StudentError::io(path, e))
 }
 
 /// Reads every tensor of a safetensors file as f32 (F32, F64 and BF16 are accepted).

@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use timekd_data::{Dataset, DatasetOptions, Preset, SplitKind};
 use timekd_student::{
     DataInfo, DualConfig, EpochMetrics, InMemoryEmbeddings, RunDir, SplitData, TrainConfig,
-    TrainData, TrainSummary, evaluate, forecast, load_checkpoint, read_safetensors, train_on,
+    TrainData, TrainSummary, Trainer, evaluate, forecast, load_checkpoint, read_safetensors,
 };
 
 static TRAINING: Mutex<()> = Mutex::new(());
@@ -97,9 +97,11 @@ fn try_run_on(
 ) -> timekd_student::Result<TrainSummary> {
     let mut train_emb = embeddings(data, SplitKind::Train);
     let mut val_emb = embeddings(data, SplitKind::Val);
-    train_on(
-        config,
-        TrainData {
+    Trainer::new(config, &RunDir::new(dir))
+        .devices(devices)
+        .resume(resume)
+        .on_epoch(on_epoch)
+        .train(TrainData {
             info: DataInfo {
                 dataset: "ETTh1-head".into(),
                 var_names: data.var_names().to_vec(),
@@ -112,12 +114,7 @@ fn try_run_on(
                 split: data.split(SplitKind::Val),
                 embeddings: &mut val_emb,
             },
-        },
-        &RunDir::new(dir),
-        resume,
-        devices,
-        on_epoch,
-    )
+        })
 }
 
 /// Loss curve without wall times.

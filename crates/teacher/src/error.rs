@@ -40,6 +40,15 @@ pub enum TeacherError {
         source: std::io::Error,
     },
 
+    /// A file could not be written.
+    #[error("cannot write `{}`: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The operating-system error (or, for safetensors, the tensor that does not fit).
+        source: std::io::Error,
+    },
+
     /// `config.json` is not valid JSON or lacks a GPT-2 field.
     #[error("invalid GPT-2 config `{}`: {reason}", path.display())]
     BadConfig {
@@ -93,7 +102,7 @@ pub enum TeacherError {
 
     /// More layers were requested than the checkpoint has (or zero).
     #[error(
-        "--layers {requested} is out of range: the checkpoint has {available} layers (use 1..={available})"
+        "--gpt2-layers {requested} is out of range: the checkpoint has {available} layers (use 1..={available})"
     )]
     Layers {
         /// The requested layer count.

@@ -11,7 +11,12 @@
 //!
 //! Everything runs on the Burn device the caller picks (CPU `flex` in tests, CUDA in the
 //! cli's `cuda` build): this crate enables no backend itself. Many prompts go through the
-//! model per call, padded to length buckets ([`batch`]).
+//! model per call, padded to length buckets ([`batch`]). [`device`] resolves `cpu`,
+//! `cuda:N` and `cuda:all` to Burn devices.
+//!
+//! With the `store` feature (on by default), [`extract`] is extraction as a library: a
+//! dataset's splits at one or several output lengths into resumable embedding stores, on one
+//! worker per device, within a memory budget (`examples/extract.rs`).
 //!
 //! ```no_run
 //! use burn::tensor::Device;
@@ -44,14 +49,20 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod batch;
+pub mod device;
 mod error;
+#[cfg(feature = "store")]
+pub mod extract;
 pub mod family;
 pub mod gpt2;
 mod language_model;
 pub mod pipeline;
 pub mod precision;
 pub mod prompt;
+mod random_model;
 pub mod sca;
 pub mod tokenizer;
 mod weights;
@@ -60,6 +71,7 @@ mod weights;
 pub mod cuda;
 
 pub use batch::{BatchOptions, PairLengths, PlannedBatch, plan_batches};
+pub use device::{DeviceError, DeviceSpec, Gpus, WorkerDevice};
 pub use error::TeacherError;
 pub use family::PromptFamily;
 pub use gpt2::{Gpt2, Gpt2Config};
@@ -70,5 +82,6 @@ pub use pipeline::{
 };
 pub use precision::Precision;
 pub use prompt::{DateFormat, PromptBuilder, PromptPair, PromptTemplate, ValueFormat};
+pub use random_model::write_random_gpt2;
 pub use sca::Sca;
 pub use tokenizer::{EncodedPrompt, Gpt2Tokenizer, TokenType};

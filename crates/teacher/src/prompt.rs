@@ -179,7 +179,7 @@ impl PromptTemplate {
     }
 
     /// Exchange rate: "the exchange rates were ... every day", "The rates for the next
-    /// <H> days are", "Forecast the rates for the next <H> days".
+    /// `<H>` days are", "Forecast the rates for the next `<H>` days".
     pub fn exchange_rate() -> Self {
         Self::new(
             "exchange rates",

@@ -19,8 +19,8 @@ use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::Dtype;
-use safetensors::tensor::TensorView;
+use timekd_data::files::write_safetensors;
+use timekd_data::seeded::{SplitMix64, torch_linear_init};
 
 use crate::error::TeacherError;
 use crate::precision::Precision;
@@ -98,39 +98,13 @@ impl TorchLinear {
     /// PyTorch's default `nn.Linear` initialisation: weight and bias uniform in
     /// ±1/sqrt(d_in).
     fn random(d_in: usize, d_out: usize, rng: &mut SplitMix64) -> Self {
-        let bound = 1.0 / (d_in as f64).sqrt();
-        let mut draw = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32)
-                .collect()
-        };
-        let weight = draw(d_out * d_in);
-        let bias = draw(d_out);
+        let (weight, bias) = torch_linear_init(d_in, d_out, rng);
         TorchLinear {
             weight,
             bias,
             d_in,
             d_out,
         }
-    }
-}
-
-/// SplitMix64: a small, fixed, portable generator so that a seed means the same weights on
-/// every machine and device (it is not PyTorch's generator).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }
 
@@ -155,7 +129,7 @@ impl Sca {
     /// initialised from `seed`: Linear weights and biases uniform in ±1/sqrt(fan_in)
     /// (PyTorch's defaults), LayerNorms 1 and 0. The same seed gives the same weights.
     pub fn init(n_vars: usize, d_ff: usize, seed: u64, device: &Device) -> Self {
-        let mut rng = SplitMix64(seed);
+        let mut rng = SplitMix64::new(seed);
         let n = n_vars;
         let w_q = TorchLinear::random(n, n, &mut rng);
         let w_k = TorchLinear::random(n, n, &mut rng);
@@ -270,29 +244,16 @@ impl Sca {
             Vec::new(),
             vec![self.scale as f32],
         ));
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = entries
-            .into_iter()
-            .map(|(name, shape, values)| {
-                let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                (format!("{SCA_PREFIX}{name}"), shape, raw)
-            })
-            .collect();
-        let views = bytes
+        let names: Vec<String> = entries
             .iter()
-            .map(|(name, shape, raw)| {
-                TensorView::new(Dtype::F32, shape.clone(), raw).map(|v| (name.clone(), v))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TeacherError::BadSafetensors {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        let out =
-            safetensors::serialize(views, None).map_err(|e| TeacherError::BadSafetensors {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        std::fs::write(path, out).map_err(|source| TeacherError::Io {
+            .map(|(name, _, _)| format!("{SCA_PREFIX}{name}"))
+            .collect();
+        let tensors: Vec<_> = names
+            .iter()
+            .zip(&entries)
+            .map(|(name, (_, shape, values))| (name.as_str(), shape.as_slice(), values.as_slice()))
+            .collect();
+        write_safetensors(path, &tensors).map_err(|source| TeacherError::Write {
             path: path.to_path_buf(),
             source,
         })
@@ -413,7 +374,7 @@ mod tests {
         // Rewrite the file without W_V's bias.
         let bytes = std::fs::read(&path).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let kept: Vec<(String, TensorView<'_>)> = st
+        let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
             .tensors()
             .into_iter()
             .filter(|(n, _)| !n.ends_with("W_V.bias"))

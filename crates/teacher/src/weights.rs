@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
-use sha2::{Digest, Sha256};
 
 use crate::error::TeacherError;
 
@@ -36,10 +35,7 @@ impl WeightFile {
 
     /// Lowercase hex sha256 of the file's bytes.
     pub(crate) fn sha256(&self) -> String {
-        Sha256::digest(&self.bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        timekd_data::sha256_hex(&self.bytes)
     }
 
     /// Parses the header; a malformed file is [`TeacherError::BadSafetensors`].

@@ -9,7 +9,7 @@ use timekd_data::{Preset, SplitKind};
 use timekd_student::{evaluate, load_checkpoint};
 
 use crate::data_args::DataArgs;
-use crate::device::DeviceSpec;
+use timekd_teacher::DeviceSpec;
 
 /// Arguments of `timekd eval`.
 #[derive(Args, Debug)]

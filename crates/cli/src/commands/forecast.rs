@@ -9,7 +9,7 @@ use timekd_data::Preset;
 use timekd_student::{forecast, load_checkpoint};
 
 use crate::data_args::DataArgs;
-use crate::device::DeviceSpec;
+use timekd_teacher::DeviceSpec;
 
 /// Output format of `timekd forecast`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -21,11 +21,11 @@ pub struct InspectArgs {
 /// Runs the command.
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     let loaded = args.data.load()?;
-    let report = describe(&loaded.dataset, &loaded.origin);
+    let report = describe(&loaded.dataset, loaded.source.origin());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_table(&loaded.dataset, &loaded.origin);
+        print_table(&loaded.dataset, loaded.source.origin());
     }
     Ok(())
 }

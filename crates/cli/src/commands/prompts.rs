@@ -46,7 +46,7 @@ pub fn run(args: PromptsArgs) -> anyhow::Result<()> {
         bail!(
             "--windows {bad}: the {} split of {} has {} windows (0..{})",
             args.split,
-            loaded.origin,
+            loaded.source.origin(),
             split.num_windows(),
             split.num_windows()
         );

@@ -1,10 +1,11 @@
 //! `--shard i/n`: this host's share of the windows when several hosts extract one split.
+//! Merge the shards' stores with `timekd store merge` ([`timekd_store::merge`]).
 
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
 
-use anyhow::Context;
+use super::error::ExtractError;
 
 /// Shard `index` of `count` (0-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,24 +38,25 @@ impl fmt::Display for Shard {
 
 impl Shard {
     /// From a Slurm array job: SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT, if both set.
-    pub fn from_slurm_env() -> anyhow::Result<Option<Shard>> {
+    pub fn from_slurm_env() -> Result<Option<Shard>, ExtractError> {
         let (Ok(id), Ok(count)) = (
             std::env::var("SLURM_ARRAY_TASK_ID"),
             std::env::var("SLURM_ARRAY_TASK_COUNT"),
         ) else {
             return Ok(None);
         };
-        let shard = format!("{id}/{count}")
-            .parse::<Shard>()
-            .map_err(anyhow::Error::msg)
-            .context(
-                "SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT (array indices must start at 0)",
-            )?;
+        let shard =
+            format!("{id}/{count}")
+                .parse::<Shard>()
+                .map_err(|reason| ExtractError::Setting {
+                    setting: "SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT",
+                    reason: format!("{reason} (array indices must start at 0)"),
+                })?;
         Ok(Some(shard))
     }
 
     /// The windows of `0..windows` this shard covers.
-    pub fn range(&self, windows: usize) -> anyhow::Result<Range<usize>> {
+    pub fn range(&self, windows: usize) -> Result<Range<usize>, ExtractError> {
         Ok(timekd_store::shard_range(windows, self.index, self.count)?)
     }
 }

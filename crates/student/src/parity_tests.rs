@@ -1,4 +1,5 @@
-//! Parity with the release's PyTorch `Dual` model (fixture set B4): outputs, loss terms,
+//! Parity with the release's PyTorch `Dual` model (fixture set B4), as unit tests: the
+//! optimiser and gradients they check are crate internals: outputs, loss terms,
 //! gradients, gradient norm and one AdamW step with both clipping thresholds.
 //!
 //! The fixture directory is `TIMEKD_PARITY_DIR` when set, else the copy committed in the
@@ -8,11 +9,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor, TensorData};
-use timekd_student::{
-    AdamW, Dual, DualConfig, GradientSet, LossConfig, NamedTensor, OptimConfig, distillation_loss,
-    load_safetensors, read_safetensors, state_dict,
+use crate::optim::{AdamW, GradientSet};
+use crate::{
+    Dual, DualConfig, LossConfig, NamedTensor, OptimConfig, distillation_loss, load_safetensors,
+    read_safetensors, state_dict,
 };
+use burn::tensor::{Device, Tensor, TensorData};
 
 fn fixture_dir() -> PathBuf {
     match std::env::var_os("TIMEKD_PARITY_DIR") {

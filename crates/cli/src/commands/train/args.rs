@@ -1,0 +1,142 @@
+//! The flags of `timekd train` and the training settings they resolve to: a TOML file of
+//! [`TrainConfig`] fields (every one optional: the defaults are the release's), overridden by
+//! flags.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use timekd_student::{LossKind, TrainConfig};
+use timekd_teacher::DeviceSpec;
+
+use crate::data_args::DataArgs;
+
+/// Arguments of `timekd train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Root directory of the embedding stores (`timekd extract --out`).
+    #[arg(long, default_value = "runs/embeddings")]
+    pub stores: PathBuf,
+    /// Run directory of one output length (default: `<runs>/<dataset>/<H>/seed-<seed>`).
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Root of the default run directories.
+    #[arg(long, default_value = "runs/student", value_name = "DIR")]
+    pub runs: PathBuf,
+    /// TOML file of training settings (fields of the run's `config.toml`); flags override it.
+    #[arg(long, value_name = "TOML")]
+    pub config: Option<PathBuf>,
+    /// Continue the run in --run-dir from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Remove an existing run directory first and start afresh.
+    #[arg(long, conflicts_with = "resume")]
+    pub fresh: bool,
+    /// Where to train: cpu, cuda[:N], or cuda:all (data-parallel: every batch is split over
+    /// all GPUs, gradients summed on the first).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Maximum epochs [100].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Windows per batch [16].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Batches whose gradients are accumulated into one step [1].
+    #[arg(long, value_name = "K")]
+    pub accumulate: Option<usize>,
+    /// Learning rate [1e-4].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// AdamW weight decay [1e-3].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Gradient-norm clipping threshold [5]; 0 disables clipping.
+    #[arg(long)]
+    pub clip: Option<f64>,
+    /// Student width C [64].
+    #[arg(long)]
+    pub channel: Option<usize>,
+    /// Attention heads [4].
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// The student's encoder layers [2].
+    #[arg(long, alias = "layers", value_name = "K")]
+    pub encoder_layers: Option<usize>,
+    /// Dropout while training [0.5].
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Seed of initialisation, shuffling and dropout [2024].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Early-stopping patience in epochs on the validation loss [50].
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Keep the windows in order, as the release does.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Drop the last partial training batch, as the release does.
+    #[arg(long)]
+    pub drop_last: bool,
+    /// Loss of every term: smooth_l1, mse or l1 [smooth_l1].
+    #[arg(long)]
+    pub loss: Option<LossKind>,
+    /// Weights of the forecast, reconstruction, feature and attention terms [1,0.5,0.1,0.01].
+    #[arg(long, value_delimiter = ',', num_args = 4, value_name = "F,R,FE,A")]
+    pub loss_weights: Option<Vec<f64>>,
+    /// Train and validate on the first K windows of each split only (stores extracted with
+    /// the same `--max-windows`); the test split stays whole.
+    #[arg(long, value_name = "K")]
+    pub max_windows: Option<usize>,
+}
+
+/// The config file (if any) with the flags applied, L from the data flags and H = `output_len`.
+pub fn resolve_config(args: &TrainArgs, output_len: usize) -> anyhow::Result<TrainConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--config {}: cannot read", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?
+        }
+        None => TrainConfig::default(),
+    };
+    config.model.input_len = args.data.input_len;
+    config.model.output_len = output_len;
+    macro_rules! set {
+        ($flag:ident => $($field:tt)+) => {
+            if let Some(v) = args.$flag.clone() { config.$($field)+ = v; }
+        };
+    }
+    set!(epochs => epochs);
+    set!(batch_size => batch_size);
+    set!(accumulate => accumulate);
+    set!(lr => optim.lr);
+    set!(weight_decay => optim.weight_decay);
+    set!(channel => model.channel);
+    set!(heads => model.heads);
+    set!(encoder_layers => model.layers);
+    set!(dropout => model.dropout);
+    set!(seed => seed);
+    set!(patience => patience);
+    if let Some(clip) = args.clip {
+        config.optim.clip_grad_norm = (clip > 0.0).then_some(clip);
+    }
+    if let Some(kind) = args.loss {
+        config.loss.forecast_kind = kind;
+        config.loss.distill_kind = kind;
+    }
+    if let Some(w) = &args.loss_weights {
+        (
+            config.loss.forecast_weight,
+            config.loss.recon_weight,
+            config.loss.feature_weight,
+            config.loss.att_weight,
+        ) = (w[0], w[1], w[2], w[3]);
+    }
+    config.shuffle &= !args.no_shuffle;
+    config.drop_last |= args.drop_last;
+    config.validate()?;
+    Ok(config)
+}

@@ -1,0 +1,105 @@
+//! One micro-batch's loss and gradients, data-parallel over several devices.
+
+use std::ops::Range;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use timekd_data::seeded::mix64;
+
+use crate::batches::Batch;
+use crate::error::{Result, StudentError};
+use crate::loss::distillation_loss;
+use crate::model::Dual;
+use crate::optim::GradientSet;
+use crate::train_config::TrainConfig;
+
+/// Derives an independent 64-bit seed from a base seed and two counters (SplitMix64's mix).
+pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    mix64(seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03))
+}
+
+/// Loss terms (means over the batch's windows, a `[5]` device tensor as
+/// [`LossTerms::stacked`]) and gradients of `scale` × the loss of one micro-batch. With several
+/// devices the windows are split evenly over them and each share runs on a forked replica in
+/// its own thread; gradients are weighted by share size and summed on `devices[0]`, the
+/// model's device. Dropout is seeded with `seed` (and the share).
+pub(crate) fn micro_batch(
+    model: &Dual,
+    devices: &[Device],
+    batch: Batch,
+    config: &TrainConfig,
+    seed: u64,
+    scale: f64,
+) -> Result<(Tensor<1>, GradientSet)> {
+    let share_result = |model: &Dual, batch: Batch, device: &Device, weight: f64| {
+        let out = model.forward(batch.x, batch.emb);
+        let loss = distillation_loss(&config.loss, &out, batch.y);
+        let values = loss.stacked().to_device(&device.clone().without_autodiff());
+        let factor = scale * weight;
+        let objective = if factor == 1.0 {
+            loss.total
+        } else {
+            loss.total.mul_scalar(factor)
+        };
+        let grads = GradientSet::from_backward(model, &objective.backward());
+        Ok::<_, StudentError>((values, grads.into_device(device)))
+    };
+    let main = &devices[0];
+    let total = batch.len;
+    if devices.len() == 1 || total < 2 {
+        main.seed(seed);
+        return share_result(model, batch, main, 1.0);
+    }
+    let share_len = total.div_ceil(devices.len());
+    let shares: Vec<Range<usize>> = (0..total)
+        .step_by(share_len)
+        .map(|start| start..(start + share_len).min(total))
+        .collect();
+    let work: Vec<_> = shares
+        .iter()
+        .zip(devices)
+        .map(|(rows, device)| {
+            (
+                batch.rows(rows.clone(), device),
+                model.clone().fork(device),
+                device,
+            )
+        })
+        .collect();
+    let results: Vec<Result<(Tensor<1>, GradientSet)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = work
+            .into_iter()
+            .enumerate()
+            .map(|(i, (batch, replica, device))| {
+                let share_result = &share_result;
+                scope.spawn(move || {
+                    device.seed(mix(seed, i as u64, 1));
+                    let weight = batch.len as f64 / total as f64;
+                    share_result(&replica, batch, main, weight)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(StudentError::Tensor(
+                        "a data-parallel worker panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut values: Option<Tensor<1>> = None;
+    let mut grads = GradientSet::default();
+    for (share, result) in shares.iter().zip(results) {
+        let (share_values, share_grads) = result?;
+        let weighted = share_values * (share.len() as f64 / total as f64);
+        values = Some(match values {
+            Some(sum) => sum + weighted,
+            None => weighted,
+        });
+        grads.accumulate(share_grads);
+    }
+    Ok((values.expect("at least one share"), grads))
+}

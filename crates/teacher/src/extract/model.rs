@@ -1,0 +1,170 @@
+//! The teacher an extraction worker runs: which GPT-2, which implementation, which SCA; and
+//! [`load_teacher`], the one function that builds it on a device.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+
+use super::error::ExtractError;
+use crate::batch::BatchOptions;
+use crate::device::WorkerDevice;
+use crate::gpt2::Gpt2;
+use crate::language_model::LanguageModel;
+use crate::pipeline::Teacher;
+use crate::precision::Precision;
+use crate::prompt::PromptBuilder;
+use crate::sca::Sca;
+
+/// Which implementation runs GPT-2 on a GPU (`--engine`). The CPU always runs Burn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// The CUDA engine where this build has it (feature `cuda`), else Burn.
+    #[default]
+    Auto,
+    /// The CUDA engine: cuBLASLt products and fused attention kernels (CUDA builds only).
+    Cuda,
+    /// Burn's CUDA backend, for comparisons.
+    Burn,
+}
+
+impl FromStr for Engine {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Engine::Auto),
+            "cuda" => Ok(Engine::Cuda),
+            "burn" => Ok(Engine::Burn),
+            _ => Err(format!(
+                "unknown engine `{text}`: expected auto, cuda or burn"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Auto => "auto",
+            Engine::Cuda => "cuda",
+            Engine::Burn => "burn",
+        })
+    }
+}
+
+impl Engine {
+    /// Whether the CUDA engine runs on a GPU device; an error if it was asked for in a build
+    /// without it.
+    pub fn uses_cuda_engine(self) -> Result<bool, ExtractError> {
+        match self {
+            Engine::Burn => Ok(false),
+            Engine::Auto => Ok(cfg!(feature = "cuda")),
+            Engine::Cuda if cfg!(feature = "cuda") => Ok(true),
+            Engine::Cuda => Err(ExtractError::Setting {
+                setting: "--engine cuda",
+                reason: "this timekd binary was built without CUDA support (scripts/gpu-build.sh)"
+                    .into(),
+            }),
+        }
+    }
+}
+
+/// Everything that defines the teacher of an extraction, resolved once per run.
+#[derive(Debug, Clone)]
+pub(crate) struct TeacherSpec {
+    /// The model as asked for (a directory or a Hugging Face id): recorded in stores.
+    pub model: String,
+    /// Its directory.
+    pub model_dir: PathBuf,
+    /// `--gpt2-layers`: the first K blocks, or all.
+    pub layers: Option<usize>,
+    /// Which implementation runs on a GPU.
+    pub engine: Engine,
+    /// The products' float type on the workers' devices.
+    pub precision: Precision,
+    /// The SCA's seed.
+    pub sca_seed: u64,
+    /// The SCA's weights file, instead of the seed.
+    pub sca_weights: Option<PathBuf>,
+    /// Prompt wording and value format.
+    pub prompts: PromptBuilder,
+    /// Variables of the data.
+    pub n_vars: usize,
+}
+
+/// The teacher of one worker on `target`: the language model ([`load_model`]), the SCA and
+/// the batching `options`.
+pub(crate) fn load_teacher(
+    spec: &TeacherSpec,
+    target: &WorkerDevice,
+    budget_bytes: u64,
+    options: BatchOptions,
+    notes: &dyn Fn(String),
+) -> Result<Teacher, ExtractError> {
+    let device = &target.device;
+    let gpt2 = load_model(spec, target, budget_bytes, notes)?;
+    let sca = match &spec.sca_weights {
+        Some(path) => Sca::load(path, device)?,
+        None => Sca::init(spec.n_vars, 4 * gpt2.d_model(), spec.sca_seed, device),
+    };
+    if sca.n_vars() != spec.n_vars {
+        return Err(ExtractError::Setting {
+            setting: "--sca-weights",
+            reason: format!(
+                "the file is for {} variables but the data has {}",
+                sca.n_vars(),
+                spec.n_vars
+            ),
+        });
+    }
+    Ok(Teacher::new(gpt2, sca, spec.prompts.clone(), options)?)
+}
+
+/// The language model of one worker: the CUDA engine on a GPU when the engine choice allows
+/// it (sized for the memory budget), else Burn's GPT-2 on the worker's device.
+pub(crate) fn load_model(
+    spec: &TeacherSpec,
+    target: &WorkerDevice,
+    budget_bytes: u64,
+    notes: &dyn Fn(String),
+) -> Result<LanguageModel, ExtractError> {
+    let precision = spec.precision;
+    #[cfg(feature = "cuda")]
+    if let (Some(ordinal), true) = (target.cuda_ordinal, spec.engine.uses_cuda_engine()?) {
+        let config = crate::gpt2::Gpt2Config::from_file(&spec.model_dir.join("config.json"))?;
+        let layers = spec.layers.unwrap_or(config.n_layer);
+        let limits =
+            crate::cuda::EngineLimits::for_budget(&config, layers, precision, budget_bytes);
+        let engine =
+            crate::cuda::CudaGpt2::load(&spec.model_dir, spec.layers, ordinal, precision, limits)?;
+        notes(format!(
+            "cuda:{ordinal}: CUDA engine on {} ({precision}): ≤ {} tokens per pass, {} prefix tokens cached, est. {:.2} GiB",
+            engine.device_name(),
+            limits.pass_tokens,
+            limits.cache_tokens,
+            super::budget::gib(limits.peak_bytes(&config, layers, precision))
+        ));
+        return Ok(LanguageModel::Cuda {
+            engine: Box::new(engine),
+            device: target.device.clone(),
+        });
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        // Refuses `--engine cuda`; a CPU build has no ordinal or engine budget to use.
+        spec.engine.uses_cuda_engine()?;
+        let _ = (target.cuda_ordinal, budget_bytes, notes);
+    }
+    Ok(burn_model(spec, &target.device, precision)?.into())
+}
+
+/// Burn's GPT-2 of `spec` on `device`.
+fn burn_model(
+    spec: &TeacherSpec,
+    device: &Device,
+    precision: Precision,
+) -> Result<Gpt2, ExtractError> {
+    Ok(Gpt2::load_dir(&spec.model_dir, spec.layers, device)?.with_precision(precision)?)
+}

@@ -1,0 +1,199 @@
+//! Pass planning: how long the prompts are ([`TokenSurvey`]), how many padded tokens a pass
+//! may hold under the memory budget ([`PassPlan`]), and what a run will cost
+//! ([`StorePlan`], for `--dry-run`).
+
+use timekd_data::{Split, SplitKind};
+
+use super::budget;
+use crate::batch::{BatchOptions, PairLengths};
+use crate::error::TeacherError;
+use crate::gpt2::Gpt2Config;
+use crate::pipeline::{WindowInput, encode_windows};
+use crate::precision::Precision;
+use crate::prompt::PromptBuilder;
+use crate::tokenizer::Gpt2Tokenizer;
+
+/// Token counts of the prompts of a split's windows at one output length (a sample of at
+/// most 256 windows, spread evenly).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenSurvey {
+    /// Mean tokens of a GT prompt.
+    pub mean_gt: f64,
+    /// Mean tokens of an HD prompt.
+    pub mean_hd: f64,
+    /// Mean tokens a GT/HD pair shares at its start (0 where it shares none).
+    pub mean_prefix: f64,
+    /// The longest prompt, with room for longer numbers than were sampled.
+    pub longest: usize,
+}
+
+impl TokenSurvey {
+    /// Surveys the first `windows` windows of `split` at `output_len`.
+    pub fn of(
+        split: &Split<'_>,
+        windows: usize,
+        output_len: usize,
+        prompts: &PromptBuilder,
+    ) -> Result<Self, TeacherError> {
+        let tokenizer = Gpt2Tokenizer::new()?;
+        let n_vars = split.dataset().n_vars();
+        let sample = windows.min(256);
+        let inputs: Vec<WindowInput> = (0..sample)
+            .filter_map(|i| split.window_at(i * windows / sample, output_len))
+            .map(|window| WindowInput::from_window(&window, n_vars))
+            .collect();
+        let encoded = encode_windows(&tokenizer, prompts, &inputs)?;
+        let n = encoded.len().max(1) as f64;
+        let mean = |tokens: usize| tokens as f64 / n;
+        Ok(TokenSurvey {
+            mean_gt: mean(encoded.iter().map(|p| p.gt.len()).sum()),
+            mean_hd: mean(encoded.iter().map(|p| p.hd.len()).sum()),
+            mean_prefix: mean(
+                encoded
+                    .iter()
+                    .filter_map(|p| PairLengths::of(&p.gt, &p.hd))
+                    .map(|l| l.prefix)
+                    .sum(),
+            ),
+            // Future values widen the GT prompt; leave room for longer numbers than sampled.
+            longest: encoded
+                .iter()
+                .map(|p| p.gt.len().max(p.hd.len()))
+                .max()
+                .unwrap_or(1)
+                + 16,
+        })
+    }
+
+    /// Forward FLOPs of one (window, variable): both prompts in full, or, with the prefix
+    /// cache, the shared prefix once and the two suffixes after it.
+    pub fn flops_per_pair(&self, config: &Gpt2Config, layers: usize, prefix_cache: bool) -> f64 {
+        let flops = |past, t| forward_flops(config, layers, past, t);
+        if prefix_cache {
+            let p = self.mean_prefix;
+            flops(0.0, p) + flops(p, self.mean_gt - p) + flops(p, self.mean_hd - p)
+        } else {
+            flops(0.0, self.mean_gt) + flops(0.0, self.mean_hd)
+        }
+    }
+}
+
+/// Forward FLOPs (matmuls only) of `t` query tokens that follow `past` cached tokens.
+fn forward_flops(config: &Gpt2Config, layers: usize, past: f64, t: f64) -> f64 {
+    let d = config.n_embd as f64;
+    let inner = config.n_inner as f64;
+    let per_token_linear = 2.0 * (4.0 * d * d + 2.0 * d * inner);
+    // QKᵀ and AV over the keys each query sees: the past ones and the causal half of its own.
+    let attention = 2.0 * 2.0 * t * (past + t / 2.0) * d;
+    layers as f64 * (per_token_linear * t + attention)
+}
+
+/// How a run's forward passes are sized.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PassPlan {
+    /// The teacher's batching options.
+    pub options: BatchOptions,
+    /// Estimated peak bytes per device of a full pass at the longest padded length.
+    pub peak_bytes: u64,
+}
+
+/// What sizes a run's passes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PassRequest<'a> {
+    pub config: &'a Gpt2Config,
+    pub layers: usize,
+    pub precision: Precision,
+    pub budget_bytes: u64,
+    /// `--batch-tokens`: overrides the budget's choice.
+    pub batch_tokens: Option<usize>,
+    /// Compute each family's shared prefix once.
+    pub prefix_cache: bool,
+    /// GPUs: few distinct tensor shapes (each new one compiles and autotunes kernels).
+    pub gpu: bool,
+}
+
+impl PassPlan {
+    /// Passes for prompts of at most `longest` tokens under the request's budget.
+    pub(crate) fn new(request: &PassRequest<'_>, longest: usize) -> Self {
+        let defaults = BatchOptions::default();
+        let padded = longest.div_ceil(defaults.length_bucket) * defaults.length_bucket;
+        let padded = padded.min(request.config.n_positions);
+        let (config, layers, precision) = (request.config, request.layers, request.precision);
+        let planned = budget::plan(config, layers, padded, precision, request.budget_bytes);
+        let max_tokens = request.batch_tokens.unwrap_or(planned.max_tokens);
+        PassPlan {
+            options: BatchOptions {
+                max_prompts: max_tokens.div_ceil(32).max(1),
+                max_tokens,
+                share_prefix: request.prefix_cache,
+                batch_multiple: if request.gpu { 16 } else { 1 },
+                ..defaults
+            },
+            peak_bytes: budget::peak_bytes(config, layers, padded, precision, max_tokens),
+        }
+    }
+}
+
+/// A dry run's figures for one store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorePlan {
+    /// The split.
+    pub split: SplitKind,
+    /// The output length H.
+    pub output_len: usize,
+    /// Windows to extract.
+    pub windows: usize,
+    /// Prompts: 2 per (window, variable).
+    pub prompts: usize,
+    /// Prompt lengths.
+    pub survey: TokenSurvey,
+    /// Tokens of every prompt in full.
+    pub tokens: f64,
+    /// Forward FLOPs of every prompt in full.
+    pub flops: f64,
+    /// Forward FLOPs as run (with the prefix cache where it is on).
+    pub flops_run: f64,
+    /// Estimated seconds on the run's devices (an estimate, not a promise).
+    pub seconds: f64,
+}
+
+/// What a run will do, without loading weights or writing anything.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractionPlan {
+    /// The memory budget per device.
+    pub budget: budget::MemoryBudget,
+    /// How passes are sized.
+    pub passes: PassPlan,
+    /// One entry per (split, output length).
+    pub stores: Vec<StorePlan>,
+}
+
+impl StorePlan {
+    /// The figures of `windows` windows of `split` at `output_len`, with `survey` of them.
+    pub(crate) fn new(
+        split: &Split<'_>,
+        output_len: usize,
+        windows: usize,
+        survey: TokenSurvey,
+        request: &PassRequest<'_>,
+    ) -> Self {
+        let pairs = windows * split.dataset().n_vars();
+        let flops =
+            |cache| pairs as f64 * survey.flops_per_pair(request.config, request.layers, cache);
+        // Sustained rates measured with this tool: ≈35 TFLOP/s f32 on an H100, ≈10 GFLOP/s
+        // for small models on two CPU cores.
+        let rate = if request.gpu { 35e12 } else { 10e9 };
+        let flops_run = flops(request.prefix_cache);
+        StorePlan {
+            split: split.kind(),
+            output_len,
+            windows,
+            prompts: 2 * pairs,
+            survey,
+            tokens: (survey.mean_gt + survey.mean_hd) * pairs as f64,
+            flops: flops(false),
+            flops_run,
+            seconds: flops_run / rate,
+        }
+    }
+}

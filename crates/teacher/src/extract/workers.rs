@@ -1,0 +1,174 @@
+//! The worker pool: one worker per device pulls chunks of windows from one queue. Each worker
+//! has two threads: one builds and tokenises the prompts of the next chunk
+//! ([`PromptEncoder::encode_lengths`]) while the other runs the model on the current one
+//! ([`Teacher::embed_encoded_lengths`]). Results go back to the caller's thread, which alone
+//! writes the stores, so the stores do not depend on how many workers ran.
+
+use std::sync::Mutex;
+use std::sync::mpsc::{self, SyncSender};
+
+use timekd_data::{Dataset, SplitKind};
+
+use super::error::ExtractError;
+use super::model::{TeacherSpec, load_teacher};
+use super::retry::{HostEmbeddings, embed_with_retry};
+use crate::batch::BatchOptions;
+use crate::device::WorkerDevice;
+use crate::error::TeacherError;
+use crate::pipeline::{EncodedLengths, LengthsInput, PromptEncoder, Teacher, WindowInput};
+
+/// A unit of work: windows of one split, each with the output lengths whose stores still miss
+/// it (ascending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WorkItem {
+    /// The split the windows belong to.
+    pub split: SplitKind,
+    /// (window index, output lengths to embed it for).
+    pub windows: Vec<(usize, Vec<usize>)>,
+}
+
+/// A chunk's embeddings, one entry per output length.
+#[derive(Debug)]
+pub(crate) struct ChunkDone {
+    /// The split of the chunk.
+    pub split: SplitKind,
+    /// Per output length, the embeddings of the chunk's windows that asked for it.
+    pub lengths: Vec<HostEmbeddings>,
+    /// Prompt tokens embedded (each prompt counted whole).
+    pub tokens: usize,
+}
+
+/// What a worker sends back.
+#[derive(Debug)]
+pub(crate) enum WorkerMessage {
+    /// A line for the user.
+    Note(String),
+    /// A chunk is embedded.
+    Done(ChunkDone),
+}
+
+/// What the pool needs to run.
+pub(crate) struct Pool<'a> {
+    /// The teacher every worker loads.
+    pub spec: &'a TeacherSpec,
+    /// One worker per device.
+    pub devices: &'a [WorkerDevice],
+    /// The memory budget per device (sizes the CUDA engine).
+    pub budget_bytes: u64,
+    /// Batching of the teacher.
+    pub options: BatchOptions,
+    /// The windows' data.
+    pub data: &'a Dataset,
+}
+
+type Message = Result<WorkerMessage, ExtractError>;
+
+impl Pool<'_> {
+    /// Runs `items` on the workers; `receive` sees every message on this thread, in arrival
+    /// order. The first error (a worker's or `receive`'s) ends the run.
+    pub fn run(
+        &self,
+        items: Vec<WorkItem>,
+        mut receive: impl FnMut(WorkerMessage) -> Result<(), ExtractError>,
+    ) -> Result<(), ExtractError> {
+        let queue = Mutex::new(items.into_iter());
+        std::thread::scope(|scope| {
+            let (sender, receiver) = mpsc::sync_channel::<Message>(self.devices.len() * 2);
+            for target in self.devices {
+                let (queue, sender) = (&queue, sender.clone());
+                scope.spawn(move || self.worker(target, queue, &sender));
+            }
+            drop(sender);
+            // Returning drops the receiver: workers stop at their next send.
+            receiver
+                .into_iter()
+                .try_for_each(|message| receive(message?))
+        })
+    }
+
+    /// One device's loop: load the teacher, take chunks until the queue is empty.
+    fn worker(
+        &self,
+        target: &WorkerDevice,
+        queue: &Mutex<std::vec::IntoIter<WorkItem>>,
+        results: &SyncSender<Message>,
+    ) {
+        let notes = |text: String| {
+            let _ = results.send(Ok(WorkerMessage::Note(text)));
+        };
+        let loaded = load_teacher(self.spec, target, self.budget_bytes, self.options, &notes);
+        let mut teacher = match loaded {
+            Ok(teacher) => teacher,
+            Err(err) => {
+                let _ = results.send(Err(err));
+                return;
+            }
+        };
+        let encoder = teacher.encoder().clone();
+        std::thread::scope(|scope| {
+            let (encoded_tx, encoded_rx) = mpsc::sync_channel(1);
+            scope.spawn(move || {
+                while let Some(item) = next(queue) {
+                    let encoded = encode(&encoder, self.data, &item);
+                    if encoded_tx.send((item.split, encoded)).is_err() {
+                        return;
+                    }
+                }
+            });
+            for (split, encoded) in encoded_rx {
+                let result = encoded
+                    .map_err(ExtractError::from)
+                    .and_then(|encoded| embed(&mut teacher, split, &encoded, &notes));
+                let failed = result.is_err();
+                if results.send(result.map(WorkerMessage::Done)).is_err() || failed {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn next(queue: &Mutex<std::vec::IntoIter<WorkItem>>) -> Option<WorkItem> {
+    // A poisoned queue means another worker panicked; that panic ends the run anyway.
+    queue.lock().ok()?.next()
+}
+
+/// The prompts of `item`'s windows at their lengths.
+fn encode(
+    encoder: &PromptEncoder,
+    data: &Dataset,
+    item: &WorkItem,
+) -> Result<EncodedLengths, TeacherError> {
+    let split = data.split(item.split);
+    let inputs = item
+        .windows
+        .iter()
+        .map(|(index, lengths)| {
+            let longest = lengths.last().copied().unwrap_or(0);
+            let window = split.window_at(*index, longest).ok_or_else(|| {
+                TeacherError::Input(format!(
+                    "window {index} of the {} split does not exist at H = {longest}",
+                    item.split
+                ))
+            })?;
+            Ok(LengthsInput {
+                window: WindowInput::from_window(&window, data.n_vars()),
+                lengths: lengths.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, TeacherError>>()?;
+    encoder.encode_lengths(&inputs)
+}
+
+fn embed(
+    teacher: &mut Teacher,
+    split: SplitKind,
+    encoded: &EncodedLengths,
+    notes: &dyn Fn(String),
+) -> Result<ChunkDone, ExtractError> {
+    Ok(ChunkDone {
+        split,
+        lengths: embed_with_retry(teacher, encoded, notes)?,
+        tokens: encoded.prompt_tokens(),
+    })
+}
