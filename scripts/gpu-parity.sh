@@ -5,6 +5,7 @@
 #
 #   scripts/gpu-parity.sh --make-refs target/release/timekd   # on a CPU machine: the references
 #   scripts/gpu-parity.sh [TIMEKD]                            # on the GPU machine (default .gpu/timekd)
+#   ONLY='^small' scripts/gpu-parity.sh                        # the cases whose name matches
 #
 # References go to REF (default .bench/ref; carry it to the GPU machine). Both sides make the
 # random model themselves (`timekd random-model --seed 0` is deterministic). Needs python3 with
@@ -82,6 +83,7 @@ PY
 
 for case in "${cases[@]}"; do
     IFS='|' read -r name data lengths model windows <<<"$case"
+    [[ "$name" =~ ${ONLY:-.} ]] || continue
     echo "== $name (ETTh1/weather train, H = $lengths, $windows windows)"
     for run in "cuda:f32:1e-4" "cuda:f16:1e-2" "cuda:tf32:5e-3" "burn:f16:1e-2"; do
         IFS=: read -r engine precision bound <<<"$run"

@@ -111,7 +111,7 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
         let (data, h) = case
             .rsplit_once(':')
             .with_context(|| format!("case {case:?}: expected DATA:H"))?;
-        rows.push(time_case(&args, &timekd, &model, case, data, h)?);
+        rows.push(time_case(&args, &timekd, &model, case, data, h, 1)?);
     }
     let all_lengths = match &args.all_lengths {
         Some(data) => {
@@ -122,9 +122,17 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(",");
             let case = format!("{data}:all({list})");
-            let row = time_case(&args, &timekd, &model, &case, data, &list)?;
-            let windows = all_lengths_windows(&timekd, data, &args.lengths)?;
-            Some((row, windows))
+            let row = time_case(
+                &args,
+                &timekd,
+                &model,
+                &case,
+                data,
+                &list,
+                args.lengths.len(),
+            )?;
+            let embeddings = all_lengths_embeddings(&timekd, data, &args.lengths)?;
+            Some((row, embeddings))
         }
         None => None,
     };
@@ -185,8 +193,9 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
     if let Some((row, (train, val))) = &all_lengths {
         let secs = (train + val) as f64 / row.rate();
         println!(
-            "all lengths: {train} train + {val} val windows (each for every H it has) at {:.1} windows/s \
-             → projected {:.1} min for the whole dataset on one {device_name}",
+            "all lengths: its windows column counts embeddings (one per window and H); {train} train + {val} \
+             val embeddings over every H at {:.1} embeddings/s → projected {:.1} min for the whole \
+             dataset on one {device_name}",
             row.rate(),
             secs / 60.0
         );
@@ -194,7 +203,9 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One case in one process: `warmup + windows` windows, the rate after the warm-up.
+/// One case in one process: `warmup + windows` windows at `count` output lengths, the rate
+/// after the warm-up (in windows for one length, embeddings for several: timekd counts one
+/// per window and H).
 fn time_case(
     args: &BenchExtract,
     timekd: &Path,
@@ -202,6 +213,7 @@ fn time_case(
     case: &str,
     data: &str,
     lengths: &str,
+    count: usize,
 ) -> anyhow::Result<Row> {
     let out = args.work.join("timed");
     let base = |windows: usize| {
@@ -239,8 +251,10 @@ fn time_case(
     let total = args.warmup + args.windows;
     let dry = captured(base(total).arg("--dry-run"))?.stdout;
     let dry = String::from_utf8_lossy(&dry);
-    // One line per (H, split) store: sum them.
-    let flops: f64 = numbers_after(&dry, "forward FLOPs run ≈ ").iter().sum();
+    // One line per (H, split) store; several lengths share their prefixes, which the dry run
+    // totals on a line of its own.
+    let flops = number_after(&dry, "all lengths in one pass (each window's history prefix runs once for every H): forward FLOPs run ≈ ")
+        .unwrap_or_else(|| numbers_after(&dry, "forward FLOPs run ≈ ").iter().sum());
     let tokens: f64 = numbers_after(&dry, "tokens in all: ").iter().sum();
     if flops == 0.0 || tokens == 0.0 {
         bail!("the dry run printed no FLOPs or token counts:\n{dry}");
@@ -250,7 +264,8 @@ fn time_case(
         args.warmup, args.windows
     );
     let sampler = MemorySampler::start();
-    let log = captured(base(total).args(["--report-after", &args.warmup.to_string()]))?.stderr;
+    let warmup = (args.warmup * count).to_string();
+    let log = captured(base(total).args(["--report-after", &warmup]))?.stderr;
     let log = String::from_utf8_lossy(&log);
     let peak_mib = sampler.stop();
     let steady = log
@@ -260,9 +275,8 @@ fn time_case(
                 .map(|(_, rest)| rest)
         })
         .with_context(|| format!("timekd reported no steady state:\n{log}"))?;
-    let windows = number_after(steady, ": ").context("steady-state window count")? as usize;
-    let secs = number_after(steady, " windows in ").context("steady-state seconds")?;
-    let share = windows as f64 / total as f64;
+    let (windows, secs) = steady_rate(steady).context("the steady-state line")?;
+    let share = windows as f64 / (total * count) as f64;
     Ok(Row {
         case: case.to_string(),
         windows,
@@ -273,30 +287,44 @@ fn time_case(
     })
 }
 
-/// Train and val windows an all-lengths pass over `data` visits: those of the shortest H
-/// (window i exists for H while i < count(H)), from `timekd inspect --json`.
-fn all_lengths_windows(
+/// The count and seconds of timekd's `steady state after the first K <unit>: N <unit> in S s`
+/// (what follows "the first "); the unit is windows for one length, embeddings for several.
+fn steady_rate(line: &str) -> Option<(usize, f64)> {
+    let (_, after) = line.split_once(": ")?;
+    let count = number_after(after, "")? as usize;
+    let secs = number_after(after.split_once(" in ")?.1, "")?;
+    Some((count, secs))
+}
+
+/// Train and val embeddings of an all-lengths pass over `data`: Σ over H of each split's
+/// windows at H, from `timekd inspect --json`.
+fn all_lengths_embeddings(
     timekd: &Path,
     data: &str,
     lengths: &[usize],
 ) -> anyhow::Result<(usize, usize)> {
-    let shortest = lengths.iter().min().context("no output lengths")?;
-    let out = captured(Command::new(timekd).args([
-        "inspect",
-        "--data",
-        data,
-        "--output-len",
-        &shortest.to_string(),
-        "--json",
-    ]))?
-    .stdout;
-    let json: serde_json::Value = serde_json::from_slice(&out).context("timekd inspect --json")?;
-    let windows = |split: &str| {
-        json["splits"][split]["windows"]
-            .as_u64()
-            .with_context(|| format!("inspect printed no {split} window count"))
-    };
-    Ok((windows("train")? as usize, windows("val")? as usize))
+    let (mut train, mut val) = (0, 0);
+    for h in lengths {
+        let out = captured(Command::new(timekd).args([
+            "inspect",
+            "--data",
+            data,
+            "--output-len",
+            &h.to_string(),
+            "--json",
+        ]))?
+        .stdout;
+        let json: serde_json::Value =
+            serde_json::from_slice(&out).context("timekd inspect --json")?;
+        let windows = |split: &str| {
+            json["splits"][split]["windows"]
+                .as_u64()
+                .with_context(|| format!("inspect printed no {split} window count"))
+        };
+        train += windows("train")? as usize;
+        val += windows("val")? as usize;
+    }
+    Ok((train, val))
 }
 
 /// Runs the PyTorch reference; its stdout.
@@ -468,6 +496,15 @@ mod tests {
                 .eager
                 .is_none()
         );
+    }
+
+    #[test]
+    fn steady_state_lines_are_read_in_either_unit() {
+        let one = "1012 windows: 524 windows in 0.6 s = 907.50 windows/s";
+        assert_eq!(steady_rate(one), Some((524, 0.6)));
+        let many = "80 embeddings: 2048 embeddings in 12.5 s = 163.84 embeddings/s";
+        assert_eq!(steady_rate(many), Some((2048, 12.5)));
+        assert_eq!(steady_rate("no rate here"), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::Command;
 use burn::tensor::Device;
 use timekd_data::{DataSource, Dataset, DatasetOptions, SplitKind};
 use timekd_store::{StoreLayout, StoreReader};
-use timekd_teacher::extract::{Extraction, ExtractionBuilder};
+use timekd_teacher::extract::{Extraction, ExtractionBuilder, ExtractionPlan};
 use timekd_teacher::{
     BatchOptions, Gpt2, PromptBuilder, PromptTemplate, Sca, Teacher, ValueFormat, WindowInput,
 };
@@ -171,6 +171,53 @@ fn several_lengths_at_once_equal_separate_runs() {
         eprintln!("H = {h}: several lengths vs alone, max rel L2 over windows {err:.3e}");
         assert!(err <= 1e-5, "H = {h}: {err}");
     }
+}
+
+#[test]
+fn one_pass_over_several_lengths_plans_each_shared_prefix_once() {
+    let (source, data) = etth1();
+    let plan = |lengths: &[usize]| {
+        Extraction::builder(&source, &data, "unused")
+            .model(tiny_model().to_str().unwrap())
+            .splits(&[SplitKind::Train, SplitKind::Val])
+            .lengths(lengths)
+            .build()
+            .unwrap()
+            .plan()
+            .unwrap()
+    };
+    let one = plan(&[24]);
+    let sum = |p: &ExtractionPlan| -> f64 { p.stores.iter().map(|s| s.flops_run).sum() };
+    let (flops, _) = one.together();
+    assert!(
+        (flops - sum(&one)).abs() <= 1e-9 * flops,
+        "one length: {flops} vs {}",
+        sum(&one)
+    );
+
+    let lengths = [24, 36, 48, 96, 192];
+    let several = plan(&lengths);
+    let (flops, seconds) = several.together();
+    // Every store but each split's most windowed one has its prefixes run for it already.
+    let mut saved = 0.0;
+    for split in [SplitKind::Train, SplitKind::Val] {
+        let stores: Vec<_> = several.stores.iter().filter(|s| s.split == split).collect();
+        assert_eq!(stores.len(), lengths.len());
+        let widest = stores.iter().map(|s| s.windows).max().unwrap();
+        assert_eq!(
+            widest, stores[0].windows,
+            "the shortest H has the most windows"
+        );
+        saved += stores[1..].iter().map(|s| s.prefix_flops).sum::<f64>();
+        assert!(stores.iter().all(|s| s.prefix_flops > 0.0));
+    }
+    let expected = sum(&several) - saved;
+    assert!(
+        (flops - expected).abs() <= 1e-9 * flops,
+        "{flops} vs {expected}"
+    );
+    let store_seconds: f64 = several.stores.iter().map(|s| s.seconds).sum();
+    assert!(seconds > 0.0 && seconds < store_seconds);
 }
 
 #[test]

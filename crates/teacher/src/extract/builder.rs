@@ -310,6 +310,7 @@ impl<'a> Extraction<'a> {
             batch_tokens: self.settings.batch_tokens,
             prefix_cache: self.settings.prefix_cache,
             gpu: self.settings.devices.is_gpu(),
+            cuda_engine: self.spec.engine.uses_cuda_engine().unwrap_or(false),
         }
     }
 

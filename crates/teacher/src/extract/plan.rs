@@ -65,6 +65,15 @@ impl TokenSurvey {
         })
     }
 
+    /// Forward FLOPs of one (window, variable)'s shared prefix (0 without the cache).
+    pub fn prefix_flops(&self, config: &Gpt2Config, layers: usize, prefix_cache: bool) -> f64 {
+        if prefix_cache {
+            forward_flops(config, layers, 0.0, self.mean_prefix)
+        } else {
+            0.0
+        }
+    }
+
     /// Forward FLOPs of one (window, variable): both prompts in full, or, with the prefix
     /// cache, the shared prefix once and the two suffixes after it.
     pub fn flops_per_pair(&self, config: &Gpt2Config, layers: usize, prefix_cache: bool) -> f64 {
@@ -110,6 +119,8 @@ pub(crate) struct PassRequest<'a> {
     pub prefix_cache: bool,
     /// GPUs: few distinct tensor shapes (each new one compiles and autotunes kernels).
     pub gpu: bool,
+    /// The GPU runs the CUDA engine (for the time estimate).
+    pub cuda_engine: bool,
 }
 
 impl PassPlan {
@@ -153,6 +164,8 @@ pub struct StorePlan {
     pub flops: f64,
     /// Forward FLOPs as run (with the prefix cache where it is on).
     pub flops_run: f64,
+    /// The part of `flops_run` that is the windows' shared history prefixes.
+    pub prefix_flops: f64,
     /// Estimated seconds on the run's devices (an estimate, not a promise).
     pub seconds: f64,
 }
@@ -180,10 +193,20 @@ impl StorePlan {
         let pairs = windows * split.dataset().n_vars();
         let flops =
             |cache| pairs as f64 * survey.flops_per_pair(request.config, request.layers, cache);
-        // Sustained rates measured with this tool: ≈35 TFLOP/s f32 on an H100, ≈10 GFLOP/s
-        // for small models on two CPU cores.
-        let rate = if request.gpu { 35e12 } else { 10e9 };
+        // Sustained rates measured with this tool: the CUDA engine ≈320–390 TFLOP/s in f16 on
+        // an H200 over the bench cases (`cargo xtask bench extract`; 300 keeps some margin)
+        // and, unmeasured, far less in f32;
+        // Burn's CUDA backend ≈35 TFLOP/s on an H100; ≈10 GFLOP/s for small models on two
+        // CPU cores.
+        let rate = match (request.gpu, request.cuda_engine, request.precision) {
+            (false, _, _) => 10e9,
+            (true, true, Precision::F16) => 300e12,
+            (true, true, _) => 40e12,
+            (true, false, _) => 35e12,
+        };
         let flops_run = flops(request.prefix_cache);
+        let prefix_flops = pairs as f64
+            * survey.prefix_flops(request.config, request.layers, request.prefix_cache);
         StorePlan {
             split: split.kind(),
             output_len,
@@ -193,7 +216,32 @@ impl StorePlan {
             tokens: (survey.mean_gt + survey.mean_hd) * pairs as f64,
             flops: flops(false),
             flops_run,
+            prefix_flops,
             seconds: flops_run / rate,
         }
+    }
+}
+
+impl ExtractionPlan {
+    /// Forward FLOPs and estimated seconds of the whole run as one pass over all lengths:
+    /// each window's history prefix runs once for every H it is extracted at, so a split
+    /// costs its stores' suffixes plus the prefixes of its most windowed store. Equals the
+    /// stores' sum for one length.
+    pub fn together(&self) -> (f64, f64) {
+        let (mut flops, mut seconds) = (0.0, 0.0);
+        for split in [SplitKind::Train, SplitKind::Val, SplitKind::Test] {
+            let stores: Vec<&StorePlan> = self.stores.iter().filter(|s| s.split == split).collect();
+            let Some(widest) = stores.iter().max_by_key(|s| s.windows) else {
+                continue;
+            };
+            for store in &stores {
+                let suffixes = store.flops_run - store.prefix_flops;
+                flops += suffixes;
+                seconds += store.seconds * suffixes / store.flops_run.max(1.0);
+            }
+            flops += widest.prefix_flops;
+            seconds += widest.seconds * widest.prefix_flops / widest.flops_run.max(1.0);
+        }
+        (flops, seconds)
     }
 }
