@@ -81,11 +81,8 @@ fn human(bytes: u64) -> String {
     }
 }
 
-impl std::error::Error for DiskFull {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
+/// The system error is part of the message, not a separate source (printed once).
+impl std::error::Error for DiskFull {}
 
 /// Whether `error` means no space: the disk is full (`ENOSPC`), a quota is exhausted
 /// (`EDQUOT`) or the file would exceed the process's size limit (`EFBIG`, `ulimit -f`).
