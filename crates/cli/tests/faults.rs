@@ -9,7 +9,7 @@
 //! integration tests with the features of that build, so its fault points act on
 //! `TIMEKD_FAULT=NAME:HIT[:ACTION]` (a product build has no such code).
 
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -30,21 +30,7 @@ fn timekd(args: &[&str], fault: Option<&str>, file_size_limit: Option<u64>) -> O
         command.env("TIMEKD_FAULT", fault);
     }
     if let Some(limit) = file_size_limit {
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            command.pre_exec(move || {
-                // Writes past the limit fail with EFBIG instead of killing the process.
-                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                let rlimit = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: limit,
-                };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        timekd_fault::limit_file_size(&mut command, limit);
     }
     command.output().unwrap()
 }
@@ -111,10 +97,10 @@ fn tiny_config(dir: &Path) -> PathBuf {
     path
 }
 
-/// `timekd train` of the tiny student on [`stores`] into `run` (plus `extra` flags).
-fn train(run: &Path, extra: &[&str], fault: Option<&str>, limit: Option<u64>) -> Output {
-    let config = tiny_config(run.parent().unwrap());
-    let mut args = vec![
+/// The flags of `timekd train` of the tiny student (written beside `dir`) on `stores`.
+fn train_args(stores: &Path, dir: &Path) -> Vec<String> {
+    let config = tiny_config(dir);
+    [
         "train",
         "--data",
         "ETTh1",
@@ -123,14 +109,24 @@ fn train(run: &Path, extra: &[&str], fault: Option<&str>, limit: Option<u64>) ->
         "--max-windows",
         WINDOWS,
         "--stores",
-        stores().to_str().unwrap(),
+        stores.to_str().unwrap(),
         "--config",
         config.to_str().unwrap(),
-        "--run-dir",
-        run.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    timekd(&args, fault, limit)
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `timekd train` of the tiny student on [`stores`] into `run` (plus `extra` flags).
+fn train(run: &Path, extra: &[&str], fault: Option<&str>, limit: Option<u64>) -> Output {
+    let mut args = train_args(stores(), run.parent().unwrap());
+    args.extend(["--run-dir", run.to_str().unwrap()].map(String::from));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    timekd(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        fault,
+        limit,
+    )
 }
 
 /// What a finished run must reproduce bit for bit: the last and best weights, the optimiser,
@@ -214,19 +210,8 @@ fn sigterm_saves_a_checkpoint_at_the_next_step_and_resume_reaches_the_same_resul
 
     // A real signal from outside, wherever it lands.
     let run = dir.path().join("external");
-    let config = tiny_config(dir.path());
     let child = Command::new(env!("CARGO_BIN_EXE_timekd"))
-        .args([
-            "train",
-            "--data",
-            "ETTh1",
-            "--output-len",
-            "24",
-            "--max-windows",
-            WINDOWS,
-        ])
-        .args(["--stores", stores().to_str().unwrap(), "--config"])
-        .arg(&config)
+        .args(train_args(stores(), dir.path()))
         .arg("--run-dir")
         .arg(&run)
         .env("TIMEKD_FAULT", "train.step:3:stop")
@@ -400,21 +385,15 @@ fn verify_and_training_refuse_a_damaged_store_unless_told() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("window 3"), "{}", stderr(&out));
 
-    let config = tiny_config(dir.path());
     let train_on = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--data",
-            "ETTh1",
-            "--output-len",
-            "24",
-            "--max-windows",
-        ];
-        args.extend([WINDOWS, "--epochs", "1", "--stores", copy.to_str().unwrap()]);
-        args.extend(["--config", config.to_str().unwrap(), "--runs"]);
-        args.push(dir.path().to_str().unwrap());
-        args.extend_from_slice(extra);
-        timekd(&args, None, None)
+        let mut args = train_args(&copy, dir.path());
+        args.extend(["--epochs", "1", "--runs", dir.path().to_str().unwrap()].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        timekd(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            None,
+            None,
+        )
     };
     let out = train_on(&[]);
     let message = stderr(&out);

@@ -110,6 +110,27 @@ pub fn point(name: &'static str) {
     let _ = name;
 }
 
+/// Makes `command`'s child fail writes past `bytes` per file with `EFBIG` (the file-size
+/// limit `RLIMIT_FSIZE`, with `SIGXFSZ` ignored): a full disk for tests, without root.
+#[cfg(feature = "inject")]
+pub fn limit_file_size(command: &mut std::process::Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let rlimit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(feature = "inject")]
 mod inject {
     use std::collections::HashMap;

@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -105,21 +105,7 @@ impl Child<'_> {
             command.env("TIMEKD_FAULT", fault);
         }
         if let Some(limit) = self.file_size_limit {
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                command.pre_exec(move || {
-                    // Writes past the limit then fail with EFBIG instead of killing the child.
-                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                    let rlimit = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            timekd_fault::limit_file_size(&mut command, limit);
         }
         command.output().unwrap()
     }
