@@ -89,6 +89,8 @@ pub(crate) fn check_free_space(path: &Path, bytes: u64) -> Result<()> {
     }
     // SAFETY: statvfs returned 0, so it filled `stats`.
     let stats = unsafe { stats.assume_init() };
+    // Both are u64 on 64-bit Linux but narrower on some targets.
+    #[allow(clippy::useless_conversion)]
     let free = u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize));
     if free >= bytes {
         return Ok(());
