@@ -161,7 +161,7 @@ fn remove_dir(dir: &Path) -> Result<()> {
 }
 
 /// Reads the state file of a checkpoint directory (its committed version, see the module
-/// docs). A version newer than [`STATE_VERSION`] is refused.
+/// docs). A version newer than `STATE_VERSION` (this build's) is refused.
 pub fn read_state(dir: &Path) -> Result<CheckpointState> {
     let path = committed(dir).join(STATE_FILE);
     let bytes = std::fs::read(&path).map_err(|e| StudentError::io(&path, e))?;
