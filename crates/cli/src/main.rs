@@ -7,6 +7,7 @@
 mod commands;
 mod data_args;
 mod progress;
+mod signals;
 
 use clap::{Parser, Subcommand};
 
@@ -55,6 +56,12 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) if err.is::<commands::Status>() => {
+            eprintln!("{err}");
+            std::process::ExitCode::from(
+                err.downcast_ref::<commands::Status>().map_or(1, |s| s.code),
+            )
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE

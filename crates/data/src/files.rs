@@ -1,5 +1,6 @@
 //! Files written atomically (temporary sibling, fsync, rename, directory fsync: a path holds
-//! its old content or the complete new one), and the workspace's one safetensors writer.
+//! its old content or the complete new one; a failed write, e.g. on a full disk, removes its
+//! temporary file), and the workspace's one safetensors writer.
 
 use std::fs::File;
 use std::io::Write;
@@ -8,15 +9,20 @@ use std::path::{Path, PathBuf};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 
-/// Writes `bytes` to `path` atomically and durably.
+/// Writes `bytes` to `path` atomically and durably. On failure the path keeps its old
+/// content and no temporary file is left.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
+    let written = File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, path)?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -31,6 +37,11 @@ pub type TensorRef<'a> = (&'a str, &'a [usize], &'a [f32]);
 /// Writes f32 tensors as a safetensors file, [atomically](write_atomic). A shape that does
 /// not match its values is an `InvalidInput` error naming the tensor.
 pub fn write_safetensors(path: &Path, tensors: &[TensorRef<'_>]) -> std::io::Result<()> {
+    write_atomic(path, &safetensors_bytes(tensors)?)
+}
+
+/// The bytes of a safetensors file of f32 tensors (what [`write_safetensors`] writes).
+pub fn safetensors_bytes(tensors: &[TensorRef<'_>]) -> std::io::Result<Vec<u8>> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, _, values)| values.iter().flat_map(|v| v.to_le_bytes()).collect())
@@ -44,8 +55,7 @@ pub fn write_safetensors(path: &Path, tensors: &[TensorRef<'_>]) -> std::io::Res
                 .map_err(|e| invalid(format!("tensor `{name}`: {e}")))
         })
         .collect::<std::io::Result<Vec<_>>>()?;
-    let serialized = safetensors::serialize(views, None).map_err(|e| invalid(e.to_string()))?;
-    write_atomic(path, &serialized)
+    safetensors::serialize(views, None).map_err(|e| invalid(e.to_string()))
 }
 
 fn invalid(message: String) -> std::io::Error {

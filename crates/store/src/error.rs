@@ -1,7 +1,10 @@
 //! The crate's error type: every variant names the file involved and says how to recover.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+pub use timekd_fault::DiskFull;
 
 /// Result alias for store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -86,13 +89,42 @@ pub enum StoreError {
         /// Version this build writes and reads.
         supported: u32,
     },
+    /// The disk, a quota or the file-size limit ran out while writing: the file and the
+    /// bytes it needed. What was durable before is intact; rerun after freeing space.
+    #[error(transparent)]
+    DiskFull(#[from] DiskFull),
     /// Another process holds the store's writer lock.
     #[error(
-        "{path}: another writer is using this store (its lock file is held); wait for it or stop it"
+        "{path}: another writer is using this store: {holder} (its lock is held); wait for it \
+         or stop it"
     )]
     Locked {
         /// The lock file.
         path: PathBuf,
+        /// Who holds it, as the holder recorded it: `pid P on host H since T`.
+        holder: String,
+    },
+    /// Shards to merge do not cover the split exactly once.
+    #[error("{}", coverage(path, missing, duplicate))]
+    Coverage {
+        /// The merge's output.
+        path: PathBuf,
+        /// Window ranges no input covers.
+        missing: Vec<Range<usize>>,
+        /// Window ranges two inputs cover, with those two inputs.
+        duplicate: Vec<(Range<usize>, PathBuf, PathBuf)>,
+    },
+    /// A finished store's embeddings differ from the checksum recorded when it was written.
+    #[error(
+        "{path}: checksum mismatch: window {window} is not what was written (the first bad \
+         window; the file was damaged after it was finished, e.g. in a copy): copy it again or \
+         re-extract it"
+    )]
+    ChecksumMismatch {
+        /// The store.
+        path: PathBuf,
+        /// The first window whose bytes differ from the recorded digest.
+        window: usize,
     },
     /// A caller passed arguments that do not fit the store.
     #[error("{path}: {reason}")]
@@ -148,6 +180,33 @@ pub enum StoreError {
     },
 }
 
+fn coverage(
+    path: &Path,
+    missing: &[Range<usize>],
+    duplicate: &[(Range<usize>, PathBuf, PathBuf)],
+) -> String {
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        let ranges: Vec<String> = missing.iter().map(|r| format!("{r:?}")).collect();
+        problems.push(format!(
+            "gap: windows {} are in no input",
+            ranges.join(", ")
+        ));
+    }
+    for (range, a, b) in duplicate {
+        problems.push(format!(
+            "overlap: windows {range:?} are in both {} and {}",
+            a.display(),
+            b.display()
+        ));
+    }
+    format!(
+        "{}: cannot merge: {}; pass shards of one `--shard i/n` series, each once, all of them",
+        path.display(),
+        problems.join("; ")
+    )
+}
+
 fn join(fields: &[FieldDiff]) -> String {
     fields
         .iter()
@@ -166,6 +225,20 @@ impl StoreError {
             path: path.into(),
             action,
             source,
+        }
+    }
+
+    /// An error writing `bytes` bytes to `path`: [`StoreError::DiskFull`] when space ran
+    /// out, else [`StoreError::Io`].
+    pub(crate) fn write(
+        path: &Path,
+        bytes: u64,
+        action: &'static str,
+        source: std::io::Error,
+    ) -> Self {
+        match DiskFull::from_io(path, bytes, source) {
+            Ok(full) => Self::DiskFull(full),
+            Err(source) => Self::io(path, action, source),
         }
     }
 

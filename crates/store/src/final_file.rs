@@ -1,21 +1,31 @@
 //! The finished store: one HDF5 file with `embeddings` `[windows, n_vars, d_model]`
-//! (chunked one window per chunk), `complete` `[windows]` (u8, 1 = written) and the header
-//! as attributes of the root group.
+//! (chunked one window per chunk), `complete` `[windows]` (u8, 1 = written),
+//! `window_sha256` `[windows, 32]` (u8, each window's digest), and the header plus
+//! `embeddings_sha256` as attributes of the root group.
 
 use std::path::{Path, PathBuf};
 
 use hdf5::types::{TypeDescriptor, VarLenUnicode};
-use ndarray::{ArrayView1, ArrayView3, Ix3};
+use ndarray::{ArrayView1, ArrayView2, ArrayView3, Ix2, Ix3};
+use sha2::{Digest, Sha256};
 
-use crate::durable::{commit, remove_if_exists, tmp_path};
-use crate::error::{Result, StoreError};
-use crate::fingerprint::{Dtype, Fingerprint, SCHEMA_VERSION};
+use crate::durable::{check_free_space, commit, remove_if_exists, tmp_path};
+use crate::error::{DiskFull, Result, StoreError};
+use crate::fingerprint::{Dtype, Fingerprint, SCHEMA_VERSION, hex};
 use crate::layout::Header;
 
 /// Name of the embeddings dataset.
 pub(crate) const EMBEDDINGS: &str = "embeddings";
 /// Name of the per-window completion record.
 const COMPLETE: &str = "complete";
+/// Name of the per-window digests: SHA-256 of each window's stored bytes (little-endian).
+const WINDOW_SHA256: &str = "window_sha256";
+/// Root attribute: lower-case hex SHA-256 of every window's stored bytes (little-endian
+/// values in the store's dtype), in window order; absent in stores finished before it was
+/// recorded.
+pub(crate) const CHECKSUM: &str = "embeddings_sha256";
+/// Bytes of a SHA-256 digest.
+pub(crate) const DIGEST_LEN: usize = 32;
 /// Root attributes describing the window range (the rest are fingerprint fields).
 const LAYOUT_ATTRS: [&str; 3] = ["windows_total", "window_start", "window_end"];
 /// Values written per HDF5 call when assembling: about 4 MiB of f32.
@@ -23,7 +33,10 @@ const BLOCK_VALUES: usize = 1 << 20;
 
 /// Writes the final file for `header` at `path` (through `<path>.tmp`, fsync, rename).
 /// `fill(window, out)` provides window `window`'s values (`n_vars * d_model`, f32),
-/// called in window order; memory stays at one block of windows.
+/// called in window order; memory stays at one block of windows. Refused up front when the
+/// file system has less free space than the file needs; a write that fails for want of
+/// space (disk, quota, file-size limit) is [`StoreError::DiskFull`] naming `path` and that
+/// size, and removes the temporary file.
 pub(crate) fn write(
     path: &Path,
     header: &Header,
@@ -31,8 +44,43 @@ pub(crate) fn write(
 ) -> Result<()> {
     let tmp = tmp_path(path);
     remove_if_exists(&tmp)?;
-    write_unsynced(&tmp, header, fill)?;
+    let bytes = estimated_size(header);
+    check_free_space(path, bytes)?;
+    if let Err(e) = write_unsynced(&tmp, header, fill) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(disk_full_or(e, path, bytes));
+    }
     commit(&tmp, path)
+}
+
+/// About how many bytes the final file of `header` takes: values, digests, completion
+/// record, chunk index and attributes.
+pub(crate) fn estimated_size(header: &Header) -> u64 {
+    let dims = header.dims();
+    let values = dims.window_len() * header.fingerprint.dtype.size();
+    (dims.windows * (values + DIGEST_LEN + 1 + 48) + (32 << 10)) as u64
+}
+
+/// `error`, or [`StoreError::DiskFull`] when it is an HDF5 error whose stack reports the
+/// system error `ENOSPC`, `EDQUOT` or `EFBIG` (HDF5's file drivers write `errno = N`).
+pub(crate) fn disk_full_or(error: StoreError, path: &Path, bytes: u64) -> StoreError {
+    let StoreError::Hdf5 { source, .. } = &error else {
+        return error;
+    };
+    let errno = source.stack().and_then(|stack| {
+        stack.iter().find_map(|frame| {
+            let (_, rest) = frame.desc().split_once("errno = ")?;
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<i32>().ok()
+        })
+    });
+    match errno.map(std::io::Error::from_raw_os_error) {
+        Some(os) => match DiskFull::from_io(path, bytes, os) {
+            Ok(full) => StoreError::DiskFull(full),
+            Err(_) => error,
+        },
+        None => error,
+    }
 }
 
 fn write_unsynced(
@@ -43,9 +91,11 @@ fn write_unsynced(
     let h5 = |action| move |e| StoreError::hdf5(tmp, action, e);
     let file = hdf5::File::create(tmp).map_err(h5("create HDF5 file"))?;
     write_attributes(&file, header).map_err(h5("write attributes"))?;
+    timekd_fault::point("store.assemble.created");
     let dims = header.dims();
     let (n, d) = (dims.n_vars, dims.d_model);
-    let dataset = match header.fingerprint.dtype {
+    let dtype = header.fingerprint.dtype;
+    let dataset = match dtype {
         Dtype::F32 => file.new_dataset::<f32>(),
         Dtype::F16 => file.new_dataset::<half::f16>(),
     }
@@ -57,16 +107,21 @@ fn write_unsynced(
 
     let block = (BLOCK_VALUES / dims.window_len()).clamp(1, dims.windows);
     let mut values = vec![0f32; block * dims.window_len()];
+    let mut encoded = Vec::with_capacity(dims.window_len() * dtype.size());
+    let mut digests = Vec::with_capacity(dims.windows * DIGEST_LEN);
+    let mut total = Sha256::new();
     let mut local = 0;
     while local < dims.windows {
         let count = block.min(dims.windows - local);
         let buf = &mut values[..count * dims.window_len()];
         for (k, out) in buf.chunks_exact_mut(dims.window_len()).enumerate() {
             fill(header.window_start + local + k, out)?;
+            digests.extend_from_slice(&window_digest(dtype, out, &mut encoded));
+            total.update(&encoded);
         }
         let selection = (local..local + count, .., ..);
         let shape = (count, n, d);
-        let written = match header.fingerprint.dtype {
+        let written = match dtype {
             Dtype::F32 => ArrayView3::from_shape(shape, &*buf)
                 .map_err(|e| hdf5::Error::from(e.to_string()))
                 .and_then(|view| dataset.write_slice(view, selection)),
@@ -79,6 +134,7 @@ fn write_unsynced(
         };
         written.map_err(h5("write embeddings"))?;
         local += count;
+        timekd_fault::point("store.assemble.block");
     }
 
     let ones = vec![1u8; dims.windows];
@@ -87,7 +143,37 @@ fn write_unsynced(
         .obj_track_times(false)
         .create(COMPLETE)
         .map_err(h5("write dataset `complete`"))?;
-    file.close().map_err(h5("close HDF5 file"))
+    let digests = ArrayView2::from_shape((dims.windows, DIGEST_LEN), &digests[..])
+        .map_err(|e| StoreError::invalid(tmp, e.to_string()))?;
+    file.new_dataset_builder()
+        .with_data(digests)
+        .obj_track_times(false)
+        .create(WINDOW_SHA256)
+        .map_err(h5("write dataset `window_sha256`"))?;
+    write_str(&file, CHECKSUM, &hex(&total.finalize())).map_err(h5("write checksum"))?;
+    timekd_fault::point("store.assemble.written");
+    close(file, dataset).map_err(h5("flush and close HDF5 file"))
+}
+
+/// Flushes and closes `file`, closing `objects` of it first. HDF5 writes much of a file
+/// from its caches only when the last handle closes; closed in `Drop`, that write's errors
+/// (a full disk) would be lost and a truncated file taken for a finished one.
+pub(crate) fn close<T>(file: hdf5::File, objects: T) -> hdf5::Result<()> {
+    drop(objects);
+    file.flush()?;
+    file.close()
+}
+
+/// SHA-256 of `values` stored as `dtype` (little-endian); `encoded` is left holding those
+/// bytes.
+pub(crate) fn window_digest(
+    dtype: Dtype,
+    values: &[f32],
+    encoded: &mut Vec<u8>,
+) -> [u8; DIGEST_LEN] {
+    encoded.clear();
+    dtype.encode(values, encoded);
+    Sha256::digest(&encoded[..]).into()
 }
 
 fn write_attributes(file: &hdf5::File, header: &Header) -> hdf5::Result<()> {
@@ -135,9 +221,11 @@ fn write_u64(file: &hdf5::File, name: &str, value: u64) -> hdf5::Result<()> {
 /// An open, validated final file.
 pub(crate) struct FinalFile {
     path: PathBuf,
+    file: hdf5::File,
     dataset: hdf5::Dataset,
     header: Header,
     complete: Vec<bool>,
+    checksum: Option<String>,
 }
 
 impl FinalFile {
@@ -145,7 +233,7 @@ impl FinalFile {
     pub fn open(path: &Path) -> Result<Self> {
         let h5 = |action| move |e| StoreError::hdf5(path, action, e);
         let file = hdf5::File::open(path).map_err(h5("open HDF5 file"))?;
-        let header = read_header(path, &file)?;
+        let (header, checksum) = read_header(path, &file)?;
         let dims = header.dims();
         let dataset = file
             .dataset(EMBEDDINGS)
@@ -195,10 +283,54 @@ impl FinalFile {
             .collect();
         Ok(Self {
             path: path.to_path_buf(),
+            file,
             dataset,
             header,
             complete,
+            checksum,
         })
+    }
+
+    /// The recorded checksum of all embeddings (hex), `None` in stores finished before
+    /// checksums were recorded.
+    pub fn checksum(&self) -> Option<&str> {
+        self.checksum.as_deref()
+    }
+
+    /// The recorded digest of every window, in window order (`None` without a checksum).
+    pub fn window_digests(&self) -> Result<Option<Vec<[u8; DIGEST_LEN]>>> {
+        if self.checksum.is_none() {
+            return Ok(None);
+        }
+        let h5 = |action| move |e| StoreError::hdf5(&self.path, action, e);
+        let dataset = self
+            .file
+            .dataset(WINDOW_SHA256)
+            .map_err(h5("open dataset `window_sha256`"))?;
+        let expected = [self.header.dims().windows, DIGEST_LEN];
+        if dataset.shape() != expected {
+            return Err(StoreError::corrupt(
+                &self.path,
+                format!(
+                    "dataset `window_sha256` has shape {:?}, expected {expected:?}",
+                    dataset.shape()
+                ),
+            ));
+        }
+        let table = dataset
+            .read::<u8, Ix2>()
+            .map_err(h5("read dataset `window_sha256`"))?;
+        Ok(Some(
+            table
+                .rows()
+                .into_iter()
+                .map(|row| {
+                    let mut digest = [0u8; DIGEST_LEN];
+                    digest.iter_mut().zip(row).for_each(|(d, v)| *d = *v);
+                    digest
+                })
+                .collect(),
+        ))
     }
 
     pub fn header(&self) -> &Header {
@@ -258,7 +390,8 @@ fn copy_into(
     Ok(())
 }
 
-fn read_header(path: &Path, file: &hdf5::File) -> Result<Header> {
+/// The header and the checksum attribute (if any) of a final file.
+fn read_header(path: &Path, file: &hdf5::File) -> Result<(Header, Option<String>)> {
     let h5 = |action| move |e| StoreError::hdf5(path, action, e);
     let mut map = serde_json::Map::new();
     for name in file.attr_names().map_err(h5("list attributes"))? {
@@ -287,6 +420,16 @@ fn read_header(path: &Path, file: &hdf5::File) -> Result<Header> {
         };
         map.insert(name, value);
     }
+    let checksum = match map.remove(CHECKSUM) {
+        Some(serde_json::Value::String(hex)) => Some(hex),
+        Some(other) => {
+            return Err(StoreError::corrupt(
+                path,
+                format!("attribute `{CHECKSUM}` is {other}, not a hex string"),
+            ));
+        }
+        None => None,
+    };
     let schema = map
         .get("schema_version")
         .and_then(|v| v.as_u64())
@@ -316,5 +459,5 @@ fn read_header(path: &Path, file: &hdf5::File) -> Result<Header> {
     header
         .validate()
         .map_err(|reason| StoreError::corrupt(path, reason))?;
-    Ok(header)
+    Ok((header, checksum))
 }

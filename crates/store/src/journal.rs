@@ -4,10 +4,13 @@
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::durable::{TMP_SUFFIX, remove_if_exists, sync_parent, write_atomic};
 use crate::error::{Result, StoreError};
+use crate::fingerprint::now_rfc3339;
 use crate::layout::Header;
 use crate::part::{self, Part, PartShape};
 
@@ -53,20 +56,54 @@ pub(crate) fn write_manifest(dir: &Path, header: &Header) -> Result<()> {
 }
 
 /// Takes the exclusive writer lock of the directory (created if needed). The lock lasts as
-/// long as the returned file is open, and dies with the process.
+/// long as the returned file is open, and dies with the process (`flock`). The holder writes
+/// `pid P on host H since T` into the lock file, only so a refused writer can say who holds
+/// it: a lock file left by a dead process is not held, whatever it says.
 pub(crate) fn lock(dir: &Path) -> Result<File> {
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, "create parts directory", e))?;
     let path = dir.join(LOCK);
-    let file = File::options()
+    let mut file = File::options()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&path)
         .map_err(|e| StoreError::io(&path, "open lock file", e))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked { path }),
-        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(&path, "lock", e)),
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "a process that has not said who it is".to_string(),
+                text => text.to_string(),
+            };
+            return Err(StoreError::Locked { path, holder });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, "lock", e)),
+    }
+    let holder = format!(
+        "pid {} on host {} since {}",
+        std::process::id(),
+        hostname(),
+        now_rfc3339()
+    );
+    file.set_len(0)
+        .and_then(|()| file.write_all_at(holder.as_bytes(), 0))
+        .map_err(|e| StoreError::write(&path, holder.len() as u64, "write lock file", e))?;
+    Ok(file)
+}
+
+/// This host's name, or `unknown`.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for its length; gethostname NUL-terminates within it or
+    // truncates, and the last byte stays 0.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if ok && !name.is_empty() => name.to_string(),
+        _ => "unknown".to_string(),
     }
 }
 

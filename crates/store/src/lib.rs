@@ -7,9 +7,14 @@
 //! - `embeddings`: `[windows, n_vars, d_model]`, f32 (default) or f16, chunked one window
 //!   per chunk, uncompressed;
 //! - `complete`: `[windows]` u8, 1 for every written window (the completion record);
+//! - `window_sha256`: `[windows, 32]` u8, the SHA-256 of each window's stored bytes
+//!   (little-endian values in the store's dtype);
 //! - root attributes: every field of [`Fingerprint`] under its own name (strings,
 //!   unsigned integers, `columns` as a string array) plus `windows_total`,
-//!   `window_start`, `window_end` (the global window range; a shard covers part of it).
+//!   `window_start`, `window_end` (the global window range; a shard covers part of it) and
+//!   `embeddings_sha256`, the hex SHA-256 of all windows' stored bytes in window order
+//!   (`hashlib.sha256(f["embeddings"][...].astype("<f4").tobytes())` for f32). Stores
+//!   finished before checksums were recorded lack the last two; they read as before.
 //!
 //! # Crash safety
 //!
@@ -18,7 +23,10 @@
 //! - `manifest.json`: the fingerprint and window range, written before any part;
 //! - `part-NNNNNNNN.bin`: a batch of completed windows (indices, values in the store's
 //!   dtype, SHA-256 trailer);
-//! - `lock`: held (`flock`) by the one live writer; the lock dies with its process.
+//! - `lock`: held (`flock`) by the one live writer (or merge); the lock dies with its
+//!   process. The holder writes `pid P on host H since T` into it, so a second writer is
+//!   refused at once with [`StoreError::Locked`] naming them (the text is information only:
+//!   a dead holder's lock does not block).
 //!
 //! Every file is written to `<name>.tmp`, fsynced, renamed into place and the directory
 //! fsynced, so a name always refers to complete content. Killed at any instant, a writer
@@ -32,6 +40,34 @@
 //! copied bit for bit and the HDF5 file is assembled in one deterministic pass, an
 //! interrupted run ends with the same content as an uninterrupted one; only the
 //! `created` attribute (the time of the first open) differs between separate runs.
+//!
+//! # Fault model
+//!
+//! What a writer survives, each tested in `tests/faults.rs` and `tests/crash.rs` with real
+//! child processes:
+//!
+//! - **Killed** (SIGKILL, a node failure) at any instant: between parts (random kills),
+//!   and at every fault-injection point inside [`StoreWriter::finish`], [`merge`] and
+//!   [`export_release`] (the points are enumerated by tracing a run, then each is killed
+//!   and the operation rerun): the rerun's files equal an uninterrupted run's byte for byte
+//!   (but for `created`).
+//! - **Out of space** (`ENOSPC`, `EDQUOT`, or `EFBIG` past the file-size limit): every
+//!   write returns [`StoreError::DiskFull`] naming the file and the bytes it needed, and
+//!   removes its temporary file; what was durable stays. Before assembling a final file
+//!   (finish, merge), its size is estimated and compared with the file system's free space
+//!   (`statvfs`), so a full disk is refused before hours of parts are read. HDF5 reports
+//!   its write errors less precisely: the store finds the system error in HDF5's error
+//!   stack. A rerun after space is freed finishes with the same result.
+//! - **Two writers**: the lock refuses the second (writer, extraction or merge) at once,
+//!   naming the first's pid and host. Shards that overlap or miss windows are refused by
+//!   [`merge`] with the ranges named ([`StoreError::Coverage`]).
+//! - **Damage after the fact** (a bad copy between machines, a failing disk): [`verify`]
+//!   reads the whole file (one pass, about a second per GB) and names the first window
+//!   that differs from its digest ([`StoreError::ChecksumMismatch`]); [`merge`] and
+//!   [`export_release`] check each window they copy. Readers do not check on every read.
+//!
+//! Not covered: a reader does not follow a live writer (reopen to see newer windows), and
+//! a file system that loses fsynced data is beyond any of this.
 //!
 //! # Reading
 //!
@@ -102,9 +138,10 @@ mod prefetch;
 mod reader;
 mod release;
 mod store_layout;
+mod verify;
 mod writer;
 
-pub use error::{FieldDiff, Result, StoreError};
+pub use error::{DiskFull, FieldDiff, Result, StoreError};
 pub use fingerprint::{Dtype, Fingerprint, SCHEMA_VERSION, sha256_file};
 pub use inspect::{Summary, inspect};
 pub use layout::{Dims, shard_range};
@@ -113,4 +150,5 @@ pub use prefetch::{Batch, Prefetch};
 pub use reader::StoreReader;
 pub use release::{export_release, import_release};
 pub use store_layout::StoreLayout;
+pub use verify::{Verification, verify};
 pub use writer::{StoreWriter, WriterOptions};

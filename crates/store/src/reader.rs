@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StoreError};
-use crate::final_file::FinalFile;
+use crate::final_file::{DIGEST_LEN, FinalFile};
 use crate::fingerprint::Fingerprint;
 use crate::journal;
 use crate::layout::{Dims, Header};
@@ -74,7 +74,7 @@ impl StoreReader {
         })
     }
 
-    fn header(&self) -> &Header {
+    pub(crate) fn header(&self) -> &Header {
         match &self.source {
             Source::Final(file) => file.header(),
             Source::Parts { header, .. } => header,
@@ -109,6 +109,24 @@ impl StoreReader {
     /// Whether this is a finished store (the final HDF5 file), not one in progress.
     pub fn is_finished(&self) -> bool {
         matches!(self.source, Source::Final(_))
+    }
+
+    /// The checksum recorded in a finished store: lower-case hex SHA-256 of every window's
+    /// stored bytes (little-endian, the store's dtype) in window order. `None` for a store in
+    /// progress, or one finished before checksums were recorded. [`crate::verify`] checks it.
+    pub fn checksum(&self) -> Option<&str> {
+        match &self.source {
+            Source::Final(file) => file.checksum(),
+            Source::Parts { .. } => None,
+        }
+    }
+
+    /// The recorded digest of every window of a finished store with a checksum.
+    pub(crate) fn window_digests(&self) -> Result<Option<Vec<[u8; DIGEST_LEN]>>> {
+        match &self.source {
+            Source::Final(file) => file.window_digests(),
+            Source::Parts { .. } => Ok(None),
+        }
     }
 
     /// Number of windows that can be read.

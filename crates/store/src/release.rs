@@ -5,15 +5,18 @@ use std::path::{Path, PathBuf};
 
 use ndarray::ArrayView2;
 
-use crate::durable::tmp_path;
+use crate::durable::{commit, remove_if_exists, tmp_path};
 use crate::error::{Result, StoreError};
-use crate::final_file::EMBEDDINGS;
+use crate::final_file::{EMBEDDINGS, close, disk_full_or};
 use crate::fingerprint::Fingerprint;
 use crate::reader::StoreReader;
+use crate::verify::check_window;
 use crate::writer::{StoreWriter, WriterOptions};
 
 /// Writes every window of the finished store `store` to `dir` (created if needed) as
-/// `{i}.h5` (through a temporary name each). Returns the number of files written.
+/// `{i}.h5`, each through a temporary name, fsync and rename, after checking the window
+/// against the store's recorded digest. Returns the number of files written. An
+/// interrupted export leaves complete files and at most one temporary file; rerun it.
 pub fn export_release(store: &Path, dir: &Path) -> Result<usize> {
     let reader = StoreReader::open(store)?;
     if !reader.is_finished() {
@@ -24,25 +27,44 @@ pub fn export_release(store: &Path, dir: &Path) -> Result<usize> {
     }
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, "create export directory", e))?;
     let dims = reader.dims();
+    let digests = reader.window_digests()?;
     let mut values = vec![0f32; dims.window_len()];
+    let mut encoded = Vec::new();
     for window in reader.window_range() {
         reader.read_into(window, &mut values)?;
+        check_window(&reader, digests.as_deref(), window, &values, &mut encoded)?;
         let path = dir.join(format!("{window}.h5"));
         let tmp = tmp_path(&path);
-        let tmp_ref = &tmp;
-        let h5 = |action| move |e| StoreError::hdf5(tmp_ref, action, e);
-        let file = hdf5::File::create(&tmp).map_err(h5("create HDF5 file"))?;
-        let view = ArrayView2::from_shape((dims.n_vars, dims.d_model), &values[..])
-            .map_err(|e| StoreError::invalid(&tmp, e.to_string()))?;
-        file.new_dataset_builder()
-            .with_data(view)
-            .create(EMBEDDINGS)
-            .map_err(h5("write dataset `embeddings`"))?;
-        file.close().map_err(h5("close HDF5 file"))?;
-        std::fs::rename(&tmp, &path)
-            .map_err(|e| StoreError::io(&path, "rename temporary file into place", e))?;
+        let written = write_release_file(&tmp, (dims.n_vars, dims.d_model), &values);
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            let bytes = (values.len() * 4 + RELEASE_FILE_OVERHEAD) as u64;
+            return Err(disk_full_or(e, &path, bytes));
+        }
+        commit(&tmp, &path)?;
+        timekd_fault::point("store.export.window");
     }
     Ok(dims.windows)
+}
+
+/// About how many bytes a release file takes beyond its values (superblock, headers).
+const RELEASE_FILE_OVERHEAD: usize = 2048;
+
+/// Writes one release file: dataset `embeddings` `[n_vars, d_model]` f32, without object
+/// times (so an export is byte for byte reproducible).
+fn write_release_file(tmp: &Path, shape: (usize, usize), values: &[f32]) -> Result<()> {
+    let h5 = |action| move |e| StoreError::hdf5(tmp, action, e);
+    remove_if_exists(tmp)?;
+    let file = hdf5::File::create(tmp).map_err(h5("create HDF5 file"))?;
+    let view = ArrayView2::from_shape(shape, values)
+        .map_err(|e| StoreError::invalid(tmp, e.to_string()))?;
+    let dataset = file
+        .new_dataset_builder()
+        .with_data(view)
+        .obj_track_times(false)
+        .create(EMBEDDINGS)
+        .map_err(h5("write dataset `embeddings`"))?;
+    close(file, dataset).map_err(h5("flush and close HDF5 file"))
 }
 
 /// Builds the store `store` from release files `{dir}/{i}.h5`, which must be numbered

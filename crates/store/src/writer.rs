@@ -264,12 +264,16 @@ impl StoreWriter {
         self.next_seq += 1;
         self.pending_windows.clear();
         self.pending_bytes.clear();
+        timekd_fault::point("store.part.written");
         Ok(())
     }
 
-    /// Flushes, assembles the final HDF5 file (temporary name, fsync, atomic rename) and
-    /// removes the parts directory. Fails with [`StoreError::Incomplete`] while windows are
-    /// missing. Returns the store's path.
+    /// Flushes, assembles the final HDF5 file (temporary name, fsync, atomic rename; with
+    /// the checksums [`crate::verify`] checks) and removes the parts directory. Fails with
+    /// [`StoreError::Incomplete`] while windows are missing, and with
+    /// [`StoreError::DiskFull`] (before writing, when the file system's free space is
+    /// short, or when a write fails for want of space) leaving the parts intact. Returns the
+    /// store's path.
     pub fn finish(mut self) -> Result<PathBuf> {
         self.flush()?;
         if !self.already_final {
@@ -294,6 +298,7 @@ impl StoreWriter {
                 parts[p].read_window(shape, position, out)
             })?;
         }
+        timekd_fault::point("store.finish.committed");
         journal::remove(&self.dir)?;
         Ok(self.path.clone())
     }

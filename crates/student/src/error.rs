@@ -17,6 +17,10 @@ pub enum StudentError {
         #[source]
         source: std::io::Error,
     },
+    /// The disk, a quota or the file-size limit ran out while writing a file (checkpoint,
+    /// metrics, plot, ...): the file and the bytes it needed. Earlier checkpoints are intact.
+    #[error(transparent)]
+    DiskFull(#[from] timekd_fault::DiskFull),
     /// A safetensors file is malformed or could not be serialised.
     #[error("{path}: invalid safetensors data: {message}")]
     Safetensors {
@@ -66,6 +70,17 @@ pub enum StudentError {
         /// What differs.
         message: String,
     },
+    /// A store failed its checksum verification (damaged after it was written).
+    #[error(
+        "{message}; training refuses it (re-extract or copy it again; `--no-verify` trains on \
+         it anyway)"
+    )]
+    StoreDamaged {
+        /// The store.
+        path: PathBuf,
+        /// What the verification found (naming the store and the first bad window).
+        message: String,
+    },
     /// A tensor could not be read back from the device.
     #[error("reading a tensor back from the device failed: {0}")]
     Tensor(String),
@@ -108,6 +123,15 @@ impl StudentError {
         StudentError::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// An error writing `bytes` bytes to `path`: [`StudentError::DiskFull`] when space ran
+    /// out, else [`StudentError::Io`].
+    pub(crate) fn write(path: &std::path::Path, bytes: usize, source: std::io::Error) -> Self {
+        match timekd_fault::DiskFull::from_io(path, bytes as u64, source) {
+            Ok(full) => StudentError::DiskFull(full),
+            Err(source) => StudentError::io(path, source),
         }
     }
 }

@@ -97,7 +97,7 @@ impl Forecast {
 
     /// Writes [`to_csv`](Self::to_csv) to `path`.
     pub fn write_csv(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_csv()).map_err(|e| StudentError::io(path, e))
+        crate::output::write_file(path, self.to_csv().as_bytes())
     }
 
     /// Writes the forecast (with its history) as pretty JSON.
@@ -106,7 +106,7 @@ impl Forecast {
             path: path.to_path_buf(),
             source,
         })?;
-        std::fs::write(path, json).map_err(|e| StudentError::io(path, e))
+        crate::output::write_file(path, &json)
     }
 
     /// Index of the variable called `name`.

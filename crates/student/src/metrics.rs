@@ -1,12 +1,12 @@
 //! Per-epoch metrics and their JSON-lines log.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StudentError};
 use crate::loss::LossValues;
+use crate::output::{append_file, write_file};
 
 /// What one epoch of training measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,7 +33,7 @@ pub struct EpochMetrics {
     pub train_seconds: f64,
 }
 
-/// Rewrites `path` with one JSON object per epoch.
+/// Rewrites `path` with one JSON object per epoch (atomically).
 pub fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
     let mut text = String::new();
     for m in history {
@@ -44,19 +44,14 @@ pub fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
         text.push_str(&line);
         text.push('\n');
     }
-    std::fs::write(path, text).map_err(|e| StudentError::io(path, e))
+    write_file(path, text.as_bytes())
 }
 
-/// Appends one epoch to `path`.
+/// Appends one epoch to `path` (a failed append leaves the file as it was).
 pub fn append_metrics(path: &Path, metrics: &EpochMetrics) -> Result<()> {
     let line = serde_json::to_string(metrics).map_err(|source| StudentError::Json {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| StudentError::io(path, e))?;
-    writeln!(file, "{line}").map_err(|e| StudentError::io(path, e))
+    append_file(path, format!("{line}\n").as_bytes())
 }

@@ -82,15 +82,16 @@ fn draw(path: &Path, curves: &[Curve], marker_x: Option<f64>) -> Result<()> {
 }
 
 fn write_png(path: &Path, rgb: &[u8]) -> Result<()> {
-    let file = std::fs::File::create(path).map_err(|e| StudentError::io(path, e))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), WIDTH, HEIGHT);
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, WIDTH, HEIGHT);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(|e| plot_error(path, e))?;
     writer
         .write_image_data(rgb)
         .map_err(|e| plot_error(path, e))?;
-    writer.finish().map_err(|e| plot_error(path, e))
+    writer.finish().map_err(|e| plot_error(path, e))?;
+    crate::output::write_file(path, &bytes)
 }
 
 /// Loss curves: training total loss in blue, validation total loss in orange, and a green

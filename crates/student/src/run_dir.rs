@@ -57,6 +57,8 @@ impl RunDir {
     /// Whether a run was started here (its last checkpoint exists): resume it, or it is
     /// finished (see [`summary`](Self::summary)).
     pub fn has_checkpoint(&self) -> bool {
-        self.last().join(crate::checkpoint::STATE_FILE).exists()
+        crate::checkpoint::committed(&self.last())
+            .join(crate::checkpoint::STATE_FILE)
+            .exists()
     }
 }

@@ -171,7 +171,9 @@ pub fn write_safetensors(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
         .iter()
         .map(|t| (t.name.as_str(), t.shape.as_slice(), t.data.as_slice()))
         .collect();
-    timekd_data::files::write_safetensors(path, &refs).map_err(|e| StudentError::io(path, e))
+    let bytes =
+        timekd_data::files::safetensors_bytes(&refs).map_err(|e| StudentError::io(path, e))?;
+    crate::output::write_file(path, &bytes)
 }
 
 /// Reads every tensor of a safetensors file as f32 (F32, F64 and BF16 are accepted).

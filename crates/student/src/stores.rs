@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use timekd_data::{DataSource, Split};
-use timekd_store::{StoreLayout, StoreReader};
+use timekd_store::{StoreError, StoreLayout, StoreReader, Verification};
 
 use crate::embeddings::EmbeddingSource;
 use crate::error::{Result, SourceError, StudentError};
@@ -52,6 +52,23 @@ impl StoreEmbeddings {
             return Err(missing(true));
         }
         Ok(StoreEmbeddings(reader))
+    }
+
+    /// Reads the whole store and checks it against the checksums recorded when it was
+    /// finished ([`timekd_store::verify`]; about a second per GB). A mismatch is
+    /// [`StudentError::StoreDamaged`] naming the first bad window; a store finished before
+    /// checksums were recorded gives [`Verification::NoChecksum`].
+    pub fn verify(&self) -> Result<Verification> {
+        let path = self.0.path();
+        timekd_store::verify(path).map_err(|e| match e {
+            StoreError::ChecksumMismatch { .. } | StoreError::Corrupt { .. } => {
+                StudentError::StoreDamaged {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                }
+            }
+            other => StudentError::Embeddings(Box::new(other)),
+        })
     }
 
     /// The reader underneath.

@@ -104,13 +104,11 @@ pub fn test_best_checkpoint(
     Ok(report)
 }
 
-/// Writes `value` as pretty JSON to `path` through a temporary file and a rename.
+/// Writes `value` as pretty JSON to `path` atomically.
 pub(crate) fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(|source| StudentError::Json {
         path: path.to_path_buf(),
         source,
     })?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, json).map_err(|e| StudentError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| StudentError::io(path, e))
+    crate::output::write_file(path, &json)
 }

@@ -2,17 +2,20 @@
 //! schedule, gradient accumulation, validation, early stopping, checkpoints and exact resume.
 
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use timekd_data::BatchOrder;
 
 use crate::batches::stream_batches;
 use crate::checkpoint::{
     CheckpointState, DataInfo, STATE_VERSION, load_checkpoint, load_optimizer, save_checkpoint,
+    settle,
 };
 use crate::data::TrainData;
 use crate::error::{Result, StudentError};
+use crate::interrupt::EpochSums;
 use crate::loss::LossValues;
 use crate::metrics::{EpochMetrics, append_metrics, write_metrics};
 use crate::model::Dual;
@@ -63,12 +66,17 @@ type OnEpoch<'a> = &'a mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>;
 /// exactly. Dropout draws from the device's random generator, which some backends (Flex)
 /// share process-wide: do not train two models concurrently in one process if you need
 /// bit-exact reproducibility.
+///
+/// With [`stop_on`](Self::stop_on) (e.g. a flag a SIGTERM handler sets), training stops at
+/// the next step boundary and saves a checkpoint of the partial epoch that a resumed run
+/// continues from the next step, to the same result.
 pub struct Trainer<'a> {
     config: &'a TrainConfig,
     run: &'a RunDir,
     devices: Vec<Device>,
     resume: bool,
     on_epoch: Option<OnEpoch<'a>>,
+    stop: Option<&'a AtomicBool>,
 }
 
 impl<'a> Trainer<'a> {
@@ -80,6 +88,7 @@ impl<'a> Trainer<'a> {
             devices: Vec::new(),
             resume: false,
             on_epoch: None,
+            stop: None,
         }
     }
 
@@ -102,7 +111,16 @@ impl<'a> Trainer<'a> {
         self
     }
 
-    /// Trains on `data` until the epochs are done, early stopping, or the callback stops.
+    /// Stop at the next step boundary once `flag` is set: the run's last checkpoint then
+    /// holds the partial epoch (see [`CheckpointState::partial`]) and the summary says
+    /// `interrupted`.
+    pub fn stop_on(mut self, flag: &'a AtomicBool) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    /// Trains on `data` until the epochs are done, early stopping, or the callback or the
+    /// stop flag stops it.
     pub fn train(self, data: TrainData) -> Result<TrainSummary> {
         let Trainer {
             config,
@@ -110,7 +128,9 @@ impl<'a> Trainer<'a> {
             devices,
             resume,
             mut on_epoch,
+            stop,
         } = self;
+        let stopping = || stop.is_some_and(|flag| flag.load(Ordering::Relaxed));
         let Some(device) = devices.first() else {
             return Err(StudentError::Config("no device to train on".into()));
         };
@@ -147,12 +167,13 @@ impl<'a> Trainer<'a> {
             let seen: usize = batches.iter().map(Vec::len).sum();
             // Sums stay on the device and are read once per epoch: no host sync per step.
             let host_device = device.clone().without_autodiff();
-            let mut train_sum = Tensor::<1>::zeros([5], &host_device);
-            let mut norm_sum = Tensor::<1>::zeros([1], &host_device);
-            let mut step_count = 0usize;
+            let mut sums = EpochSums::start(state.partial.take().as_ref(), &host_device);
+            // Batches of the steps a stopped run already took are skipped.
+            let remaining = &batches[(sums.steps * config.accumulate).min(batches.len())..];
+            let mut stopped = false;
 
-            stream_batches(&mut train, &batches, &device, |stream| {
-                for group in batches.chunks(config.accumulate) {
+            stream_batches(&mut train, remaining, &device, |stream| {
+                for group in remaining.chunks(config.accumulate) {
                     let mut grads = GradientSet::default();
                     for micro in 0..group.len() {
                         let batch = stream.next().ok_or_else(|| {
@@ -164,7 +185,7 @@ impl<'a> Trainer<'a> {
                         let scale = 1.0 / group.len() as f64;
                         let (values, micro_grads) =
                             micro_batch(&model, &replicas, batch, config, seed, scale)?;
-                        train_sum = train_sum.clone() + values * (windows as f64 / seen as f64);
+                        sums.train = sums.train.clone() + values * (windows as f64 / seen as f64);
                         grads.accumulate(micro_grads);
                     }
                     let norm = match config.optim.clip_grad_norm {
@@ -172,17 +193,29 @@ impl<'a> Trainer<'a> {
                         None => grads.norm_tensor(),
                     };
                     if let Some(norm) = norm {
-                        norm_sum = norm_sum.clone() + norm.to_device(&host_device);
+                        sums.norm = sums.norm.clone() + norm.to_device(&host_device);
                     }
                     model = optimizer.step_tracked(model.clone(), &mut flat_params, grads, lr)?;
                     state.steps = optimizer.steps();
-                    step_count += 1;
+                    sums.steps += 1;
+                    timekd_fault::point("train.step");
+                    if stopping() {
+                        stopped = true;
+                        break;
+                    }
                 }
                 Ok::<_, StudentError>(())
             })?;
+            if stopped {
+                state.partial = Some(sums.to_partial(started.elapsed())?);
+                save_checkpoint(&run.last(), &model, Some(&optimizer), &state)?;
+                interrupted = true;
+                break;
+            }
 
-            let train_sum = LossValues::read(train_sum)?;
-            let train_seconds = started.elapsed().as_secs_f64();
+            let step_count = sums.steps;
+            let train_sum = LossValues::read(sums.train)?;
+            let train_seconds = (sums.earlier + started.elapsed()).as_secs_f64();
             if !train_sum.total.is_finite() {
                 // Checked once per epoch, before anything of this epoch is saved.
                 return Err(StudentError::NonFinite {
@@ -191,7 +224,7 @@ impl<'a> Trainer<'a> {
                     step: state.steps,
                 });
             }
-            let norm_sum = f64::from(crate::state_dict::tensor_to_vec(norm_sum)?[0]);
+            let norm_sum = f64::from(crate::state_dict::tensor_to_vec(sums.norm)?[0]);
             let val_loss = validation_loss(&model, config, &mut val, &device)?;
             let improved = state.best.is_none_or(|(_, best)| val_loss.total < best);
             if improved {
@@ -220,7 +253,9 @@ impl<'a> Trainer<'a> {
             save_checkpoint(&run.last(), &model, Some(&optimizer), &state)?;
             append_metrics(&run.metrics(), &metrics)?;
             plot_losses(&run.plot(), &state.history)?;
-            interrupted = on_epoch.as_mut().is_some_and(|f| f(&metrics).is_break());
+            let unfinished = state.epochs_done < config.epochs && !state.stopped_early;
+            interrupted = on_epoch.as_mut().is_some_and(|f| f(&metrics).is_break())
+                || (unfinished && stopping());
         }
 
         Ok(TrainSummary {
@@ -248,6 +283,9 @@ fn start(
     device: &Device,
 ) -> Result<RunState> {
     if resume {
+        // A save killed between its renames leaves the checkpoint as `<dir>.new`.
+        settle(&run.last())?;
+        settle(&run.best())?;
         let checkpoint = load_checkpoint(&run.last(), device)?;
         if checkpoint.state.config != *config {
             return Err(StudentError::Config(format!(
@@ -279,6 +317,7 @@ fn start(
             epochs_since_best: 0,
             stopped_early: false,
             history: Vec::new(),
+            partial: None,
         },
     })
 }

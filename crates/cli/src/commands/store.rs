@@ -1,10 +1,12 @@
-//! `timekd store`: inspect, export, import and merge embedding stores.
+//! `timekd store`: inspect, verify, export, import and merge embedding stores.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use timekd_store::Fingerprint;
+use timekd_store::{Fingerprint, Verification};
+
+use super::Status;
 
 /// Inspect and convert embedding stores (the HDF5 files `timekd extract` writes).
 ///
@@ -24,6 +26,15 @@ enum StoreCommand {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Check a store against the checksums recorded when it was written (reads it whole).
+    ///
+    /// Exit status 0: it matches; 1: it does not (the first bad window is named) or cannot be
+    /// read; 3: it was finished before checksums were recorded (nothing to check against).
+    /// A store in progress: each part file is checked against its own checksum.
+    Verify {
+        /// The store (its final `.h5` file, or the same path while it is in progress).
+        file: PathBuf,
     },
     /// Write every window as its own file in another layout.
     ///
@@ -93,6 +104,33 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
                 print!("{summary}");
+            }
+        }
+        StoreCommand::Verify { file } => {
+            let started = std::time::Instant::now();
+            match timekd_store::verify(&file)? {
+                Verification::Verified { windows, bytes } => println!(
+                    "{}: verified: {windows} windows, {bytes} bytes match the recorded checksum \
+                     ({:.1} s)",
+                    file.display(),
+                    started.elapsed().as_secs_f64()
+                ),
+                Verification::PartsVerified { parts, windows } => println!(
+                    "{}: in progress: {parts} part files ({windows} windows) match their \
+                     checksums",
+                    file.display()
+                ),
+                Verification::NoChecksum => {
+                    return Err(Status {
+                        code: 3,
+                        message: format!(
+                            "{}: no checksum recorded (finished by a timekd that did not record \
+                             one): nothing to verify against",
+                            file.display()
+                        ),
+                    }
+                    .into());
+                }
             }
         }
         StoreCommand::Export {

@@ -76,3 +76,33 @@ pub fn assert_same_content(a: &StoreReader, b: &StoreReader) {
         .count();
     assert_eq!(differing, 0, "{differing} values differ");
 }
+
+/// Asserts the files `a` and `b` are the same bytes, but for the stores' `created` times
+/// (which differ between separate runs; interrupted and resumed runs keep their first).
+pub fn assert_same_bytes_but_created(a: &Path, b: &Path) {
+    let created = |p: &Path| StoreReader::open(p).unwrap().fingerprint().created.clone();
+    let (ca, cb) = (created(a), created(b));
+    assert_eq!(ca.len(), cb.len());
+    let mut bytes_a = std::fs::read(a).unwrap();
+    let bytes_b = std::fs::read(b).unwrap();
+    let at = bytes_a
+        .windows(ca.len())
+        .position(|w| w == ca.as_bytes())
+        .expect("created time in the file");
+    bytes_a[at..at + ca.len()].copy_from_slice(cb.as_bytes());
+    assert_eq!(
+        bytes_a.len(),
+        bytes_b.len(),
+        "{} and {} differ in size",
+        a.display(),
+        b.display()
+    );
+    let first = bytes_a.iter().zip(&bytes_b).position(|(x, y)| x != y);
+    assert_eq!(
+        first,
+        None,
+        "{} and {} differ at byte {first:?}",
+        a.display(),
+        b.display()
+    );
+}

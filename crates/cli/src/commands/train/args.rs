@@ -28,9 +28,14 @@ pub struct TrainArgs {
     /// TOML file of training settings (fields of the run's `config.toml`); flags override it.
     #[arg(long, value_name = "TOML")]
     pub config: Option<PathBuf>,
-    /// Continue the run in --run-dir from its last checkpoint.
+    /// Continue the run in --run-dir from its last checkpoint (start it when there is none
+    /// yet, so a requeued job can always pass --resume).
     #[arg(long)]
     pub resume: bool,
+    /// Train on stores without checking them against their checksums (by default each
+    /// store is read once per invocation and verified; a damaged one is refused).
+    #[arg(long)]
+    pub no_verify: bool,
     /// Remove an existing run directory first and start afresh.
     #[arg(long, conflicts_with = "resume")]
     pub fresh: bool,

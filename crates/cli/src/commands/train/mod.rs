@@ -9,18 +9,21 @@
 //! With several `--output-len` values each H trains in turn: lengths without finished
 //! stores are skipped, finished runs (a `summary.json`) reused, interrupted ones resumed, and
 //! a table of every run ends the output.
+//!
+//! SIGTERM or SIGINT (a scheduler's time limit, Ctrl-C) stops training at the next step
+//! boundary with a resumable checkpoint and exit status 0; `--resume` continues it.
 
 mod args;
+mod stores;
 
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use timekd_data::{DataSource, SplitKind};
-use timekd_store::StoreLayout;
 use timekd_student::{
-    DataInfo, RunDir, RunSummary, SplitData, StoreEmbeddings, StudentError, TrainConfig, TrainData,
-    Trainer, test_best_checkpoint,
+    DataInfo, RunDir, RunSummary, SplitData, TrainConfig, TrainData, Trainer, test_best_checkpoint,
 };
 
 pub use args::TrainArgs;
@@ -33,10 +36,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         bail!("--run-dir names the run of one output length; with several, runs go under --runs");
     }
     let source = args.data.source()?;
+    let stop = crate::signals::stop_flag()?;
     let mut done = Vec::new();
     for h in lengths {
-        if let Some(summary) = train_length(&args, &source, h, several)? {
+        if let Some(summary) = train_length(&args, &source, h, several, &stop)? {
             done.push(summary);
+        }
+        if stop.load(Ordering::Relaxed) {
+            eprintln!("stopped by a signal; run the same command with --resume to continue");
+            return Ok(());
         }
     }
     if several {
@@ -59,6 +67,7 @@ fn train_length(
     source: &DataSource,
     output_len: usize,
     several: bool,
+    stop: &AtomicBool,
 ) -> anyhow::Result<Option<RunSummary>> {
     let dataset = source.load(&args.data.options(output_len))?;
     let mut config = args::resolve_config(args, output_len)?;
@@ -77,7 +86,13 @@ fn train_length(
         );
         return Ok(Some(RunSummary::read(&run)?));
     }
-    let resume = args.resume || (several && run.has_checkpoint());
+    let resume = (args.resume || several) && run.has_checkpoint();
+    if args.resume && !resume {
+        eprintln!(
+            "{}: nothing to resume yet; starting the run",
+            run.path().display()
+        );
+    }
     if !resume && run.has_checkpoint() {
         bail!(
             "{}: a run already exists there; pass --resume to continue it, --fresh to replace \
@@ -90,15 +105,10 @@ fn train_length(
         args.max_windows.map_or(split.clone(), |k| split.head(k))
     };
     let (train_split, val_split) = (limit(SplitKind::Train), limit(SplitKind::Val));
-    let layout = StoreLayout::new(&args.stores);
-    let stores = StoreEmbeddings::open(&layout, source, &train_split)
-        .and_then(|train| Ok((train, StoreEmbeddings::open(&layout, source, &val_split)?)));
-    let (mut train_source, mut val_source) = match stores {
-        Err(err @ StudentError::MissingStore { .. }) if several => {
-            eprintln!("H = {output_len}: skipped: {err}");
-            return Ok(None);
-        }
-        stores => stores?,
+    let Some((mut train_source, mut val_source)) =
+        stores::open(args, source, &train_split, &val_split, several)?
+    else {
+        return Ok(None);
     };
     // The prompt branch's input width is the teacher's width, recorded in the store.
     config.model.d_llm = train_source.reader().dims().d_model;
@@ -131,6 +141,7 @@ fn train_length(
     let trained = Trainer::new(&config, &run)
         .devices(&devices)
         .resume(resume)
+        .stop_on(stop)
         .on_epoch(&mut |m| {
             eprintln!(
                 "epoch {:>3}  lr {:.2e}  train {:.5}  val {:.5}{}  ({:.1} s, training steps {:.1} s)",
@@ -145,6 +156,15 @@ fn train_length(
             ControlFlow::Continue(())
         })
         .train(data)?;
+    if trained.interrupted {
+        eprintln!(
+            "H = {output_len}: interrupted after {} complete epochs; a resumable checkpoint is in \
+             {}",
+            trained.epochs_done,
+            run.last().display()
+        );
+        return Ok(None);
+    }
     let seconds = started.elapsed().as_secs_f64();
     let test = dataset.split(SplitKind::Test);
     let report = test_best_checkpoint(&run, &test, config.batch_size, &devices[0])?;
@@ -179,7 +199,8 @@ fn train_length(
 fn write_toml(run: &RunDir, config: &TrainConfig) -> anyhow::Result<()> {
     let path = run.config();
     let text = toml::to_string_pretty(config).context("serialising the resolved config")?;
-    std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))
+    timekd_data::files::write_atomic(&path, text.as_bytes())
+        .with_context(|| format!("{}: cannot write {} bytes", path.display(), text.len()))
 }
 
 /// One line per run: H, epochs, best validation loss, test MSE/MAE, time.

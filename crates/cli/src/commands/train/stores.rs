@@ -1,0 +1,60 @@
+//! The stores `timekd train` reads: opened through the one store layout, and verified
+//! against their checksums once per invocation unless `--no-verify`.
+
+use std::time::Instant;
+
+use timekd_data::{DataSource, Split};
+use timekd_store::{StoreLayout, Verification};
+use timekd_student::{StoreEmbeddings, StudentError};
+
+use super::TrainArgs;
+
+/// The train and val stores of `train` and `val`; `None` (after saying so) when one is
+/// missing and several lengths are being trained (that length is skipped).
+pub fn open(
+    args: &TrainArgs,
+    source: &DataSource,
+    train: &Split<'_>,
+    val: &Split<'_>,
+    several: bool,
+) -> anyhow::Result<Option<(StoreEmbeddings, StoreEmbeddings)>> {
+    let layout = StoreLayout::new(&args.stores);
+    let stores = StoreEmbeddings::open(&layout, source, train)
+        .and_then(|train| Ok((train, StoreEmbeddings::open(&layout, source, val)?)));
+    let stores = match stores {
+        Err(err @ StudentError::MissingStore { .. }) if several => {
+            eprintln!("H = {}: skipped: {err}", train.dataset().output_len());
+            return Ok(None);
+        }
+        stores => stores?,
+    };
+    for store in [&stores.0, &stores.1] {
+        verify(store, args.no_verify)?;
+    }
+    Ok(Some(stores))
+}
+
+/// Checks `store` against its checksums (one read of the whole file), or says it is not
+/// checked.
+fn verify(store: &StoreEmbeddings, skip: bool) -> anyhow::Result<()> {
+    let path = store.path();
+    if skip {
+        eprintln!("{}: not verified (--no-verify)", path.display());
+        return Ok(());
+    }
+    let started = Instant::now();
+    match store.verify()? {
+        Verification::Verified { windows, bytes } => eprintln!(
+            "{}: checksum verified ({windows} windows, {:.1} MB in {:.1} s)",
+            path.display(),
+            bytes as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        ),
+        Verification::NoChecksum => eprintln!(
+            "{}: no checksum recorded (finished by an older timekd): not verified",
+            path.display()
+        ),
+        Verification::PartsVerified { .. } => {}
+    }
+    Ok(())
+}
