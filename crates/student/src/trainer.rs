@@ -19,6 +19,7 @@ use crate::model::Dual;
 use crate::optim::{AdamW, GradientSet};
 use crate::parallel::{micro_batch, mix};
 use crate::plot::plot_losses;
+use crate::progress::TrainStep;
 use crate::run_dir::RunDir;
 use crate::summary::TrainSummary;
 use crate::train_config::TrainConfig;
@@ -26,6 +27,8 @@ use crate::validation::{check_split, validation_loss};
 
 /// What an epoch callback returns: `ControlFlow::Break` stops after that epoch's checkpoint.
 type OnEpoch<'a> = &'a mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>;
+/// A callback after every optimiser step.
+type OnStep<'a> = &'a mut dyn FnMut(&TrainStep);
 
 /// Trains the dual model into a run directory, writing `metrics.jsonl`, `loss.png` and
 /// checkpoints.
@@ -69,6 +72,7 @@ pub struct Trainer<'a> {
     devices: Vec<Device>,
     resume: bool,
     on_epoch: Option<OnEpoch<'a>>,
+    on_step: Option<OnStep<'a>>,
 }
 
 impl<'a> Trainer<'a> {
@@ -80,6 +84,7 @@ impl<'a> Trainer<'a> {
             devices: Vec::new(),
             resume: false,
             on_epoch: None,
+            on_step: None,
         }
     }
 
@@ -102,6 +107,12 @@ impl<'a> Trainer<'a> {
         self
     }
 
+    /// Called after every optimiser step (progress bars).
+    pub fn on_step(mut self, on_step: OnStep<'a>) -> Self {
+        self.on_step = Some(on_step);
+        self
+    }
+
     /// Trains on `data` until the epochs are done, early stopping, or the callback stops.
     pub fn train(self, data: TrainData) -> Result<TrainSummary> {
         let Trainer {
@@ -110,6 +121,7 @@ impl<'a> Trainer<'a> {
             devices,
             resume,
             mut on_epoch,
+            mut on_step,
         } = self;
         let Some(device) = devices.first() else {
             return Err(StudentError::Config("no device to train on".into()));
@@ -177,6 +189,14 @@ impl<'a> Trainer<'a> {
                     model = optimizer.step_tracked(model.clone(), &mut flat_params, grads, lr)?;
                     state.steps = optimizer.steps();
                     step_count += 1;
+                    if let Some(f) = on_step.as_mut() {
+                        f(&TrainStep {
+                            epoch,
+                            epochs: config.epochs,
+                            step: step_count,
+                            steps: batches.len().div_ceil(config.accumulate),
+                        });
+                    }
                 }
                 Ok::<_, StudentError>(())
             })?;
