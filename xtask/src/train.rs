@@ -1,7 +1,8 @@
 //! `cargo xtask train`: trains the student for every output length that has finished
-//! embedding stores, in one `timekd train --output-len <every length>` run, which skips
-//! lengths without stores, reuses finished runs, resumes interrupted ones and prints one
-//! table (H, epochs, best val loss, test MSE/MAE, time).
+//! embedding stores (and every seed of `--seeds`), in one `timekd train --output-len <every
+//! length>` run, which skips lengths without stores, reuses finished runs, resumes
+//! interrupted ones, prints one table (H, seed, epochs, best val loss, test MSE/MAE, time)
+//! and writes results.csv / results.md / results.tex (mean ± std over seeds).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -37,6 +38,21 @@ pub struct TrainAll {
     /// Start runs afresh instead of resuming unfinished ones and reusing finished ones.
     #[arg(long)]
     fresh: bool,
+    /// Seeds to train, each a run (e.g. the paper's 2024,6666,8888); default: the config's.
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
+    /// Feature mode: M, S or MS (timekd's default: M).
+    #[arg(long)]
+    features: Option<String>,
+    /// Target column of S and MS (timekd's default: OT).
+    #[arg(long)]
+    target: Option<String>,
+    /// Also score in the data's units.
+    #[arg(long)]
+    inverse: bool,
+    /// A TOML file of training settings, e.g. configs/ETTh1.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// A prebuilt timekd binary (default: build target/release/timekd).
     #[arg(long)]
     timekd: Option<PathBuf>,
@@ -68,6 +84,21 @@ pub fn train_all(args: TrainAll) -> anyhow::Result<()> {
     }
     if args.fresh {
         command.arg("--fresh");
+    }
+    if let Some(seeds) = &args.seeds {
+        let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();
+        command.args(["--seeds", &seeds.join(",")]);
+    }
+    for (flag, value) in [("--features", &args.features), ("--target", &args.target)] {
+        if let Some(value) = value {
+            command.args([flag, value]);
+        }
+    }
+    if args.inverse {
+        command.arg("--inverse");
+    }
+    if let Some(config) = &args.config {
+        command.arg("--config").arg(config);
     }
     run(&mut command)
 }

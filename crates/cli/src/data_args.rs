@@ -88,12 +88,14 @@ impl DataArgs {
         Ok(DataSource::resolve(&self.data)?)
     }
 
-    /// How to window the data at H = `output_len`.
+    /// How to window the data at H = `output_len`, with every variable (`M`; `timekd train`
+    /// sets its `--features`).
     pub fn options(&self, output_len: usize) -> DatasetOptions {
         DatasetOptions {
             preset: self.dataset,
             columns: self.columns.clone(),
             target: self.target.clone(),
+            features: Default::default(),
             input_len: self.input_len,
             output_len,
         }

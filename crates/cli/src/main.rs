@@ -6,8 +6,10 @@
 
 mod commands;
 mod data_args;
+mod download;
 mod progress;
 mod signals;
+mod train_progress;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +42,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Forecast the next H values after the last window of a dataset (CSV/JSON, optional PNG).
     Forecast(commands::forecast::ForecastArgs),
+    /// Redraw a run's loss curves (per term, train and val) from its metrics, optionally on a log axis.
+    Plot(commands::plot::PlotArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Forecast(args) => commands::forecast::run(args),
+        Command::Plot(args) => commands::plot::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

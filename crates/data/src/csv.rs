@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use polars::prelude::{CsvEncoding, CsvParseOptions, CsvReadOptions, DataFrame, SerReader};
 
 use crate::time::parse_timestamp;
-use crate::{DataError, Preset};
+use crate::{DataError, Features, Preset};
 
 /// The parsed file: timestamps plus one `Vec<f64>` per chosen variable (model order).
 #[derive(Debug, Clone)]
@@ -23,6 +23,7 @@ pub(crate) struct ColumnChoice<'a> {
     pub preset: Preset,
     pub columns: Option<&'a [String]>,
     pub target: &'a str,
+    pub features: Features,
 }
 
 /// 1-based line of the file holding data row `row` (the header is line 1).
@@ -104,41 +105,86 @@ fn csv_error(path: &Path, error: impl std::fmt::Display) -> DataError {
     }
 }
 
-/// Applies `--columns` (exact order) or the preset's default order (target last outside ETT).
+/// Applies `--features`, `--columns` (exact order) and the preset's default order (target
+/// last outside ETT; last everywhere in `MS`).
 fn choose_columns(
     available: &[&String],
     choice: &ColumnChoice,
     path: &Path,
 ) -> Result<Vec<String>, DataError> {
-    if let Some(wanted) = choice.columns {
-        return wanted
+    let names = match choice.columns {
+        Some(_) if choice.features == Features::S => {
+            return Err(DataError::ColumnsWithS {
+                path: path.to_path_buf(),
+            });
+        }
+        Some(wanted) => wanted
             .iter()
-            .map(|name| {
-                let name = name.trim();
-                available
-                    .iter()
-                    .find(|a| a.as_str() == name)
-                    .map(|a| a.to_string())
-                    .ok_or_else(|| DataError::UnknownColumn {
-                        path: path.to_path_buf(),
-                        column: name.to_string(),
-                        available: available
-                            .iter()
-                            .map(|a| a.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
-            })
-            .collect();
+            .map(|name| find_column(available, name.trim(), path, "--columns"))
+            .collect::<Result<Vec<String>, DataError>>()?,
+        None => available.iter().map(|a| a.to_string()).collect(),
+    };
+    match choice.features {
+        Features::M => Ok(move_target_last(
+            names,
+            choice,
+            choice.preset.moves_target_last(),
+        )),
+        Features::S => Ok(vec![find_column(
+            available,
+            choice.target,
+            path,
+            "--target",
+        )?]),
+        Features::MS => {
+            if !names.iter().any(|n| n == choice.target) {
+                // Not in the file at all, or left out of `--columns`.
+                find_column(available, choice.target, path, "--target")?;
+                return Err(DataError::TargetNotChosen {
+                    path: path.to_path_buf(),
+                    target: choice.target.to_string(),
+                });
+            }
+            Ok(move_target_last(names, choice, true))
+        }
     }
-    let mut names: Vec<String> = available.iter().map(|a| a.to_string()).collect();
-    if choice.preset.moves_target_last()
+}
+
+/// The value column called `name`, or an error that names `flag` and lists the columns.
+fn find_column(
+    available: &[&String],
+    name: &str,
+    path: &Path,
+    flag: &'static str,
+) -> Result<String, DataError> {
+    available
+        .iter()
+        .find(|a| a.as_str() == name)
+        .map(|a| a.to_string())
+        .ok_or_else(|| DataError::UnknownColumn {
+            flag,
+            path: path.to_path_buf(),
+            column: name.to_string(),
+            available: available
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// `names` with the target moved last when `apply` (and it is there). An explicit
+/// `--columns` order is kept in `M`.
+fn move_target_last(mut names: Vec<String>, choice: &ColumnChoice, apply: bool) -> Vec<String> {
+    let explicit_order = choice.columns.is_some() && choice.features == Features::M;
+    if apply
+        && !explicit_order
         && let Some(position) = names.iter().position(|n| n == choice.target)
     {
         let target = names.remove(position);
         names.push(target);
     }
-    Ok(names)
+    names
 }
 
 fn parse_dates(

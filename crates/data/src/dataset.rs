@@ -9,7 +9,7 @@ use crate::batch::{BatchIter, BatchOrder};
 use crate::csv::{ColumnChoice, Table, parse_csv};
 use crate::split::split_ranges;
 use crate::time::infer_interval_seconds;
-use crate::{DataError, Preset, Scaler, SplitKind, TimeMark};
+use crate::{DataError, Features, Preset, Scaler, SplitKind, TimeMark};
 
 /// How to read a CSV and cut it into windows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +18,12 @@ pub struct DatasetOptions {
     pub preset: Option<Preset>,
     /// Variables to model, in this order; `None` takes every value column.
     pub columns: Option<Vec<String>>,
-    /// Target column, moved last for datasets outside the ETT family.
+    /// Target column, moved last for datasets outside the ETT family (and for every dataset
+    /// in [`Features::MS`]).
     pub target: String,
+    /// Which variables to model: all (`M`), the target alone (`S`), or all with the target
+    /// last (`MS`).
+    pub features: Features,
     /// History length L.
     pub input_len: usize,
     /// Forecast length H.
@@ -32,6 +36,7 @@ impl Default for DatasetOptions {
             preset: None,
             columns: None,
             target: "OT".into(),
+            features: Features::M,
             input_len: 96,
             output_len: 96,
         }
@@ -86,6 +91,7 @@ impl Dataset {
             preset,
             columns: options.columns.as_deref(),
             target: &options.target,
+            features: options.features,
         };
         let table = parse_csv(bytes, source, &choice)?;
         let rows = table.timestamps.len();

@@ -57,15 +57,37 @@ pub enum DataError {
         /// What is wrong with the cell.
         problem: String,
     },
-    /// `--columns` names a column the file does not have.
-    #[error("--columns names `{column}`, which {path} does not have (it has: {available})")]
+    /// `--columns` or `--target` names a column the file does not have.
+    #[error("{flag} names `{column}`, which {path} does not have (it has: {available})")]
     UnknownColumn {
+        /// The flag at fault: `--columns` or `--target`.
+        flag: &'static str,
         /// The file searched.
         path: PathBuf,
         /// The missing name.
         column: String,
         /// The value columns the file does have.
         available: String,
+    },
+    /// `--columns` with `--features S`, which models the target alone.
+    #[error(
+        "{path}: --columns cannot be combined with --features S, which models the --target \
+         column alone; drop --columns, or use --features MS to choose the inputs"
+    )]
+    ColumnsWithS {
+        /// The file being loaded.
+        path: PathBuf,
+    },
+    /// `--features MS` with a `--columns` list that leaves the target out.
+    #[error(
+        "{path}: --features MS scores the --target column `{target}`, which --columns leaves \
+         out; add it to --columns"
+    )]
+    TargetNotChosen {
+        /// The file being loaded.
+        path: PathBuf,
+        /// The target column.
+        target: String,
     },
     /// The file has a `date` column but no value column to model.
     #[error("{path} has no numeric value column besides `date`")]

@@ -120,6 +120,10 @@ pub struct LossConfig {
     pub forecast_kind: LossKind,
     /// Loss of the two distillation terms.
     pub distill_kind: LossKind,
+    /// Score the forecast and reconstruction terms (and test metrics) on the last variable
+    /// alone: Time-Series-Library's `MS` mode (`f_dim = -1`), the target being last. The
+    /// distillation terms still cover every variable.
+    pub target_only: bool,
 }
 
 impl Default for LossConfig {
@@ -131,6 +135,7 @@ impl Default for LossConfig {
             att_weight: 0.01,
             forecast_kind: LossKind::SmoothL1,
             distill_kind: LossKind::SmoothL1,
+            target_only: false,
         }
     }
 }

@@ -118,6 +118,22 @@ impl Forecast {
     pub fn plot(&self, var: usize, path: &Path) -> Result<()> {
         let history: Vec<f64> = self.history.iter().map(|row| row[var]).collect();
         let future: Vec<f64> = self.values.iter().map(|row| row[var]).collect();
-        crate::plot::plot_forecast(path, &history, &future)
+        let first = self
+            .timestamps
+            .first()
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string());
+        let plot = crate::plot::ForecastPlot {
+            title: format!(
+                "{}: forecast of {} steps from {}",
+                self.var_names[var],
+                future.len(),
+                first.unwrap_or_default()
+            ),
+            variable: &self.var_names[var],
+            history: &history,
+            forecast: &future,
+            truth: None,
+        };
+        crate::plot::plot_forecast(path, &plot)
     }
 }

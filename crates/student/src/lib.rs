@@ -8,7 +8,10 @@
 //! (forecast, reconstruction, feature and attention distillation). A [`Trainer`] runs AdamW with
 //! global gradient-norm clipping and a per-epoch cosine schedule, validates every epoch,
 //! stops early on the validation loss and writes checkpoints that a [`Trainer`] can
-//! resume exactly. [`evaluate`] and [`forecast`] use the time-series branch alone.
+//! resume exactly. [`evaluate`] and [`forecast`] use the time-series branch alone;
+//! [`test_run`] writes a run's test results (NumPy arrays, MSE/MAE/RMSE/MAPE/MSPE overall,
+//! per variable and per step, a forecast plot) and [`SweepResults`] tabulates seed sweeps
+//! as mean ± std.
 //!
 //! With the `store` feature (on by default), [`StoreEmbeddings`] reads the embedding stores
 //! `timekd extract` writes, found by the same `StoreLayout` and dataset name. A finished run
@@ -55,17 +58,22 @@ mod loss;
 mod metrics;
 mod model;
 mod module_path;
+mod npy;
 mod optim;
 mod output;
 mod paired;
 mod parallel;
 mod plot;
+mod progress;
 mod revin;
 mod run_dir;
+mod scores;
 mod state_dict;
 #[cfg(feature = "store")]
 mod stores;
 mod summary;
+mod sweep;
+mod test_run;
 mod train_config;
 mod trainer;
 mod validation;
@@ -80,23 +88,27 @@ pub use config::{DualConfig, LossConfig, LossKind, OptimConfig};
 pub use data::{SplitData, TrainData};
 pub use embeddings::{EmbeddingSource, InMemoryEmbeddings};
 pub use error::{Result, SourceError, StudentError};
-pub use eval::{EvalReport, evaluate};
+pub use eval::{Arrays, EvalReport, Predictions, evaluate, predict};
 pub use forecast::{Forecast, forecast};
 pub use interrupt::PartialEpoch;
 pub use loss::{LossTerms, LossValues, distillation_loss, elementwise_loss};
-pub use metrics::{EpochMetrics, append_metrics, write_metrics};
+pub use metrics::{EpochMetrics, append_metrics, read_metrics, write_metrics};
 pub use model::{Dual, DualOutput};
 pub use optim::cosine_lr;
-pub use plot::{plot_forecast, plot_losses};
+pub use plot::{ForecastPlot, LossScale, plot_forecast, plot_losses, plot_losses_with};
+pub use progress::TrainStep;
 pub use revin::Revin;
 pub use run_dir::RunDir;
+pub use scores::{MetricSet, Metrics, Scorer, VariableMetrics};
 pub use state_dict::{
     NamedTensor, load_safetensors, load_state_dict, read_safetensors, save_safetensors, state_dict,
     to_torch, write_safetensors,
 };
 #[cfg(feature = "store")]
 pub use stores::StoreEmbeddings;
-pub use summary::{RunSummary, TrainSummary, test_best_checkpoint};
+pub use summary::{RunSummary, TrainSummary};
+pub use sweep::{RunResult, SweepResults};
+pub use test_run::{TestOptions, TestResults, test_run};
 pub use train_config::TrainConfig;
 pub use trainer::Trainer;
 pub use validation::validation_loss;

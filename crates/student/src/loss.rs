@@ -93,9 +93,20 @@ pub fn elementwise_loss<const D: usize>(
 }
 
 /// Computes the four terms and their weighted sum for one batch.
+/// With `target_only` (MS mode) the forecast and reconstruction terms score the last
+/// variable alone.
 pub fn distillation_loss(config: &LossConfig, out: &DualOutput, y: Tensor<3>) -> LossTerms {
-    let forecast = elementwise_loss(config.forecast_kind, out.ts_out.clone(), y.clone());
-    let recon = elementwise_loss(config.forecast_kind, out.prompt_out.clone(), y);
+    // [B, H, N], or [B, H, 1] for the target alone.
+    let scored = |t: Tensor<3>| match config.target_only {
+        true => {
+            let n = t.dims()[2];
+            t.narrow(2, n - 1, 1)
+        }
+        false => t,
+    };
+    let y = scored(y);
+    let forecast = elementwise_loss(config.forecast_kind, scored(out.ts_out.clone()), y.clone());
+    let recon = elementwise_loss(config.forecast_kind, scored(out.prompt_out.clone()), y);
     let feature = elementwise_loss(
         config.distill_kind,
         out.ts_enc.clone(),

@@ -47,6 +47,21 @@ pub fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
     write_file(path, text.as_bytes())
 }
 
+/// Reads a `metrics.jsonl` written by [`write_metrics`] / [`append_metrics`]; a bad line is
+/// an error naming the file and line.
+pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
+    let text = std::fs::read_to_string(path).map_err(|e| StudentError::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| {
+                StudentError::Config(format!("{}, line {}: {e}", path.display(), i + 1))
+            })
+        })
+        .collect()
+}
+
 /// Appends one epoch to `path` (a failed append leaves the file as it was).
 pub fn append_metrics(path: &Path, metrics: &EpochMetrics) -> Result<()> {
     let line = serde_json::to_string(metrics).map_err(|source| StudentError::Json {

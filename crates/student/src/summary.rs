@@ -3,13 +3,10 @@
 
 use std::path::Path;
 
-use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use timekd_data::Split;
 
-use crate::checkpoint::load_checkpoint;
 use crate::error::{Result, StudentError};
-use crate::eval::{EvalReport, evaluate};
+use crate::eval::EvalReport;
 use crate::metrics::EpochMetrics;
 use crate::run_dir::RunDir;
 
@@ -91,20 +88,7 @@ impl RunSummary {
     }
 }
 
-/// Scores `run`'s best checkpoint on `test` and writes the report to its `test.json`.
-pub fn test_best_checkpoint(
-    run: &RunDir,
-    test: &Split<'_>,
-    batch_size: usize,
-    device: &Device,
-) -> Result<EvalReport> {
-    let best = load_checkpoint(&run.best(), device)?;
-    let report = evaluate(&best.model, test, batch_size, device)?;
-    write_json_atomic(&run.test_report(), &report)?;
-    Ok(report)
-}
-
-/// Writes `value` as pretty JSON to `path` atomically.
+/// Writes `value` as pretty JSON to `path`, atomically.
 pub(crate) fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(|source| StudentError::Json {
         path: path.to_path_buf(),

@@ -22,6 +22,7 @@ use crate::model::Dual;
 use crate::optim::{AdamW, GradientSet};
 use crate::parallel::{micro_batch, mix};
 use crate::plot::plot_losses;
+use crate::progress::TrainStep;
 use crate::run_dir::RunDir;
 use crate::summary::TrainSummary;
 use crate::train_config::TrainConfig;
@@ -29,6 +30,8 @@ use crate::validation::{check_split, validation_loss};
 
 /// What an epoch callback returns: `ControlFlow::Break` stops after that epoch's checkpoint.
 type OnEpoch<'a> = &'a mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>;
+/// A callback after every optimiser step.
+type OnStep<'a> = &'a mut dyn FnMut(&TrainStep);
 
 /// Trains the dual model into a run directory, writing `metrics.jsonl`, `loss.png` and
 /// checkpoints.
@@ -76,6 +79,7 @@ pub struct Trainer<'a> {
     devices: Vec<Device>,
     resume: bool,
     on_epoch: Option<OnEpoch<'a>>,
+    on_step: Option<OnStep<'a>>,
     stop: Option<&'a AtomicBool>,
 }
 
@@ -88,6 +92,7 @@ impl<'a> Trainer<'a> {
             devices: Vec::new(),
             resume: false,
             on_epoch: None,
+            on_step: None,
             stop: None,
         }
     }
@@ -111,6 +116,12 @@ impl<'a> Trainer<'a> {
         self
     }
 
+    /// Called after every optimiser step (progress bars).
+    pub fn on_step(mut self, on_step: OnStep<'a>) -> Self {
+        self.on_step = Some(on_step);
+        self
+    }
+
     /// Stop at the next step boundary once `flag` is set: the run's last checkpoint then
     /// holds the partial epoch (see [`CheckpointState::partial`]) and the summary says
     /// `interrupted`.
@@ -128,6 +139,7 @@ impl<'a> Trainer<'a> {
             devices,
             resume,
             mut on_epoch,
+            mut on_step,
             stop,
         } = self;
         let stopping = || stop.is_some_and(|flag| flag.load(Ordering::Relaxed));
@@ -198,6 +210,14 @@ impl<'a> Trainer<'a> {
                     model = optimizer.step_tracked(model.clone(), &mut flat_params, grads, lr)?;
                     state.steps = optimizer.steps();
                     sums.steps += 1;
+                    if let Some(f) = on_step.as_mut() {
+                        f(&TrainStep {
+                            epoch,
+                            epochs: config.epochs,
+                            step: sums.steps,
+                            steps: batches.len().div_ceil(config.accumulate),
+                        });
+                    }
                     timekd_fault::point("train.step");
                     if stopping() {
                         stopped = true;

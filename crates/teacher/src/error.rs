@@ -9,10 +9,11 @@ use std::path::PathBuf;
 pub enum TeacherError {
     /// A model was named that is neither a directory nor found in the Hugging Face cache.
     #[error(
-        "model `{spec}` not found; looked in: {}. This build never downloads weights: pass a \
-         directory holding `config.json` and `model.safetensors` (Hugging Face GPT-2 layout), \
-         or fetch the model once where a network exists (e.g. `huggingface-cli download {spec}`) \
-         and point HF_HOME at that cache",
+        "model `{spec}` not found; looked in: {}. Finding a model never downloads weights \
+         (`timekd extract --model <hub id>` does, where a network exists): pass a directory \
+         holding `config.json` and `model.safetensors` (Hugging Face GPT-2 layout), or fetch \
+         the model once where a network exists (e.g. `huggingface-cli download {spec}`) and \
+         point HF_HOME at that cache",
         display_paths(looked)
     )]
     ModelNotFound {
@@ -20,6 +21,39 @@ pub enum TeacherError {
         spec: String,
         /// Every place that was searched.
         looked: Vec<PathBuf>,
+    },
+
+    /// A model id is not in the cache and `HF_HUB_OFFLINE` forbids downloading it.
+    #[error(
+        "model `{spec}` is not in the Hugging Face cache (looked in: {}) and HF_HUB_OFFLINE \
+         is set, so it is not downloaded. Provide the weights: pass --model DIR, a directory \
+         holding `config.json` and `model.safetensors` (Hugging Face GPT-2 layout); or copy a \
+         hub cache that holds the model (`huggingface-cli download {spec} config.json \
+         model.safetensors` where a network exists) and point HF_HOME at it; or unset \
+         HF_HUB_OFFLINE to download it",
+        display_paths(looked)
+    )]
+    Offline {
+        /// The model id asked for.
+        spec: String,
+        /// Every place that was searched.
+        looked: Vec<PathBuf>,
+    },
+
+    /// Downloading a model from the hub failed.
+    #[error(
+        "downloading model `{spec}` from {endpoint} failed: {message}. Check the model id and \
+         the network (HF_ENDPOINT names another hub); without a network, pass --model DIR \
+         with `config.json` and `model.safetensors`, or point HF_HOME at a cache that holds \
+         the model"
+    )]
+    Download {
+        /// The model id asked for.
+        spec: String,
+        /// The hub asked.
+        endpoint: String,
+        /// What went wrong.
+        message: String,
     },
 
     /// A file of the model directory does not exist.

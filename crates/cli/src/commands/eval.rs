@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use timekd_data::{Preset, SplitKind};
-use timekd_student::{evaluate, load_checkpoint};
+use timekd_student::{load_checkpoint, predict};
 
 use crate::data_args::DataArgs;
 use timekd_teacher::DeviceSpec;
@@ -51,12 +51,16 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         state,
     )
     .load()?;
-    let report = evaluate(
+    // A model trained in MS mode is scored on its target (the last variable) alone.
+    let report = predict(
         &checkpoint.model,
         &data.dataset.split(args.split),
         args.batch_size,
+        state.config.loss.target_only,
+        false,
         &device,
-    )?;
+    )?
+    .report();
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.out {
         std::fs::write(path, &json).with_context(|| format!("{}: cannot write", path.display()))?;

@@ -4,6 +4,7 @@ pub mod eval;
 pub mod extract;
 pub mod forecast;
 pub mod inspect;
+pub mod plot;
 pub mod prompts;
 pub mod random_model;
 pub mod store;

@@ -8,6 +8,8 @@
 //! extraction is [`Gpt2::last_token_states`](crate::batch).
 
 mod config;
+#[cfg(feature = "hub")]
+pub mod hub;
 mod load;
 mod model;
 pub mod resolve;

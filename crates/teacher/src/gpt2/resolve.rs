@@ -1,8 +1,9 @@
 //! Finding a model's directory: a local path, or a model id in the Hugging Face cache.
 //!
-//! This build never downloads: a model id must already be in the cache
+//! Resolving never downloads: a model id must already be in the cache
 //! (`$HF_HUB_CACHE`, `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub` or
 //! `~/.cache/huggingface/hub`, each holding `models--<org>--<name>/snapshots/<rev>/`).
+//! With the `hub` feature, `gpt2::hub::fetch_model` downloads a missing one.
 
 use std::path::{Path, PathBuf};
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use timekd_data::Features;
 use timekd_student::{LossKind, TrainConfig};
 use timekd_teacher::DeviceSpec;
 
@@ -74,8 +75,21 @@ pub struct TrainArgs {
     #[arg(long)]
     pub dropout: Option<f64>,
     /// Seed of initialisation, shuffling and dropout [2024].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "seeds")]
     pub seed: Option<u64>,
+    /// Train one run per seed (each resumable; finished ones are reused), then write
+    /// results.csv, results.md and results.tex (mean ± std over seeds) beside the runs.
+    #[arg(long, value_delimiter = ',', value_name = "S1,S2,...")]
+    pub seeds: Option<Vec<u64>>,
+    /// M: every variable in and scored; S: the --target column alone; MS: every variable
+    /// in, the target scored (Time-Series-Library's modes). Stores hold every variable in
+    /// all three.
+    #[arg(long, default_value = "M", value_name = "M|S|MS")]
+    pub features: Features,
+    /// Also score the test split in the data's units (the train-fitted scaler's inverse)
+    /// and write pred_inverse.npy / true_inverse.npy.
+    #[arg(long)]
+    pub inverse: bool,
     /// Early-stopping patience in epochs on the validation loss [50].
     #[arg(long)]
     pub patience: Option<usize>,
@@ -95,6 +109,20 @@ pub struct TrainArgs {
     /// the same `--max-windows`); the test split stays whole.
     #[arg(long, value_name = "K")]
     pub max_windows: Option<usize>,
+}
+
+/// The seeds to train: `--seeds`, else the one of `--seed` or the config (`None`).
+pub fn seeds(args: &TrainArgs) -> anyhow::Result<Option<Vec<u64>>> {
+    let Some(seeds) = &args.seeds else {
+        return Ok(None);
+    };
+    let mut unique = seeds.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.len() != seeds.len() {
+        anyhow::bail!("--seeds {seeds:?}: a seed is given twice");
+    }
+    Ok(Some(seeds.clone()))
 }
 
 /// The config file (if any) with the flags applied, L from the data flags and H = `output_len`.
@@ -140,6 +168,7 @@ pub fn resolve_config(args: &TrainArgs, output_len: usize) -> anyhow::Result<Tra
             config.loss.att_weight,
         ) = (w[0], w[1], w[2], w[3]);
     }
+    config.loss.target_only = args.features.scores_last_only();
     config.shuffle &= !args.no_shuffle;
     config.drop_last |= args.drop_last;
     config.validate()?;

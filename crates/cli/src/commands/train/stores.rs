@@ -10,19 +10,19 @@ use timekd_student::{StoreEmbeddings, StudentError};
 use super::TrainArgs;
 
 /// The train and val stores of `train` and `val`; `None` (after saying so) when one is
-/// missing and several lengths are being trained (that length is skipped).
+/// missing and a sweep (several lengths or seeds) is running: that run is skipped.
 pub fn open(
     args: &TrainArgs,
     source: &DataSource,
     train: &Split<'_>,
     val: &Split<'_>,
-    several: bool,
+    sweep: bool,
 ) -> anyhow::Result<Option<(StoreEmbeddings, StoreEmbeddings)>> {
     let layout = StoreLayout::new(&args.stores);
     let stores = StoreEmbeddings::open(&layout, source, train)
         .and_then(|train| Ok((train, StoreEmbeddings::open(&layout, source, val)?)));
     let stores = match stores {
-        Err(err @ StudentError::MissingStore { .. }) if several => {
+        Err(err @ StudentError::MissingStore { .. }) if sweep => {
             eprintln!("H = {}: skipped: {err}", train.dataset().output_len());
             return Ok(None);
         }

@@ -9,11 +9,15 @@ use timekd_data::SplitKind;
 use timekd_teacher::DeviceSpec;
 use timekd_teacher::ValueFormat;
 use timekd_teacher::extract::{
-    Engine, Extraction, ExtractionPlan, MemSize, RequestedPrecision, Shard, budget::gib,
+    Engine, Extraction, MemSize, RequestedPrecision, Shard, budget::gib,
 };
+use timekd_teacher::gpt2::hub::fetch_model;
 
 use crate::data_args::DataArgs;
+use crate::download::DownloadProgress;
 use crate::progress::ExtractProgress;
+
+mod plan;
 
 /// Extract teacher embeddings into one HDF5 store per (output length, split).
 ///
@@ -31,7 +35,8 @@ pub struct ExtractArgs {
     #[arg(long, default_value = "all", value_name = "train|val|all")]
     pub split: String,
     /// GPT-2 weights: a directory with config.json + model.safetensors, or a Hugging Face
-    /// model id found in the local cache (e.g. `gpt2`). The repository ships
+    /// model id (e.g. `gpt2`), taken from the cache (HF_HUB_CACHE, HF_HOME) or downloaded
+    /// into it from HF_ENDPOINT unless HF_HUB_OFFLINE is set. The repository ships
     /// `models/tiny-gpt2`, a 2-layer random test model.
     #[arg(long, value_name = "DIR|ID")]
     pub model: String,
@@ -79,8 +84,9 @@ pub struct ExtractArgs {
     /// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT when set. Merge with `timekd store merge`.
     #[arg(long, value_name = "i/n")]
     pub shard: Option<Shard>,
-    /// Print windows, prompts, tokens, FLOPs, memory per pass and a time estimate; load no
-    /// weights, write nothing.
+    /// Print windows, prompts, tokens, FLOPs, memory per pass, a time estimate and which
+    /// output lengths fit the model's positions (1,024 for GPT-2); load no weights, download
+    /// nothing, write nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Also report the rate after the first K embeddings of this run (steady state: GPU
@@ -98,6 +104,10 @@ pub struct ExtractArgs {
 /// Runs the command.
 pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
     let loaded = args.data.load_lengths()?;
+    // A hub id missing from the cache is downloaded now, with progress (not in a dry run).
+    if !args.dry_run {
+        fetch_model(&args.model, &mut DownloadProgress::new())?;
+    }
     let data = &loaded.dataset;
     let splits = match args.split.as_str() {
         "all" => vec![SplitKind::Train, SplitKind::Val],
@@ -144,55 +154,13 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
         budget.source
     );
     if args.dry_run {
-        print_plan(&extraction.plan()?, &args);
+        plan::print_plan(&extraction.plan()?, &args, config.n_positions);
         return Ok(());
     }
     let mut progress = ExtractProgress::new(args.report_after);
     let summary = extraction.run(&mut progress)?;
     progress.finish(&summary);
     Ok(())
-}
-
-fn print_plan(plan: &ExtractionPlan, args: &ExtractArgs) {
-    for store in &plan.stores {
-        let survey = &store.survey;
-        println!(
-            "split {} H = {}: {} windows, {} prompts",
-            store.split, store.output_len, store.windows, store.prompts
-        );
-        println!(
-            "  tokens per prompt (mean of a sample): GT {:.0}, HD {:.0}; longest ≈ {}",
-            survey.mean_gt, survey.mean_hd, survey.longest
-        );
-        println!(
-            "  tokens in all: {:.3e}; forward FLOPs ≈ {:.3e}",
-            store.tokens, store.flops
-        );
-        let cache = if args.no_prefix_cache {
-            "off".to_string()
-        } else {
-            format!("on, {:.0} shared tokens per pair", survey.mean_prefix)
-        };
-        println!(
-            "  forward FLOPs run ≈ {:.3e} (prefix cache {cache})",
-            store.flops_run
-        );
-        println!("  time estimate on {}: {:.0} s", args.device, store.seconds);
-    }
-    let options = &plan.passes.options;
-    println!(
-        "per pass: ≤ {} padded tokens, ≤ {} prompts, est. peak memory {:.2} GiB (budget {:.2} GiB)",
-        options.max_tokens,
-        options.max_prompts,
-        gib(plan.passes.peak_bytes),
-        gib(plan.budget.bytes)
-    );
-    if args.data.output_len.len() > 1 {
-        let (flops, seconds) = plan.together();
-        println!(
-            "all lengths in one pass (each window's history prefix runs once for every H): forward FLOPs run ≈ {flops:.3e}, time estimate {seconds:.0} s"
-        );
-    }
 }
 
 #[cfg(test)]

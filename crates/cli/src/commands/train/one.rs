@@ -1,0 +1,212 @@
+//! One training run of `timekd train`: (dataset, H, seed) into its run directory, then its
+//! test results.
+
+use std::cell::RefCell;
+use std::ops::ControlFlow;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::tensor::Device;
+use timekd_data::{DataSource, Dataset, SplitKind};
+use timekd_student::{
+    DataInfo, EvalReport, RunDir, RunSummary, SplitData, TestOptions, TestResults, TrainConfig,
+    TrainData, Trainer, test_run,
+};
+
+use super::TrainArgs;
+use super::args::resolve_config;
+use crate::train_progress::TrainProgress;
+
+/// What a finished run reports.
+pub struct RunOutcome {
+    /// Its `summary.json`.
+    pub summary: RunSummary,
+    /// Its seed.
+    pub seed: u64,
+    /// Its `results.json`.
+    pub results: TestResults,
+}
+
+/// The run of one (H, seed).
+pub struct RunRequest<'a> {
+    pub args: &'a TrainArgs,
+    pub source: &'a DataSource,
+    /// The directory under `--runs` (the dataset's name, with the feature mode).
+    pub experiment: &'a str,
+    pub output_len: usize,
+    /// `--seeds`' seed, else the config's.
+    pub seed: Option<u64>,
+    /// Part of a sweep: reuse finished runs, resume interrupted ones, skip missing stores.
+    pub sweep: bool,
+    /// Set by SIGTERM/SIGINT: stop at the next step boundary with a resumable checkpoint.
+    pub stop: &'a AtomicBool,
+}
+
+impl RunRequest<'_> {
+    /// Trains (or reuses, or resumes) the run; `None` when it was skipped for want of stores.
+    pub fn train(&self) -> anyhow::Result<Option<RunOutcome>> {
+        let (args, h) = (self.args, self.output_len);
+        let mut options = args.data.options(h);
+        options.features = args.features;
+        let dataset = self.source.load(&options)?;
+        let mut config = resolve_config(args, h)?;
+        if let Some(seed) = self.seed {
+            config.seed = seed;
+        }
+        let run = match &args.run_dir {
+            Some(dir) => RunDir::new(dir),
+            None => RunDir::for_run(&args.runs, self.experiment, h, config.seed),
+        };
+        if args.fresh && run.path().exists() {
+            std::fs::remove_dir_all(run.path())
+                .with_context(|| format!("--fresh: cannot remove {}", run.path().display()))?;
+        }
+        // The seed is named only when `--seeds` chose it.
+        let label = match self.seed {
+            Some(seed) => format!("H = {h}, seed {seed}"),
+            None => format!("H = {h}"),
+        };
+        if self.sweep && run.summary().is_file() {
+            eprintln!("{label}: finished run in {}; reused", run.path().display());
+            let summary = RunSummary::read(&run)?;
+            let results = match TestResults::read(&run) {
+                Ok(r) if r.data_units.is_some() || !args.inverse => r,
+                // Tested before results.json existed, or without --inverse: test again.
+                _ => {
+                    self.test(&run, &dataset, &config, &args.device.devices()?[0])?
+                        .1
+                }
+            };
+            return Ok(Some(RunOutcome {
+                summary,
+                seed: config.seed,
+                results,
+            }));
+        }
+        let resume = (args.resume || self.sweep) && run.has_checkpoint();
+        if args.resume && !resume {
+            eprintln!("{}: nothing to resume yet; starting the run", run.path().display());
+        }
+        if !resume && run.has_checkpoint() {
+            bail!(
+                "{}: a run already exists there; pass --resume to continue it, --fresh to \
+                 replace it, or choose another --run-dir",
+                run.path().display()
+            );
+        }
+        let limit = |kind| {
+            let split = dataset.split(kind);
+            args.max_windows.map_or(split.clone(), |k| split.head(k))
+        };
+        let (train_split, val_split) = (limit(SplitKind::Train), limit(SplitKind::Val));
+        let Some((mut train_source, mut val_source)) =
+            super::stores::open(args, self.source, &train_split, &val_split, self.sweep)?
+        else {
+            return Ok(None);
+        };
+        // The prompt branch's input width is the teacher's width, recorded in the store.
+        config.model.d_llm = train_source.reader().dims().d_model;
+        std::fs::create_dir_all(run.path())
+            .with_context(|| format!("{}: cannot create", run.path().display()))?;
+        write_toml(&run, &config)?;
+        eprintln!(
+            "training on {} (--features {}: {}; {} train / {} val windows, {label}) into {}",
+            self.source.origin(),
+            args.features,
+            dataset.var_names().join(", "),
+            train_split.num_windows(),
+            val_split.num_windows(),
+            run.path().display()
+        );
+        let devices = args.device.devices()?;
+        let started = Instant::now();
+        let data = TrainData {
+            info: DataInfo {
+                dataset: self.source.name().to_string(),
+                var_names: dataset.var_names().to_vec(),
+            },
+            train: SplitData {
+                split: train_split,
+                embeddings: &mut train_source,
+            },
+            val: SplitData {
+                split: val_split,
+                embeddings: &mut val_source,
+            },
+        };
+        let progress = RefCell::new(TrainProgress::new());
+        let trained = Trainer::new(&config, &run)
+            .devices(&devices)
+            .resume(resume)
+            .stop_on(self.stop)
+            .on_step(&mut |s| progress.borrow_mut().step(s))
+            .on_epoch(&mut |m| {
+                progress.borrow_mut().epoch(m);
+                ControlFlow::Continue(())
+            })
+            .train(data)?;
+        progress.borrow().finish();
+        if trained.interrupted {
+            eprintln!(
+                "{label}: interrupted after {} complete epochs; a resumable checkpoint is in {}",
+                trained.epochs_done,
+                run.last().display()
+            );
+            return Ok(None);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let (report, results) = self.test(&run, &dataset, &config, &devices[0])?;
+        let device = args.device.to_string();
+        let summary = RunSummary::new(h, &trained, &report, seconds, device, devices.len());
+        summary.write(&run)?;
+        println!(
+            "{} epochs{}; best val loss {:.5} at epoch {}; test MSE {:.4} MAE {:.4} ({})",
+            summary.epochs,
+            if summary.stopped_early {
+                " (early stop)"
+            } else {
+                ""
+            },
+            summary.best_val_loss.unwrap_or(f64::NAN),
+            summary.best_epoch.unwrap_or(0),
+            summary.test_mse,
+            summary.test_mae,
+            run.results().display()
+        );
+        Ok(Some(RunOutcome {
+            summary,
+            seed: config.seed,
+            results,
+        }))
+    }
+
+    /// Tests the run's best checkpoint on the whole test split.
+    fn test(
+        &self,
+        run: &RunDir,
+        dataset: &Dataset,
+        config: &TrainConfig,
+        device: &Device,
+    ) -> anyhow::Result<(EvalReport, TestResults)> {
+        let options = TestOptions {
+            batch_size: config.batch_size,
+            features: self.args.features,
+            data_units: self.args.inverse,
+        };
+        Ok(test_run(
+            run,
+            &dataset.split(SplitKind::Test),
+            &options,
+            device,
+        )?)
+    }
+}
+
+/// The resolved settings as the run's `config.toml`.
+fn write_toml(run: &RunDir, config: &TrainConfig) -> anyhow::Result<()> {
+    let path = run.config();
+    let text = toml::to_string_pretty(config).context("serialising the resolved config")?;
+    timekd_data::files::write_atomic(&path, text.as_bytes())
+        .with_context(|| format!("{}: cannot write {} bytes", path.display(), text.len()))
+}

@@ -1,0 +1,214 @@
+//! The published-results path end to end on ETTh1 H = 24 with tiny stores: `timekd train
+//! --seeds 2024,6666 --features MS --inverse` writes each seed's arrays and metrics, then
+//! results.csv and the Markdown and LaTeX tables; numpy recomputes every metric from
+//! pred.npy / true.npy and agrees with ours to 1e-6.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn timekd(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_timekd"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Recomputes results.json's metrics from the arrays with numpy; prints "ok" or fails.
+const CHECK: &str = r#"
+import json, sys
+import numpy as np
+run = sys.argv[1]
+res = json.load(open(f"{run}/results.json"))
+def metrics(p, t):
+    d = p - t
+    nz = t != 0
+    r = d[nz] / t[nz]
+    return {"mse": np.mean(d ** 2), "mae": np.mean(np.abs(d)), "rmse": np.sqrt(np.mean(d ** 2)),
+            "mape": np.mean(np.abs(r)), "mspe": np.mean(r ** 2)}
+def close(ours, theirs, where):
+    for k, v in theirs.items():
+        assert abs(ours[k] - v) <= 1e-6 * max(1.0, abs(v)), (where, k, ours[k], v)
+for units, suffix in [("scaled", ""), ("data_units", "_inverse")]:
+    p = np.load(f"{run}/pred{suffix}.npy").astype(np.float64)
+    t = np.load(f"{run}/true{suffix}.npy").astype(np.float64)
+    assert p.shape == t.shape == (res["windows"], res["output_len"], len(res["variables"])), p.shape
+    ours = res[units]
+    close(ours["overall"], metrics(p, t), units)
+    for h, step in enumerate(ours["per_step"]):
+        close(step, metrics(p[:, h], t[:, h]), f"{units} step {h}")
+    for v, var in enumerate(ours["per_variable"]):
+        close(var, metrics(p[:, :, v], t[:, :, v]), f"{units} {var['variable']}")
+print("ok", p.shape)
+"#;
+
+#[test]
+fn a_seed_sweep_writes_arrays_metrics_and_tables_numpy_agrees_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let model = repo().join("models/tiny-gpt2");
+    let data = [
+        "--data",
+        "ETTh1",
+        "--output-len",
+        "24",
+        "--max-windows",
+        "16",
+    ];
+    let extract = [&["extract", "--model", model.to_str().unwrap()][..], &data].concat();
+    ok(timekd(dir, &extract), "timekd extract");
+    let sweep = [
+        &["train"][..],
+        &data,
+        &[
+            "--seeds",
+            "2024,6666",
+            "--features",
+            "MS",
+            "--inverse",
+            "--epochs",
+            "1",
+        ],
+    ]
+    .concat();
+    let out = ok(timekd(dir, &sweep), "timekd train --seeds");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+
+    let experiment = dir.join("runs/student/ETTh1-MS-OT");
+    for seed in ["2024", "6666"] {
+        let run = experiment.join("24").join(format!("seed-{seed}"));
+        for file in [
+            "pred.npy",
+            "true.npy",
+            "pred_inverse.npy",
+            "true_inverse.npy",
+            "forecast.png",
+        ] {
+            assert!(run.join(file).is_file(), "{}", run.join(file).display());
+        }
+        let results: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
+        assert_eq!(
+            results["variables"],
+            serde_json::json!(["OT"]),
+            "MS scores the target"
+        );
+        assert_eq!(results["features"], "MS");
+        let check = Command::new("python3")
+            .args(["-c", CHECK])
+            .arg(&run)
+            .output()
+            .expect("python3 with numpy (cargo xtask setup installs it)");
+        assert!(
+            check.status.success() && check.stdout.starts_with(b"ok"),
+            "numpy disagrees for seed {seed}:\n{}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    let csv = std::fs::read_to_string(experiment.join("results.csv")).unwrap();
+    // Header + 2 seeds × 2 units × 5 metrics.
+    assert_eq!(csv.lines().count(), 21, "{csv}");
+    assert!(csv.contains("ETTh1,MS,OT,24,6666,data,mape,"), "{csv}");
+    let md = std::fs::read_to_string(experiment.join("results.md")).unwrap();
+    assert!(md.contains("| ETTh1 | MS (OT) | 24 | "), "{md}");
+    assert!(
+        md.contains(" ± ") && md.contains("in the data's units"),
+        "{md}"
+    );
+    assert!(stdout.contains(&md), "the table is printed:\n{stdout}");
+    let tex = std::fs::read_to_string(experiment.join("results.tex")).unwrap();
+    assert!(
+        tex.contains("\\begin{tabular}") && tex.contains("\\pm"),
+        "{tex}"
+    );
+
+    // S: the target alone, its row read from the same all-variable stores.
+    let single = [&["train"][..], &data, &["--features", "S", "--epochs", "1"]].concat();
+    ok(timekd(dir, &single), "timekd train --features S");
+    let run = dir.join("runs/student/ETTh1-S-OT/24/seed-2024");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["variables"], serde_json::json!(["OT"]));
+    assert_eq!(results["features"], "S");
+
+    // Run again: both runs are reused, nothing retrains, the tables are the same.
+    let again = ok(timekd(dir, &sweep), "timekd train --seeds (again)");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(stderr.matches("; reused").count(), 2, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(experiment.join("results.md")).unwrap(),
+        md
+    );
+}
+
+#[test]
+fn a_store_without_the_target_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo().join("models/tiny-gpt2");
+    let data = [
+        "--data",
+        "ETTh1",
+        "--output-len",
+        "24",
+        "--max-windows",
+        "4",
+    ];
+    let extract = [
+        &[
+            "extract",
+            "--model",
+            model.to_str().unwrap(),
+            "--columns",
+            "HUFL,HULL",
+        ][..],
+        &data,
+    ]
+    .concat();
+    ok(timekd(dir.path(), &extract), "timekd extract --columns");
+    let out = timekd(
+        dir.path(),
+        &[&["train", "--features", "S"][..], &data].concat(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no embeddings of OT") && stderr.contains("HUFL, HULL"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("without --columns"), "{stderr}");
+}
+
+#[test]
+fn bad_sweep_and_feature_flags_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = ["train", "--data", "ETTh1", "--output-len", "24"];
+    let cases: [(&[&str], &str); 4] = [
+        (&["--seeds", "1,1"], "a seed is given twice"),
+        (&["--seeds", "1", "--seed", "2"], "cannot be used with"),
+        (&["--features", "X"], "M, S, MS"),
+        (
+            &["--features", "S", "--target", "nope"],
+            "--target names `nope`",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let out = timekd(dir.path(), &[&base[..], flags].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flags:?} succeeded");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+    }
+}

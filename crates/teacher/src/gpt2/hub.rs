@@ -1,0 +1,161 @@
+//! Downloading a model from the Hugging Face hub into its standard cache (feature `hub`),
+//! through the `hf-hub` crate's blocking client.
+//!
+//! [`fetch_model`] returns a directory or cached model at once; otherwise it downloads
+//! `config.json` and `model.safetensors` into the first of [`hub_cache_roots`]
+//! (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`: the layout Python's
+//! `huggingface_hub` writes and reads) from `$HF_ENDPOINT` (default
+//! `https://huggingface.co`), and checks each file's sha256 against the hub's ETag where the
+//! hub gives one (it does for large files). With `HF_HUB_OFFLINE` set (`1`, `true`, `yes`,
+//! `on`) nothing is downloaded and a missing model is an error that says how to provide
+//! the weights.
+
+use std::path::{Path, PathBuf};
+
+use hf_hub::api::Progress;
+use hf_hub::api::sync::ApiBuilder;
+use hf_hub::{Cache, Repo, RepoType};
+use sha2::{Digest, Sha256};
+
+use super::resolve::{hub_cache_roots, resolve_model_dir_in};
+use crate::error::TeacherError;
+
+/// The files a GPT-2 directory needs.
+pub const MODEL_FILES: [&str; 2] = ["config.json", "model.safetensors"];
+
+/// The hub's address unless `$HF_ENDPOINT` says otherwise.
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+/// Sees a download's progress.
+pub trait DownloadObserver {
+    /// A file of `bytes` bytes starts downloading from `url`.
+    fn started(&mut self, file: &str, bytes: u64, url: &str);
+    /// `bytes` more bytes arrived.
+    fn advanced(&mut self, bytes: u64);
+    /// The file is complete.
+    fn finished(&mut self, file: &str);
+}
+
+impl DownloadObserver for () {
+    fn started(&mut self, _: &str, _: u64, _: &str) {}
+    fn advanced(&mut self, _: u64) {}
+    fn finished(&mut self, _: &str) {}
+}
+
+/// Whether `$HF_HUB_OFFLINE` forbids downloads.
+pub fn hub_offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+/// `$HF_ENDPOINT`, or the public hub.
+pub fn hub_endpoint() -> String {
+    std::env::var("HF_ENDPOINT")
+        .ok()
+        .map(|e| e.trim_end_matches('/').to_string())
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
+}
+
+/// The model directory of `spec`: a directory, a model id in the cache, or a model id
+/// downloaded now (see the module docs).
+pub fn fetch_model(
+    spec: &str,
+    observer: &mut dyn DownloadObserver,
+) -> Result<PathBuf, TeacherError> {
+    let roots = hub_cache_roots();
+    let looked = match resolve_model_dir_in(spec, &roots) {
+        Ok(dir) => return Ok(dir),
+        Err(TeacherError::ModelNotFound { looked, .. }) => looked,
+        Err(other) => return Err(other),
+    };
+    if hub_offline() {
+        return Err(TeacherError::Offline {
+            spec: spec.to_string(),
+            looked,
+        });
+    }
+    let Some(root) = roots.first() else {
+        return Err(download_error(
+            spec,
+            "no cache directory: set HF_HOME".into(),
+        ));
+    };
+    let endpoint = hub_endpoint();
+    let api = ApiBuilder::from_cache(Cache::new(root.clone()))
+        .with_endpoint(endpoint.clone())
+        .with_progress(false)
+        .build()
+        .map_err(|e| download_error(spec, e.to_string()))?;
+    let repo = api.repo(Repo::new(spec.to_string(), RepoType::Model));
+    for file in MODEL_FILES {
+        let url = repo.url(file);
+        let progress = Adapter {
+            observer: &mut *observer,
+            file,
+            url: &url,
+        };
+        let path = repo
+            .download_with_progress(file, progress)
+            .map_err(|e| download_error(spec, format!("{url}: {e}")))?;
+        verify(&path).map_err(|message| download_error(spec, message))?;
+    }
+    resolve_model_dir_in(spec, std::slice::from_ref(root))
+}
+
+fn download_error(spec: &str, message: String) -> TeacherError {
+    TeacherError::Download {
+        spec: spec.to_string(),
+        endpoint: hub_endpoint(),
+        message,
+    }
+}
+
+/// Checks a downloaded file against its blob's name when that is a sha256 (the hub's ETag
+/// of large files); removes a file that does not match.
+fn verify(pointer: &Path) -> Result<(), String> {
+    let blob = std::fs::canonicalize(pointer).map_err(|e| format!("{}: {e}", pointer.display()))?;
+    let etag = blob
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if etag.len() != 64 || !etag.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    let mut hasher = Sha256::new();
+    let mut file = std::fs::File::open(&blob).map_err(|e| format!("{}: {e}", blob.display()))?;
+    std::io::copy(&mut file, &mut hasher).map_err(|e| format!("{}: {e}", blob.display()))?;
+    let actual = format!("{:x}", hasher.finalize());
+    if actual == etag.to_ascii_lowercase() {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(&blob);
+    let _ = std::fs::remove_file(pointer);
+    Err(format!(
+        "{}: sha256 {actual} does not match the hub's {etag}; the file was removed, download again",
+        pointer.display()
+    ))
+}
+
+/// `hf-hub`'s progress callbacks, forwarded to a [`DownloadObserver`].
+struct Adapter<'a> {
+    observer: &'a mut dyn DownloadObserver,
+    file: &'a str,
+    url: &'a str,
+}
+
+impl Progress for Adapter<'_> {
+    fn init(&mut self, size: usize, _filename: &str) {
+        self.observer.started(self.file, size as u64, self.url);
+    }
+    fn update(&mut self, size: usize) {
+        self.observer.advanced(size as u64);
+    }
+    fn finish(&mut self) {
+        self.observer.finished(self.file);
+    }
+}
