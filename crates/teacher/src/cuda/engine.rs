@@ -204,14 +204,7 @@ impl CudaGpt2 {
         precision: Precision,
         limits: EngineLimits,
     ) -> Result<Self, TeacherError> {
-        let config = Gpt2Config::from_file(&dir.join("config.json"))?;
-        let layers = layers.unwrap_or(config.n_layer);
-        if layers == 0 || layers > config.n_layer {
-            return Err(TeacherError::Layers {
-                requested: layers,
-                available: config.n_layer,
-            });
-        }
+        let (config, layers) = Gpt2Config::for_model_dir(dir, layers)?;
         let gemm = match precision {
             Precision::F16 => GemmType::F16,
             // As on Burn's CUDA backend: plain f32 runs on TF32 tensor cores, the split

@@ -52,6 +52,20 @@ fn default_activation() -> String {
 }
 
 impl Gpt2Config {
+    /// Reads `<dir>/config.json` and checks a request for the first `layers` blocks (all of
+    /// them for `None`); the config and the block count to build.
+    pub fn for_model_dir(dir: &Path, layers: Option<usize>) -> Result<(Self, usize), TeacherError> {
+        let config = Self::from_file(&dir.join("config.json"))?;
+        let layers = layers.unwrap_or(config.n_layer);
+        if layers == 0 || layers > config.n_layer {
+            return Err(TeacherError::Layers {
+                requested: layers,
+                available: config.n_layer,
+            });
+        }
+        Ok((config, layers))
+    }
+
     /// Reads and checks `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, TeacherError> {
         if !path.is_file() {

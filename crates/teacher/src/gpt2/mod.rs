@@ -54,14 +54,7 @@ impl Gpt2 {
         layers: Option<usize>,
         device: &Device,
     ) -> Result<Self, TeacherError> {
-        let config = Gpt2Config::from_file(&dir.join("config.json"))?;
-        let layers = layers.unwrap_or(config.n_layer);
-        if layers == 0 || layers > config.n_layer {
-            return Err(TeacherError::Layers {
-                requested: layers,
-                available: config.n_layer,
-            });
-        }
+        let (config, layers) = Gpt2Config::for_model_dir(dir, layers)?;
         let file = WeightFile::read(&dir.join("model.safetensors"), "model.safetensors")?;
         let mut tensors = file.tensors()?;
         let module = load::build_module(&mut tensors, &config, layers, device)?;
