@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-
 use crate::error::{Result, StudentError};
 
 /// The bytes of a `.npy` file holding `values` (C order) with `shape`.

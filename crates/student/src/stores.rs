@@ -73,7 +73,7 @@ impl StoreEmbeddings {
     /// [`StudentError::StoreDamaged`] naming the first bad window; a store finished before
     /// checksums were recorded gives [`Verification::NoChecksum`].
     pub fn verify(&self) -> Result<Verification> {
-        let path = self.0.path();
+        let path = self.reader.path();
         timekd_store::verify(path).map_err(|e| match e {
             StoreError::ChecksumMismatch { .. } | StoreError::Corrupt { .. } => {
                 StudentError::StoreDamaged {

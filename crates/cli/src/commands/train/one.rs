@@ -86,7 +86,10 @@ impl RunRequest<'_> {
         }
         let resume = (args.resume || self.sweep) && run.has_checkpoint();
         if args.resume && !resume {
-            eprintln!("{}: nothing to resume yet; starting the run", run.path().display());
+            eprintln!(
+                "{}: nothing to resume yet; starting the run",
+                run.path().display()
+            );
         }
         if !resume && run.has_checkpoint() {
             bail!(
