@@ -287,13 +287,15 @@ fn time_case(
     })
 }
 
-/// The count and seconds of timekd's `steady state after the first K <unit>: N <unit> in S s`
-/// (what follows "the first "); the unit is windows for one length, embeddings for several.
+/// The count and seconds of timekd's `steady state after the first K <unit>: N <unit> in S s
+/// = R <unit>/s` (what follows "the first "); the unit is windows for one length, embeddings
+/// for several. The seconds are N / R: S is printed to a tenth of a second, which on a
+/// 2-second run would move the rate by 2.5%.
 fn steady_rate(line: &str) -> Option<(usize, f64)> {
     let (_, after) = line.split_once(": ")?;
     let count = number_after(after, "")? as usize;
-    let secs = number_after(after.split_once(" in ")?.1, "")?;
-    Some((count, secs))
+    let rate = number_after(after.split_once(" = ")?.1, "")?;
+    (rate > 0.0).then(|| (count, count as f64 / rate))
 }
 
 /// Train and val embeddings of an all-lengths pass over `data`: Σ over H of each split's
@@ -501,10 +503,16 @@ mod tests {
     #[test]
     fn steady_state_lines_are_read_in_either_unit() {
         let one = "1012 windows: 524 windows in 0.6 s = 907.50 windows/s";
-        assert_eq!(steady_rate(one), Some((524, 0.6)));
+        let (count, secs) = steady_rate(one).unwrap();
+        assert_eq!(count, 524);
+        // The rate as printed, not 524 / 0.6 = 873.3.
+        assert!((count as f64 / secs - 907.50).abs() < 1e-9, "{secs}");
         let many = "80 embeddings: 2048 embeddings in 12.5 s = 163.84 embeddings/s";
-        assert_eq!(steady_rate(many), Some((2048, 12.5)));
+        let (count, secs) = steady_rate(many).unwrap();
+        assert_eq!(count, 2048);
+        assert!((count as f64 / secs - 163.84).abs() < 1e-9, "{secs}");
         assert_eq!(steady_rate("no rate here"), None);
+        assert_eq!(steady_rate("9 windows: 9 windows in 0.0 s = 0.00 windows/s"), None);
     }
 
     #[test]
