@@ -512,7 +512,10 @@ mod tests {
         assert_eq!(count, 2048);
         assert!((count as f64 / secs - 163.84).abs() < 1e-9, "{secs}");
         assert_eq!(steady_rate("no rate here"), None);
-        assert_eq!(steady_rate("9 windows: 9 windows in 0.0 s = 0.00 windows/s"), None);
+        assert_eq!(
+            steady_rate("9 windows: 9 windows in 0.0 s = 0.00 windows/s"),
+            None
+        );
     }
 
     #[test]
