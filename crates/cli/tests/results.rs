@@ -55,19 +55,24 @@ for units, suffix in [("scaled", ""), ("data_units", "_inverse")]:
 print("ok", p.shape)
 "#;
 
-#[test]
-fn a_seed_sweep_writes_arrays_metrics_and_tables_numpy_agrees_with() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let model = repo().join("models/tiny-gpt2");
-    let data = [
+/// The data flags of these tests: ETTh1, H = 24, the first `windows` windows of each split.
+fn etth1_h24(windows: &'static str) -> [&'static str; 6] {
+    [
         "--data",
         "ETTh1",
         "--output-len",
         "24",
         "--max-windows",
-        "16",
-    ];
+        windows,
+    ]
+}
+
+#[test]
+fn a_seed_sweep_writes_arrays_metrics_and_tables_numpy_agrees_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let model = repo().join("models/tiny-gpt2");
+    let data = etth1_h24("16");
     let extract = [&["extract", "--model", model.to_str().unwrap()][..], &data].concat();
     ok(timekd(dir, &extract), "timekd extract");
     let sweep = [
@@ -159,14 +164,7 @@ fn a_seed_sweep_writes_arrays_metrics_and_tables_numpy_agrees_with() {
 fn a_store_without_the_target_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let model = repo().join("models/tiny-gpt2");
-    let data = [
-        "--data",
-        "ETTh1",
-        "--output-len",
-        "24",
-        "--max-windows",
-        "4",
-    ];
+    let data = etth1_h24("4");
     let extract = [
         &[
             "extract",
