@@ -91,6 +91,9 @@ fn a_seed_sweep_writes_arrays_metrics_and_tables_numpy_agrees_with() {
     .concat();
     let out = ok(timekd(dir, &sweep), "timekd train --seeds");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Two seeds read the train and val stores twice; each is checked once.
+    assert_eq!(stderr.matches("checksum verified").count(), 2, "{stderr}");
 
     let experiment = dir.join("runs/student/ETTh1-MS-OT");
     for seed in ["2024", "6666"] {

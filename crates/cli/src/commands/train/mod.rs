@@ -20,6 +20,8 @@ mod one;
 mod report;
 mod stores;
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use anyhow::bail;
@@ -45,6 +47,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         None => vec![None],
     };
     let stop = crate::signals::stop_flag()?;
+    let verified = RefCell::new(HashSet::new());
     let mut done = Vec::new();
     for &h in &lengths {
         for &seed in &seeds {
@@ -56,6 +59,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 seed,
                 sweep,
                 stop: &stop,
+                verified: &verified,
             };
             if let Some(outcome) = run.train()? {
                 done.push(outcome);

@@ -2,7 +2,9 @@
 //! test results.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -41,6 +43,8 @@ pub struct RunRequest<'a> {
     pub sweep: bool,
     /// Set by SIGTERM/SIGINT: stop at the next step boundary with a resumable checkpoint.
     pub stop: &'a AtomicBool,
+    /// Stores already checked against their checksums in this invocation.
+    pub verified: &'a RefCell<HashSet<PathBuf>>,
 }
 
 impl RunRequest<'_> {
@@ -103,8 +107,14 @@ impl RunRequest<'_> {
             args.max_windows.map_or(split.clone(), |k| split.head(k))
         };
         let (train_split, val_split) = (limit(SplitKind::Train), limit(SplitKind::Val));
-        let Some((mut train_source, mut val_source)) =
-            super::stores::open(args, self.source, &train_split, &val_split, self.sweep)?
+        let Some((mut train_source, mut val_source)) = super::stores::open(
+            args,
+            self.source,
+            &train_split,
+            &val_split,
+            self.sweep,
+            self.verified,
+        )?
         else {
             return Ok(None);
         };

@@ -1,6 +1,10 @@
 //! The stores `timekd train` reads: opened through the one store layout, and verified
-//! against their checksums once per invocation unless `--no-verify`.
+//! against their checksums once per invocation unless `--no-verify` (a seed sweep reads
+//! each store once per seed, but checks it once).
 
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use timekd_data::{DataSource, Split};
@@ -17,6 +21,7 @@ pub fn open(
     train: &Split<'_>,
     val: &Split<'_>,
     sweep: bool,
+    verified: &RefCell<HashSet<PathBuf>>,
 ) -> anyhow::Result<Option<(StoreEmbeddings, StoreEmbeddings)>> {
     let layout = StoreLayout::new(&args.stores);
     let stores = StoreEmbeddings::open(&layout, source, train)
@@ -29,7 +34,10 @@ pub fn open(
         stores => stores?,
     };
     for store in [&stores.0, &stores.1] {
-        verify(store, args.no_verify)?;
+        if !verified.borrow().contains(&store.path()) {
+            verify(store, args.no_verify)?;
+            verified.borrow_mut().insert(store.path());
+        }
     }
     Ok(Some(stores))
 }
