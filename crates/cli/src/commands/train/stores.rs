@@ -34,9 +34,9 @@ pub fn open(
         stores => stores?,
     };
     for store in [&stores.0, &stores.1] {
-        if !verified.borrow().contains(&store.path()) {
+        // A failed check ends the invocation, so a path is recorded before its check.
+        if verified.borrow_mut().insert(store.path()) {
             verify(store, args.no_verify)?;
-            verified.borrow_mut().insert(store.path());
         }
     }
     Ok(Some(stores))
