@@ -2,10 +2,11 @@
 //! branches at once (see the `paired` module).
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
+use crate::dropout::SeededDropout;
 use crate::paired::PairedLinear;
 
 /// The release's `AttentionLayer` around a full (unmasked) attention, per branch.
@@ -18,7 +19,7 @@ pub struct AttentionLayer {
     key_projection: PairedLinear,
     value_projection: PairedLinear,
     out_projection: PairedLinear,
-    dropout: Dropout,
+    dropout: SeededDropout,
     heads: usize,
 }
 
@@ -43,7 +44,7 @@ impl AttentionLayer {
             key_projection: PairedLinear::pair(ts.key, prompt.key),
             value_projection: PairedLinear::pair(ts.value, prompt.value),
             out_projection: PairedLinear::pair(ts.out, prompt.out),
-            dropout: DropoutConfig::new(dropout).init(),
+            dropout: SeededDropout::new(dropout),
             heads,
         }
     }

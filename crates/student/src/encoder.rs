@@ -2,12 +2,13 @@
 //! for both branches at once (see the `paired` module).
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::nn::Linear;
 use burn::tensor::Device;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 
 use crate::attention::{AttentionLayer, AttentionWeights};
+use crate::dropout::SeededDropout;
 use crate::init::Initializer;
 use crate::paired::{PairedLayerNorm, PairedLinear};
 
@@ -22,7 +23,7 @@ pub struct EncoderLayer {
     conv2: PairedLinear,
     norm1: PairedLayerNorm,
     norm2: PairedLayerNorm,
-    dropout: Dropout,
+    dropout: SeededDropout,
 }
 
 /// One branch's layer weights, as drawn at init.
@@ -61,7 +62,7 @@ impl EncoderLayer {
             conv2: PairedLinear::pair(ts.conv2, prompt.conv2),
             norm1: PairedLayerNorm::new(shape.channel, LAYER_NORM_EPS, device),
             norm2: PairedLayerNorm::new(shape.channel, LAYER_NORM_EPS, device),
-            dropout: DropoutConfig::new(shape.dropout).init(),
+            dropout: SeededDropout::new(shape.dropout),
         }
     }
 

@@ -46,6 +46,7 @@ mod batches;
 mod checkpoint;
 mod config;
 mod data;
+mod dropout;
 mod embeddings;
 mod encoder;
 mod error;
@@ -69,6 +70,7 @@ mod revin;
 mod run_dir;
 mod scores;
 mod state_dict;
+mod step_profile;
 #[cfg(feature = "store")]
 mod stores;
 mod summary;

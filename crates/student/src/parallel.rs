@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 use timekd_data::seeded::mix64;
 
 use crate::batches::Batch;
+use crate::dropout::mask_seeds;
 use crate::error::{Result, StudentError};
 use crate::loss::distillation_loss;
 use crate::model::Dual;
@@ -22,7 +23,8 @@ pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
 /// [`LossTerms::stacked`]) and gradients of `scale` × the loss of one micro-batch. With several
 /// devices the windows are split evenly over them and each share runs on a forked replica in
 /// its own thread; gradients are weighted by share size and summed on `devices[0]`, the
-/// model's device. Dropout is seeded with `seed` (and the share).
+/// model's device. Dropout masks are drawn from `seed` (and the share; see the `dropout`
+/// module).
 pub(crate) fn micro_batch(
     model: &Dual,
     devices: &[Device],
@@ -47,8 +49,7 @@ pub(crate) fn micro_batch(
     let main = &devices[0];
     let total = batch.len;
     if devices.len() == 1 || total < 2 {
-        main.seed(seed);
-        return share_result(model, batch, main, 1.0);
+        return mask_seeds(seed, || share_result(model, batch, main, 1.0));
     }
     let share_len = total.div_ceil(devices.len());
     let shares: Vec<Range<usize>> = (0..total)
@@ -58,24 +59,19 @@ pub(crate) fn micro_batch(
     let work: Vec<_> = shares
         .iter()
         .zip(devices)
-        .map(|(rows, device)| {
-            (
-                batch.rows(rows.clone(), device),
-                model.clone().fork(device),
-                device,
-            )
-        })
+        .map(|(rows, device)| (batch.rows(rows.clone(), device), model.clone().fork(device)))
         .collect();
     let results: Vec<Result<(Tensor<1>, GradientSet)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = work
             .into_iter()
             .enumerate()
-            .map(|(i, (batch, replica, device))| {
+            .map(|(i, (batch, replica))| {
                 let share_result = &share_result;
                 scope.spawn(move || {
-                    device.seed(mix(seed, i as u64, 1));
                     let weight = batch.len as f64 / total as f64;
-                    share_result(&replica, batch, main, weight)
+                    mask_seeds(mix(seed, i as u64, 1), || {
+                        share_result(&replica, batch, main, weight)
+                    })
                 })
             })
             .collect();

@@ -24,6 +24,7 @@ use crate::parallel::{micro_batch, mix};
 use crate::plot::plot_losses;
 use crate::progress::TrainStep;
 use crate::run_dir::RunDir;
+use crate::step_profile::StepProfile;
 use crate::summary::TrainSummary;
 use crate::train_config::TrainConfig;
 use crate::validation::{check_split, validation_loss};
@@ -66,9 +67,9 @@ type OnStep<'a> = &'a mut dyn FnMut(&TrainStep);
 /// With [`resume`](Self::resume), training continues from the run's last checkpoint and, on
 /// the same device kind, reaches the same weights as an uninterrupted run: shuffling and
 /// dropout are seeded from (seed, epoch, step), and the optimiser's moments are restored
-/// exactly. Dropout draws from the device's random generator, which some backends (Flex)
-/// share process-wide: do not train two models concurrently in one process if you need
-/// bit-exact reproducibility.
+/// exactly. Dropout masks depend only on (seed, step, micro-batch) and their place in the
+/// forward pass, so several runs may train at once in one process (threads) and each still
+/// reaches the weights it reaches alone.
 ///
 /// With [`stop_on`](Self::stop_on) (e.g. a flag a SIGTERM handler sets), training stops at
 /// the next step boundary and saves a checkpoint of the partial epoch that a resumed run
@@ -164,6 +165,7 @@ impl<'a> Trainer<'a> {
         let mut interrupted = false;
         // The parameters as one flat vector, carried between optimiser steps.
         let mut flat_params = None;
+        let mut profile = StepProfile::from_env();
 
         while state.epochs_done < config.epochs && !state.stopped_early && !interrupted {
             let epoch = state.epochs_done;
@@ -188,18 +190,22 @@ impl<'a> Trainer<'a> {
                 for group in remaining.chunks(config.accumulate) {
                     let mut grads = GradientSet::default();
                     for micro in 0..group.len() {
-                        let batch = stream.next().ok_or_else(|| {
+                        let batch = profile.time(|p| &mut p.wait, || stream.next());
+                        let batch = batch.ok_or_else(|| {
                             StudentError::Tensor("the batch reader stopped early".into())
                         })??;
                         let windows = batch.len;
                         // Dropout masks depend only on (seed, step, micro-batch): exact on resume.
                         let seed = mix(config.seed, state.steps, micro as u64);
                         let scale = 1.0 / group.len() as f64;
-                        let (values, micro_grads) =
-                            micro_batch(&model, &replicas, batch, config, seed, scale)?;
+                        let (values, micro_grads) = profile.time(
+                            |p| &mut p.graph,
+                            || micro_batch(&model, &replicas, batch, config, seed, scale),
+                        )?;
                         sums.train = sums.train.clone() + values * (windows as f64 / seen as f64);
                         grads.accumulate(micro_grads);
                     }
+                    let optimizer_started = Instant::now();
                     let norm = match config.optim.clip_grad_norm {
                         Some(max) => grads.clip_norm_on_device(max),
                         None => grads.norm_tensor(),
@@ -208,6 +214,8 @@ impl<'a> Trainer<'a> {
                         sums.norm = sums.norm.clone() + norm.to_device(&host_device);
                     }
                     model = optimizer.step_tracked(model.clone(), &mut flat_params, grads, lr)?;
+                    profile.optimizer += optimizer_started.elapsed();
+                    profile.step();
                     state.steps = optimizer.steps();
                     sums.steps += 1;
                     if let Some(f) = on_step.as_mut() {
@@ -234,7 +242,7 @@ impl<'a> Trainer<'a> {
             }
 
             let step_count = sums.steps;
-            let train_sum = LossValues::read(sums.train)?;
+            let train_sum = profile.time(|p| &mut p.drain, || LossValues::read(sums.train))?;
             let train_seconds = (sums.earlier + started.elapsed()).as_secs_f64();
             if !train_sum.total.is_finite() {
                 // Checked once per epoch, before anything of this epoch is saved.
@@ -245,7 +253,10 @@ impl<'a> Trainer<'a> {
                 });
             }
             let norm_sum = f64::from(crate::state_dict::tensor_to_vec(sums.norm)?[0]);
-            let val_loss = validation_loss(&model, config, &mut val, &device)?;
+            let val_loss = profile.time(
+                |p| &mut p.validation,
+                || validation_loss(&model, config, &mut val, &device),
+            )?;
             let improved = state.best.is_none_or(|(_, best)| val_loss.total < best);
             if improved {
                 state.best = Some((epoch, val_loss.total));
@@ -267,12 +278,15 @@ impl<'a> Trainer<'a> {
             };
             state.history.push(metrics.clone());
             state.epochs_done = epoch + 1;
+            let saving_started = Instant::now();
             if improved {
                 save_checkpoint(&run.best(), &model, None, &state)?;
             }
             save_checkpoint(&run.last(), &model, Some(&optimizer), &state)?;
             append_metrics(&run.metrics(), &metrics)?;
             plot_losses(&run.plot(), &state.history)?;
+            profile.saving += saving_started.elapsed();
+            profile.report(epoch, train_seconds);
             let unfinished = state.epochs_done < config.epochs && !state.stopped_early;
             interrupted = on_epoch.as_mut().is_some_and(|f| f(&metrics).is_break())
                 || (unfinished && stopping());

@@ -1,8 +1,9 @@
 //! Training behaviour on a small real setting: the first rows of ETTh1 (custom 70/10/20
 //! splits) with seeded random embeddings standing in for the teacher.
 //!
-//! Dropout draws from the Flex backend's process-wide generator, so the tests of this file
-//! take turns through one lock.
+//! One test reads the process's resident memory, so the tests of this file take turns
+//! through one lock (runs on threads inside a test are another matter: see
+//! `runs_trained_at_once_on_threads_reach_the_weights_they_reach_alone`).
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -163,6 +164,42 @@ fn same_seed_gives_the_same_loss_curve() {
     assert_eq!(lines.lines().count(), 3);
     assert!(std::fs::metadata(run_dir.plot()).unwrap().len() > 1000);
     assert!(run_dir.best().join("checkpoint.json").exists());
+}
+
+#[test]
+fn runs_trained_at_once_on_threads_reach_the_weights_they_reach_alone() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let data = dataset();
+    let go = || |_: &EpochMetrics| ControlFlow::Continue(());
+    let seeds = [5u64, 6, 7];
+    let seeded = |seed| TrainConfig { seed, ..config(2) };
+    let alone: Vec<tempfile::TempDir> = seeds
+        .iter()
+        .map(|&seed| {
+            let dir = tempfile::tempdir().unwrap();
+            run(&data, &seeded(seed), dir.path(), false, &mut go());
+            dir
+        })
+        .collect();
+    // Dropout masks drawn on one thread do not move another's (one generator per process).
+    let together: Vec<tempfile::TempDir> = std::thread::scope(|scope| {
+        let handles: Vec<_> = seeds
+            .iter()
+            .map(|&seed| {
+                let (data, seeded, go) = (&data, &seeded, &go);
+                scope.spawn(move || {
+                    let dir = tempfile::tempdir().unwrap();
+                    run(data, &seeded(seed), dir.path(), false, &mut go());
+                    dir
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for ((seed, a), b) in seeds.iter().zip(&alone).zip(&together) {
+        assert_eq!(weights(a.path()), weights(b.path()), "seed {seed}");
+    }
+    assert_ne!(weights(alone[0].path()), weights(alone[1].path()));
 }
 
 #[test]
