@@ -37,7 +37,7 @@ enum Command {
     /// Inspect, export, import and merge embedding stores.
     Store(commands::store::StoreArgs),
     /// Train the distilled student on stored teacher embeddings (run dir: config, metrics, checkpoints, plot).
-    Train(commands::train::TrainArgs),
+    Train(Box<commands::train::TrainArgs>),
     /// Test MSE/MAE of a trained student, overall and per horizon step (JSON).
     Eval(commands::eval::EvalArgs),
     /// Forecast the next H values after the last window of a dataset (CSV/JSON, optional PNG).
@@ -54,7 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Extract(args) => commands::extract::run(args),
         Command::RandomModel(args) => commands::random_model::run(args),
         Command::Store(args) => commands::store::run(args),
-        Command::Train(args) => commands::train::run(args),
+        Command::Train(args) => commands::train::run(*args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Forecast(args) => commands::forecast::run(args),
         Command::Plot(args) => commands::plot::run(args),

@@ -2,7 +2,9 @@
 //! ETTh1: SIGTERM during training (a scheduler's time limit) and `--resume`; SIGKILL at
 //! every point inside checkpoint saving; a full disk (the file-size limit `RLIMIT_FSIZE`,
 //! no root needed) at each file training writes; a second `extract` or `store merge` on a
-//! store another process is writing; and `store verify` / training on damaged stores.
+//! store another process is writing; `store verify` / training on damaged stores; and a
+//! table of runs trained at once (`--seeds ... --jobs N`), equal to each run alone and
+//! resumed after SIGKILL.
 //!
 //! The `timekd` binary these tests run is built with this package's dev-dependencies,
 //! among them `timekd-fault` with `inject`: cargo builds a package's binaries for its
@@ -272,6 +274,168 @@ fn kills_inside_checkpoint_saving_then_resume_reach_the_same_result() {
         "{} kills inside checkpoint saving: {points:?}",
         points.len()
     );
+}
+
+/// What [`outcome`] reads of one run.
+type Outcome = Vec<(String, String)>;
+
+/// Seeds of the table tests.
+const TABLE_SEEDS: [&str; 3] = ["11", "12", "13"];
+
+/// `timekd train --seeds <seeds> --jobs <jobs>` of the tiny student into `<dir>/runs`.
+fn train_table(dir: &Path, seeds: &str, jobs: &str, fault: Option<&str>) -> Output {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut args = train_args(stores(), dir);
+    let runs = dir.join("runs");
+    args.extend(
+        [
+            "--seeds",
+            seeds,
+            "--jobs",
+            jobs,
+            "--runs",
+            runs.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    timekd(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        fault,
+        None,
+    )
+}
+
+/// The outcome of each seed's run under `<dir>/runs`.
+fn table_outcomes(dir: &Path) -> Vec<Outcome> {
+    TABLE_SEEDS
+        .iter()
+        .map(|seed| outcome(&dir.join(format!("runs/ETTh1/24/seed-{seed}"))))
+        .collect()
+}
+
+/// Every seed's run trained alone, the reference of the table tests.
+fn runs_alone() -> &'static Vec<Outcome> {
+    static ALONE: OnceLock<(tempfile::TempDir, Vec<Outcome>)> = OnceLock::new();
+    &ALONE
+        .get_or_init(|| {
+            let dir = shared_dir();
+            for seed in TABLE_SEEDS {
+                ok(train_table(dir.path(), seed, "1", None));
+            }
+            let outcomes = table_outcomes(dir.path());
+            (dir, outcomes)
+        })
+        .1
+}
+
+#[test]
+fn runs_trained_at_once_reach_the_weights_they_reach_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(train_table(dir.path(), &TABLE_SEEDS.join(","), "3", None));
+    assert!(
+        stderr(&out).contains("3 runs, 3 at once over 1 device(s), one process each"),
+        "{}",
+        stderr(&out)
+    );
+    let together = table_outcomes(dir.path());
+    for (seed, (alone, together)) in TABLE_SEEDS.iter().zip(runs_alone().iter().zip(&together)) {
+        assert_eq!(
+            alone, together,
+            "seed {seed}: trained at once differs from alone"
+        );
+    }
+    // The seeds really train different runs (the comparison above could not pass vacuously).
+    assert_ne!(together[0], together[1]);
+}
+
+#[test]
+fn a_killed_table_resumes_every_run_to_the_result_of_uninterrupted_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2 epochs x 4 steps a run: each child stops itself (SIGSTOP) at its 2nd, 5th or 7th
+    // step, then the parent is SIGKILLed; its children die with it.
+    for step in [2, 5, 7] {
+        let table = dir.path().join(format!("kill{step}"));
+        std::fs::create_dir_all(&table).unwrap();
+        let mut args = train_args(stores(), &table);
+        let runs = table.join("runs");
+        let seeds = TABLE_SEEDS.join(",");
+        args.extend(
+            [
+                "--seeds",
+                &seeds,
+                "--jobs",
+                "3",
+                "--runs",
+                runs.to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
+        let mut parent = Command::new(env!("CARGO_BIN_EXE_timekd"))
+            .args(&args)
+            .env("TIMEKD_FAULT", format!("train.step:{step}:stop"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let children = wait_for_children(parent.id(), TABLE_SEEDS.len());
+        for &child in &children {
+            wait_until_stopped(child);
+        }
+        parent.kill().unwrap();
+        parent.wait().unwrap();
+        for &child in &children {
+            wait_until_dead(child);
+        }
+        // The same command again: finished runs are reused, the others resume.
+        ok(train_table(&table, &seeds, "3", None));
+        assert_eq!(
+            &table_outcomes(&table),
+            runs_alone(),
+            "after SIGKILL at step {step} of each run"
+        );
+    }
+}
+
+/// The pids of `count` children of `parent` (waits until they exist).
+fn wait_for_children(parent: u32, count: usize) -> Vec<u32> {
+    let started = std::time::Instant::now();
+    loop {
+        let children: Vec<u32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                // Fields after the command's closing parenthesis: state, ppid, ...
+                stat.rsplit(") ")
+                    .next()
+                    .and_then(|rest| rest.split(' ').nth(1))
+                    == Some(&parent.to_string())
+            })
+            .collect();
+        if children.len() >= count {
+            return children;
+        }
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "{parent} has children {children:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Waits until process `pid` is gone (or a zombie).
+fn wait_until_dead(pid: u32) {
+    let started = std::time::Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.is_empty() || stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z')) {
+            return;
+        }
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "process {pid} did not die with its parent"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 #[test]

@@ -37,13 +37,30 @@ pub struct TrainArgs {
     /// store is read once per invocation and verified; a damaged one is refused).
     #[arg(long)]
     pub no_verify: bool,
+    /// Read the embeddings from the stores batch by batch instead of holding each split in
+    /// memory (held by default when a split takes under a quarter of the available memory;
+    /// the runs of one H share it).
+    #[arg(long)]
+    pub stream_embeddings: bool,
     /// Remove an existing run directory first and start afresh.
     #[arg(long, conflicts_with = "resume")]
     pub fresh: bool,
-    /// Where to train: cpu, cuda[:N], or cuda:all (data-parallel: every batch is split over
-    /// all GPUs, gradients summed on the first).
+    /// Where to train: cpu, cuda[:N], or cuda:all. One run on cuda:all is data-parallel
+    /// (every batch split over all GPUs, gradients summed on the first); several runs
+    /// (--seeds, several --output-len) are spread over the GPUs, one GPU each.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// Runs trained at once on each device when there are several (H, seed) runs, one
+    /// process each; each reaches the same weights as alone [GPU: 8, CPU: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: Option<u64>,
+    /// (Internal) train only this run of the sweep, `H:SEED` or `H:-`: a child process of
+    /// `--jobs`.
+    #[arg(long, hide = true, value_name = "H:SEED")]
+    pub worker_run: Option<String>,
+    /// (Internal) the device of a `--worker-run`.
+    #[arg(long, hide = true, requires = "worker_run")]
+    pub worker_device: Option<DeviceSpec>,
     /// Maximum epochs [100].
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -109,6 +126,13 @@ pub struct TrainArgs {
     /// the same `--max-windows`); the test split stays whole.
     #[arg(long, value_name = "K")]
     pub max_windows: Option<usize>,
+}
+
+impl TrainArgs {
+    /// The device this process trains on: `--device`, or a child's `--worker-device`.
+    pub fn training_device(&self) -> DeviceSpec {
+        self.worker_device.unwrap_or(self.device)
+    }
 }
 
 /// The seeds to train: `--seeds`, else the one of `--seed` or the config (`None`).

@@ -7,10 +7,12 @@
 //! `true.npy`, `forecast.png`; see [`timekd_student::test_run`]) and `summary.json`
 //! ([`RunSummary`]).
 //!
-//! With several `--output-len` values or `--seeds`, each (H, seed) trains in turn: lengths
+//! With several `--output-len` values or `--seeds`, every (H, seed) is a run: lengths
 //! without finished stores are skipped, finished runs (a `summary.json`) reused, interrupted
 //! ones resumed; a table of every run ends the output, and `results.csv`, `results.md` and
-//! `results.tex` (mean ± std over seeds) are written beside the runs.
+//! `results.tex` (mean ± std over seeds) are written beside the runs. Runs train `--jobs` at
+//! a time on each device, one process each (see the `schedule` module), each exactly as it
+//! would alone.
 //!
 //! SIGTERM or SIGINT (a scheduler's time limit, Ctrl-C) stops training at the next step
 //! boundary with a resumable checkpoint and exit status 0; `--resume` continues it.
@@ -18,6 +20,7 @@
 mod args;
 mod one;
 mod report;
+mod schedule;
 mod stores;
 
 use std::cell::RefCell;
@@ -47,30 +50,53 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         None => vec![None],
     };
     let stop = crate::signals::stop_flag()?;
-    let verified = RefCell::new(HashSet::new());
-    let mut done = Vec::new();
-    for &h in &lengths {
-        for &seed in &seeds {
-            let run = one::RunRequest {
-                args: &args,
-                source: &source,
-                experiment: &experiment,
-                output_len: h,
-                seed,
-                sweep,
-                stop: &stop,
-                verified: &verified,
-            };
-            if let Some(outcome) = run.train()? {
-                done.push(outcome);
-            }
-            if stop.load(Ordering::Relaxed) {
-                eprintln!("stopped by a signal; run the same command with --resume to continue");
-                return Ok(());
-            }
+    let mut runs: Vec<schedule::Run> = lengths
+        .iter()
+        .flat_map(|&h| seeds.iter().map(move |&seed| (h, seed)))
+        .collect();
+    if let Some(name) = &args.worker_run {
+        // A child of a sweep's `--jobs`: this one run, with a sweep's reuse and resume.
+        runs.retain(|&run| schedule::worker_run_name(run) == *name);
+        if runs.is_empty() {
+            bail!("--worker-run {name} names no run of these --output-len and --seeds");
+        }
+    } else {
+        let workers = args.device.workers()?;
+        let processes = schedule::workers(args.jobs, args.device, workers.len(), runs.len());
+        if sweep && processes > 1 {
+            let specs: Vec<String> = workers
+                .iter()
+                .map(|w| w.cuda_ordinal.map_or("cpu".into(), |k| format!("cuda:{k}")))
+                .collect();
+            schedule::run_processes(&args, &experiment, &runs, &specs, processes, &stop)?;
+            // Every run is finished now (or stopped); the pass below reuses them and tabulates.
         }
     }
-    if sweep {
+    let verified = RefCell::new(HashSet::new());
+    let mut done = Vec::new();
+    for &(h, seed) in &runs {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let run = one::RunRequest {
+            args: &args,
+            source: &source,
+            experiment: &experiment,
+            output_len: h,
+            seed,
+            sweep: sweep || args.worker_run.is_some(),
+            stop: &stop,
+            verified: &verified,
+        };
+        if let Some(outcome) = run.train()? {
+            done.push(outcome);
+        }
+    }
+    if stop.load(Ordering::Relaxed) {
+        eprintln!("stopped by a signal; run the same command with --resume to continue");
+        return Ok(());
+    }
+    if sweep && args.worker_run.is_none() {
         if done.is_empty() {
             bail!(
                 "no output length of {:?} has finished train + val stores under {}",

@@ -78,8 +78,13 @@ impl RunRequest<'_> {
                 Ok(r) if r.data_units.is_some() || !args.inverse => r,
                 // Tested before results.json existed, or without --inverse: test again.
                 _ => {
-                    self.test(&run, &dataset, &config, &args.device.devices()?[0])?
-                        .1
+                    self.test(
+                        &run,
+                        &dataset,
+                        &config,
+                        &args.training_device().devices()?[0],
+                    )?
+                    .1
                 }
             };
             return Ok(Some(RunOutcome {
@@ -132,7 +137,7 @@ impl RunRequest<'_> {
             val_split.num_windows(),
             run.path().display()
         );
-        let devices = args.device.devices()?;
+        let devices = args.training_device().devices()?;
         let started = Instant::now();
         let data = TrainData {
             info: DataInfo {
@@ -170,7 +175,7 @@ impl RunRequest<'_> {
         }
         let seconds = started.elapsed().as_secs_f64();
         let (report, results) = self.test(&run, &dataset, &config, &devices[0])?;
-        let device = args.device.to_string();
+        let device = args.training_device().to_string();
         let summary = RunSummary::new(h, &trained, &report, seconds, device, devices.len());
         summary.write(&run)?;
         println!(

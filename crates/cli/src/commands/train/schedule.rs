@@ -1,0 +1,297 @@
+//! The runs of a sweep spread over the devices, `--jobs` at a time on each, one process per
+//! run.
+//!
+//! A student step is a few hundred tiny kernels, bound by the host's work per launch, not by
+//! the GPU (an H100 is busy 1–5% of the time with one run). Inside one process that work
+//! goes through one device thread of Burn's CUDA runtime, so runs on threads of one process
+//! gained 1.6x at most (measured); separate processes each have their own. Each run is
+//! `timekd train` itself with the same flags plus `--worker-run H:SEED --worker-device D`:
+//! it trains exactly as alone, writes its own run directory (resumable on its own) and logs
+//! to `<runs>/<experiment>/logs/`. Children die with the parent (SIGKILL included) and get
+//! its SIGTERM/SIGINT, so they stop with resumable checkpoints; the same command continues.
+
+use std::fs::File;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use timekd_student::RunDir;
+use timekd_teacher::DeviceSpec;
+
+use super::TrainArgs;
+use super::args::resolve_config;
+
+/// Runs at once per GPU unless `--jobs` says otherwise.
+const GPU_JOBS: usize = 8;
+
+/// How often the parent looks at its children.
+const POLL: Duration = Duration::from_millis(500);
+
+/// One run: (H, `--seeds` seed or none).
+pub type Run = (usize, Option<u64>);
+
+/// Processes at once for `runs` runs on `devices` devices: `jobs` per device (default
+/// [`GPU_JOBS`] on GPUs, 1 on the CPU), never more than the runs; 1 means in turn, in
+/// this process.
+pub fn workers(jobs: Option<u64>, device: DeviceSpec, devices: usize, runs: usize) -> usize {
+    let per_device = jobs.map_or(if device.is_gpu() { GPU_JOBS } else { 1 }, |j| j as usize);
+    (per_device * devices).clamp(1, runs.max(1))
+}
+
+/// `H:SEED` (or `H:-` without `--seeds`), the value of `--worker-run`.
+pub fn worker_run_name((h, seed): Run) -> String {
+    match seed {
+        Some(seed) => format!("{h}:{seed}"),
+        None => format!("{h}:-"),
+    }
+}
+
+/// A run in a child process.
+struct Running {
+    run: Run,
+    child: Child,
+    log: PathBuf,
+    metrics: PathBuf,
+    started: Instant,
+}
+
+/// Trains `runs` in child processes, `workers` at once, the i-th started on
+/// `device_specs[i % len]`. Returns once every run ended (or, after a stop signal, once the
+/// children have saved their checkpoints); fails when a run failed, naming it and its log.
+pub fn run_processes(
+    args: &TrainArgs,
+    experiment: &str,
+    runs: &[Run],
+    device_specs: &[String],
+    workers: usize,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let logs = args.runs.join(experiment).join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("{}: cannot create", logs.display()))?;
+    eprintln!(
+        "{} runs, {workers} at once over {} device(s), one process each; logs in {}",
+        runs.len(),
+        device_specs.len(),
+        logs.display()
+    );
+    let epochs: Vec<usize> = runs
+        .iter()
+        .map(|&(h, _)| Ok(resolve_config(args, h)?.epochs))
+        .collect::<anyhow::Result<_>>()?;
+    let mut progress = TableProgress::new(runs.len());
+    let mut pending = runs.iter().enumerate();
+    let mut running: Vec<(usize, Running)> = Vec::new();
+    let mut failed = Vec::new();
+    let mut signalled = false;
+    loop {
+        while running.len() < workers && !stop.load(Ordering::Relaxed) {
+            let Some((i, &run)) = pending.next() else {
+                break;
+            };
+            let device = &device_specs[i % device_specs.len()];
+            running.push((i, spawn(args, experiment, &logs, run, device)?));
+        }
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(POLL);
+        timekd_fault::point("train.table");
+        if stop.load(Ordering::Relaxed) && !signalled {
+            signalled = true;
+            for (_, r) in &running {
+                // SAFETY: signalling our own child, which may already have exited (then the
+                // pid is not yet reaped, so it names no other process).
+                unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
+            }
+        }
+        let mut still = Vec::new();
+        for (i, mut r) in running {
+            match r.child.try_wait()? {
+                None => still.push((i, r)),
+                Some(status) => {
+                    progress.finished(&describe(&r, status));
+                    if !status.success() {
+                        failed.push((r.run, r.log));
+                    }
+                }
+            }
+        }
+        running = still;
+        let fractions: f64 = running
+            .iter()
+            .map(|(i, r)| epochs_done(&r.metrics) as f64 / epochs[*i].max(1) as f64)
+            .sum();
+        progress.update(running.len(), fractions);
+    }
+    progress.finish();
+    if !failed.is_empty() {
+        let list: Vec<String> = failed
+            .iter()
+            .map(|(run, log)| format!("H = {} ({})", worker_run_name(*run), log.display()))
+            .collect();
+        bail!(
+            "{} of {} runs failed: {}; the others are in place, and the same command retries \
+             the failed ones (finished runs are reused)",
+            failed.len(),
+            runs.len(),
+            list.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Starts `run` as a child `timekd train` with this process's flags.
+fn spawn(
+    args: &TrainArgs,
+    experiment: &str,
+    logs: &Path,
+    run: Run,
+    device: &str,
+) -> anyhow::Result<Running> {
+    let (h, seed) = run;
+    let seed_name = seed.map_or("config-seed".to_string(), |s| s.to_string());
+    let log = logs.join(format!("H{h}-seed-{seed_name}.log"));
+    let file = File::create(&log).with_context(|| format!("{}: cannot create", log.display()))?;
+    let seed = match seed {
+        Some(seed) => seed,
+        None => resolve_config(args, h)?.seed,
+    };
+    let metrics = RunDir::for_run(&args.runs, experiment, h, seed).metrics();
+    let mut command = Command::new(std::env::current_exe().context("finding the timekd binary")?);
+    command
+        .args(std::env::args_os().skip(1))
+        .args([
+            "--worker-run",
+            &worker_run_name(run),
+            "--worker-device",
+            device,
+        ])
+        .stdout(file.try_clone()?)
+        .stderr(file);
+    die_with_parent(&mut command);
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting the run of H = {}", worker_run_name(run)))?;
+    Ok(Running {
+        run,
+        child,
+        log,
+        metrics,
+        started: Instant::now(),
+    })
+}
+
+/// The child gets SIGKILL when this process dies, however it dies (Linux).
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Lines of a run's metrics.jsonl: its epochs done.
+fn epochs_done(metrics: &Path) -> usize {
+    std::fs::read_to_string(metrics).map_or(0, |text| text.lines().count())
+}
+
+/// A line saying how a run ended.
+fn describe(r: &Running, status: ExitStatus) -> String {
+    let name = format!(
+        "H = {}",
+        worker_run_name(r.run)
+            .replace(":-", "")
+            .replace(':', ", seed ")
+    );
+    let seconds = r.started.elapsed().as_secs_f64();
+    if status.success() {
+        return format!("{name}: ended after {seconds:.0} s ({})", r.log.display());
+    }
+    let log = std::fs::read_to_string(&r.log).unwrap_or_default();
+    let last: Vec<&str> = log.lines().rev().take(3).collect();
+    let last: Vec<&str> = last.into_iter().rev().collect();
+    format!(
+        "{name}: FAILED ({status}) after {seconds:.0} s; last lines of {}:\n  {}",
+        r.log.display(),
+        last.join("\n  ")
+    )
+}
+
+/// Runs done, running and left, and the table's ETA: a bar on a terminal, a line every 30 s
+/// without one.
+struct TableProgress {
+    runs: usize,
+    done: usize,
+    started: Instant,
+    last_line: Instant,
+    bar: ProgressBar,
+    log_lines: bool,
+}
+
+impl TableProgress {
+    fn new(runs: usize) -> Self {
+        let log_lines = !std::io::stderr().is_terminal();
+        let bar = if log_lines {
+            ProgressBar::hidden()
+        } else {
+            let bar = ProgressBar::new(1000);
+            bar.set_style(
+                ProgressStyle::with_template("[{bar:30}] {msg}")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            bar
+        };
+        TableProgress {
+            runs,
+            done: 0,
+            started: Instant::now(),
+            last_line: Instant::now(),
+            bar,
+            log_lines,
+        }
+    }
+
+    /// `running` runs, `fractions` the sum of their shares of epochs done.
+    fn update(&mut self, running: usize, fractions: f64) {
+        let share = (self.done as f64 + fractions) / self.runs.max(1) as f64;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let eta = if share > 0.0 {
+            format!("{:.0} min", elapsed * (1.0 - share) / share / 60.0)
+        } else {
+            "after the first epochs".into()
+        };
+        let line = format!(
+            "runs: {} done, {running} running, {} left; table {:.0}% after {:.0} min, ETA {eta}",
+            self.done,
+            self.runs.saturating_sub(self.done + running),
+            share * 100.0,
+            elapsed / 60.0
+        );
+        self.bar.set_position((share * 1000.0) as u64);
+        self.bar.set_message(line.clone());
+        if self.log_lines && self.last_line.elapsed().as_secs() >= 30 {
+            self.last_line = Instant::now();
+            eprintln!("{line}");
+        }
+    }
+
+    /// A run ended: its line above the bar.
+    fn finished(&mut self, line: &str) {
+        self.done += 1;
+        self.bar.suspend(|| eprintln!("{line}"));
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
