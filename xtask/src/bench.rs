@@ -263,11 +263,11 @@ fn time_case(
         "bench {case}: {} warm-up windows, then {} timed",
         args.warmup, args.windows
     );
-    let sampler = MemorySampler::start();
+    let sampler = GpuSampler::start();
     let warmup = (args.warmup * count).to_string();
     let log = captured(base(total).args(["--report-after", &warmup]))?.stderr;
     let log = String::from_utf8_lossy(&log);
-    let peak_mib = sampler.stop();
+    let peak_mib = sampler.stop().map(|s| s.peak_mib);
     let steady = log
         .lines()
         .find_map(|l| {
@@ -395,7 +395,7 @@ pub(crate) fn check(command: &mut Command) -> anyhow::Result<()> {
 }
 
 /// Runs `command` to success, capturing what it writes; a failure carries its stderr.
-fn captured(command: &mut Command) -> anyhow::Result<std::process::Output> {
+pub(crate) fn captured(command: &mut Command) -> anyhow::Result<std::process::Output> {
     let out = command
         .output()
         .with_context(|| format!("starting {command:?}"))?;
@@ -440,16 +440,24 @@ pub(crate) fn gpu_name() -> Option<String> {
     )
 }
 
-/// Samples used GPU memory (all GPUs, MiB) with nvidia-smi every 200 ms; reports the peak.
-struct MemorySampler {
+/// What [`GpuSampler`] saw.
+pub(crate) struct GpuSamples {
+    /// Peak used memory, all GPUs together (MiB).
+    pub peak_mib: u64,
+    /// Mean utilisation over samples and GPUs (%: the share of time a kernel ran).
+    pub mean_utilization: f64,
+}
+
+/// Samples used GPU memory and utilisation with nvidia-smi every 200 ms.
+pub(crate) struct GpuSampler {
     child: Option<std::process::Child>,
 }
 
-impl MemorySampler {
-    fn start() -> Self {
+impl GpuSampler {
+    pub(crate) fn start() -> Self {
         let child = Command::new("nvidia-smi")
             .args([
-                "--query-gpu=memory.used",
+                "--query-gpu=index,memory.used,utilization.gpu",
                 "--format=csv,noheader,nounits",
                 "-lms",
                 "200",
@@ -458,21 +466,57 @@ impl MemorySampler {
             .stderr(Stdio::null())
             .spawn()
             .ok();
-        MemorySampler { child }
+        GpuSampler { child }
     }
 
-    fn stop(self) -> Option<u64> {
+    pub(crate) fn stop(self) -> Option<GpuSamples> {
         let mut child = self.child?;
         child.kill().ok();
         let stdout = child.stdout.take()?;
-        let peak = BufReader::new(stdout)
+        let lines: Vec<String> = BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .filter_map(|l| l.trim().parse::<u64>().ok())
-            .max();
+            .collect();
         child.wait().ok();
-        peak
+        parse_samples(&lines)
     }
+}
+
+/// `index, memory MiB, utilisation %` lines (one per GPU per sample) → peak memory summed over
+/// the GPUs of a sample, mean utilisation.
+fn parse_samples(lines: &[String]) -> Option<GpuSamples> {
+    let rows: Vec<(u64, u64, f64)> = lines
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').map(str::trim).collect();
+            Some((
+                f.first()?.parse().ok()?,
+                f.get(1)?.parse().ok()?,
+                f.get(2)?.parse().ok()?,
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    // A sample is a run of rows whose GPU index does not repeat.
+    let mut peak_mib = 0;
+    let mut sample_mib = 0;
+    let mut seen = Vec::new();
+    for &(index, mib, _) in &rows {
+        if seen.contains(&index) {
+            seen.clear();
+            sample_mib = 0;
+        }
+        seen.push(index);
+        sample_mib += mib;
+        peak_mib = peak_mib.max(sample_mib);
+    }
+    let mean_utilization = rows.iter().map(|r| r.2).sum::<f64>() / rows.len() as f64;
+    Some(GpuSamples {
+        peak_mib,
+        mean_utilization,
+    })
 }
 
 #[cfg(test)]
@@ -516,6 +560,23 @@ mod tests {
             steady_rate("9 windows: 9 windows in 0.0 s = 0.00 windows/s"),
             None
         );
+    }
+
+    #[test]
+    fn gpu_samples_sum_memory_over_gpus_and_average_utilisation() {
+        let lines: Vec<String> = [
+            "0, 1000, 50",
+            "1, 500, 30",
+            "0, 3000, 90",
+            "1, 200, 10",
+            "junk",
+        ]
+        .map(String::from)
+        .to_vec();
+        let samples = parse_samples(&lines).unwrap();
+        assert_eq!(samples.peak_mib, 3200);
+        assert!((samples.mean_utilization - 45.0).abs() < 1e-9);
+        assert!(parse_samples(&["junk".to_string()]).is_none());
     }
 
     #[test]

@@ -51,7 +51,8 @@ enum Task {
 enum Bench {
     /// Extraction throughput with a GPT-2-small-shaped random model.
     Extract(bench::BenchExtract),
-    /// Student epoch time (ETTh1 H=24, batch 16, channel 64 by default).
+    /// Student training speed: one run alone (and a --baseline binary), then a table's runs
+    /// at once (--table), with GPU utilisation and the table's projected wall time.
     Train(bench_train::BenchTrain),
 }
 

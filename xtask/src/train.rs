@@ -26,9 +26,12 @@ pub struct TrainAll {
     /// Maximum epochs (timekd's default: 100, with early stopping).
     #[arg(long)]
     epochs: Option<usize>,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cuda, cuda:N or cuda:all (runs spread over every GPU).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Runs trained at once per device (timekd's default: 8 on a GPU, 1 on the CPU).
+    #[arg(long)]
+    jobs: Option<usize>,
     /// Train and validate on the first K windows (stores extracted with the same limit).
     #[arg(long)]
     max_windows: Option<usize>,
@@ -79,8 +82,10 @@ pub fn train_all(args: TrainAll) -> anyhow::Result<()> {
     if let Some(epochs) = args.epochs {
         command.args(["--epochs", &epochs.to_string()]);
     }
-    if let Some(k) = args.max_windows {
-        command.args(["--max-windows", &k.to_string()]);
+    for (flag, value) in [("--max-windows", args.max_windows), ("--jobs", args.jobs)] {
+        if let Some(value) = value {
+            command.args([flag, &value.to_string()]);
+        }
     }
     if args.fresh {
         command.arg("--fresh");
