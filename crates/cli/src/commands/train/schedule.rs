@@ -173,6 +173,9 @@ fn spawn(
         .stdout(file.try_clone()?)
         .stderr(file);
     die_with_parent(&mut command);
+    // Its own process group: a terminal's Ctrl-C reaches the parent alone, which passes one
+    // SIGTERM on (a second signal would end a run at once, without its checkpoint).
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command
         .spawn()
         .with_context(|| format!("starting the run of H = {}", worker_run_name(run)))?;
