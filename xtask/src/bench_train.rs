@@ -190,7 +190,7 @@ pub fn bench_train(args: BenchTrain) -> anyhow::Result<()> {
                 .map(|(a, b)| ((a - b) / a).abs())
                 .fold(0.0, f64::max);
             println!(
-                "H={} seed {}: trained with the table against alone, {} loss values (train and val                  totals per epoch): max relative difference {gap:.1e}",
+                "H={} seed {}: trained with the table against alone, {} loss values (train and val totals per epoch): max relative difference {gap:.1e}",
                 args.output_len,
                 args.seeds[0],
                 alone.len().min(at_once.len())
