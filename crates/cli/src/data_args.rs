@@ -80,6 +80,7 @@ impl DataArgs {
         let source = self.source()?;
         let shortest = self.output_len.iter().copied().min().unwrap_or(0);
         let dataset = source.load(&self.options(shortest))?;
+        say_notes(&dataset);
         Ok(LoadedData { dataset, source })
     }
 
@@ -99,5 +100,12 @@ impl DataArgs {
             input_len: self.input_len,
             output_len,
         }
+    }
+}
+
+/// Prints what the data file has that is accepted but worth knowing (`Dataset::notes`).
+pub fn say_notes(dataset: &timekd_data::Dataset) {
+    for note in dataset.notes() {
+        eprintln!("note: {note}");
     }
 }

@@ -16,6 +16,8 @@ pub(crate) struct Table {
     pub names: Vec<String>,
     pub timestamps: Vec<NaiveDateTime>,
     pub columns: Vec<Vec<f64>>,
+    /// What is accepted but worth saying (see [`crate::Dataset::notes`]).
+    pub notes: Vec<String>,
 }
 
 /// Which columns to model and in which order.
@@ -37,6 +39,7 @@ pub(crate) fn parse_csv(
     path: &Path,
     choice: &ColumnChoice,
 ) -> Result<Table, DataError> {
+    check_header(bytes, path)?;
     let frame = read_as_text(bytes, path)?;
     let header: Vec<String> = frame
         .get_column_names()
@@ -70,6 +73,7 @@ pub(crate) fn parse_csv(
             .map_err(|e| csv_error(path, e))?,
         path,
     )?;
+    let notes = check_order(&timestamps, path)?;
     let mut columns = Vec::with_capacity(chosen.len());
     for name in &chosen {
         let index = header
@@ -84,6 +88,59 @@ pub(crate) fn parse_csv(
         names: chosen,
         timestamps,
         columns,
+        notes,
+    })
+}
+
+/// Refuses a header that names a column twice (polars would rename one silently).
+fn check_header(bytes: &[u8], path: &Path) -> Result<(), DataError> {
+    let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let header = String::from_utf8_lossy(first_line);
+    let names: Vec<&str> = header
+        .split(',')
+        .map(|name| name.trim().trim_matches('"').trim())
+        .collect();
+    for (second, name) in names.iter().enumerate() {
+        if let Some(first) = names[..second].iter().position(|n| n == name) {
+            return Err(DataError::DuplicateColumn {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                first: first + 1,
+                second: second + 1,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses timestamps that go back in time; a timestamp repeated on consecutive lines (one
+/// in the benchmark weather.csv, lines 19045-19046) is kept, and noted.
+fn check_order(timestamps: &[NaiveDateTime], path: &Path) -> Result<Vec<String>, DataError> {
+    let mut repeated = Vec::new();
+    for (row, pair) in timestamps.windows(2).enumerate() {
+        let (previous, this) = (pair[0], pair[1]);
+        if this < previous {
+            return Err(DataError::UnsortedDates {
+                path: path.to_path_buf(),
+                line: line_of(row + 1),
+                this,
+                previous,
+            });
+        }
+        if this == previous {
+            repeated.push(line_of(row + 1));
+        }
+    }
+    let shown: Vec<String> = repeated.iter().take(5).map(|l| l.to_string()).collect();
+    Ok(match repeated.len() {
+        0 => Vec::new(),
+        n => vec![format!(
+            "{}: {n} line(s) repeat the timestamp of the line before (line {}{}); kept as \
+             rows of their own",
+            path.display(),
+            shown.join(", "),
+            if n > shown.len() { ", ..." } else { "" }
+        )],
     })
 }
 

@@ -93,7 +93,7 @@ impl Dataset {
             target: &options.target,
             features: options.features,
         };
-        let table = parse_csv(bytes, source, &choice)?;
+        let mut table = parse_csv(bytes, source, &choice)?;
         let rows = table.timestamps.len();
         let splits = split_ranges(preset, rows, options.input_len).map_err(|e| {
             DataError::TooFewRowsForPreset {
@@ -117,6 +117,18 @@ impl Dataset {
             }
         }
         let scaler = Scaler::fit(&table.columns, splits[0].clone());
+        for (name, column) in table.names.iter().zip(&table.columns) {
+            let train = &column[splits[0].clone()];
+            if train.iter().all(|v| *v == train[0]) {
+                table.notes.push(format!(
+                    "{}: column `{name}` is constant ({}) on the train rows: its std is taken \
+                     as 1, so it is scaled to value − {} (0 on every train row)",
+                    source.display(),
+                    train[0],
+                    train[0]
+                ));
+            }
+        }
         let scaled = table
             .columns
             .iter()
@@ -183,6 +195,13 @@ impl Dataset {
     /// Where the data came from.
     pub fn source_path(&self) -> &Path {
         &self.table.path
+    }
+    /// What the file has that is accepted but worth telling the user, one sentence each:
+    /// lines repeating the previous line's timestamp (kept as rows of their own), columns
+    /// constant on the train rows (scaled with std 1). Timestamps going back in time and
+    /// columns named twice are errors instead.
+    pub fn notes(&self) -> &[String] {
+        &self.table.notes
     }
     /// A view of one split.
     pub fn split(&self, kind: SplitKind) -> Split<'_> {

@@ -45,6 +45,37 @@ pub enum DataError {
         /// The cell's text.
         value: String,
     },
+    /// The header names one column twice (after trimming spaces).
+    #[error(
+        "{path}: the header names column `{name}` twice (columns {first} and {second}, counting \
+         from 1); rename one of them"
+    )]
+    DuplicateColumn {
+        /// The file at fault.
+        path: PathBuf,
+        /// The repeated name.
+        name: String,
+        /// 1-based position of its first occurrence.
+        first: usize,
+        /// 1-based position of its second occurrence.
+        second: usize,
+    },
+    /// A timestamp earlier than the one on the line before it.
+    #[error(
+        "{path}, line {line}, column `date`: {this} is earlier than {previous} on line {}; \
+         the rows must be in time order (sort the file by its date column)",
+        line - 1
+    )]
+    UnsortedDates {
+        /// The file at fault.
+        path: PathBuf,
+        /// 1-based line of the earlier timestamp (the header is line 1).
+        line: usize,
+        /// Its timestamp.
+        this: chrono::NaiveDateTime,
+        /// The timestamp of the line before.
+        previous: chrono::NaiveDateTime,
+    },
     /// A value cell is empty or not a number.
     #[error("{path}, line {line}, column `{column}`: {problem}")]
     BadValue {

@@ -208,3 +208,66 @@ fn head_keeps_the_first_windows() {
     );
     assert_eq!(train.head(10_000).num_windows(), train.num_windows());
 }
+
+#[test]
+fn a_column_named_twice_is_refused_naming_both_places() {
+    let rows: Vec<String> = good_rows(200)
+        .iter()
+        .map(|r| format!("{r},{}", r.len()))
+        .collect();
+    let err = error_for("date,a,b,OT, a", &rows, &options(8, 4));
+    assert_mentions(
+        &err,
+        &[
+            "series.csv",
+            "column `a` twice",
+            "columns 2 and 5",
+            "rename",
+        ],
+    );
+}
+
+#[test]
+fn dates_going_back_are_refused_naming_the_lines() {
+    let mut rows = good_rows(200);
+    rows.swap(40, 41);
+    let err = error_for(HEADER, &rows, &options(8, 4));
+    // Data row 41 is line 43 (the header is line 1).
+    assert_mentions(
+        &err,
+        &[
+            "series.csv, line 43",
+            "2020-01-02 16:00:00 is earlier than 2020-01-02 17:00:00 on line 42",
+            "sort",
+        ],
+    );
+}
+
+#[test]
+fn a_repeated_timestamp_and_a_constant_column_are_kept_and_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = good_rows(200);
+    // weather.csv has one repeated timestamp (lines 19045-19046); here line 12 repeats line 11.
+    rows[10] = rows[9].replacen(",9,", ",10,", 1);
+    // A constant column `c` (std 0 on the train rows).
+    let rows: Vec<String> = rows.iter().map(|r| format!("{r},3.5")).collect();
+    let path = write_csv(&dir, "series.csv", "date,a,b,OT,c", &rows);
+    let data = Dataset::load(&path, &options(8, 4)).unwrap();
+    assert_eq!(data.rows(), 200, "the repeated row is kept");
+    let notes = data.notes().join("\n");
+    assert_mentions(&notes, &["1 line(s) repeat the timestamp", "line 12"]);
+    assert_mentions(
+        &notes,
+        &["column `c` is constant (3.5)", "std is taken as 1"],
+    );
+    let c = data.var_names().iter().position(|n| n == "c").unwrap();
+    assert!(data.scaled_column(c).iter().all(|v| *v == 0.0));
+    // A clean file has no notes.
+    let clean = write_csv(&dir, "clean.csv", HEADER, &good_rows(200));
+    assert!(
+        Dataset::load(&clean, &options(8, 4))
+            .unwrap()
+            .notes()
+            .is_empty()
+    );
+}

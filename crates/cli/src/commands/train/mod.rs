@@ -23,7 +23,7 @@ mod report;
 mod schedule;
 mod stores;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
@@ -73,6 +73,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
     }
     let verified = RefCell::new(HashSet::new());
+    let notes_said = Cell::new(false);
     let mut done = Vec::new();
     for &(h, seed) in &runs {
         if stop.load(Ordering::Relaxed) {
@@ -87,6 +88,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             sweep: sweep || args.worker_run.is_some(),
             stop: &stop,
             verified: &verified,
+            notes_said: &notes_said,
         };
         if let Some(outcome) = run.train()? {
             done.push(outcome);

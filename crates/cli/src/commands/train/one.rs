@@ -1,7 +1,7 @@
 //! One training run of `timekd train`: (dataset, H, seed) into its run directory, then its
 //! test results.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -45,6 +45,8 @@ pub struct RunRequest<'a> {
     pub stop: &'a AtomicBool,
     /// Stores already checked against their checksums in this invocation.
     pub verified: &'a RefCell<HashSet<PathBuf>>,
+    /// Whether the data's notes were printed in this invocation.
+    pub notes_said: &'a Cell<bool>,
 }
 
 impl RunRequest<'_> {
@@ -54,6 +56,9 @@ impl RunRequest<'_> {
         let mut options = args.data.options(h);
         options.features = args.features;
         let dataset = self.source.load(&options)?;
+        if !self.notes_said.replace(true) {
+            crate::data_args::say_notes(&dataset);
+        }
         let mut config = resolve_config(args, h)?;
         if let Some(seed) = self.seed {
             config.seed = seed;
