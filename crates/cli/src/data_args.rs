@@ -11,8 +11,14 @@ use timekd_student::CheckpointState;
 pub struct DataArgs {
     /// A CSV file (`date` column + numeric columns), or a dataset name. `ETTh1` is built in;
     /// other names (weather, ETTm1, exchange_rate, ...) are looked up as
-    /// `datasets/<name>.csv` under the current directory.
-    #[arg(long, default_value = "ETTh1", value_name = "CSV|NAME")]
+    /// `datasets/<name>.csv` under the current directory. `--data_path` takes a whole path
+    /// (there is no Time-Series-Library `--root_path`).
+    #[arg(
+        long,
+        visible_alias = "data_path",
+        default_value = "ETTh1",
+        value_name = "CSV|NAME"
+    )]
     pub data: String,
     /// Split rules and prompt wording to apply (default: from the file name, else custom).
     #[arg(long, value_name = "NAME")]
@@ -24,11 +30,22 @@ pub struct DataArgs {
     #[arg(long, default_value = "OT")]
     pub target: String,
     /// History length L (rows the model sees).
-    #[arg(long, default_value_t = 96, value_name = "L")]
+    #[arg(
+        long,
+        visible_alias = "seq_len",
+        default_value_t = 96,
+        value_name = "L"
+    )]
     pub input_len: usize,
     /// Forecast length H (rows to predict); `timekd extract` and `timekd train` take a list
     /// (24,36,48).
-    #[arg(long, value_name = "H", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        visible_alias = "pred_len",
+        value_name = "H",
+        value_delimiter = ',',
+        required = true
+    )]
     pub output_len: Vec<usize>,
 }
 

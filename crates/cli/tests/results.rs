@@ -213,3 +213,51 @@ fn bad_sweep_and_feature_flags_are_refused_clearly() {
         assert!(stderr.contains(expected), "{flags:?}: {stderr}");
     }
 }
+
+#[test]
+fn time_series_library_flag_names_and_earlier_names_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = |args: &[&str]| ok(timekd(dir.path(), args), "timekd inspect").stdout;
+    let ours = json(&[
+        "inspect",
+        "--data",
+        "ETTh1",
+        "--input-len",
+        "48",
+        "--output-len",
+        "12",
+        "--json",
+    ]);
+    let tslib = json(&[
+        "inspect",
+        "--data_path",
+        "ETTh1",
+        "--seq_len",
+        "48",
+        "--pred_len",
+        "12",
+        "--json",
+    ]);
+    assert_eq!(ours, tslib);
+    // `timekd train --out` (the run root's earlier name) reaches the sweep check.
+    let out = timekd(
+        dir.path(),
+        &[
+            "train",
+            "--output-len",
+            "24",
+            "--seeds",
+            "1,2",
+            "--out",
+            "runs",
+            "--run-dir",
+            "x",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("with several lengths or --seeds, runs go under --runs"),
+        "{stderr}"
+    );
+}

@@ -23,8 +23,13 @@ pub struct TrainArgs {
     /// Run directory of one output length (default: `<runs>/<dataset>/<H>/seed-<seed>`).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
-    /// Root of the default run directories.
-    #[arg(long, default_value = "runs/student", value_name = "DIR")]
+    /// Root of the default run directories (also `--out`, its earlier name).
+    #[arg(
+        long,
+        alias = "out",
+        default_value = "runs/student",
+        value_name = "DIR"
+    )]
     pub runs: PathBuf,
     /// TOML file of training settings (fields of the run's `config.toml`); flags override it.
     #[arg(long, value_name = "TOML")]
