@@ -29,7 +29,8 @@ pub struct TrainAll {
     /// cpu, cuda, cuda:N or cuda:all (runs spread over every GPU).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Runs trained at once per device (timekd's default: 8 on a GPU, 1 on the CPU).
+    /// Runs trained at once per device (timekd's default: half the CPU cores on GPUs, at
+    /// most 8 per GPU; 1 on the CPU).
     #[arg(long)]
     jobs: Option<usize>,
     /// Train and validate on the first K windows (stores extracted with the same limit).

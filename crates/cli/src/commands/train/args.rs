@@ -56,7 +56,8 @@ pub struct TrainArgs {
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
     /// Runs trained at once on each device when there are several (H, seed) runs, one
-    /// process each; each reaches the same weights as alone [GPU: 8, CPU: 1].
+    /// process each; each reaches the same weights as alone [GPU: half the CPU cores, at
+    /// most 8 per GPU; CPU: 1].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: Option<u64>,
     /// (Internal) train only this run of the sweep, `H:SEED` or `H:-`: a child process of

@@ -25,7 +25,7 @@ use timekd_teacher::DeviceSpec;
 use super::TrainArgs;
 use super::args::resolve_config;
 
-/// Runs at once per GPU unless `--jobs` says otherwise.
+/// Runs at once per GPU at most, unless `--jobs` says otherwise.
 const GPU_JOBS: usize = 8;
 
 /// How often the parent looks at its children.
@@ -34,12 +34,21 @@ const POLL: Duration = Duration::from_millis(500);
 /// One run: (H, `--seeds` seed or none).
 pub type Run = (usize, Option<u64>);
 
-/// Processes at once for `runs` runs on `devices` devices: `jobs` per device (default
-/// [`GPU_JOBS`] on GPUs, 1 on the CPU), never more than the runs; 1 means in turn, in
-/// this process.
+/// Processes at once for `runs` runs on `devices` devices: `jobs` per device; by default on
+/// GPUs half the host's cores (a run keeps about two threads busy; on an H100 host of 16
+/// cores, 15 runs at once left each run's host waiting 8x longer per step), at most
+/// [`GPU_JOBS`] per GPU, and 1 on the CPU; never more than the runs. 1 means in turn, in this
+/// process.
 pub fn workers(jobs: Option<u64>, device: DeviceSpec, devices: usize, runs: usize) -> usize {
-    let per_device = jobs.map_or(if device.is_gpu() { GPU_JOBS } else { 1 }, |j| j as usize);
-    (per_device * devices).clamp(1, runs.max(1))
+    let total = match jobs {
+        Some(jobs) => jobs as usize * devices,
+        None if device.is_gpu() => {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            (cores / 2).clamp(1, GPU_JOBS * devices)
+        }
+        None => 1,
+    };
+    total.clamp(1, runs.max(1))
 }
 
 /// `H:SEED` (or `H:-` without `--seeds`), the value of `--worker-run`.
@@ -296,5 +305,31 @@ impl TableProgress {
 
     fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use timekd_teacher::DeviceSpec;
+
+    use super::{GPU_JOBS, worker_run_name, workers};
+
+    #[test]
+    fn processes_at_once_follow_jobs_devices_and_runs() {
+        let cpu = DeviceSpec::Cpu;
+        let gpus: DeviceSpec = "cuda:all".parse().unwrap();
+        assert_eq!(
+            workers(None, cpu, 1, 15),
+            1,
+            "the CPU trains in turn by default"
+        );
+        assert_eq!(workers(Some(4), cpu, 1, 15), 4);
+        assert_eq!(workers(Some(4), gpus, 2, 15), 8, "--jobs is per device");
+        assert_eq!(workers(Some(4), gpus, 2, 3), 3, "never more than the runs");
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let default = workers(None, gpus, 1, 100);
+        assert_eq!(default, (cores / 2).clamp(1, GPU_JOBS));
+        assert_eq!(worker_run_name((96, Some(2024))), "96:2024");
+        assert_eq!(worker_run_name((24, None)), "24:-");
     }
 }
