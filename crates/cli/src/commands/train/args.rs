@@ -42,11 +42,6 @@ pub struct TrainArgs {
     /// store is read once per invocation and verified; a damaged one is refused).
     #[arg(long)]
     pub no_verify: bool,
-    /// Read the embeddings from the stores batch by batch instead of holding each split in
-    /// memory (held by default when a split takes under a quarter of the available memory;
-    /// the runs of one H share it).
-    #[arg(long)]
-    pub stream_embeddings: bool,
     /// Remove an existing run directory first and start afresh.
     #[arg(long, conflicts_with = "resume")]
     pub fresh: bool,
