@@ -77,6 +77,14 @@ pub struct BenchTrain {
     max_windows: Option<usize>,
 }
 
+/// The name of the benched binary in the table and in its run directory.
+const THIS_BUILD: &str = "this build";
+
+/// The run directory of the run alone of binary `name`.
+fn alone_dir(args: &BenchTrain, name: &str) -> PathBuf {
+    args.work.join(format!("alone-{}", name.replace(' ', "-")))
+}
+
 /// One epoch of one run, from its metrics.jsonl.
 #[derive(Debug, Clone, Copy)]
 struct Epoch {
@@ -152,9 +160,9 @@ pub fn bench_train(args: BenchTrain) -> anyhow::Result<()> {
         .baseline
         .iter()
         .map(|b| ("baseline", b.clone()))
-        .chain([("this build", timekd.clone())]);
+        .chain([(THIS_BUILD, timekd.clone())]);
     for (name, binary) in binaries {
-        let run = args.work.join(format!("alone-{}", name.replace(' ', "-")));
+        let run = alone_dir(&args, name);
         let epochs = train_alone(&args, &binary, &stores, &run)?;
         for (i, e) in epochs.iter().enumerate() {
             println!(
@@ -178,7 +186,7 @@ pub fn bench_train(args: BenchTrain) -> anyhow::Result<()> {
     if !args.table.is_empty() {
         bench_table(&args, &timekd, &stores)?;
         if args.table_proxy || args.table.contains(&args.output_len) {
-            let alone = read_losses(&args.work.join("alone-this-build").join("metrics.jsonl"))?;
+            let alone = read_losses(&alone_dir(&args, THIS_BUILD).join("metrics.jsonl"))?;
             let at_once = read_losses(&find_metrics(
                 &args.work.join("table"),
                 args.output_len,

@@ -59,6 +59,14 @@ pub fn worker_run_name((h, seed): Run) -> String {
     }
 }
 
+/// `H = 96, seed 2024` (or `H = 96` without `--seeds`), as the user reads a run's name.
+fn run_label((h, seed): Run) -> String {
+    match seed {
+        Some(seed) => format!("H = {h}, seed {seed}"),
+        None => format!("H = {h}"),
+    }
+}
+
 /// A run in a child process.
 struct Running {
     run: Run,
@@ -140,7 +148,7 @@ pub fn run_processes(
     if !failed.is_empty() {
         let list: Vec<String> = failed
             .iter()
-            .map(|(run, log)| format!("H = {} ({})", worker_run_name(*run), log.display()))
+            .map(|(run, log)| format!("{} ({})", run_label(*run), log.display()))
             .collect();
         bail!(
             "{} of {} runs failed: {}; the others are in place, and the same command retries \
@@ -187,7 +195,7 @@ fn spawn(
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command
         .spawn()
-        .with_context(|| format!("starting the run of H = {}", worker_run_name(run)))?;
+        .with_context(|| format!("starting the run of {}", run_label(run)))?;
     Ok(Running {
         run,
         child,
@@ -218,12 +226,7 @@ fn epochs_done(metrics: &Path) -> usize {
 
 /// A line saying how a run ended.
 fn describe(r: &Running, status: ExitStatus) -> String {
-    let name = format!(
-        "H = {}",
-        worker_run_name(r.run)
-            .replace(":-", "")
-            .replace(':', ", seed ")
-    );
+    let name = run_label(r.run);
     let seconds = r.started.elapsed().as_secs_f64();
     if status.success() {
         return format!("{name}: ended after {seconds:.0} s ({})", r.log.display());
