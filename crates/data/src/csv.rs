@@ -13,7 +13,10 @@ use crate::{DataError, Features, Preset};
 #[derive(Debug, Clone)]
 pub(crate) struct Table {
     pub path: PathBuf,
+    /// The chosen variables, model order.
     pub names: Vec<String>,
+    /// Every value column of the file (all but `date`), in file order.
+    pub file_columns: Vec<String>,
     pub timestamps: Vec<NaiveDateTime>,
     pub columns: Vec<Vec<f64>>,
     /// What is accepted but worth saying (see [`crate::Dataset::notes`]).
@@ -29,15 +32,33 @@ pub(crate) struct ColumnChoice<'a> {
 }
 
 /// 1-based line of the file holding data row `row` (the header is line 1).
-fn line_of(row: usize) -> usize {
+pub(crate) fn line_of(row: usize) -> usize {
     row + 2
 }
 
-/// Parses CSV bytes. `path` names the source in errors.
+/// Parses CSV bytes, keeping the columns `choice` picks. `path` names the source in errors.
 pub(crate) fn parse_csv(
     bytes: &[u8],
     path: &Path,
     choice: &ColumnChoice,
+) -> Result<Table, DataError> {
+    parse_with(bytes, path, |available| {
+        choose_columns(available, choice, path)
+    })
+}
+
+/// Parses CSV bytes keeping every value column, in file order.
+pub(crate) fn parse_csv_as_is(bytes: &[u8], path: &Path) -> Result<Table, DataError> {
+    parse_with(bytes, path, |available| {
+        Ok(available.iter().map(|name| name.to_string()).collect())
+    })
+}
+
+/// Parses CSV bytes; `choose` picks the variables (model order) from the value columns.
+fn parse_with(
+    bytes: &[u8],
+    path: &Path,
+    choose: impl FnOnce(&[&String]) -> Result<Vec<String>, DataError>,
 ) -> Result<Table, DataError> {
     check_header(bytes, path)?;
     let frame = read_as_text(bytes, path)?;
@@ -64,7 +85,7 @@ pub(crate) fn parse_csv(
             path: path.to_path_buf(),
         });
     }
-    let chosen = choose_columns(&value_names, choice, path)?;
+    let chosen = choose(&value_names)?;
 
     let raw_columns = frame.columns();
     let timestamps = parse_dates(
@@ -86,6 +107,7 @@ pub(crate) fn parse_csv(
     Ok(Table {
         path: path.to_path_buf(),
         names: chosen,
+        file_columns: value_names.into_iter().cloned().collect(),
         timestamps,
         columns,
         notes,

@@ -9,7 +9,7 @@ use crate::batch::{BatchIter, BatchOrder};
 use crate::csv::{ColumnChoice, Table, parse_csv};
 use crate::split::split_ranges;
 use crate::time::infer_interval_seconds;
-use crate::{DataError, Features, Preset, Scaler, SplitKind, TimeMark};
+use crate::{DataError, Features, FittedRows, Preset, Scaler, SeriesContract, SplitKind, TimeMark};
 
 /// How to read a CSV and cut it into windows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,8 @@ pub struct Dataset {
     table: Table,
     scaled: Vec<Vec<f64>>,
     preset: Preset,
+    features: Features,
+    target: String,
     input_len: usize,
     output_len: usize,
     scaler: Scaler,
@@ -140,6 +142,8 @@ impl Dataset {
             table,
             scaled,
             preset,
+            features: options.features,
+            target: options.target.clone(),
             input_len: options.input_len,
             output_len: options.output_len,
             scaler,
@@ -202,6 +206,26 @@ impl Dataset {
     /// columns named twice are errors instead.
     pub fn notes(&self) -> &[String] {
         &self.table.notes
+    }
+    /// What a model trained on this dataset expects of new data: the variables, the
+    /// scaler and the rows it was fitted on, the interval (written into checkpoints).
+    pub fn contract(&self) -> SeriesContract {
+        let fitted = self.splits[0].clone();
+        SeriesContract {
+            var_names: self.table.names.clone(),
+            file_columns: self.table.file_columns.clone(),
+            features: self.features,
+            target: self.target.clone(),
+            preset: self.preset.name().to_string(),
+            interval_seconds: self.interval_seconds,
+            scaler: self.scaler.clone(),
+            scaler_rows: FittedRows {
+                start: fitted.start,
+                end: fitted.end,
+                first: self.table.timestamps[fitted.start],
+                last: self.table.timestamps[fitted.end - 1],
+            },
+        }
     }
     /// A view of one split.
     pub fn split(&self, kind: SplitKind) -> Split<'_> {

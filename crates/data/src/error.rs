@@ -120,6 +120,57 @@ pub enum DataError {
         /// The target column.
         target: String,
     },
+    /// New data's columns do not match a trained model's variables.
+    #[error(
+        "{path}: the model's variables are {expected}; {}{}{}",
+        if missing.is_empty() { String::new() } else { format!("missing: {}", missing.join(", ")) },
+        if missing.is_empty() || extra.is_empty() { "" } else { "; " },
+        if extra.is_empty() { String::new() } else {
+            format!("columns the training file did not have: {} (remove them)", extra.join(", "))
+        }
+    )]
+    ContractColumns {
+        /// The file at fault.
+        path: PathBuf,
+        /// Variables the file lacks.
+        missing: Vec<String>,
+        /// Columns the training file did not have.
+        extra: Vec<String>,
+        /// The variables, model order, comma-separated.
+        expected: String,
+    },
+    /// New data has the model's variables in another order than the training file.
+    #[error(
+        "{path}: the variables are in the order {found}, the training file had {expected}; \
+         reorder the columns"
+    )]
+    ReorderedColumns {
+        /// The file at fault.
+        path: PathBuf,
+        /// The file's order of the variables.
+        found: String,
+        /// The training file's order.
+        expected: String,
+    },
+    /// Two consecutive timestamps of a history are not one sampling interval apart.
+    #[error(
+        "{path}, line {line}, column `date`: {this} follows {previous} on line {}, but the \
+         model was trained on rows {interval} s apart; fill the gap (or remove the repeated \
+         row) in the history the forecast reads",
+        line - 1
+    )]
+    IrregularStep {
+        /// The file at fault.
+        path: PathBuf,
+        /// 1-based line of the later timestamp.
+        line: usize,
+        /// Its timestamp.
+        this: chrono::NaiveDateTime,
+        /// The timestamp on the line before.
+        previous: chrono::NaiveDateTime,
+        /// The trained interval, seconds.
+        interval: i64,
+    },
     /// The file has a `date` column but no value column to model.
     #[error("{path} has no numeric value column besides `date`")]
     NoVariables {

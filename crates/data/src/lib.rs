@@ -31,12 +31,14 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod contract;
 mod csv;
 mod dataset;
 mod digest;
 mod error;
 mod features;
 pub mod files;
+mod frame;
 mod lengths;
 mod preset;
 mod scaler;
@@ -47,12 +49,14 @@ mod time;
 
 pub use batch::{BatchIter, BatchOrder};
 pub use chrono::NaiveDateTime;
+pub use contract::{Bound, FittedRows, SeriesContract};
 pub use dataset::{Dataset, DatasetOptions, Split, Window};
 pub use digest::sha256_hex;
 pub use error::DataError;
 pub use features::Features;
+pub use frame::Frame;
 pub use preset::{Preset, SplitFamily};
 pub use scaler::Scaler;
 pub use source::DataSource;
 pub use split::SplitKind;
-pub use time::TimeMark;
+pub use time::{TimeMark, parse_timestamp};

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::digest::sha256_hex;
-use crate::{DataError, Dataset, DatasetOptions, Preset};
+use crate::{DataError, Dataset, DatasetOptions, Frame, Preset};
 
 /// ETTh1, built into the crate (feature `builtin-etth1`) so tools work with no data at hand.
 #[cfg(feature = "builtin-etth1")]
@@ -108,6 +108,11 @@ impl DataSource {
     /// Reads and windows the data.
     pub fn load(&self, options: &DatasetOptions) -> Result<Dataset, DataError> {
         Dataset::from_csv_bytes(&self.bytes, &self.path, options)
+    }
+
+    /// Reads the data as it is, unsplit (what a trained model forecasts from).
+    pub fn frame(&self) -> Result<Frame, DataError> {
+        Frame::from_csv_bytes(&self.bytes, &self.path)
     }
 }
 

@@ -12,7 +12,7 @@ const FORMATS: [&str; 4] = [
 ];
 
 /// Parses one `date` cell; `None` when no supported format fits.
-pub(crate) fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
+pub fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
     let text = text.trim();
     FORMATS
         .iter()

@@ -10,10 +10,10 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use timekd_data::{Dataset, DatasetOptions, Preset, SplitKind};
+use timekd_data::{Dataset, DatasetOptions, Frame, Preset, SplitKind};
 use timekd_student::{
-    DataInfo, DualConfig, InMemoryEmbeddings, RunDir, SplitData, TrainConfig, TrainData, Trainer,
-    evaluate, forecast, load_checkpoint,
+    DataInfo, DualConfig, Forecaster, InMemoryEmbeddings, RunDir, SplitData, TrainConfig,
+    TrainData, Trainer, evaluate, load_checkpoint,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -63,10 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ControlFlow::Continue(())
         })
         .train(TrainData {
-            info: DataInfo {
-                dataset: "ETTh1-head".into(),
-                var_names: data.var_names().to_vec(),
-            },
+            info: DataInfo::of("ETTh1-head", &data),
             train: SplitData {
                 split: data.split(SplitKind::Train),
                 embeddings: &mut train_emb,
@@ -82,7 +79,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = evaluate(&best.model, &data.split(SplitKind::Test), 64, &device)?;
     println!("test MSE {:.4}  MAE {:.4}", report.mse, report.mae);
 
-    let next = forecast(&best.model, &data, &device)?;
+    // Forecast after the file's last row, with the scaler the checkpoint recorded.
+    let rows = Frame::from_csv_bytes(head.as_bytes(), Path::new("ETTh1-head.csv"))?;
+    let next = Forecaster::from_checkpoint_on(&run.best(), &device)?.forecast(&rows)?;
     println!("next {} hours of OT:", next.values.len());
     let ot = next.var_names.len() - 1;
     for (t, row) in next.timestamps.iter().zip(&next.values).take(5) {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
+use timekd_data::{Dataset, SeriesContract};
 
 use crate::error::{Result, StudentError};
 use crate::interrupt::PartialEpoch;
@@ -34,8 +35,24 @@ pub const STATE_FILE: &str = "checkpoint.json";
 pub struct DataInfo {
     /// Dataset name (e.g. `ETTh1`).
     pub dataset: String,
-    /// Variable names in model order.
+    /// Variable names in model order (the contract's, repeated for readers of formats 1-2).
     pub var_names: Vec<String>,
+    /// What forecasting new data needs: the scaler and the rows it was fitted on, the
+    /// variables' order in the file, feature mode, target and interval. Format 3 on;
+    /// `None` when read from an older checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<SeriesContract>,
+}
+
+impl DataInfo {
+    /// The data record of a model trained on `dataset` (named `name`).
+    pub fn of(name: &str, dataset: &Dataset) -> DataInfo {
+        DataInfo {
+            dataset: name.to_string(),
+            var_names: dataset.var_names().to_vec(),
+            contract: Some(dataset.contract()),
+        }
+    }
 }
 
 /// Everything besides tensors that a checkpoint records.
@@ -66,8 +83,9 @@ pub struct CheckpointState {
 }
 
 /// Current version of [`CheckpointState`]: 2 added `partial` (version 1 files read as
-/// stopped at an epoch boundary). Newer versions are refused.
-pub const STATE_VERSION: u32 = 2;
+/// stopped at an epoch boundary), 3 the data contract (`DataInfo::contract`; older files
+/// read without it). Newer versions are refused.
+pub const STATE_VERSION: u32 = 3;
 
 /// Writes a checkpoint directory: weights, optionally the optimiser, then the state file,
 /// replacing an existing one as a whole (see the module docs): a crash or a full disk

@@ -92,6 +92,31 @@ pub enum StudentError {
         /// What went wrong.
         message: String,
     },
+    /// New data does not fit a trained model (its columns, rows or timestamps).
+    #[error(transparent)]
+    Data(#[from] timekd_data::DataError),
+    /// Data to forecast from cannot serve the request (too few rows, origins outside it).
+    #[error("{}: {message}", path.display())]
+    Input {
+        /// The data file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A checkpoint written before checkpoints recorded the data contract (format 3).
+    #[error(
+        "{}: checkpoint format version {version} does not record the scaler, the variables' \
+         order and the sampling interval that forecasting new data needs (format 3 does); \
+         pass the file it was trained on (`timekd forecast --train-data FILE`) so that its \
+         train split's scaler is fitted again, or retrain",
+        path.display()
+    )]
+    NoContract {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// Its format version.
+        version: u32,
+    },
     /// Training produced a non-finite loss.
     #[error(
         "loss became {value} at epoch {epoch}, step {step}: lower the learning rate or check the inputs"

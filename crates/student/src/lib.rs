@@ -91,7 +91,7 @@ pub use data::{SplitData, TrainData};
 pub use embeddings::{EmbeddingSource, InMemoryEmbeddings};
 pub use error::{Result, SourceError, StudentError};
 pub use eval::{Arrays, EvalReport, Predictions, evaluate, predict};
-pub use forecast::{Forecast, forecast};
+pub use forecast::{BacktestSummary, Forecast, Forecaster, Origins};
 pub use interrupt::PartialEpoch;
 pub use loss::{LossTerms, LossValues, distillation_loss, elementwise_loss};
 pub use metrics::{EpochMetrics, append_metrics, read_metrics, write_metrics};

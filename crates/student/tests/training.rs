@@ -10,10 +10,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use burn::tensor::Device;
-use timekd_data::{Dataset, DatasetOptions, Preset, SplitKind};
+use timekd_data::{Dataset, DatasetOptions, Frame, Preset, SplitKind};
 use timekd_student::{
-    DataInfo, DualConfig, EpochMetrics, InMemoryEmbeddings, RunDir, SplitData, TrainConfig,
-    TrainData, TrainSummary, Trainer, evaluate, forecast, load_checkpoint, read_safetensors,
+    DataInfo, DualConfig, EpochMetrics, Forecaster, InMemoryEmbeddings, Origins, RunDir, SplitData,
+    TrainConfig, TrainData, TrainSummary, Trainer, evaluate, load_checkpoint, predict,
+    read_safetensors,
 };
 
 static TRAINING: Mutex<()> = Mutex::new(());
@@ -22,13 +23,7 @@ const ROWS: usize = 400;
 const D_LLM: usize = 16;
 
 fn dataset() -> Dataset {
-    let csv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/ETTh1.csv");
-    let text = std::fs::read_to_string(&csv).expect("datasets/ETTh1.csv");
-    let head: String = text
-        .lines()
-        .take(ROWS + 1)
-        .flat_map(|l| [l, "\n"])
-        .collect();
+    let head = head_csv();
     let options = DatasetOptions {
         preset: Some(Preset::Custom),
         input_len: 24,
@@ -103,10 +98,7 @@ fn try_run_on(
         .resume(resume)
         .on_epoch(on_epoch)
         .train(TrainData {
-            info: DataInfo {
-                dataset: "ETTh1-head".into(),
-                var_names: data.var_names().to_vec(),
-            },
+            info: DataInfo::of("ETTh1-head", data),
             train: SplitData {
                 split: data.split(SplitKind::Train),
                 embeddings: &mut train_emb,
@@ -295,30 +287,69 @@ fn evaluation_and_forecast_use_the_trained_model() {
     let again = evaluate(&best.model, &test, 5, &device).expect("evaluation");
     assert!((again.mse - report.mse).abs() < 1e-9 * report.mse);
 
-    let result = forecast(&best.model, &data, &device).expect("forecast");
-    assert_eq!(result.values.len(), 12);
-    assert_eq!(result.values[0].len(), data.n_vars());
-    assert_eq!(result.history.len(), 24);
-    let last = data.timestamps()[data.rows() - 1];
-    assert_eq!(
-        (result.timestamps[0] - last).num_seconds(),
-        data.interval_seconds()
-    );
-    // De-scaled: the forecast lives in the data's units, near its recent values.
-    for var in 0..data.n_vars() {
-        let column = data.raw_column(var);
-        let (lo, hi) = column
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
-        let span = hi - lo;
-        for row in &result.values {
-            assert!(row[var] > lo - 3.0 * span && row[var] < hi + 3.0 * span);
+    // A CSV holding only the last test window's history: the forecaster reads it with the
+    // checkpoint's scaler and gives that window's prediction.
+    let forecaster =
+        Forecaster::from_checkpoint_on(&RunDir::new(dir.path()).best(), &device).expect("load");
+    let predictions = predict(&best.model, &test, 16, false, true, &device).expect("predict");
+    let units = predictions.data_units.as_ref().expect("data units");
+    let last = test.num_windows() - 1;
+    let window = test.window(last);
+    let lines: Vec<String> = head_lines().collect();
+    let history: String = std::iter::once(lines[0].clone())
+        .chain(window.history_rows().map(|row| lines[row + 1].clone()))
+        .flat_map(|l| [l, "\n".to_string()])
+        .collect();
+    let frame = Frame::from_csv_bytes(history.as_bytes(), Path::new("history.csv")).unwrap();
+    let result = forecaster.forecast(&frame).expect("forecast");
+    let n = data.n_vars();
+    assert_eq!((result.values.len(), result.values[0].len()), (12, n));
+    for (step, row) in result.values.iter().enumerate() {
+        for (var, value) in row.iter().enumerate() {
+            let expected = f64::from(units.pred[(last * 12 + step) * n + var]);
+            assert!((value - expected).abs() <= 1e-6 * expected.abs().max(1.0));
         }
     }
+    let future = data.timestamps()[window.future_rows()].to_vec();
+    assert_eq!(
+        result.timestamps, future,
+        "dates continue the data's interval"
+    );
     assert_eq!(result.to_csv().lines().count(), 13);
     let png = dir.path().join("forecast.png");
-    result.plot(data.n_vars() - 1, &png).expect("plot");
+    result.plot(n - 1, &png).expect("plot");
     assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+
+    // A backtest from every test window's origin scores as evaluation does, exactly.
+    let whole = Frame::from_csv_bytes(head_csv().as_bytes(), Path::new("ETTh1-head.csv")).unwrap();
+    let first = data.timestamps()[test.window(0).history_rows().end - 1];
+    let origins = Origins::Between(first, data.timestamps()[window.history_rows().end - 1]);
+    let mut csv = Vec::new();
+    let summary = forecaster
+        .backtest(&whole, &origins, 16, &mut csv)
+        .expect("backtest");
+    assert_eq!(summary.scored_origins, test.num_windows());
+    let scaled = summary.scaled.expect("scored");
+    assert_eq!(scaled.overall.mse, report.mse);
+    assert_eq!(scaled.overall.mae, report.mae);
+    let csv = String::from_utf8(csv).unwrap();
+    assert_eq!(csv.lines().count(), 1 + test.num_windows() * 12 * n);
+}
+
+/// The ETTh1 head the tests train on, as CSV text.
+fn head_csv() -> String {
+    head_lines().flat_map(|l| [l, "\n".to_string()]).collect()
+}
+
+/// The rows of the ETTh1 head the tests train on, header first.
+fn head_lines() -> impl Iterator<Item = String> {
+    let csv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/ETTh1.csv");
+    let text = std::fs::read_to_string(&csv).expect("datasets/ETTh1.csv");
+    text.lines()
+        .take(ROWS + 1)
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 /// Two replicas (both on the CPU here; GPUs on a multi-GPU host) split every micro-batch.

@@ -145,10 +145,7 @@ impl RunRequest<'_> {
         let devices = args.training_device().devices()?;
         let started = Instant::now();
         let data = TrainData {
-            info: DataInfo {
-                dataset: self.source.name().to_string(),
-                var_names: dataset.var_names().to_vec(),
-            },
+            info: DataInfo::of(self.source.name(), &dataset),
             train: SplitData {
                 split: train_split,
                 embeddings: &mut train_source,
