@@ -130,9 +130,9 @@ fn a_seed_sweep_writes_arrays_metrics_and_tables_numpy_agrees_with() {
     let csv = std::fs::read_to_string(experiment.join("results.csv")).unwrap();
     // Header + 2 seeds × 2 units × 5 metrics.
     assert_eq!(csv.lines().count(), 21, "{csv}");
-    assert!(csv.contains("ETTh1,MS,OT,24,6666,data,mape,"), "{csv}");
+    assert!(csv.contains("ETTh1,MS,OT,val,24,6666,data,mape,"), "{csv}");
     let md = std::fs::read_to_string(experiment.join("results.md")).unwrap();
-    assert!(md.contains("| ETTh1 | MS (OT) | 24 | "), "{md}");
+    assert!(md.contains("| ETTh1 | MS (OT) | val | 24 | "), "{md}");
     assert!(
         md.contains(" ± ") && md.contains("in the data's units"),
         "{md}"
@@ -152,6 +152,29 @@ fn a_seed_sweep_writes_arrays_metrics_and_tables_numpy_agrees_with() {
         serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["variables"], serde_json::json!(["OT"]));
     assert_eq!(results["features"], "S");
+
+    // Both selection protocols, side by side; every output names its protocol.
+    let both = [
+        &["train"][..],
+        &data,
+        &["--selection", "val,paper", "--epochs", "1"],
+    ]
+    .concat();
+    let out = ok(timekd(dir, &both), "timekd train --selection val,paper");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let side =
+        std::fs::read_to_string(dir.join("runs/student/ETTh1/results-by-selection.md")).unwrap();
+    for row in ["| ETTh1 | M | val | 24 | ", "| ETTh1 | M | paper | 24 | "] {
+        assert!(side.contains(row), "{side}");
+    }
+    assert!(side.contains("paper = the release's rule"), "{side}");
+    assert!(stdout.contains("     paper "), "{stdout}");
+    let paper = dir.join("runs/student/ETTh1-paper/24/seed-2024");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(paper.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["selection"], "paper");
+    let metrics = std::fs::read_to_string(paper.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"selection\":\"paper\""), "{metrics}");
 
     // Run again: both runs are reused, nothing retrains, the tables are the same.
     let again = ok(timekd(dir, &sweep), "timekd train --seeds (again)");
@@ -257,7 +280,7 @@ fn time_series_library_flag_names_and_earlier_names_are_accepted() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("with several lengths or --seeds, runs go under --runs"),
+        stderr.contains("--selection val,paper, runs go under --runs"),
         "{stderr}"
     );
 }

@@ -72,6 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 split: data.split(SplitKind::Val),
                 embeddings: &mut val_emb,
             },
+            test: Some(data.split(SplitKind::Test)),
         })?;
     println!("best (epoch, val loss): {:?}", summary.best);
 

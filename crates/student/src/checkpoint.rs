@@ -68,9 +68,13 @@ pub struct CheckpointState {
     pub epochs_done: usize,
     /// Optimiser steps taken.
     pub steps: u64,
-    /// Best validation loss so far and its epoch.
+    /// The kept checkpoint's epoch and validation loss.
     pub best: Option<(usize, f64)>,
-    /// Epochs since the best validation loss (early-stopping counter).
+    /// The lowest test MSE seen by [`Selection::Paper`](crate::Selection) (the kept
+    /// checkpoint's, after epoch 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_test_mse: Option<f64>,
+    /// Epochs since the kept checkpoint (early-stopping counter).
     pub epochs_since_best: usize,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,

@@ -21,4 +21,7 @@ pub struct TrainData<'a> {
     pub train: SplitData<'a>,
     /// Validation windows and embeddings (early stopping and best checkpoint).
     pub val: SplitData<'a>,
+    /// The test windows: read while training only by [`Selection::Paper`](crate::Selection)
+    /// (the release's test-based choice of checkpoint), which refuses to start without them.
+    pub test: Option<Split<'a>>,
 }

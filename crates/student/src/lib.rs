@@ -69,6 +69,7 @@ mod progress;
 mod revin;
 mod run_dir;
 mod scores;
+mod selection;
 mod state_dict;
 mod step_profile;
 #[cfg(feature = "store")]
@@ -111,6 +112,6 @@ pub use stores::StoreEmbeddings;
 pub use summary::{RunSummary, TrainSummary};
 pub use sweep::{RunResult, SweepResults};
 pub use test_run::{TestOptions, TestResults, test_run};
-pub use train_config::TrainConfig;
+pub use train_config::{Selection, TrainConfig};
 pub use trainer::Trainer;
 pub use validation::validation_loss;

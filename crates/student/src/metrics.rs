@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, StudentError};
 use crate::loss::LossValues;
 use crate::output::{append_file, write_file};
+use crate::train_config::Selection;
 
 /// What one epoch of training measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,8 +24,15 @@ pub struct EpochMetrics {
     pub grad_norm: f64,
     /// Optimiser steps taken so far in the run.
     pub steps: u64,
-    /// Whether this epoch's validation loss is the best so far (best checkpoint written).
+    /// Whether this epoch's checkpoint was kept as the best (see `selection`).
     pub best: bool,
+    /// The test MSE (scaled), when the selection evaluated the test split this epoch
+    /// ([`Selection::Paper`] after epoch 10, on a lower validation loss).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_mse: Option<f64>,
+    /// The run's selection protocol.
+    #[serde(default)]
+    pub selection: Selection,
     /// Wall time of the epoch in seconds (training, validation, checkpoints, plot).
     pub seconds: f64,
     /// Wall time of the epoch's training steps alone, until their losses reached the host.

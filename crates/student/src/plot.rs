@@ -12,6 +12,7 @@ use plotters::prelude::*;
 
 use crate::error::{Result, StudentError};
 use crate::metrics::EpochMetrics;
+use crate::train_config::Selection;
 
 /// DejaVu Sans 2.37 (Debian's fonts-dejavu-core).
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -292,6 +293,11 @@ pub fn plot_losses_with(path: &Path, history: &[EpochMetrics], scale: LossScale)
         .map(|m| m.epoch as f64)
         .next_back();
     let y_label = if log_y { "loss (log scale)" } else { "loss" };
+    let selection = history.last().map(|m| m.selection).unwrap_or_default();
+    let marker = match selection {
+        Selection::Val => "best val epoch".to_string(),
+        Selection::Paper => "kept epoch (paper rule)".to_string(),
+    };
     let term = |title: &str, f: fn(&crate::loss::LossValues) -> f64| {
         let curve =
             |label: &str, color, split: fn(&EpochMetrics) -> &crate::loss::LossValues| Curve {
@@ -310,12 +316,15 @@ pub fn plot_losses_with(path: &Path, history: &[EpochMetrics], scale: LossScale)
                 curve("train", BLUE, |m| &m.train),
                 curve("val", ORANGE, |m| &m.val),
             ],
-            marker: best.map(|b| (b, "best val epoch".to_string())),
+            marker: best.map(|b| (b, marker.clone())),
             log_y,
         }
     };
     let panels = [
-        term("total loss", |v| v.total),
+        term(
+            &format!("total loss (checkpoint selection: {selection})"),
+            |v| v.total,
+        ),
         term("forecast (ŷ_ts vs y)", |v| v.forecast),
         term("reconstruction (ŷ_p vs y)", |v| v.recon),
         term("feature distillation", |v| v.feature),

@@ -15,6 +15,7 @@ use timekd_data::Features;
 use crate::error::{Result, StudentError};
 use crate::scores::{MetricSet, Metrics};
 use crate::test_run::TestResults;
+use crate::train_config::Selection;
 
 /// One finished run of a sweep.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,8 +66,10 @@ impl Units {
     }
 }
 
-/// (dataset, features, scored variables) → H → seed → metrics.
-type Groups<'a> = BTreeMap<(String, String, String), BTreeMap<usize, BTreeMap<u64, &'a Metrics>>>;
+/// What one table row group shares: dataset, features, scored variables, selection.
+type GroupKey = (String, String, String, Selection);
+/// Group → H → seed → metrics.
+type Groups<'a> = BTreeMap<GroupKey, BTreeMap<usize, BTreeMap<u64, &'a Metrics>>>;
 
 impl SweepResults {
     /// The sweep of `runs`.
@@ -82,10 +85,11 @@ impl SweepResults {
         }
     }
 
-    /// `dataset,features,scored,output_len,seed,units,metric,value`; MAPE and MSPE are
-    /// empty where every true value is 0.
+    /// `dataset,features,scored,selection,output_len,seed,units,metric,value`; MAPE and
+    /// MSPE are empty where every true value is 0.
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("dataset,features,scored,output_len,seed,units,metric,value\n");
+        let mut out =
+            String::from("dataset,features,scored,selection,output_len,seed,units,metric,value\n");
         for run in &self.runs {
             for units in [Units::Scaled, Units::Data] {
                 let Some(set) = units.of(&run.results) else {
@@ -102,10 +106,11 @@ impl SweepResults {
                 for (metric, value) in values {
                     let _ = writeln!(
                         out,
-                        "{},{},{},{},{},{},{metric},{}",
+                        "{},{},{},{},{},{},{},{metric},{}",
                         csv_field(&run.dataset),
                         run.results.features,
                         csv_field(&Self::scored(&run.results)),
+                        run.results.selection,
                         run.output_len,
                         run.seed,
                         units.name(),
@@ -127,6 +132,7 @@ impl SweepResults {
                 run.dataset.clone(),
                 run.results.features.to_string(),
                 Self::scored(&run.results),
+                run.results.selection,
             );
             groups
                 .entry(key)
@@ -194,19 +200,34 @@ impl SweepResults {
         units
     }
 
+    /// The selections of the sweep's runs and what each means, for table captions.
+    fn selections(&self) -> String {
+        let mut selections: Vec<Selection> =
+            self.runs.iter().map(|r| r.results.selection).collect();
+        selections.sort_unstable();
+        selections.dedup();
+        selections
+            .iter()
+            .map(|s| format!("{s} = {}", s.describe()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Markdown tables (scaled data, then the data's units when every run has them).
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         for units in self.units_present() {
             let _ = writeln!(
                 out,
-                "Test MSE and MAE {}, mean ± std (sample, ddof 1) over seeds {}.\n",
+                "Test MSE and MAE {}, mean ± std (sample, ddof 1) over seeds {}; checkpoint \
+                 selection: {}.\n",
                 units.describe(),
-                self.seeds()
+                self.seeds(),
+                self.selections()
             );
-            out.push_str("| Dataset | Features | H | MSE | MAE | Seeds |\n");
-            out.push_str("|---|---|---:|---:|---:|---:|\n");
-            for ((dataset, features, scored), lengths) in self.groups(units) {
+            out.push_str("| Dataset | Features | Selection | H | MSE | MAE | Seeds |\n");
+            out.push_str("|---|---|---|---:|---:|---:|---:|\n");
+            for ((dataset, features, scored, selection), lengths) in self.groups(units) {
                 let mode = match scored.as_str() {
                     "all" => features,
                     target => format!("{features} ({target})"),
@@ -219,7 +240,7 @@ impl SweepResults {
                     };
                     let _ = writeln!(
                         out,
-                        "| {dataset} | {mode} | {h} | {} | {} | {seeds} |",
+                        "| {dataset} | {mode} | {selection} | {h} | {} | {} | {seeds} |",
                         mse.text(" ± "),
                         mae.text(" ± ")
                     );
@@ -236,19 +257,21 @@ impl SweepResults {
         for units in self.units_present() {
             let _ = writeln!(
                 out,
-                "% Test MSE and MAE {}, mean $\\pm$ std (ddof 1) over seeds {}.",
+                "% Test MSE and MAE {}, mean $\\pm$ std (ddof 1) over seeds {}; checkpoint \
+                 selection: {}.",
                 units.describe(),
-                self.seeds()
+                self.seeds(),
+                self.selections()
             );
-            out.push_str("\\begin{tabular}{llrcc}\n\\toprule\n");
-            out.push_str("Dataset & Features & $H$ & MSE & MAE \\\\\n");
-            for ((dataset, features, _), lengths) in self.groups(units) {
+            out.push_str("\\begin{tabular}{lllrcc}\n\\toprule\n");
+            out.push_str("Dataset & Features & Selection & $H$ & MSE & MAE \\\\\n");
+            for ((dataset, features, _, selection), lengths) in self.groups(units) {
                 out.push_str("\\midrule\n");
                 let dataset = dataset.replace('_', "\\_");
                 for (label, [mse, mae], _) in Self::rows(&lengths) {
                     let _ = writeln!(
                         out,
-                        "{dataset} & {features} & {label} & ${}$ & ${}$ \\\\",
+                        "{dataset} & {features} & {selection} & {label} & ${}$ & ${}$ \\\\",
                         mse.text(" \\pm "),
                         mae.text(" \\pm ")
                     );
@@ -259,13 +282,13 @@ impl SweepResults {
         out
     }
 
-    /// Writes `results.csv`, `results.md` and `results.tex` into `dir` (atomically each).
-    pub fn write(&self, dir: &Path) -> Result<[PathBuf; 3]> {
+    /// Writes `<stem>.csv`, `<stem>.md` and `<stem>.tex` into `dir` (atomically each).
+    pub fn write(&self, dir: &Path, stem: &str) -> Result<[PathBuf; 3]> {
         std::fs::create_dir_all(dir).map_err(|e| StudentError::io(dir, e))?;
         let files = [
-            (dir.join("results.csv"), self.to_csv()),
-            (dir.join("results.md"), self.to_markdown()),
-            (dir.join("results.tex"), self.to_latex()),
+            (dir.join(format!("{stem}.csv")), self.to_csv()),
+            (dir.join(format!("{stem}.md")), self.to_markdown()),
+            (dir.join(format!("{stem}.tex")), self.to_latex()),
         ];
         for (path, text) in &files {
             crate::output::write_file(path, text.as_bytes())?;
@@ -338,6 +361,7 @@ mod tests {
                 windows: 10,
                 output_len: h,
                 features: Features::MS,
+                selection: Selection::Val,
                 variables: vec!["OT".into()],
                 scaled: set,
                 data_units: None,
@@ -356,7 +380,7 @@ mod tests {
         let md = sweep.to_markdown();
         // H = 24: MSE mean 0.2, sample std sqrt(0.02) = 0.1414.
         assert!(
-            md.contains("| ETTh1 | MS (OT) | 24 | 0.2000 ± 0.1414 | 0.3000 ± 0.1414 | 2 |"),
+            md.contains("| ETTh1 | MS (OT) | val | 24 | 0.2000 ± 0.1414 | 0.3000 ± 0.1414 | 2 |"),
             "{md}"
         );
         // Avg: seed 1 (0.3, 0.4), seed 2 (0.5, 0.7) → MSE 0.4 ± 0.1414, MAE 0.55 ± 0.2121.
@@ -370,13 +394,16 @@ mod tests {
         );
         let tex = sweep.to_latex();
         assert!(
-            tex.contains("ETTh1 & MS & Avg & $0.4000 \\pm 0.1414$"),
+            tex.contains("ETTh1 & MS & val & Avg & $0.4000 \\pm 0.1414$"),
             "{tex}"
         );
         let csv = sweep.to_csv();
         assert_eq!(csv.lines().count(), 1 + 4 * 5);
-        assert!(csv.contains("ETTh1,MS,OT,48,2,scaled,mse,0.7\n"), "{csv}");
-        assert!(csv.contains("ETTh1,MS,OT,48,2,scaled,mspe,\n"), "{csv}");
+        assert!(
+            csv.contains("ETTh1,MS,OT,val,48,2,scaled,mse,0.7\n"),
+            "{csv}"
+        );
+        assert!(csv.contains("ETTh1,MS,OT,val,48,2,scaled,mspe,\n"), "{csv}");
         // One seed: no ± and no Avg std.
         let single = SweepResults::new(vec![run(24, 1, 0.1, 0.2)]).to_markdown();
         assert!(single.contains("| 24 | 0.1000 | 0.2000 | 1 |"), "{single}");

@@ -24,6 +24,7 @@ use crate::plot::{ForecastPlot, plot_forecast};
 use crate::run_dir::RunDir;
 use crate::scores::MetricSet;
 use crate::summary::write_json_atomic;
+use crate::train_config::Selection;
 
 /// How [`test_run`] tests a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,9 @@ pub struct TestResults {
     pub output_len: usize,
     /// The run's feature mode.
     pub features: Features,
+    /// How the tested checkpoint was chosen.
+    #[serde(default)]
+    pub selection: Selection,
     /// The scored variables: the arrays' last dimension.
     pub variables: Vec<String>,
     /// Metrics on the scaled data (what the paper reports).
@@ -133,6 +137,7 @@ pub fn test_run(
         windows: predictions.windows,
         output_len: predictions.output_len,
         features: options.features,
+        selection: best.state.config.selection,
         variables: predictions.variables.clone(),
         scaled: predictions.scores(&predictions.scaled),
         data_units: predictions

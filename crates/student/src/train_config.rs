@@ -7,7 +7,8 @@ use crate::error::{Result, StudentError};
 use crate::optim::cosine_lr;
 
 /// Everything that defines a training run. Defaults are the release's student settings,
-/// except shuffling (on here) and selection of the best model by validation loss.
+/// except shuffling (on here) and selection of the best model by validation loss
+/// ([`Selection::Paper`] is the release's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -35,6 +36,70 @@ pub struct TrainConfig {
     pub eta_min: f64,
     /// The schedule's period is `min(epochs, t_max_cap)` epochs.
     pub t_max_cap: usize,
+    /// How the kept ("best") checkpoint is chosen and when training stops early.
+    pub selection: Selection,
+}
+
+/// How a run chooses the checkpoint it keeps.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Selection {
+    /// The lowest validation loss (over every validation window); stop after `patience`
+    /// epochs without one. The default: the test split is never looked at while training.
+    #[default]
+    Val,
+    /// The release's rule (`train.py`), test-set leakage included, to reproduce its numbers:
+    /// the validation loss leaves out the last partial batch; up to epoch 10 (1-based) a
+    /// lower validation loss keeps the checkpoint; after it, a lower validation loss
+    /// evaluates the test split and the checkpoint is kept (and the validation threshold
+    /// moved) only if the test MSE is the lowest so far; training stops once `patience`
+    /// epochs passed without a kept checkpoint and at least half the epochs ran.
+    Paper,
+}
+
+impl Selection {
+    /// Epochs (1-based, as the release counts them) during which a lower validation loss
+    /// alone keeps a checkpoint under [`Selection::Paper`].
+    pub const PAPER_WARMUP_EPOCHS: usize = 10;
+
+    /// `val` or `paper`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Selection::Val => "val",
+            Selection::Paper => "paper",
+        }
+    }
+
+    /// What the protocol is, in a few words (tables and plots).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Selection::Val => "best validation loss",
+            Selection::Paper => "the release's rule: lowest test MSE after epoch 10",
+        }
+    }
+}
+
+impl std::fmt::Display for Selection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Selection {
+    type Err = StudentError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "val" => Ok(Selection::Val),
+            "paper" => Ok(Selection::Paper),
+            other => Err(StudentError::Config(format!(
+                "unknown selection {other:?}: use val (best validation loss) or paper (the \
+                 release's test-based rule)"
+            ))),
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -52,6 +117,7 @@ impl Default for TrainConfig {
             patience: 50,
             eta_min: 1e-8,
             t_max_cap: 100,
+            selection: Selection::Val,
         }
     }
 }
@@ -72,6 +138,16 @@ impl TrainConfig {
             )));
         }
         Ok(())
+    }
+
+    /// Whether training stops after `epoch` (0-based), `epochs_since_best` epochs after
+    /// the last kept checkpoint.
+    pub fn stops_early(&self, epoch: usize, epochs_since_best: usize) -> bool {
+        let patient = epochs_since_best >= self.patience;
+        match self.selection {
+            Selection::Val => patient,
+            Selection::Paper => patient && epoch + 1 >= self.epochs / 2,
+        }
     }
 
     /// Learning rate of `epoch`.

@@ -15,6 +15,7 @@ use crate::checkpoint::{
 };
 use crate::data::TrainData;
 use crate::error::{Result, StudentError};
+use crate::eval::predict;
 use crate::interrupt::EpochSums;
 use crate::loss::LossValues;
 use crate::metrics::{EpochMetrics, append_metrics, write_metrics};
@@ -24,10 +25,12 @@ use crate::parallel::{micro_batch, mix};
 use crate::plot::plot_losses;
 use crate::progress::TrainStep;
 use crate::run_dir::RunDir;
+use crate::selection::select;
 use crate::step_profile::StepProfile;
 use crate::summary::TrainSummary;
+use crate::train_config::Selection;
 use crate::train_config::TrainConfig;
-use crate::validation::{check_split, validation_loss};
+use crate::validation::{check_paper_split, check_split, paper_needs_test, validation_loss};
 
 /// What an epoch callback returns: `ControlFlow::Break` stops after that epoch's checkpoint.
 type OnEpoch<'a> = &'a mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>;
@@ -152,10 +155,14 @@ impl<'a> Trainer<'a> {
             info,
             mut train,
             mut val,
+            test,
         } = data;
         config.validate()?;
         check_split(config, &train)?;
         check_split(config, &val)?;
+        if config.selection == Selection::Paper {
+            check_paper_split(config, &val, test.as_ref())?;
+        }
         let device = device.clone().autodiff();
         let RunState {
             mut model,
@@ -257,14 +264,18 @@ impl<'a> Trainer<'a> {
                 |p| &mut p.validation,
                 || validation_loss(&model, config, &mut val, &device),
             )?;
-            let improved = state.best.is_none_or(|(_, best)| val_loss.total < best);
-            if improved {
-                state.best = Some((epoch, val_loss.total));
-                state.epochs_since_best = 0;
-            } else {
-                state.epochs_since_best += 1;
-            }
-            state.stopped_early = state.epochs_since_best >= config.patience;
+            let decision = select(config, &mut state, epoch, val_loss.total, &mut || {
+                let test = test.as_ref().ok_or_else(paper_needs_test)?;
+                let predictions = predict(
+                    &model,
+                    test,
+                    config.batch_size,
+                    config.loss.target_only,
+                    false,
+                    &device,
+                )?;
+                Ok(predictions.report().mse)
+            })?;
             let metrics = EpochMetrics {
                 epoch,
                 lr,
@@ -272,14 +283,16 @@ impl<'a> Trainer<'a> {
                 val: val_loss,
                 grad_norm: norm_sum / step_count.max(1) as f64,
                 steps: state.steps,
-                best: improved,
+                best: decision.keep,
+                test_mse: decision.test_mse,
+                selection: config.selection,
                 seconds: started.elapsed().as_secs_f64(),
                 train_seconds,
             };
             state.history.push(metrics.clone());
             state.epochs_done = epoch + 1;
             let saving_started = Instant::now();
-            if improved {
+            if decision.keep {
                 save_checkpoint(&run.best(), &model, None, &state)?;
             }
             save_checkpoint(&run.last(), &model, Some(&optimizer), &state)?;
@@ -348,6 +361,7 @@ fn start(
             epochs_done: 0,
             steps: 0,
             best: None,
+            best_test_mse: None,
             epochs_since_best: 0,
             stopped_early: false,
             history: Vec::new(),

@@ -2,14 +2,14 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use timekd_data::BatchOrder;
+use timekd_data::{BatchOrder, Split};
 
 use crate::batches::stream_batches;
 use crate::data::SplitData;
 use crate::error::{Result, StudentError};
 use crate::loss::{LossValues, distillation_loss};
 use crate::model::Dual;
-use crate::train_config::TrainConfig;
+use crate::train_config::{Selection, TrainConfig};
 
 pub(crate) fn check_split(config: &TrainConfig, data: &SplitData) -> Result<()> {
     let dataset = data.split.dataset();
@@ -61,7 +61,40 @@ pub(crate) fn check_split(config: &TrainConfig, data: &SplitData) -> Result<()> 
     }
 }
 
-/// Mean loss terms over a split in evaluation mode (no dropout, no autodiff).
+/// What [`Selection::Paper`] needs beyond [`check_split`]: a test split, and a validation
+/// split of at least one full batch (its last partial batch is left out, as the release's
+/// `drop_last` loader does).
+pub(crate) fn check_paper_split(
+    config: &TrainConfig,
+    val: &SplitData,
+    test: Option<&Split>,
+) -> Result<()> {
+    if test.is_none() {
+        return Err(paper_needs_test());
+    }
+    let windows = val.split.num_windows();
+    if windows < config.batch_size {
+        return Err(StudentError::Config(format!(
+            "selection paper leaves out the last partial validation batch, as the release \
+             does, and the val split's {windows} windows are fewer than one batch of {}; use \
+             a smaller batch_size or selection val",
+            config.batch_size
+        )));
+    }
+    Ok(())
+}
+
+/// The error of [`Selection::Paper`] without a test split.
+pub(crate) fn paper_needs_test() -> StudentError {
+    StudentError::Config(
+        "selection paper evaluates the test split while training (the release's rule); pass \
+         it as TrainData::test"
+            .into(),
+    )
+}
+
+/// Mean loss terms over a split in evaluation mode (no dropout, no autodiff). Under
+/// [`Selection::Paper`] the last partial batch is left out, as the release's loader does.
 pub fn validation_loss(
     model: &Dual,
     config: &TrainConfig,
@@ -70,12 +103,13 @@ pub fn validation_loss(
 ) -> Result<LossValues> {
     let device = device.clone().without_autodiff();
     let model = model.valid();
-    let total = data.split.num_windows();
+    let order = BatchOrder {
+        drop_last: config.selection == Selection::Paper,
+        ..BatchOrder::default()
+    };
+    let batches: Vec<Vec<usize>> = data.split.batches(config.batch_size, order).collect();
+    let total: usize = batches.iter().map(Vec::len).sum();
     let mut sum = Tensor::<1>::zeros([5], &device);
-    let batches: Vec<Vec<usize>> = data
-        .split
-        .batches(config.batch_size, BatchOrder::default())
-        .collect();
     stream_batches(data, &batches, &device, |stream| {
         for batch in stream {
             let batch = batch?;

@@ -10,11 +10,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use burn::tensor::Device;
-use timekd_data::{Dataset, DatasetOptions, Frame, Preset, SplitKind};
+use timekd_data::{Dataset, DatasetOptions, Features, Frame, Preset, SplitKind};
 use timekd_student::{
-    DataInfo, DualConfig, EpochMetrics, Forecaster, InMemoryEmbeddings, Origins, RunDir, SplitData,
-    TrainConfig, TrainData, TrainSummary, Trainer, evaluate, load_checkpoint, predict,
-    read_safetensors,
+    DataInfo, DualConfig, EpochMetrics, Forecaster, InMemoryEmbeddings, OptimConfig, Origins,
+    RunDir, Selection, SplitData, TestOptions, TrainConfig, TrainData, TrainSummary, Trainer,
+    evaluate, load_checkpoint, predict, read_safetensors, test_run,
 };
 
 static TRAINING: Mutex<()> = Mutex::new(());
@@ -107,6 +107,7 @@ fn try_run_on(
                 split: data.split(SplitKind::Val),
                 embeddings: &mut val_emb,
             },
+            test: Some(data.split(SplitKind::Test)),
         })
 }
 
@@ -414,4 +415,92 @@ fn data_parallel_training_matches_one_device_on_per_window_terms() {
         continue_,
     );
     assert_ne!(curve(&single)[0].0, curve(&parallel)[0].0);
+}
+
+/// `Selection::Paper` keeps the epoch that the release's loop (`train.py`, written out
+/// below from its source) keeps, given each epoch's validation loss and test MSE, on a run
+/// where that is not the epoch of the lowest validation loss; every output names it.
+#[test]
+fn paper_selection_keeps_the_epoch_the_release_loop_keeps() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let data = dataset();
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        batch_size: 8,
+        accumulate: 1,
+        selection: Selection::Paper,
+        optim: OptimConfig {
+            lr: 2e-3,
+            ..OptimConfig::default()
+        },
+        ..config(30)
+    };
+    let device = Device::flex();
+    let run_dir = RunDir::new(dir.path());
+    let test = data.split(SplitKind::Test);
+    let (mut val, mut test_mse, mut evaluated) = (Vec::new(), Vec::new(), Vec::new());
+    let summary = run(&data, &config, dir.path(), false, &mut |m| {
+        // This epoch's model: the last checkpoint, written before the callback.
+        let last = load_checkpoint(&run_dir.last(), &device).expect("last checkpoint");
+        val.push(m.val.total);
+        test_mse.push(evaluate(&last.model, &test, 8, &device).unwrap().mse);
+        evaluated.push(m.test_mse);
+        assert_eq!(m.selection, Selection::Paper);
+        ControlFlow::Continue(())
+    });
+
+    // The release's loop, epoch i from 1.
+    let (mut loss, mut test_log, mut since, mut bestid) = (9_999_999.0, 999_999.0, 0, 0);
+    for i in 1..=val.len() {
+        let (mvalid_loss, amse) = (val[i - 1], test_mse[i - 1]);
+        if mvalid_loss < loss {
+            if i <= 10 {
+                (loss, bestid, since) = (mvalid_loss, i, 0);
+            } else if amse < test_log {
+                (test_log, loss, bestid, since) = (amse, mvalid_loss, i, 0);
+            } else {
+                since += 1;
+            }
+        } else {
+            since += 1;
+        }
+    }
+    let kept = summary.best.expect("a kept epoch").0;
+    assert_eq!(kept + 1, bestid, "val {val:?}\ntest {test_mse:?}");
+    let lowest_val = (0..val.len())
+        .min_by(|&a, &b| val[a].total_cmp(&val[b]))
+        .unwrap();
+    assert_ne!(
+        kept, lowest_val,
+        "validation and test must disagree on this run: val {val:?}
+test {test_mse:?}"
+    );
+    // The test split is read only after epoch 10, and what it gave is recorded.
+    assert!(
+        evaluated.iter().any(Option::is_some),
+        "the rule read the test split"
+    );
+    for (epoch, mse) in evaluated.iter().enumerate() {
+        if let Some(mse) = mse {
+            assert!(epoch >= 10, "epoch {epoch} read the test split");
+            assert!((mse - test_mse[epoch]).abs() <= 1e-12 * mse);
+        }
+    }
+    assert!(since < config.patience);
+    eprintln!("kept epoch {kept} (paper), lowest validation loss at epoch {lowest_val}");
+
+    // The kept checkpoint is that epoch's model, and its outputs name the protocol.
+    let options = TestOptions {
+        batch_size: 8,
+        features: Features::M,
+        data_units: false,
+    };
+    let (report, results) = test_run(&run_dir, &test, &options, &device).expect("test");
+    assert_eq!(report.mse, test_mse[kept]);
+    assert_eq!(results.selection, Selection::Paper);
+    let metrics = std::fs::read_to_string(run_dir.metrics()).unwrap();
+    assert_eq!(
+        metrics.matches("\"selection\":\"paper\"").count(),
+        val.len()
+    );
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use timekd_data::Features;
-use timekd_student::{LossKind, TrainConfig};
+use timekd_student::{LossKind, Selection, TrainConfig};
 use timekd_teacher::DeviceSpec;
 
 use crate::data_args::DataArgs;
@@ -62,6 +62,17 @@ pub struct TrainArgs {
     /// (Internal) the device of a `--worker-run`.
     #[arg(long, hide = true, requires = "worker_run")]
     pub worker_device: Option<DeviceSpec>,
+    /// (Internal) the checkpoint selection of a `--worker-run`.
+    #[arg(long, hide = true, requires = "worker_run")]
+    pub worker_selection: Option<Selection>,
+    /// How the kept checkpoint is chosen: `val` (the lowest validation loss, the default)
+    /// or `paper` (the release's rule: after epoch 10 the lowest TEST MSE among epochs
+    /// whose validation loss improved; test-set leakage, for reproducing its numbers; runs
+    /// go under `<dataset>-paper`). `val,paper` trains both and tabulates them side by side
+    /// (results-by-selection.md). For the release's whole protocol add --no-shuffle
+    /// --drop-last.
+    #[arg(long, value_delimiter = ',', value_name = "val|paper")]
+    pub selection: Option<Vec<Selection>>,
     /// Maximum epochs [100].
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -150,16 +161,41 @@ pub fn seeds(args: &TrainArgs) -> anyhow::Result<Option<Vec<u64>>> {
     Ok(Some(seeds.clone()))
 }
 
-/// The config file (if any) with the flags applied, L from the data flags and H = `output_len`.
-pub fn resolve_config(args: &TrainArgs, output_len: usize) -> anyhow::Result<TrainConfig> {
-    let mut config = match &args.config {
+/// The selections to train: a child's `--worker-selection`, else `--selection` (each once),
+/// else the config file's.
+pub fn selections(args: &TrainArgs) -> anyhow::Result<Vec<Selection>> {
+    if let Some(selection) = args.worker_selection {
+        return Ok(vec![selection]);
+    }
+    match &args.selection {
+        Some(list) => {
+            let mut unique = list.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            if unique.len() != list.len() {
+                anyhow::bail!("--selection {list:?}: a selection is given twice");
+            }
+            Ok(list.clone())
+        }
+        None => Ok(vec![read_config_file(args)?.selection]),
+    }
+}
+
+/// `--config`'s settings, or the defaults.
+fn read_config_file(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
+    match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("--config {}: cannot read", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?
+            Ok(toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?)
         }
-        None => TrainConfig::default(),
-    };
+        None => Ok(TrainConfig::default()),
+    }
+}
+
+/// The config file (if any) with the flags applied, L from the data flags and H = `output_len`.
+pub fn resolve_config(args: &TrainArgs, output_len: usize) -> anyhow::Result<TrainConfig> {
+    let mut config = read_config_file(args)?;
     config.model.input_len = args.data.input_len;
     config.model.output_len = output_len;
     macro_rules! set {

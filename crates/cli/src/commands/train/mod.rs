@@ -29,6 +29,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::bail;
 use timekd_data::Features;
+use timekd_student::Selection;
 
 pub use args::TrainArgs;
 
@@ -36,87 +37,152 @@ pub use args::TrainArgs;
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let lengths = args.data.output_len.clone();
     let seeds = args::seeds(&args)?;
-    let sweep = lengths.len() > 1 || seeds.is_some();
+    let selections = args::selections(&args)?;
+    let sweep = lengths.len() > 1 || seeds.is_some() || selections.len() > 1;
     if sweep && args.run_dir.is_some() {
         bail!(
-            "--run-dir names the run of one output length and seed; with several lengths or \
-             --seeds, runs go under --runs"
+            "--run-dir names the run of one output length, seed and selection; with several \
+             lengths, --seeds or --selection val,paper, runs go under --runs"
         );
     }
     let source = args.data.source()?;
-    let experiment = experiment_name(source.name(), &args);
     let seeds: Vec<Option<u64>> = match seeds {
         Some(seeds) => seeds.into_iter().map(Some).collect(),
         None => vec![None],
     };
     let stop = crate::signals::stop_flag()?;
-    let mut runs: Vec<schedule::Run> = lengths
+    let runs: Vec<schedule::Run> = lengths
         .iter()
         .flat_map(|&h| seeds.iter().map(move |&seed| (h, seed)))
         .collect();
-    if let Some(name) = &args.worker_run {
-        // A child of a sweep's `--jobs`: this one run, with a sweep's reuse and resume.
-        runs.retain(|&run| schedule::worker_run_name(run) == *name);
-        if runs.is_empty() {
-            bail!("--worker-run {name} names no run of these --output-len and --seeds");
-        }
-    } else {
-        let workers = args.device.workers()?;
-        let processes = schedule::workers(args.jobs, args.device, workers.len(), runs.len());
-        if sweep && processes > 1 {
-            let specs: Vec<String> = workers
-                .iter()
-                .map(|w| w.cuda_ordinal.map_or("cpu".into(), |k| format!("cuda:{k}")))
-                .collect();
-            schedule::run_processes(&args, &experiment, &runs, &specs, processes, &stop)?;
-            // Every run is finished now (or stopped); the pass below reuses them and tabulates.
-        }
-    }
     let verified = RefCell::new(HashSet::new());
     let notes_said = Cell::new(false);
-    let mut done = Vec::new();
-    for &(h, seed) in &runs {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let run = one::RunRequest {
+    let mut all = Vec::new();
+    for &selection in &selections {
+        let experiment = experiment_name(source.name(), &args, selection);
+        let pass = Pass {
             args: &args,
             source: &source,
             experiment: &experiment,
-            output_len: h,
-            seed,
-            sweep: sweep || args.worker_run.is_some(),
+            selection,
+            sweep,
             stop: &stop,
             verified: &verified,
             notes_said: &notes_said,
         };
-        if let Some(outcome) = run.train()? {
-            done.push(outcome);
+        let done = pass.train(runs.clone())?;
+        if stop.load(Ordering::Relaxed) {
+            eprintln!("stopped by a signal; run the same command with --resume to continue");
+            return Ok(());
         }
-    }
-    if stop.load(Ordering::Relaxed) {
-        eprintln!("stopped by a signal; run the same command with --resume to continue");
-        return Ok(());
-    }
-    if sweep && args.worker_run.is_none() {
-        if done.is_empty() {
-            bail!(
-                "no output length of {:?} has finished train + val stores under {}",
-                args.data.output_len,
-                args.stores.display()
-            );
+        if sweep && args.worker_run.is_none() {
+            if done.is_empty() {
+                bail!(
+                    "no output length of {:?} has finished train + val stores under {}",
+                    args.data.output_len,
+                    args.stores.display()
+                );
+            }
+            report::print_table(source.name(), &args, &done);
+            report::write_sweep(
+                &args.runs.join(&experiment),
+                "results",
+                source.name(),
+                &done,
+            )?;
         }
-        report::print_table(source.name(), &args, &done);
-        report::write_sweep(&args.runs.join(&experiment), source.name(), &done)?;
+        all.extend(done);
+    }
+    if selections.len() > 1 && args.worker_run.is_none() {
+        // Side by side: every selection's rows in one table, beside the first selection's.
+        let base = experiment_name(source.name(), &args, selections[0]);
+        report::write_sweep(
+            &args.runs.join(base),
+            "results-by-selection",
+            source.name(),
+            &all,
+        )?;
     }
     Ok(())
 }
 
+/// The runs of one selection protocol: one experiment directory.
+struct Pass<'a> {
+    args: &'a TrainArgs,
+    source: &'a timekd_data::DataSource,
+    experiment: &'a str,
+    selection: Selection,
+    sweep: bool,
+    stop: &'a std::sync::atomic::AtomicBool,
+    verified: &'a RefCell<HashSet<std::path::PathBuf>>,
+    notes_said: &'a Cell<bool>,
+}
+
+impl Pass<'_> {
+    /// Trains `runs` (in child processes with `--jobs`, then reused here) and returns the
+    /// finished ones.
+    fn train(&self, mut runs: Vec<schedule::Run>) -> anyhow::Result<Vec<one::RunOutcome>> {
+        let args = self.args;
+        if let Some(name) = &args.worker_run {
+            // A child of a sweep's `--jobs`: this one run, with a sweep's reuse and resume.
+            runs.retain(|&run| schedule::worker_run_name(run) == *name);
+            if runs.is_empty() {
+                bail!("--worker-run {name} names no run of these --output-len and --seeds");
+            }
+        } else {
+            let workers = args.device.workers()?;
+            let processes = schedule::workers(args.jobs, args.device, workers.len(), runs.len());
+            if self.sweep && processes > 1 {
+                let specs: Vec<String> = workers
+                    .iter()
+                    .map(|w| w.cuda_ordinal.map_or("cpu".into(), |k| format!("cuda:{k}")))
+                    .collect();
+                let pool = schedule::Pool {
+                    args,
+                    experiment: self.experiment,
+                    selection: self.selection,
+                    device_specs: &specs,
+                    workers: processes,
+                };
+                pool.run(&runs, self.stop)?;
+                // Every run is finished now (or stopped); the pass below reuses them.
+            }
+        }
+        let mut done = Vec::new();
+        for &(h, seed) in &runs {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let run = one::RunRequest {
+                args,
+                source: self.source,
+                experiment: self.experiment,
+                output_len: h,
+                seed,
+                selection: self.selection,
+                sweep: self.sweep || args.worker_run.is_some(),
+                stop: self.stop,
+                verified: self.verified,
+                notes_said: self.notes_said,
+            };
+            if let Some(outcome) = run.train()? {
+                done.push(outcome);
+            }
+        }
+        Ok(done)
+    }
+}
+
 /// The directory a dataset's runs go under: its name in `M` mode (where runs have always
-/// been), `<name>-<features>-<target>` in `S` and `MS`.
-fn experiment_name(dataset: &str, args: &TrainArgs) -> String {
-    match args.features {
+/// been), `<name>-<features>-<target>` in `S` and `MS`; `-paper` appended for runs chosen by
+/// the release's rule.
+fn experiment_name(dataset: &str, args: &TrainArgs, selection: Selection) -> String {
+    let name = match args.features {
         Features::M => dataset.to_string(),
         features => format!("{dataset}-{features}-{}", args.data.target),
+    };
+    match selection {
+        Selection::Val => name,
+        Selection::Paper => format!("{name}-paper"),
     }
 }

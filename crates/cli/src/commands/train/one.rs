@@ -12,8 +12,8 @@ use anyhow::{Context, bail};
 use burn::tensor::Device;
 use timekd_data::{DataSource, Dataset, SplitKind};
 use timekd_student::{
-    DataInfo, EvalReport, RunDir, RunSummary, SplitData, TestOptions, TestResults, TrainConfig,
-    TrainData, Trainer, test_run,
+    DataInfo, EvalReport, RunDir, RunSummary, Selection, SplitData, TestOptions, TestResults,
+    TrainConfig, TrainData, Trainer, test_run,
 };
 
 use super::TrainArgs;
@@ -39,6 +39,8 @@ pub struct RunRequest<'a> {
     pub output_len: usize,
     /// `--seeds`' seed, else the config's.
     pub seed: Option<u64>,
+    /// How the kept checkpoint is chosen.
+    pub selection: Selection,
     /// Part of a sweep: reuse finished runs, resume interrupted ones, skip missing stores.
     pub sweep: bool,
     /// Set by SIGTERM/SIGINT: stop at the next step boundary with a resumable checkpoint.
@@ -63,6 +65,7 @@ impl RunRequest<'_> {
         if let Some(seed) = self.seed {
             config.seed = seed;
         }
+        config.selection = self.selection;
         let run = match &args.run_dir {
             Some(dir) => RunDir::new(dir),
             None => RunDir::for_run(&args.runs, self.experiment, h, config.seed),
@@ -154,6 +157,7 @@ impl RunRequest<'_> {
                 split: val_split,
                 embeddings: &mut val_source,
             },
+            test: Some(dataset.split(SplitKind::Test)),
         };
         let progress = RefCell::new(TrainProgress::new());
         let trained = Trainer::new(&config, &run)
@@ -181,15 +185,16 @@ impl RunRequest<'_> {
         let summary = RunSummary::new(h, &trained, &report, seconds, device, devices.len());
         summary.write(&run)?;
         println!(
-            "{} epochs{}; best val loss {:.5} at epoch {}; test MSE {:.4} MAE {:.4} ({})",
+            "{} epochs{}; kept epoch {} (selection {}, val loss {:.5}); test MSE {:.4} MAE {:.4} ({})",
             summary.epochs,
             if summary.stopped_early {
                 " (early stop)"
             } else {
                 ""
             },
-            summary.best_val_loss.unwrap_or(f64::NAN),
             summary.best_epoch.unwrap_or(0),
+            config.selection,
+            summary.best_val_loss.unwrap_or(f64::NAN),
             summary.test_mse,
             summary.test_mae,
             run.results().display()

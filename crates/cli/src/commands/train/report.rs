@@ -15,15 +15,16 @@ pub fn print_table(dataset: &str, args: &TrainArgs, runs: &[RunOutcome]) {
         args.features, args.device
     );
     println!(
-        "{:>5} {:>6} {:>7} {:>14} {:>10} {:>10} {:>10}",
-        "H", "seed", "epochs", "best val loss", "test MSE", "test MAE", "time s"
+        "{:>5} {:>6} {:>9} {:>7} {:>14} {:>10} {:>10} {:>10}",
+        "H", "seed", "selection", "epochs", "kept val loss", "test MSE", "test MAE", "time s"
     );
     for run in runs {
         let r = &run.summary;
         println!(
-            "{:>5} {:>6} {:>6}{} {:>14.5} {:>10.4} {:>10.4} {:>10.1}",
+            "{:>5} {:>6} {:>9} {:>6}{} {:>14.5} {:>10.4} {:>10.4} {:>10.1}",
             r.output_len,
             run.seed,
+            run.results.selection.name(),
             r.epochs,
             if r.stopped_early { "*" } else { " " },
             r.best_val_loss.unwrap_or(f64::NAN),
@@ -33,12 +34,18 @@ pub fn print_table(dataset: &str, args: &TrainArgs, runs: &[RunOutcome]) {
         );
     }
     println!(
-        "(* early stop on the validation loss; test metrics of the best checkpoint, scaled data)"
+        "(* early stop; test metrics of the kept checkpoint, scaled data; selection val = best \
+         validation loss, paper = the release's rule, lowest test MSE after epoch 10)"
     );
 }
 
-/// Writes the sweep's tables into `dir` and prints the Markdown one.
-pub fn write_sweep(dir: &Path, dataset: &str, runs: &[RunOutcome]) -> anyhow::Result<()> {
+/// Writes the sweep's tables into `dir` as `<stem>.{csv,md,tex}` and prints the Markdown one.
+pub fn write_sweep(
+    dir: &Path,
+    stem: &str,
+    dataset: &str,
+    runs: &[RunOutcome],
+) -> anyhow::Result<()> {
     let sweep = SweepResults::new(
         runs.iter()
             .map(|run| RunResult {
@@ -49,7 +56,7 @@ pub fn write_sweep(dir: &Path, dataset: &str, runs: &[RunOutcome]) -> anyhow::Re
             })
             .collect(),
     );
-    let files = sweep.write(dir)?;
+    let files = sweep.write(dir, stem)?;
     println!();
     print!("{}", sweep.to_markdown());
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();

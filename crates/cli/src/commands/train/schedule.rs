@@ -24,6 +24,7 @@ use timekd_teacher::DeviceSpec;
 
 use super::TrainArgs;
 use super::args::resolve_config;
+use timekd_student::Selection;
 
 /// Runs at once per GPU at most, unless `--jobs` says otherwise.
 const GPU_JOBS: usize = 8;
@@ -76,133 +77,149 @@ struct Running {
     started: Instant,
 }
 
-/// Trains `runs` in child processes, `workers` at once, the i-th started on
-/// `device_specs[i % len]`. Returns once every run ended (or, after a stop signal, once the
-/// children have saved their checkpoints); fails when a run failed, naming it and its log.
-pub fn run_processes(
-    args: &TrainArgs,
-    experiment: &str,
-    runs: &[Run],
-    device_specs: &[String],
-    workers: usize,
-    stop: &AtomicBool,
-) -> anyhow::Result<()> {
-    let logs = args.runs.join(experiment).join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("{}: cannot create", logs.display()))?;
-    eprintln!(
-        "{} runs, {workers} at once over {} device(s), one process each; logs in {}",
-        runs.len(),
-        device_specs.len(),
-        logs.display()
-    );
-    let epochs: Vec<usize> = runs
-        .iter()
-        .map(|&(h, _)| Ok(resolve_config(args, h)?.epochs))
-        .collect::<anyhow::Result<_>>()?;
-    let mut progress = TableProgress::new(runs.len());
-    let mut pending = runs.iter().enumerate();
-    let mut running: Vec<(usize, Running)> = Vec::new();
-    let mut failed = Vec::new();
-    let mut signalled = false;
-    loop {
-        while running.len() < workers && !stop.load(Ordering::Relaxed) {
-            let Some((i, &run)) = pending.next() else {
-                break;
-            };
-            let device = &device_specs[i % device_specs.len()];
-            running.push((i, spawn(args, experiment, &logs, run, device)?));
-        }
-        if running.is_empty() {
-            break;
-        }
-        std::thread::sleep(POLL);
-        timekd_fault::point("train.table");
-        if stop.load(Ordering::Relaxed) && !signalled {
-            signalled = true;
-            for (_, r) in &running {
-                // SAFETY: signalling our own child, which may already have exited (then the
-                // pid is not yet reaped, so it names no other process).
-                unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
+/// Child processes training one experiment's runs.
+pub struct Pool<'a> {
+    /// This process's flags (the children get them too).
+    pub args: &'a TrainArgs,
+    /// The directory under `--runs` the runs go in.
+    pub experiment: &'a str,
+    /// The runs' checkpoint selection (`--worker-selection` of each child).
+    pub selection: Selection,
+    /// The devices, `cpu` or `cuda:K`; the i-th run starts on `device_specs[i % len]`.
+    pub device_specs: &'a [String],
+    /// Processes at once.
+    pub workers: usize,
+}
+
+impl Pool<'_> {
+    /// Trains `runs` in child processes, `workers` at once. Returns once every run ended
+    /// (or, after a stop signal, once the children have saved their checkpoints); fails
+    /// when a run failed, naming it and its log.
+    pub fn run(&self, runs: &[Run], stop: &AtomicBool) -> anyhow::Result<()> {
+        let Pool {
+            args,
+            experiment,
+            device_specs,
+            workers,
+            ..
+        } = *self;
+        let logs = args.runs.join(experiment).join("logs");
+        std::fs::create_dir_all(&logs)
+            .with_context(|| format!("{}: cannot create", logs.display()))?;
+        eprintln!(
+            "{} runs, {workers} at once over {} device(s), one process each; logs in {}",
+            runs.len(),
+            device_specs.len(),
+            logs.display()
+        );
+        let epochs: Vec<usize> = runs
+            .iter()
+            .map(|&(h, _)| Ok(resolve_config(args, h)?.epochs))
+            .collect::<anyhow::Result<_>>()?;
+        let mut progress = TableProgress::new(runs.len());
+        let mut pending = runs.iter().enumerate();
+        let mut running: Vec<(usize, Running)> = Vec::new();
+        let mut failed = Vec::new();
+        let mut signalled = false;
+        loop {
+            while running.len() < workers && !stop.load(Ordering::Relaxed) {
+                let Some((i, &run)) = pending.next() else {
+                    break;
+                };
+                let device = &device_specs[i % device_specs.len()];
+                running.push((i, self.spawn(&logs, run, device)?));
             }
-        }
-        let mut still = Vec::new();
-        for (i, mut r) in running {
-            match r.child.try_wait()? {
-                None => still.push((i, r)),
-                Some(status) => {
-                    progress.finished(&describe(&r, status));
-                    if !status.success() {
-                        failed.push((r.run, r.log));
+            if running.is_empty() {
+                break;
+            }
+            std::thread::sleep(POLL);
+            timekd_fault::point("train.table");
+            if stop.load(Ordering::Relaxed) && !signalled {
+                signalled = true;
+                for (_, r) in &running {
+                    // SAFETY: signalling our own child, which may already have exited (then the
+                    // pid is not yet reaped, so it names no other process).
+                    unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
+                }
+            }
+            let mut still = Vec::new();
+            for (i, mut r) in running {
+                match r.child.try_wait()? {
+                    None => still.push((i, r)),
+                    Some(status) => {
+                        progress.finished(&describe(&r, status));
+                        if !status.success() {
+                            failed.push((r.run, r.log));
+                        }
                     }
                 }
             }
+            running = still;
+            let fractions: f64 = running
+                .iter()
+                .map(|(i, r)| epochs_done(&r.metrics) as f64 / epochs[*i].max(1) as f64)
+                .sum();
+            progress.update(running.len(), fractions);
         }
-        running = still;
-        let fractions: f64 = running
-            .iter()
-            .map(|(i, r)| epochs_done(&r.metrics) as f64 / epochs[*i].max(1) as f64)
-            .sum();
-        progress.update(running.len(), fractions);
-    }
-    progress.finish();
-    if !failed.is_empty() {
-        let list: Vec<String> = failed
-            .iter()
-            .map(|(run, log)| format!("{} ({})", run_label(*run), log.display()))
-            .collect();
-        bail!(
-            "{} of {} runs failed: {}; the others are in place, and the same command retries \
+        progress.finish();
+        if !failed.is_empty() {
+            let list: Vec<String> = failed
+                .iter()
+                .map(|(run, log)| format!("{} ({})", run_label(*run), log.display()))
+                .collect();
+            bail!(
+                "{} of {} runs failed: {}; the others are in place, and the same command retries \
              the failed ones (finished runs are reused)",
-            failed.len(),
-            runs.len(),
-            list.join(", ")
-        );
+                failed.len(),
+                runs.len(),
+                list.join(", ")
+            );
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Starts `run` as a child `timekd train` with this process's flags.
-fn spawn(
-    args: &TrainArgs,
-    experiment: &str,
-    logs: &Path,
-    run: Run,
-    device: &str,
-) -> anyhow::Result<Running> {
-    let (h, seed) = run;
-    let seed_name = seed.map_or("config-seed".to_string(), |s| s.to_string());
-    let log = logs.join(format!("H{h}-seed-{seed_name}.log"));
-    let file = File::create(&log).with_context(|| format!("{}: cannot create", log.display()))?;
-    let seed = match seed {
-        Some(seed) => seed,
-        None => resolve_config(args, h)?.seed,
-    };
-    let metrics = RunDir::for_run(&args.runs, experiment, h, seed).metrics();
-    let mut command = Command::new(std::env::current_exe().context("finding the timekd binary")?);
-    command
-        .args(std::env::args_os().skip(1))
-        .args([
-            "--worker-run",
-            &worker_run_name(run),
-            "--worker-device",
-            device,
-        ])
-        .stdout(file.try_clone()?)
-        .stderr(file);
-    die_with_parent(&mut command);
-    // Its own process group: a terminal's Ctrl-C reaches the parent alone, which passes one
-    // SIGTERM on (a second signal would end a run at once, without its checkpoint).
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command
-        .spawn()
-        .with_context(|| format!("starting the run of {}", run_label(run)))?;
-    Ok(Running {
-        run,
-        child,
-        log,
-        metrics,
-        started: Instant::now(),
-    })
+    /// Starts `run` as a child `timekd train` with this process's flags.
+    fn spawn(&self, logs: &Path, run: Run, device: &str) -> anyhow::Result<Running> {
+        let (args, experiment) = (self.args, self.experiment);
+        let (h, seed) = run;
+        let seed_name = seed.map_or("config-seed".to_string(), |s| s.to_string());
+        let log = logs.join(format!("H{h}-seed-{seed_name}.log"));
+        let file =
+            File::create(&log).with_context(|| format!("{}: cannot create", log.display()))?;
+        let seed = match seed {
+            Some(seed) => seed,
+            None => resolve_config(args, h)?.seed,
+        };
+        let metrics = RunDir::for_run(&args.runs, experiment, h, seed).metrics();
+        let mut command =
+            Command::new(std::env::current_exe().context("finding the timekd binary")?);
+        command
+            .args(std::env::args_os().skip(1))
+            .args([
+                "--worker-run",
+                &worker_run_name(run),
+                "--worker-device",
+                device,
+                "--worker-selection",
+                self.selection.name(),
+            ])
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        die_with_parent(&mut command);
+        // Its own process group: a terminal's Ctrl-C reaches the parent alone, which passes one
+        // SIGTERM on (a second signal would end a run at once, without its checkpoint).
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting the run of {}", run_label(run)))?;
+        Ok(Running {
+            run,
+            child,
+            log,
+            metrics,
+            started: Instant::now(),
+        })
+    }
 }
 
 /// The child gets SIGKILL when this process dies, however it dies (Linux).
