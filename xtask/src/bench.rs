@@ -1,6 +1,8 @@
-//! `cargo xtask bench extract`: extraction throughput on a GPU against what a user would run
-//! instead, a batched PyTorch GPT-2 script, in the same invocation. Runs prebuilt binaries and
-//! the reference script; builds nothing on the GPU machine.
+//! `cargo xtask bench extract`: extraction throughput on a GPU against two PyTorch GPT-2
+//! anchors in the same invocation: the reference, what a user would run instead (batched,
+//! whole prompts), and the expert, what a PyTorch expert would write (the shared history prefix
+//! run once as tree attention, FlexAttention, torch.compile). Runs prebuilt binaries and the
+//! two scripts; builds nothing on the GPU machine.
 //!
 //! Every case uses a GPT-2-small-shaped random-weight model (speed does not depend on the
 //! weights). A case's rate is the steady state after its warm-up windows, in one process, with
@@ -51,13 +53,25 @@ pub struct BenchExtract {
     /// Memory budget per device.
     #[arg(long, default_value = "24GiB")]
     max_gpu_mem: String,
-    /// The PyTorch reference script (a copy of the project's benchmark reference), run first
-    /// with `python3`; its windows/s per case are the ratio's denominator.
+    /// The PyTorch reference script (a copy of the project's benchmark reference,
+    /// ../shared/bench/torch_reference.py: batched SDPA over whole prompts, no prefix sharing),
+    /// run first with `python3`; its windows/s per case are the ratio's denominator.
     #[arg(long, default_value = ".bench/torch_reference.py")]
     reference: PathBuf,
     /// Skip the reference.
     #[arg(long)]
     no_reference: bool,
+    /// The PyTorch expert script (a copy of ../shared/bench/torch_expert.py: the shared prefix
+    /// run once as tree attention, FlexAttention, torch.compile), run after the reference; its
+    /// windows/s per case (embeddings/s for the all-lengths case) are the `vs expert`
+    /// denominator. It runs fixed cases (ETTh1 and weather at H = 24 and 192; weather at every
+    /// H of 24,36,48,96,192); other cases get no expert figure. If it fails, the bench goes on
+    /// without it.
+    #[arg(long, default_value = ".bench/torch_expert.py")]
+    expert: PathBuf,
+    /// Skip the expert.
+    #[arg(long)]
+    no_expert: bool,
     /// Work directory (random model, stores).
     #[arg(long, default_value = "/tmp/timekd-bench")]
     work: PathBuf,
@@ -88,8 +102,14 @@ struct Reference {
     compiled: Option<f64>,
 }
 
-/// Runs the reference, every case and the all-lengths case; prints one table.
+/// Runs the reference, the expert, every case and the all-lengths case; prints one table.
 pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
+    if !args.no_reference {
+        require_script(&args.reference, "reference", "torch_reference.py")?;
+    }
+    if !args.no_expert {
+        require_script(&args.expert, "expert", "torch_expert.py")?;
+    }
     let timekd = timekd_binary(args.timekd.as_deref())?;
     let model = args.work.join("gpt2-small-random");
     std::fs::create_dir_all(&args.work)?;
@@ -106,6 +126,9 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
     } else {
         run_reference(&args.reference)?
     };
+    // None when skipped; Err (why) when it failed, which leaves its columns empty.
+    let expert = (!args.no_expert).then(|| run_expert(&args.expert));
+    let expert_out = expert.as_ref().and_then(|e| e.as_deref().ok());
     let mut rows = Vec::new();
     for case in &args.cases {
         let (data, h) = case
@@ -158,14 +181,32 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
             args.reference.display()
         );
     }
+    match &expert {
+        Some(Ok(out)) => {
+            println!(
+                "expert: {} (PyTorch f16 FlexAttention, shared prefix as tree attention, torch.compile, no store), \
+                 same machine, same invocation",
+                args.expert.display()
+            );
+            for line in expert_notes(out) {
+                println!("expert: {line}");
+            }
+        }
+        Some(Err(why)) => println!(
+            "expert anchor MISSING: {why} (its stderr's tail is in the log above); no expert columns"
+        ),
+        None => {}
+    }
     println!(
-        "{:<30} {:>7} {:>10} {:>10} {:>10} {:>8} {:>11} {:>8} {:>9}",
+        "{:<30} {:>7} {:>10} {:>10} {:>10} {:>8} {:>10} {:>9} {:>11} {:>8} {:>9}",
         "case",
         "windows",
         "windows/s",
         "ref eager",
         "ref comp.",
         "ratio",
+        "expert",
+        "vs expert",
         "tokens/s",
         "TFLOP/s",
         "peak MiB"
@@ -173,15 +214,20 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
     for row in rows.iter().chain(all_lengths.iter().map(|(r, _)| r)) {
         let r = reference_for(&reference, &row.case);
         let best = r.compiled.or(r.eager);
+        let e = expert_out.and_then(|out| expert_for(out, &row.case));
         let shown = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+        let ratio =
+            |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}x", row.rate() / v));
         println!(
-            "{:<30} {:>7} {:>10.1} {:>10} {:>10} {:>8} {:>11.0} {:>8.1} {:>9}",
+            "{:<30} {:>7} {:>10.1} {:>10} {:>10} {:>8} {:>10} {:>9} {:>11.0} {:>8.1} {:>9}",
             row.case,
             row.windows,
             row.rate(),
             shown(r.eager),
             shown(r.compiled),
-            best.map_or("-".into(), |b| format!("{:.2}x", row.rate() / b)),
+            ratio(best),
+            shown(e),
+            ratio(e),
             row.tokens / row.secs,
             row.flops / row.secs / 1e12,
             row.peak_mib.map_or("n/a".into(), |m| m.to_string())
@@ -190,6 +236,21 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
     println!(
         "ratio = our windows/s over the reference's best (torch.compile where it ran, else eager)"
     );
+    if expert_out.is_some() {
+        println!(
+            "vs expert = our windows/s over the expert's (one row = one variable of one window, \
+             [prefix | GT suffix | HD suffix]; its windows/s = rows/s / variables)"
+        );
+        if all_lengths.is_some() {
+            let n = EXPERT_ALL_LENGTHS.len();
+            println!(
+                "note: the all-lengths row is compared with the expert's embeddings/s (its row holds \
+                 the prefix and every H's GT and HD suffixes; embeddings/s = windows/s × {n} H), the \
+                 unit our all-lengths rate counts; its windows/s counts a window once for all {n} H, \
+                 so is not comparable. Its all-lengths row is weather at H = {EXPERT_ALL_LENGTHS:?} only"
+            );
+        }
+    }
     if let Some((row, (train, val))) = &all_lengths {
         let secs = (train + val) as f64 / row.rate();
         println!(
@@ -329,28 +390,86 @@ fn all_lengths_embeddings(
     Ok((train, val))
 }
 
-/// Runs the PyTorch reference; its stdout.
-fn run_reference(script: &Path) -> anyhow::Result<String> {
+/// Fails before anything runs when the `anchor` script (`--anchor`, from
+/// ../shared/bench/`name`) is missing.
+fn require_script(script: &Path, anchor: &str, name: &str) -> anyhow::Result<()> {
     if !script.is_file() {
         bail!(
-            "the reference script {} is missing: copy the project's PyTorch reference there \
-             (e.g. ../shared/bench/torch_reference.py into a git-ignored .bench/) or pass \
-             --no-reference",
+            "the {anchor} script {} is missing: copy the project's PyTorch {anchor} there \
+             (e.g. ../shared/bench/{name} into a git-ignored .bench/) or pass --no-{anchor}",
             script.display()
         );
     }
+    Ok(())
+}
+
+/// `python3 script`, unbuffered.
+fn python(script: &Path) -> Command {
+    let mut c = Command::new("python3");
+    c.arg(script).env("PYTHONUNBUFFERED", "1");
+    c
+}
+
+/// Runs the PyTorch reference; its stdout.
+fn run_reference(script: &Path) -> anyhow::Result<String> {
     eprintln!(
         "bench: running the PyTorch reference {} (about 3 minutes)",
         script.display()
     );
-    let out = captured(
-        Command::new("python3")
-            .arg(script)
-            .env("PYTHONUNBUFFERED", "1"),
-    )?;
+    let out = captured(&mut python(script))?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     eprint!("{text}");
     Ok(text)
+}
+
+/// Runs the PyTorch expert; its stdout, or why it failed (a non-zero exit: its stderr's tail is
+/// printed, its last line kept in the reason).
+fn run_expert(script: &Path) -> Result<String, String> {
+    eprintln!(
+        "bench: running the PyTorch expert {} (a check, then torch.compile and 8 s per case: \
+         several minutes)",
+        script.display()
+    );
+    let out = python(script)
+        .output()
+        .map_err(|e| format!("python3 {} did not start: {e}", script.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprint!("{text}");
+    if out.status.success() {
+        return Ok(text);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail = last_lines(&stderr, 30);
+    eprintln!(
+        "bench: the expert {} failed ({}); the end of its stderr:\n{tail}\n\
+         bench: going on without the expert anchor",
+        script.display(),
+        out.status
+    );
+    Err(format!(
+        "{} failed ({}): {}",
+        script.display(),
+        out.status,
+        last_lines(&tail, 1)
+    ))
+}
+
+/// The last `n` non-blank lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The lines of a script's output about `data` (a CSV path or a name, matched by file stem)
+/// that go on with `label`, both case-insensitively: `<dataset> <label>...`.
+fn dataset_lines<'a>(output: &'a str, data: &str, label: &str) -> impl Iterator<Item = &'a str> {
+    let stem = Path::new(data)
+        .file_stem()
+        .map_or(data.to_string(), |s| s.to_string_lossy().into_owned());
+    let prefix = format!("{stem} {label}").to_ascii_lowercase();
+    output
+        .lines()
+        .filter(move |l| l.to_ascii_lowercase().starts_with(&prefix))
 }
 
 /// The reference's rates for a case `DATA:H` (or `DATA:all(...)`, compared with nothing):
@@ -360,17 +479,9 @@ fn reference_for(output: &str, case: &str) -> Reference {
     let Some((data, h)) = case.rsplit_once(':') else {
         return Reference::default();
     };
-    let stem = Path::new(data)
-        .file_stem()
-        .map_or(data.to_string(), |s| s.to_string_lossy().into_owned())
-        .to_ascii_lowercase();
-    let prefix = format!("{stem} h={h} ");
     let mut r = Reference::default();
-    for line in output.lines() {
+    for line in dataset_lines(output, data, &format!("h={h} ")) {
         let lower = line.to_ascii_lowercase();
-        if !lower.starts_with(&prefix) {
-            continue;
-        }
         let Some(rate) = number_after(line, "windows/s ") else {
             continue;
         };
@@ -382,6 +493,42 @@ fn reference_for(output: &str, case: &str) -> Reference {
         }
     }
     r
+}
+
+/// The output lengths of the expert's all-lengths row (its `allh`; the row's label prints only
+/// their range, `all H (24..192)`).
+const EXPERT_ALL_LENGTHS: [usize; 5] = [24, 36, 48, 96, 192];
+
+/// The expert's rate for a case `DATA:H`: `<dataset> H=<H> tree+flex compiled: rows/s ..
+/// windows/s <x> ...`. For `DATA:all(24,36,48,96,192)`, the embeddings/s of its `<dataset> all
+/// H (24..192) ...` row (one per window and H, as our all-lengths rate counts). None where it
+/// ran no such case or the case failed.
+fn expert_for(output: &str, case: &str) -> Option<f64> {
+    let (data, h) = case.rsplit_once(':')?;
+    let Some(list) = h.strip_prefix("all(").and_then(|l| l.strip_suffix(')')) else {
+        return dataset_lines(output, data, &format!("h={h} "))
+            .find_map(|l| number_after(l, "windows/s "));
+    };
+    let mut lengths = list
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<Vec<usize>, _>>()
+        .ok()?;
+    lengths.sort_unstable();
+    if lengths != EXPERT_ALL_LENGTHS {
+        return None;
+    }
+    dataset_lines(output, data, "all h (").find_map(|l| number_after(l, "embeddings/s "))
+}
+
+/// The expert's lines the log must show: its check of the tree forward against whole prompts
+/// (`check: tree vs plain prompts, max rel L2 <e>` or `check failed: ...`), a case that failed
+/// (`... failed: ...`) and its verdict (`peak GiB <g>; check ok|FAILED`).
+fn expert_notes(output: &str) -> Vec<&str> {
+    output
+        .lines()
+        .filter(|l| l.starts_with("check") || l.contains(" failed: ") || l.contains("; check "))
+        .collect()
 }
 
 pub(crate) fn check(command: &mut Command) -> anyhow::Result<()> {
@@ -542,6 +689,67 @@ mod tests {
                 .eager
                 .is_none()
         );
+    }
+
+    /// The expert's stdout, line formats from its print statements (ETTh1 H=192 failed).
+    const EXPERT: &str = "NVIDIA H200 2.11.0+cu130\n\
+        check: tree vs plain prompts, max rel L2 3.12e-03\n\
+        ETTh1 H=24 tree+flex compiled: rows/s 10,950  windows/s 1564.3  embeddings/s 1564.3  \
+        real tok/s 3,186,450  ~TFLOP/s(weights) 541  (T=291, B=225)\n\
+        ETTh1 H=192 failed: InductorError RuntimeError: out of resource\n\
+        weather H=24 tree+flex compiled: rows/s 10,920  windows/s 520.0  embeddings/s 520.0  \
+        real tok/s 3,188,640  ~TFLOP/s(weights) 542  (T=292, B=224)\n\
+        weather H=192 tree+flex compiled: rows/s 4,830  windows/s 230.0  embeddings/s 230.0  \
+        real tok/s 3,033,240  ~TFLOP/s(weights) 515  (T=628, B=104)\n\
+        weather all H (24..192) one row per (window, var) compiled: rows/s 2,730  \
+        windows/s 130.0  embeddings/s 650.0  real tok/s 3,068,520  ~TFLOP/s(weights) 521  \
+        (T=1124, B=58)\n\
+        peak GiB 3.4; check ok\n";
+
+    #[test]
+    fn expert_lines_are_matched_by_dataset_and_h_and_all_lengths_by_embeddings() {
+        assert_eq!(expert_for(EXPERT, "ETTh1:24"), Some(1564.3));
+        assert_eq!(
+            expert_for(EXPERT, "../shared/data/weather.csv:192"),
+            Some(230.0)
+        );
+        // A failed case and one the expert does not run.
+        assert_eq!(expert_for(EXPERT, "ETTh1:192"), None);
+        assert_eq!(expert_for(EXPERT, "weather:96"), None);
+        // All lengths: embeddings/s (windows/s × 5), and only for the expert's dataset and H.
+        assert_eq!(
+            expert_for(EXPERT, "weather.csv:all(24,36,48,96,192)"),
+            Some(650.0)
+        );
+        assert_eq!(expert_for(EXPERT, "weather:all(24,192)"), None);
+        assert_eq!(expert_for(EXPERT, "ETTh1:all(24,36,48,96,192)"), None);
+    }
+
+    #[test]
+    fn expert_check_and_failures_are_kept_verbatim() {
+        assert_eq!(
+            expert_notes(EXPERT),
+            vec![
+                "check: tree vs plain prompts, max rel L2 3.12e-03",
+                "ETTh1 H=192 failed: InductorError RuntimeError: out of resource",
+                "peak GiB 3.4; check ok",
+            ]
+        );
+        let failed = "check failed: BackendCompilerFailed boom\n\
+            all-H failed: OutOfMemoryError CUDA out of memory\n\
+            peak GiB 1.0; check FAILED\n";
+        assert_eq!(expert_notes(failed).len(), 3);
+    }
+
+    #[test]
+    fn a_failure_keeps_the_last_non_blank_lines() {
+        let stderr = "Traceback (most recent call last):\n  File \"x.py\", line 3\n\nImportError: no flex\n\n";
+        assert_eq!(
+            last_lines(stderr, 2),
+            "  File \"x.py\", line 3\nImportError: no flex"
+        );
+        assert_eq!(last_lines(stderr, 1), "ImportError: no flex");
+        assert_eq!(last_lines("", 3), "");
     }
 
     #[test]

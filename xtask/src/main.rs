@@ -49,7 +49,19 @@ enum Task {
 
 #[derive(Subcommand, Debug)]
 enum Bench {
-    /// Extraction throughput with a GPT-2-small-shaped random model.
+    /// Extraction throughput with a GPT-2-small-shaped random model, against two PyTorch
+    /// anchors run in the same command.
+    ///
+    /// The reference (--reference, a copy of ../shared/bench/torch_reference.py) is what a user
+    /// would write: batched f16 SDPA over whole prompts with the calibration mask, eager and
+    /// torch.compile; `ratio` is our windows/s over its best. The expert (--expert, a copy of
+    /// ../shared/bench/torch_expert.py) is what a PyTorch expert would write: the history prefix
+    /// GT and HD share run once per window and variable as tree attention, FlexAttention with
+    /// the calibration bias as a score_mod, all under torch.compile; it checks itself against
+    /// whole prompts first (its `check:` line is printed), and `vs expert` is our windows/s
+    /// over its own (embeddings/s for the all-lengths case). It is the anchor to beat; if it
+    /// fails, the bench says so and goes on without it. --no-reference and --no-expert skip
+    /// them.
     Extract(bench::BenchExtract),
     /// Student training speed: one run alone (and a --baseline binary), then a table's runs
     /// at once (--table), with GPU utilisation and the table's projected wall time.
