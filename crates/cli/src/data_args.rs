@@ -1,6 +1,8 @@
 //! The dataset flags shared by every command; `--data` is resolved by
 //! [`DataSource::resolve`](timekd_data::DataSource::resolve).
 
+use std::path::{Path, PathBuf};
+
 use anyhow::bail;
 use clap::Args;
 use timekd_data::{DataSource, Dataset, DatasetOptions, Preset};
@@ -11,8 +13,7 @@ use timekd_student::CheckpointState;
 pub struct DataArgs {
     /// A CSV file (`date` column + numeric columns), or a dataset name. `ETTh1` is built in;
     /// other names (weather, ETTm1, exchange_rate, ...) are looked up as
-    /// `datasets/<name>.csv` under the current directory. `--data_path` takes a whole path
-    /// (there is no Time-Series-Library `--root_path`).
+    /// `datasets/<name>.csv` under the current directory.
     #[arg(
         long,
         visible_alias = "data_path",
@@ -20,6 +21,10 @@ pub struct DataArgs {
         value_name = "CSV|NAME"
     )]
     pub data: String,
+    /// Directory that --data is relative to (Time-Series-Library's `--root_path`:
+    /// `--root_path ./dataset/ETT-small/ --data_path ETTh1.csv`).
+    #[arg(long, visible_alias = "root_path", value_name = "DIR")]
+    pub root_path: Option<PathBuf>,
     /// Split rules and prompt wording to apply (default: from the file name, else custom).
     #[arg(long, value_name = "NAME")]
     pub dataset: Option<Preset>,
@@ -77,6 +82,7 @@ impl DataArgs {
     ) -> DataArgs {
         DataArgs {
             data,
+            root_path: None,
             dataset,
             columns: Some(state.data.var_names.clone()),
             target: "OT".into(),
@@ -103,7 +109,7 @@ impl DataArgs {
 
     /// `--data`'s bytes, name and hash.
     pub fn source(&self) -> anyhow::Result<DataSource> {
-        Ok(DataSource::resolve(&self.data)?)
+        resolve(self.root_path.as_deref(), &self.data)
     }
 
     /// How to window the data at H = `output_len`, with every variable (`M`; `timekd train`
@@ -118,6 +124,16 @@ impl DataArgs {
             output_len,
         }
     }
+}
+
+/// `data` (a CSV path or a dataset name) under `root` when given, resolved: the one reading
+/// of `--data` / `--root_path` for every command.
+pub fn resolve(root: Option<&Path>, data: &str) -> anyhow::Result<DataSource> {
+    let text = match root {
+        Some(root) => root.join(data).to_string_lossy().into_owned(),
+        None => data.to_string(),
+    };
+    Ok(DataSource::resolve(&text)?)
 }
 
 /// Prints what the data file has that is accepted but worth knowing (`Dataset::notes`).

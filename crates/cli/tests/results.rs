@@ -284,3 +284,85 @@ fn time_series_library_flag_names_and_earlier_names_are_accepted() {
         "{stderr}"
     );
 }
+
+/// Reads `results/<setting>/{metrics,pred,true}.npy` and `result_long_term_forecast.txt` as
+/// Time-Series-Library's scripts do (`np.load`, its `utils/metrics.py` formulas) and checks
+/// that they agree; prints "ok" and the settings.
+const TSLIB_CHECK: &str = r#"
+import os, sys
+import numpy as np
+root = sys.argv[1]
+settings = sorted(os.listdir(os.path.join(root, "results")))
+text = open(os.path.join(root, "result_long_term_forecast.txt")).read()
+assert text.count("mse:") == len(settings), text
+for s in settings:
+    folder = os.path.join(root, "results", s) + "/"
+    mae, mse, rmse, mape, mspe = np.load(folder + "metrics.npy")
+    preds, trues = np.load(folder + "pred.npy"), np.load(folder + "true.npy")
+    assert preds.dtype == np.float32 and preds.shape == trues.shape and preds.ndim == 3
+    theirs = {"mae": np.mean(np.abs(trues - preds)), "mse": np.mean((trues - preds) ** 2)}
+    theirs["rmse"] = np.sqrt(theirs["mse"])
+    theirs["mape"] = np.mean(np.abs((trues - preds) / trues))
+    theirs["mspe"] = np.mean(np.square((trues - preds) / trues))
+    ours = {"mae": mae, "mse": mse, "rmse": rmse, "mape": mape, "mspe": mspe}
+    for k in theirs:
+        assert abs(ours[k] - theirs[k]) <= 1e-5 * abs(theirs[k]), (s, k, ours[k], theirs[k])
+    line = text.split(s + "  \n", 1)[1].split("\n", 1)[0]
+    txt_mse, txt_mae = (float(part.split(":")[1]) for part in line.split(", "))
+    assert abs(txt_mse - mse) <= 1e-6 * mse and abs(txt_mae - mae) <= 1e-6 * mae, line
+print("ok", " ".join(settings))
+"#;
+
+#[test]
+fn time_series_library_files_read_back_as_its_scripts_read_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let model = repo().join("models/tiny-gpt2");
+    let datasets = repo().join("datasets");
+    let data = [
+        "--root_path",
+        datasets.to_str().unwrap(),
+        "--data_path",
+        "ETTh1.csv",
+        "--pred_len",
+        "24",
+        "--max-windows",
+        "16",
+    ];
+    let extract = [&["extract", "--model", model.to_str().unwrap()][..], &data].concat();
+    ok(timekd(dir, &extract), "timekd extract");
+    let train = [
+        &["train"][..],
+        &data,
+        &["--itr", "2", "--inverse", "--epochs", "1", "--tslib", "tsl"],
+    ]
+    .concat();
+    ok(timekd(dir, &train), "timekd train --itr 2 --tslib");
+    // Again (the runs are reused): each setting's block is replaced, not appended twice.
+    ok(timekd(dir, &train), "timekd train --itr 2 --tslib (again)");
+    let check = Command::new("python3")
+        .args(["-c", TSLIB_CHECK])
+        .arg(dir.join("tsl"))
+        .output()
+        .expect("python3 with numpy");
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && stdout.starts_with("ok"),
+        "numpy disagrees:\n{stdout}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let prefix = "long_term_forecast_ETTh1_96_24_TimeKD_ETTh1_ftM_sl96_ll0_pl24_dm64_nh4_el2_dl0";
+    for ii in ["0", "1"] {
+        assert!(
+            stdout.contains(&format!(
+                "{prefix}_df3072_expand2_dc4_fc1_ebtimeF_dtTrue_Exp_{ii}"
+            )),
+            "{stdout}"
+        );
+    }
+    // --itr 2 trained seeds 2024 and 2025.
+    assert!(
+        dir.join("runs/student/ETTh1/24/seed-2025/results.json")
+            .is_file()
+    );
+}

@@ -79,6 +79,7 @@ mod sweep;
 mod test_run;
 mod train_config;
 mod trainer;
+mod tslib;
 mod validation;
 
 #[cfg(test)]
@@ -114,4 +115,5 @@ pub use sweep::{RunResult, SweepResults};
 pub use test_run::{TestOptions, TestResults, test_run};
 pub use train_config::{Selection, TrainConfig};
 pub use trainer::Trainer;
+pub use tslib::{TSLIB_SUMMARY_FILE, TslibSetting, write_tslib};
 pub use validation::validation_loss;

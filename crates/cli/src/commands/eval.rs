@@ -18,8 +18,16 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub checkpoint: PathBuf,
     /// A CSV file or a dataset name (default: the dataset the model was trained on).
-    #[arg(long, value_name = "CSV|NAME")]
+    #[arg(long, visible_alias = "data_path", value_name = "CSV|NAME")]
     pub data: Option<String>,
+    /// Directory that --data is relative to (Time-Series-Library's `--root_path`).
+    #[arg(
+        long,
+        visible_alias = "root_path",
+        value_name = "DIR",
+        requires = "data"
+    )]
+    pub root_path: Option<PathBuf>,
     /// Split rules to apply (default: from the file name).
     #[arg(long, value_name = "NAME")]
     pub dataset: Option<Preset>,
@@ -43,14 +51,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let checkpoint = load_checkpoint(&args.checkpoint, &device)
         .with_context(|| format!("--checkpoint {}", args.checkpoint.display()))?;
     let state = &checkpoint.state;
-    let data = DataArgs::for_checkpoint(
+    let mut data_args = DataArgs::for_checkpoint(
         args.data
             .clone()
             .unwrap_or_else(|| state.data.dataset.clone()),
         args.dataset,
         state,
-    )
-    .load()?;
+    );
+    data_args.root_path = args.root_path.clone();
+    let data = data_args.load()?;
     // A model trained in MS mode is scored on its target (the last variable) alone.
     let report = predict(
         &checkpoint.model,

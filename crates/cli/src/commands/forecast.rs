@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use timekd_data::{DataSource, Preset};
+use timekd_data::Preset;
 use timekd_student::{BacktestSummary, Forecaster, Origins, read_state};
 
-use crate::data_args::DataArgs;
+use crate::data_args::{DataArgs, resolve};
 use timekd_teacher::DeviceSpec;
 
 /// Output format of a single forecast.
@@ -37,6 +37,9 @@ pub struct ForecastArgs {
     /// the model does not use may be present.
     #[arg(long, visible_alias = "data_path", value_name = "CSV|NAME")]
     pub data: String,
+    /// Directory that --data is relative to (Time-Series-Library's `--root_path`).
+    #[arg(long, visible_alias = "root_path", value_name = "DIR")]
+    pub root_path: Option<PathBuf>,
     /// Forecast from many origins (the last history row of each): `all`, `K` (the last K)
     /// or `DATE..DATE`; writes one CSV line per origin, date and variable with the truth
     /// where the file has it, and scores the origins whose whole horizon it has.
@@ -83,7 +86,7 @@ pub fn run(args: ForecastArgs) -> anyhow::Result<()> {
         let trained = DataArgs::for_checkpoint(train_data.clone(), args.dataset, &state).load()?;
         forecaster = forecaster.with_contract(trained.dataset.contract());
     }
-    let frame = DataSource::resolve(&args.data)?.frame()?;
+    let frame = resolve(args.root_path.as_deref(), &args.data)?.frame()?;
     for note in frame.notes() {
         eprintln!("note: {note}");
     }

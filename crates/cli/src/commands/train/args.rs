@@ -110,6 +110,16 @@ pub struct TrainArgs {
     /// results.csv, results.md and results.tex (mean ± std over seeds) beside the runs.
     #[arg(long, value_delimiter = ',', value_name = "S1,S2,...")]
     pub seeds: Option<Vec<u64>>,
+    /// Time-Series-Library's repetitions: N runs with seeds --seed, --seed + 1, ...
+    /// (Time-Series-Library repeats with one seed's random stream; here each repetition has
+    /// its own seed, so it can be rerun alone).
+    #[arg(long, value_name = "N", conflicts_with = "seeds", value_parser = clap::value_parser!(u64).range(1..))]
+    pub itr: Option<u64>,
+    /// Also write each run's test results in Time-Series-Library's layout under DIR
+    /// (default: the current directory): results/<setting>/{metrics,pred,true}.npy and a
+    /// block in result_long_term_forecast.txt (data units with --inverse, as TSLib does).
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = ".")]
+    pub tslib: Option<PathBuf>,
     /// M: every variable in and scored; S: the --target column alone; MS: every variable
     /// in, the target scored (Time-Series-Library's modes). Stores hold every variable in
     /// all three.
@@ -147,8 +157,16 @@ impl TrainArgs {
     }
 }
 
-/// The seeds to train: `--seeds`, else the one of `--seed` or the config (`None`).
+/// The seeds to train: `--seeds`, or `--itr`'s from `--seed` (or the config's) on, else
+/// the one of `--seed` or the config (`None`).
 pub fn seeds(args: &TrainArgs) -> anyhow::Result<Option<Vec<u64>>> {
+    if let Some(n) = args.itr {
+        let first = match args.seed {
+            Some(seed) => seed,
+            None => read_config_file(args)?.seed,
+        };
+        return Ok(Some((0..n).map(|i| first + i).collect()));
+    }
     let Some(seeds) = &args.seeds else {
         return Ok(None);
     };

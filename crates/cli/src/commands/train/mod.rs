@@ -153,12 +153,19 @@ impl Pass<'_> {
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
+            // Time-Series-Library's `ii`: the seed's place among this length's runs.
+            let iteration = runs
+                .iter()
+                .filter(|run| run.0 == h)
+                .position(|run| run.1 == seed)
+                .unwrap_or(0);
             let run = one::RunRequest {
                 args,
                 source: self.source,
                 experiment: self.experiment,
                 output_len: h,
                 seed,
+                iteration,
                 selection: self.selection,
                 sweep: self.sweep || args.worker_run.is_some(),
                 stop: self.stop,

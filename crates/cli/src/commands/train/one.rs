@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::tensor::Device;
-use timekd_data::{DataSource, Dataset, SplitKind};
+use timekd_data::{DataSource, Dataset, SplitFamily, SplitKind};
 use timekd_student::{
     DataInfo, EvalReport, RunDir, RunSummary, Selection, SplitData, TestOptions, TestResults,
-    TrainConfig, TrainData, Trainer, test_run,
+    TrainConfig, TrainData, Trainer, TslibSetting, test_run, write_tslib,
 };
 
 use super::TrainArgs;
@@ -39,6 +39,8 @@ pub struct RunRequest<'a> {
     pub output_len: usize,
     /// `--seeds`' seed, else the config's.
     pub seed: Option<u64>,
+    /// The seed's place among the runs of this length (Time-Series-Library's `ii`).
+    pub iteration: usize,
     /// How the kept checkpoint is chosen.
     pub selection: Selection,
     /// Part of a sweep: reuse finished runs, resume interrupted ones, skip missing stores.
@@ -95,6 +97,7 @@ impl RunRequest<'_> {
                     .1
                 }
             };
+            self.write_tslib(&run, &dataset, &config, &results)?;
             return Ok(Some(RunOutcome {
                 summary,
                 seed: config.seed,
@@ -181,6 +184,7 @@ impl RunRequest<'_> {
         }
         let seconds = started.elapsed().as_secs_f64();
         let (report, results) = self.test(&run, &dataset, &config, &devices[0])?;
+        self.write_tslib(&run, &dataset, &config, &results)?;
         let device = args.training_device().to_string();
         let summary = RunSummary::new(h, &trained, &report, seconds, device, devices.len());
         summary.write(&run)?;
@@ -204,6 +208,47 @@ impl RunRequest<'_> {
             seed: config.seed,
             results,
         }))
+    }
+
+    /// With `--tslib`, the test results in Time-Series-Library's layout too.
+    fn write_tslib(
+        &self,
+        run: &RunDir,
+        dataset: &Dataset,
+        config: &TrainConfig,
+        results: &TestResults,
+    ) -> anyhow::Result<()> {
+        let Some(root) = &self.args.tslib else {
+            return Ok(());
+        };
+        let model = &config.model;
+        let setting = TslibSetting {
+            model_id: format!(
+                "{}_{}_{}",
+                self.source.name(),
+                model.input_len,
+                model.output_len
+            ),
+            data: match dataset.preset().family() {
+                SplitFamily::Custom => "custom".into(),
+                _ => dataset.preset().name().into(),
+            },
+            features: self.args.features,
+            seq_len: model.input_len,
+            pred_len: model.output_len,
+            d_model: model.channel,
+            n_heads: model.heads,
+            e_layers: model.layers,
+            d_ff: model.d_ff,
+            des: match config.selection {
+                Selection::Val => "Exp".into(),
+                Selection::Paper => "paper".into(),
+            },
+            iteration: self.iteration,
+        };
+        let dir = write_tslib(root, &setting, run, results)?;
+        eprintln!("Time-Series-Library results: {}", dir.display());
+        Ok(())
     }
 
     /// Tests the run's best checkpoint on the whole test split.
