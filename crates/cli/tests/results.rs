@@ -176,6 +176,29 @@ fn a_seed_sweep_writes_arrays_metrics_and_tables_numpy_agrees_with() {
     let metrics = std::fs::read_to_string(paper.join("metrics.jsonl")).unwrap();
     assert!(metrics.contains("\"selection\":\"paper\""), "{metrics}");
 
+    // A finished run is not reused under other settings.
+    let other = [
+        &["train"][..],
+        &data,
+        &[
+            "--seeds",
+            "2024,6666",
+            "--features",
+            "MS",
+            "--inverse",
+            "--epochs",
+            "2",
+        ],
+    ]
+    .concat();
+    let out = timekd(dir, &other);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "reused a run of other settings");
+    assert!(
+        stderr.contains("trained with other settings (epochs = 1 (now 2))"),
+        "{stderr}"
+    );
+
     // Run again: both runs are reused, nothing retrains, the tables are the same.
     let again = ok(timekd(dir, &sweep), "timekd train --seeds (again)");
     let stderr = String::from_utf8_lossy(&again.stderr);

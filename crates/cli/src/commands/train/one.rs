@@ -13,7 +13,7 @@ use burn::tensor::Device;
 use timekd_data::{DataSource, Dataset, SplitFamily, SplitKind};
 use timekd_student::{
     DataInfo, EvalReport, RunDir, RunSummary, Selection, SplitData, TestOptions, TestResults,
-    TrainConfig, TrainData, Trainer, TslibSetting, test_run, write_tslib,
+    TrainConfig, TrainData, Trainer, TslibSetting, read_state, test_run, write_tslib,
 };
 
 use super::TrainArgs;
@@ -82,6 +82,7 @@ impl RunRequest<'_> {
             None => format!("H = {h}"),
         };
         if self.sweep && run.summary().is_file() {
+            same_settings(&run, &config)?;
             eprintln!("{label}: finished run in {}; reused", run.path().display());
             let summary = RunSummary::read(&run)?;
             let results = match TestResults::read(&run) {
@@ -271,6 +272,36 @@ impl RunRequest<'_> {
             device,
         )?)
     }
+}
+
+/// Refuses to reuse a finished run trained with other settings than `config` (the
+/// teacher's width, read from the stores at training time, aside).
+fn same_settings(run: &RunDir, config: &TrainConfig) -> anyhow::Result<()> {
+    let trained = read_state(&run.best())?.config;
+    let mut wanted = config.clone();
+    wanted.model.d_llm = trained.model.d_llm;
+    if trained != wanted {
+        let (a, b) = (
+            toml::to_string(&trained).unwrap_or_default(),
+            toml::to_string(&wanted).unwrap_or_default(),
+        );
+        let differences: Vec<String> = a
+            .lines()
+            .zip(b.lines())
+            .filter(|(x, y)| x != y)
+            .map(|(x, y)| format!("{x} (now {})", y.split_once('=').map_or(y, |p| p.1).trim()))
+            .collect();
+        let differences = match differences.is_empty() {
+            true => format!("see its {}", run.config().display()),
+            false => differences.join(", "),
+        };
+        bail!(
+            "{}: this finished run was trained with other settings ({differences}); pass \
+             --fresh to retrain this command's runs, or choose another --runs",
+            run.path().display()
+        );
+    }
+    Ok(())
 }
 
 /// The resolved settings as the run's `config.toml`.
