@@ -175,9 +175,21 @@ pub enum TeacherError {
     #[error("cannot load the GPT-2 BPE (r50k_base) ranks: {0}")]
     Tokenizer(String),
 
-    /// The CUDA engine failed (driver, cuBLASLt, kernel compilation or device memory).
+    /// The CUDA engine failed (driver, cuBLASLt, kernel compilation).
     #[error("CUDA engine: {0}")]
     Cuda(String),
+
+    /// A device allocation failed: extraction retries with smaller passes.
+    #[error(
+        "out of GPU memory allocating {:.2} GiB ({what}); lower --max-gpu-mem or free the GPU",
+        *bytes as f64 / (1u64 << 30) as f64
+    )]
+    DeviceOutOfMemory {
+        /// What was being allocated.
+        what: String,
+        /// The allocation's size.
+        bytes: u64,
+    },
 
     /// A tensor could not be read back from the device.
     #[error("cannot read a tensor back from the device: {0}")]

@@ -106,6 +106,37 @@ impl LanguageModel {
         }
     }
 
+    /// Makes the next passes smaller after the device ran out of memory: halves the batch
+    /// options' tokens and prompts per pass for Burn's model, the CUDA engine's planned pass
+    /// and cache sizes (re-allocated) for the engine. Says what it plans for now, or `None`
+    /// when the passes are already as small as they go (one prompt).
+    pub fn shrink_passes(
+        &mut self,
+        options: &mut BatchOptions,
+    ) -> Result<Option<String>, TeacherError> {
+        match self {
+            LanguageModel::Burn(_) => {
+                if options.max_tokens <= 1 || options.max_prompts <= 1 {
+                    return Ok(None);
+                }
+                options.max_tokens /= 2;
+                options.max_prompts = options.max_prompts.div_ceil(2);
+                Ok(Some(format!("≤ {} tokens per pass", options.max_tokens)))
+            }
+            #[cfg(feature = "cuda")]
+            LanguageModel::Cuda { engine, .. } => {
+                let Some(limits) = engine.limits().halved(engine.config()) else {
+                    return Ok(None);
+                };
+                engine.set_limits(limits)?;
+                Ok(Some(format!(
+                    "≤ {} tokens per pass, {} prefix tokens cached",
+                    limits.pass_tokens, limits.cache_tokens
+                )))
+            }
+        }
+    }
+
     /// The last-token states of every prompt of `families`, family by family: [Σ prompts, d]
     /// (see [`Gpt2::family_last_token_states`]; the CUDA engine packs its own passes and
     /// ignores `options`' pass sizes).

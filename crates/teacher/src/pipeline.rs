@@ -399,9 +399,15 @@ impl Teacher {
         &self.batch
     }
 
-    /// Changes the batching options, e.g. smaller passes after a device ran out of memory.
+    /// Changes the batching options.
     pub fn set_batch_options(&mut self, options: BatchOptions) {
         self.batch = options;
+    }
+
+    /// Smaller passes after a device ran out of memory (see
+    /// [`LanguageModel::shrink_passes`]): what it plans for now, or `None` at the minimum.
+    pub fn shrink_passes(&mut self) -> Result<Option<String>, TeacherError> {
+        self.gpt2.shrink_passes(&mut self.batch)
     }
 
     /// The stored embeddings of `windows`: [windows, N, D], each window's SCA output with

@@ -4,31 +4,14 @@
 
 mod common;
 
-use common::{device, host, model_dir, rel_l2};
-use timekd_data::{Dataset, DatasetOptions, SplitKind};
+use common::{builder, dataset, device, host, model_dir, rel_l2};
+use timekd_data::{Dataset, SplitKind};
 use timekd_teacher::{
-    BatchOptions, EncodedPrompt, Gpt2, Gpt2Tokenizer, LengthsInput, PromptBuilder, PromptFamily,
-    PromptPair, PromptTemplate, Sca, Teacher, ValueFormat, WindowInput,
+    BatchOptions, EncodedPrompt, Gpt2, Gpt2Tokenizer, LengthsInput, PromptFamily, PromptPair, Sca,
+    Teacher, WindowInput,
 };
 
 const LENGTHS: [usize; 5] = [24, 36, 48, 96, 192];
-
-fn dataset(output_len: usize) -> Dataset {
-    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets/ETTh1.csv");
-    Dataset::load(
-        csv.as_ref(),
-        &DatasetOptions {
-            output_len,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
-
-fn builder(data: &Dataset) -> PromptBuilder {
-    let template = PromptTemplate::for_preset(data.preset(), data.interval_seconds());
-    PromptBuilder::new(template, ValueFormat::Int)
-}
 
 fn make_teacher(data: &Dataset, batch: BatchOptions) -> Teacher {
     let device = device();

@@ -80,6 +80,18 @@ impl EngineLimits {
         }
     }
 
+    /// Half the pass and cache sizes, never under one prompt of `n_positions` tokens;
+    /// `None` when they are there already.
+    pub fn halved(&self, config: &Gpt2Config) -> Option<Self> {
+        let floor = config.n_positions;
+        let half = EngineLimits {
+            pass_tokens: (self.pass_tokens / 2).max(floor),
+            pass_sequences: (self.pass_sequences / 2).max(1),
+            cache_tokens: (self.cache_tokens / 2).max(floor),
+        };
+        (half != *self).then_some(half)
+    }
+
     /// Device bytes the engine holds with these limits (weights, pass buffers, cache),
     /// before the per-call output buffer.
     pub fn peak_bytes(&self, config: &Gpt2Config, layers: usize, precision: Precision) -> u64 {
@@ -115,6 +127,19 @@ fn elem_bytes(precision: Precision) -> u64 {
     match precision {
         Precision::F16 | Precision::Bf16 => 2,
         Precision::F32 | Precision::F32Split => 4,
+    }
+}
+
+/// The products' type for `precision`: as on Burn's CUDA backend, plain f32 runs on TF32
+/// tensor cores and the split precision keeps f32 accuracy (here as true f32 products).
+fn gemm_type(precision: Precision) -> Result<GemmType, CudaError> {
+    match precision {
+        Precision::F16 => Ok(GemmType::F16),
+        Precision::F32 => Ok(GemmType::Tf32),
+        Precision::F32Split => Ok(GemmType::F32),
+        Precision::Bf16 => Err(CudaError::Unsupported(
+            "the CUDA engine computes f16 or f32, not bf16".into(),
+        )),
     }
 }
 
@@ -172,7 +197,8 @@ pub struct CudaGpt2 {
     wpe: DeviceBuffer,
     blocks: Vec<BlockWeights>,
     ln_f: (DeviceBuffer, DeviceBuffer),
-    work: RefCell<Workspace>,
+    /// `None` only while [`CudaGpt2::set_limits`] replaces it.
+    work: RefCell<Option<Workspace>>,
     limits: EngineLimits,
     config: Gpt2Config,
     layers: usize,
@@ -205,19 +231,7 @@ impl CudaGpt2 {
         limits: EngineLimits,
     ) -> Result<Self, TeacherError> {
         let (config, layers) = Gpt2Config::for_model_dir(dir, layers)?;
-        let gemm = match precision {
-            Precision::F16 => GemmType::F16,
-            // As on Burn's CUDA backend: plain f32 runs on TF32 tensor cores, the split
-            // precision keeps f32 accuracy (here as true f32 products).
-            Precision::F32 => GemmType::Tf32,
-            Precision::F32Split => GemmType::F32,
-            Precision::Bf16 => {
-                return Err(CudaError::Unsupported(
-                    "the CUDA engine computes f16 or f32, not bf16".into(),
-                )
-                .into());
-            }
-        };
+        let gemm = gemm_type(precision)?;
         let file = WeightFile::read(&dir.join("model.safetensors"), "model.safetensors")?;
         let mut tensors = file.tensors()?;
         if !tensors.contains("wte.weight") && tensors.contains("transformer.wte.weight") {
@@ -258,7 +272,7 @@ impl CudaGpt2 {
             wpe: up.f32("wpe.weight", &[config.n_positions, d])?,
             ln_f: up.norm("ln_f", d)?,
             blocks,
-            work: RefCell::new(work),
+            work: RefCell::new(Some(work)),
             kernels,
             blas: RefCell::new(blas),
             stream,
@@ -307,6 +321,24 @@ impl CudaGpt2 {
         self.limits
     }
 
+    /// Re-plans the pass buffers and prefix cache for `limits`, freeing the old ones first
+    /// (smaller passes after the GPU ran out of memory). On failure the engine has no
+    /// buffers and every later call fails.
+    pub fn set_limits(&mut self, limits: EngineLimits) -> Result<(), TeacherError> {
+        let gemm = gemm_type(self.precision)?;
+        let work = self.work.get_mut();
+        *work = None;
+        *work = Some(Workspace::new(
+            &self.stream,
+            &self.config,
+            self.layers,
+            gemm,
+            limits,
+        )?);
+        self.limits = limits;
+        Ok(())
+    }
+
     /// Final states (after `ln_f`) of the last token of every prompt of `families`, family
     /// by family: `[Σ prompts, d]` row-major on the host.
     pub fn family_last_states(
@@ -346,7 +378,10 @@ impl CudaGpt2 {
             pass_sequences: self.limits.pass_sequences,
             cache_tokens: self.limits.cache_tokens,
         };
-        let mut work = self.work.borrow_mut();
+        let mut guard = self.work.borrow_mut();
+        let work = guard.as_mut().ok_or_else(|| {
+            CudaError::Internal("the engine lost its buffers in an earlier failed re-plan".into())
+        })?;
         if work.out.as_ref().is_none_or(|b| b.bytes() < total * d * 4) {
             work.out = None;
             work.out = Some(DeviceBuffer::new(&self.stream, total * d * 4)?);

@@ -30,7 +30,17 @@ mod profile;
 
 pub use engine::{CudaGpt2, EngineLimits};
 
-/// A failure inside the engine (turned into [`TeacherError::Cuda`](crate::TeacherError::Cuda)).
+/// Free and total bytes of CUDA device `ordinal`, as its driver reports them (other
+/// processes' allocations included).
+pub fn device_memory(ordinal: usize) -> Result<(u64, u64), crate::TeacherError> {
+    let ctx = cudarc::driver::CudaContext::new(ordinal).map_err(CudaError::driver)?;
+    let (free, total) = ctx.mem_get_info().map_err(CudaError::driver)?;
+    Ok((free as u64, total as u64))
+}
+
+/// A failure inside the engine (turned into [`TeacherError::Cuda`](crate::TeacherError::Cuda),
+/// or [`TeacherError::DeviceOutOfMemory`](crate::TeacherError::DeviceOutOfMemory) for a failed
+/// allocation, which extraction answers with smaller passes).
 #[derive(Debug)]
 pub(crate) enum CudaError {
     /// The CUDA driver refused a call.
@@ -75,6 +85,12 @@ impl std::fmt::Display for CudaError {
 
 impl From<CudaError> for crate::TeacherError {
     fn from(e: CudaError) -> Self {
-        crate::TeacherError::Cuda(e.to_string())
+        match e {
+            CudaError::OutOfMemory { bytes } => crate::TeacherError::DeviceOutOfMemory {
+                what: "CUDA engine buffer".into(),
+                bytes: bytes as u64,
+            },
+            e => crate::TeacherError::Cuda(e.to_string()),
+        }
     }
 }

@@ -135,10 +135,21 @@ pub(crate) fn load_model(
     if let (Some(ordinal), true) = (target.cuda_ordinal, spec.engine.uses_cuda_engine()?) {
         let config = crate::gpt2::Gpt2Config::from_file(&spec.model_dir.join("config.json"))?;
         let layers = spec.layers.unwrap_or(config.n_layer);
+        let budget = EngineBudget::check(ordinal, budget_bytes, notes)?;
         let limits =
-            crate::cuda::EngineLimits::for_budget(&config, layers, precision, budget_bytes);
+            crate::cuda::EngineLimits::for_budget(&config, layers, precision, budget.bytes);
+        let need = limits.peak_bytes(&config, layers, precision);
+        if need > budget.bytes {
+            return Err(budget.too_small(need));
+        }
         let engine =
-            crate::cuda::CudaGpt2::load(&spec.model_dir, spec.layers, ordinal, precision, limits)?;
+            crate::cuda::CudaGpt2::load(&spec.model_dir, spec.layers, ordinal, precision, limits)
+                .map_err(|e| match e {
+                crate::TeacherError::DeviceOutOfMemory { bytes, .. } => {
+                    budget.too_small(need.max(bytes))
+                }
+                e => e.into(),
+            })?;
         notes(format!(
             "cuda:{ordinal}: CUDA engine on {} ({precision}): ≤ {} tokens per pass, {} prefix tokens cached, est. {:.2} GiB",
             engine.device_name(),
@@ -158,6 +169,70 @@ pub(crate) fn load_model(
         let _ = (target.cuda_ordinal, budget_bytes, notes);
     }
     Ok(burn_model(spec, &target.device, precision)?.into())
+}
+
+/// The memory the CUDA engine of one GPU plans for: the run's budget, or less when the GPU
+/// has less free (another process holds the rest).
+#[cfg(feature = "cuda")]
+struct EngineBudget {
+    ordinal: usize,
+    /// Bytes planned for.
+    bytes: u64,
+    /// The run's budget per device.
+    asked: u64,
+    /// Free and total bytes of the GPU at load.
+    free: u64,
+    total: u64,
+}
+
+#[cfg(feature = "cuda")]
+impl EngineBudget {
+    /// Share of the free memory the engine plans for when the budget exceeds it: the rest is
+    /// slack for the SCA and the runtimes' pools.
+    const FREE_SHARE: f64 = 0.9;
+
+    /// Reads the GPU's free memory (the driver's `cuMemGetInfo`) and caps `asked` by it,
+    /// saying so once.
+    fn check(ordinal: usize, asked: u64, notes: &dyn Fn(String)) -> Result<Self, ExtractError> {
+        let (free, total) = crate::cuda::device_memory(ordinal)?;
+        let usable = (free as f64 * Self::FREE_SHARE) as u64;
+        let bytes = asked.min(usable);
+        if bytes < asked {
+            notes(format!(
+                "cuda:{ordinal}: {:.1} GiB of {:.1} GiB free (other processes hold the rest), \
+                 less than the {:.1} GiB budget: planning for {:.1} GiB, in smaller passes",
+                super::budget::gib(free),
+                super::budget::gib(total),
+                super::budget::gib(asked),
+                super::budget::gib(bytes)
+            ));
+        }
+        Ok(EngineBudget {
+            ordinal,
+            bytes,
+            asked,
+            free,
+            total,
+        })
+    }
+
+    /// The error of an engine that needs `need` bytes, more than this budget allows.
+    fn too_small(&self, need: u64) -> ExtractError {
+        let gib = super::budget::gib;
+        ExtractError::Setting {
+            setting: "--max-gpu-mem",
+            reason: format!(
+                "cuda:{}: the CUDA engine needs at least {:.2} GiB (weights, one prompt per \
+                 pass); the budget is {:.2} GiB and {:.2} GiB of the GPU's {:.2} GiB is free; \
+                 free the GPU, or use a GPU with more free memory",
+                self.ordinal,
+                gib(need),
+                gib(self.asked),
+                gib(self.free),
+                gib(self.total)
+            ),
+        }
+    }
 }
 
 /// Burn's GPT-2 of `spec` on `device`.

@@ -1,10 +1,12 @@
-//! Out-of-memory halve-and-retry: a device that runs out of memory panics inside Burn; the
-//! pass is retried with half the tokens, down to one prompt per pass.
+//! Out-of-memory halve-and-retry: a device that runs out of memory panics inside Burn or
+//! returns a typed error from the CUDA engine; the pass is retried with smaller passes,
+//! down to one prompt per pass.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::error::ExtractError;
-use crate::pipeline::{EncodedLengths, Teacher};
+use crate::error::TeacherError;
+use crate::pipeline::{EncodedLengths, LengthEmbeddings, Teacher};
 
 /// The embeddings of one output length, on the host: `values` holds `[windows, N, D]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,8 +19,10 @@ pub(crate) struct HostEmbeddings {
     pub values: Vec<f32>,
 }
 
-/// Embeds `encoded` at every length it asks for; on a device out-of-memory panic, halves the
-/// tokens per pass and retries (saying so through `notes`).
+/// Embeds `encoded` at every length it asks for; when the device runs out of memory (a
+/// typed error from the CUDA engine, a panic inside Burn), makes the passes smaller (see
+/// [`Teacher::shrink_passes`]), says so through `notes`, and retries, down to one prompt
+/// per pass.
 pub(crate) fn embed_with_retry(
     teacher: &mut Teacher,
     encoded: &EncodedLengths,
@@ -26,46 +30,44 @@ pub(crate) fn embed_with_retry(
 ) -> Result<Vec<HostEmbeddings>, ExtractError> {
     loop {
         let attempt = catch_unwind(AssertUnwindSafe(|| teacher.embed_encoded_lengths(encoded)));
-        match attempt {
-            Ok(result) => {
-                return result?
-                    .into_iter()
-                    .map(|length| {
-                        let values = length
-                            .embeddings
-                            .into_data()
-                            .convert::<f32>()
-                            .try_to_vec::<f32>()
-                            .map_err(|e| {
-                                ExtractError::ModelFailed(format!(
-                                    "reading embeddings back from the device: {e:?}"
-                                ))
-                            })?;
-                        Ok(HostEmbeddings {
-                            output_len: length.output_len,
-                            windows: length.windows,
-                            values,
-                        })
-                    })
-                    .collect();
-            }
+        let failure = match attempt {
+            Ok(Ok(lengths)) => return lengths.into_iter().map(to_host).collect(),
+            Ok(Err(e @ TeacherError::DeviceOutOfMemory { .. })) => e.to_string(),
+            Ok(Err(e)) => return Err(e.into()),
             Err(panic) => {
                 let message = panic_message(&panic);
-                let mut options = *teacher.batch_options();
-                if !looks_like_oom(&message) || options.max_tokens <= 1 || options.max_prompts <= 1
-                {
+                if !looks_like_oom(&message) {
                     return Err(ExtractError::ModelFailed(message));
                 }
-                options.max_tokens /= 2;
-                options.max_prompts = options.max_prompts.div_ceil(2);
-                notes(format!(
-                    "device out of memory; retrying with ≤ {} tokens per pass",
-                    options.max_tokens
-                ));
-                teacher.set_batch_options(options);
+                message
+            }
+        };
+        match teacher.shrink_passes()? {
+            Some(plan) => notes(format!("device out of memory; retrying with {plan}")),
+            None => {
+                return Err(ExtractError::ModelFailed(format!(
+                    "{failure}; the passes are already as small as they go (one prompt)"
+                )));
             }
         }
     }
+}
+
+/// One length's embeddings read back to the host.
+fn to_host(length: LengthEmbeddings) -> Result<HostEmbeddings, ExtractError> {
+    let values = length
+        .embeddings
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| {
+            ExtractError::ModelFailed(format!("reading embeddings back from the device: {e:?}"))
+        })?;
+    Ok(HostEmbeddings {
+        output_len: length.output_len,
+        windows: length.windows,
+        values,
+    })
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use chrono::{NaiveDate, NaiveDateTime};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
-use timekd_data::Preset;
+use timekd_data::{Dataset, DatasetOptions, Preset};
 use timekd_teacher::{PromptBuilder, PromptTemplate, ValueFormat, WindowInput};
 
 pub fn fixture_dir() -> PathBuf {
@@ -17,6 +17,25 @@ pub fn fixture_dir() -> PathBuf {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity"),
     }
+}
+
+/// ETTh1 (the repository's copy), windowed at H = `output_len`.
+pub fn dataset(output_len: usize) -> Dataset {
+    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets/ETTh1.csv");
+    Dataset::load(
+        csv.as_ref(),
+        &DatasetOptions {
+            output_len,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// The prompt builder of `data`'s preset, integer values.
+pub fn builder(data: &Dataset) -> PromptBuilder {
+    let template = PromptTemplate::for_preset(data.preset(), data.interval_seconds());
+    PromptBuilder::new(template, ValueFormat::Int)
 }
 
 pub fn model_dir() -> PathBuf {

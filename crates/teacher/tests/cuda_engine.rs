@@ -1,0 +1,150 @@
+//! The CUDA engine against Burn's GPT-2 on the CPU (feature `cuda`; the tests need an NVIDIA
+//! GPU and are ignored otherwise: run them with `--ignored` on a GPU machine). States are the
+//! last-token states of every prompt, each (window, variable)'s prompts of one or of every
+//! output length sharing their history sentence as in extraction.
+
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use std::path::Path;
+
+use common::{builder, dataset, device, host, model_dir, rel_l2};
+use timekd_data::SplitKind;
+use timekd_teacher::cuda::{CudaGpt2, EngineLimits};
+use timekd_teacher::{
+    BatchOptions, EncodedPrompt, Gpt2, Gpt2Config, Gpt2Tokenizer, LanguageModel, Precision,
+    PromptFamily, write_random_gpt2,
+};
+
+const LENGTHS: [usize; 5] = [24, 36, 48, 96, 192];
+
+/// GT and HD prompts of windows 0, 7 and 30 (every variable) at `lengths`, one family each.
+fn families(lengths: &[usize]) -> Vec<Vec<EncodedPrompt>> {
+    let data = dataset(192);
+    let builder = builder(&data);
+    let tokenizer = Gpt2Tokenizer::new().unwrap();
+    let train = data.split(SplitKind::Train);
+    let mut out = Vec::new();
+    for i in [0, 7, 30] {
+        let window = train.window(i);
+        for v in 0..data.n_vars() {
+            let (history, future) = (window.history_raw(v), window.future_raw(v));
+            let head =
+                builder.history_sentence(history, window.history_start(), window.history_end());
+            let continuations: Vec<(String, String)> = lengths
+                .iter()
+                .map(|&h| {
+                    (
+                        builder.gt_continuation(&future[..h]),
+                        builder.hd_continuation(h),
+                    )
+                })
+                .collect();
+            let pairs = tokenizer.encode_pairs_after(&head, &continuations);
+            out.push(pairs.into_iter().flat_map(|(gt, hd)| [gt, hd]).collect());
+        }
+    }
+    out
+}
+
+fn as_families(prompts: &[Vec<EncodedPrompt>]) -> Vec<PromptFamily<'_>> {
+    prompts
+        .iter()
+        .map(|f| PromptFamily::new(f.iter().collect(), true))
+        .collect()
+}
+
+/// Burn's states on the CPU, f32.
+fn cpu_states(dir: &Path, prompts: &[Vec<EncodedPrompt>]) -> Vec<f64> {
+    let gpt2 = LanguageModel::from(Gpt2::load_dir(dir, None, &device()).unwrap());
+    let states = gpt2
+        .family_last_token_states(&as_families(prompts), &BatchOptions::default())
+        .unwrap();
+    host(states)
+}
+
+/// The engine on GPU 0 with `limits` (the plan of a 24 GiB budget when `None`).
+fn engine(dir: &Path, precision: Precision, limits: Option<EngineLimits>) -> CudaGpt2 {
+    let (config, layers) = Gpt2Config::for_model_dir(dir, None).unwrap();
+    let limits =
+        limits.unwrap_or_else(|| EngineLimits::for_budget(&config, layers, precision, 24 << 30));
+    CudaGpt2::load(dir, None, 0, precision, limits).unwrap()
+}
+
+fn gpu_states(engine: &CudaGpt2, prompts: &[Vec<EncodedPrompt>]) -> Vec<f64> {
+    let states = engine.family_last_states(&as_families(prompts)).unwrap();
+    states.into_iter().map(f64::from).collect()
+}
+
+/// The largest relative L2 error of a prompt's state.
+fn worst(a: &[f64], b: &[f64], d: usize) -> f64 {
+    a.chunks(d)
+        .zip(b.chunks(d))
+        .map(|(x, y)| rel_l2(x, y))
+        .fold(0.0, f64::max)
+}
+
+fn compare(dir: &Path, what: &str) {
+    let d = Gpt2Config::for_model_dir(dir, None).unwrap().0.n_embd;
+    for lengths in [&LENGTHS[..1], &LENGTHS[..]] {
+        let prompts = families(lengths);
+        let cpu = cpu_states(dir, &prompts);
+        for (precision, tolerance) in [(Precision::F32Split, 1e-4), (Precision::F16, 1e-2)] {
+            let gpu = gpu_states(&engine(dir, precision, None), &prompts);
+            let err = worst(&gpu, &cpu, d);
+            eprintln!(
+                "{what}, {} length(s), {precision}: max rel L2 {err:.2e}",
+                lengths.len()
+            );
+            assert!(err <= tolerance, "{what} {precision}: {err} > {tolerance}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn engine_equals_burn_on_the_tiny_gpt2() {
+    compare(&model_dir(), "tiny-gpt2");
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn engine_equals_burn_on_a_gpt2_small_shaped_random_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Gpt2Config {
+        vocab_size: 50_257,
+        n_positions: 1024,
+        n_embd: 768,
+        n_layer: 12,
+        n_head: 12,
+        n_inner: 3072,
+        layer_norm_epsilon: 1e-5,
+        tanh_gelu: true,
+    };
+    write_random_gpt2(dir.path(), &config, 7).unwrap();
+    compare(dir.path(), "GPT-2-small-shaped random model");
+}
+
+/// An engine re-planned down to one prompt per pass (what out-of-memory retries do) gives
+/// the states of its first plan.
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn an_engine_replanned_to_its_smallest_passes_gives_the_same_states() {
+    let dir = model_dir();
+    let config = Gpt2Config::for_model_dir(&dir, None).unwrap().0;
+    let prompts = families(&LENGTHS);
+    let mut engine = engine(&dir, Precision::F32Split, None);
+    let first = gpu_states(&engine, &prompts);
+    let mut plans = 0;
+    while let Some(smaller) = engine.limits().halved(&config) {
+        engine.set_limits(smaller).unwrap();
+        plans += 1;
+    }
+    let limits = engine.limits();
+    assert_eq!(limits.pass_tokens, config.n_positions);
+    let last = gpu_states(&engine, &prompts);
+    let err = worst(&last, &first, config.n_embd);
+    eprintln!("{plans} halvings to {limits:?}: max rel L2 {err:.2e}");
+    assert!(err <= 1e-5, "{err}");
+}
