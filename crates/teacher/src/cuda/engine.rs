@@ -391,7 +391,7 @@ impl CudaGpt2 {
         }
         let mut order = Vec::with_capacity(total);
         for group in plan(&prefixes, &suffixes, budgets) {
-            self.run_group(&mut work, families, &group, &first_row, &mut order)?;
+            self.run_group(work, families, &group, &first_row, &mut order)?;
         }
         let mut rows = vec![0f32; total * d];
         work.out
