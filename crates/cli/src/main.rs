@@ -40,7 +40,8 @@ enum Command {
     Train(Box<commands::train::TrainArgs>),
     /// Test MSE/MAE of a trained student, overall and per horizon step (JSON).
     Eval(commands::eval::EvalArgs),
-    /// Forecast the next H values after the last window of a dataset (CSV/JSON, optional PNG).
+    /// Forecast the H values after the last rows of any CSV of the model's variables, with the
+    /// scaler the checkpoint recorded, or backtest from many origins (CSV/JSON, optional PNG).
     Forecast(commands::forecast::ForecastArgs),
     /// Redraw a run's loss curves (per term, train and val) from its metrics, optionally on a log axis.
     Plot(commands::plot::PlotArgs),

@@ -89,7 +89,14 @@ fn training_several_lengths_skips_missing_stores_and_reuses_finished_runs() {
     let run = extract_and_train(dir.path());
     let before = std::fs::read(run.join("summary.json")).unwrap();
     // The settings of the finished run (a run of other settings is refused, see results.rs).
-    let data = ["--data", "some/mine.csv", "--output-len", "24,36", "--epochs", "1"];
+    let data = [
+        "--data",
+        "some/mine.csv",
+        "--output-len",
+        "24,36",
+        "--epochs",
+        "1",
+    ];
     let out = timekd(dir.path(), &[&["train"][..], &data, &QUICK].concat());
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
