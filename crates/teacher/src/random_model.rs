@@ -13,6 +13,7 @@ use timekd_data::seeded::SplitMix64;
 
 use crate::error::TeacherError;
 use crate::gpt2::Gpt2Config;
+use crate::gpt2::names::{self, BlockNames};
 
 impl Gpt2Config {
     /// GPT-2 small (124M): 12 blocks of width 768 with 12 heads, 1024 positions.
@@ -54,34 +55,41 @@ pub fn write_random_gpt2(dir: &Path, config: &Gpt2Config, seed: u64) -> Result<(
             .collect();
         tensors.push((name, shape, values));
     };
-    normal("wte.weight".into(), vec![config.vocab_size, d]);
-    normal("wpe.weight".into(), vec![config.n_positions, d]);
+    normal(names::TOKEN_EMBEDDING.into(), vec![config.vocab_size, d]);
+    normal(
+        names::POSITION_EMBEDDING.into(),
+        vec![config.n_positions, d],
+    );
+    let weight = |layer: String| format!("{layer}.weight");
+    let bias = |layer: String| format!("{layer}.bias");
     for i in 0..config.n_layer {
-        for (name, shape) in [
-            ("attn.c_attn.weight", vec![d, 3 * d]),
-            ("attn.c_proj.weight", vec![d, d]),
-            ("mlp.c_fc.weight", vec![d, inner]),
-            ("mlp.c_proj.weight", vec![inner, d]),
+        let n = BlockNames(i);
+        for (layer, shape) in [
+            (n.attn(), vec![d, 3 * d]),
+            (n.attn_proj(), vec![d, d]),
+            (n.fc(), vec![d, inner]),
+            (n.mlp_proj(), vec![inner, d]),
         ] {
-            normal(format!("h.{i}.{name}"), shape);
+            normal(weight(layer), shape);
         }
     }
     for i in 0..config.n_layer {
+        let n = BlockNames(i);
         for (name, len, value) in [
-            ("attn.c_attn.bias", 3 * d, 0.0),
-            ("attn.c_proj.bias", d, 0.0),
-            ("mlp.c_fc.bias", inner, 0.0),
-            ("mlp.c_proj.bias", d, 0.0),
-            ("ln_1.weight", d, 1.0),
-            ("ln_1.bias", d, 0.0),
-            ("ln_2.weight", d, 1.0),
-            ("ln_2.bias", d, 0.0),
+            (bias(n.attn()), 3 * d, 0.0),
+            (bias(n.attn_proj()), d, 0.0),
+            (bias(n.fc()), inner, 0.0),
+            (bias(n.mlp_proj()), d, 0.0),
+            (weight(n.ln_1()), d, 1.0),
+            (bias(n.ln_1()), d, 0.0),
+            (weight(n.ln_2()), d, 1.0),
+            (bias(n.ln_2()), d, 0.0),
         ] {
-            tensors.push((format!("h.{i}.{name}"), vec![len], vec![value; len]));
+            tensors.push((name, vec![len], vec![value; len]));
         }
     }
-    tensors.push(("ln_f.weight".into(), vec![d], vec![1.0; d]));
-    tensors.push(("ln_f.bias".into(), vec![d], vec![0.0; d]));
+    tensors.push((weight(names::FINAL_NORM.into()), vec![d], vec![1.0; d]));
+    tensors.push((bias(names::FINAL_NORM.into()), vec![d], vec![0.0; d]));
     let refs: Vec<TensorRef<'_>> = tensors
         .iter()
         .map(|(name, shape, values)| (name.as_str(), shape.as_slice(), values.as_slice()))

@@ -21,14 +21,20 @@
 //! One CUDA stream per engine; one engine per GPU (worker thread). All libraries (driver,
 //! NVRTC, cuBLASLt) are loaded at run time, so the build needs no CUDA toolkit.
 
+mod attention;
 mod blas;
 mod buffer;
 mod engine;
 mod kernels;
+mod layers;
+mod limits;
+mod passes;
 mod plan;
 mod profile;
+mod workspace;
 
-pub use engine::{CudaGpt2, EngineLimits};
+pub use engine::CudaGpt2;
+pub use limits::EngineLimits;
 
 /// Free and total bytes of CUDA device `ordinal`, as its driver reports them (other
 /// processes' allocations included).

@@ -8,16 +8,7 @@
 
 use std::ops::Range;
 
-/// Token budgets of one engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Budgets {
-    /// Most packed tokens in one pass.
-    pub pass_tokens: usize,
-    /// Most sequences in one pass.
-    pub pass_sequences: usize,
-    /// Most prefix tokens cached at once.
-    pub cache_tokens: usize,
-}
+use super::limits::EngineLimits;
 
 /// One group of families sharing the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +25,11 @@ pub(crate) struct Group {
 
 /// The plan for families of `prefixes[f]` shared tokens (0: none) and `suffixes[f][k]`
 /// tokens of their prompts after it.
-pub(crate) fn plan(prefixes: &[usize], suffixes: &[Vec<usize>], budgets: Budgets) -> Vec<Group> {
+pub(crate) fn plan(
+    prefixes: &[usize],
+    suffixes: &[Vec<usize>],
+    budgets: EngineLimits,
+) -> Vec<Group> {
     let mut groups = Vec::new();
     let mut start = 0;
     while start < prefixes.len() {
@@ -52,7 +47,12 @@ pub(crate) fn plan(prefixes: &[usize], suffixes: &[Vec<usize>], budgets: Budgets
     groups
 }
 
-fn group(families: Range<usize>, prefixes: &[usize], suffixes: &[Vec<usize>], b: Budgets) -> Group {
+fn group(
+    families: Range<usize>,
+    prefixes: &[usize],
+    suffixes: &[Vec<usize>],
+    b: EngineLimits,
+) -> Group {
     let mut cache_rows = Vec::with_capacity(families.len());
     let mut row = 0;
     for f in families.clone() {
@@ -106,8 +106,8 @@ fn group(families: Range<usize>, prefixes: &[usize], suffixes: &[Vec<usize>], b:
 mod tests {
     use super::*;
 
-    fn budgets(pass_tokens: usize, pass_sequences: usize, cache_tokens: usize) -> Budgets {
-        Budgets {
+    fn budgets(pass_tokens: usize, pass_sequences: usize, cache_tokens: usize) -> EngineLimits {
+        EngineLimits {
             pass_tokens,
             pass_sequences,
             cache_tokens,

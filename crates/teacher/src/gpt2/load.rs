@@ -11,6 +11,7 @@ use burn::tensor::Device;
 
 use super::config::Gpt2Config;
 use super::model::{Block, Gpt2Module};
+use super::names::{self, BlockNames};
 use crate::error::TeacherError;
 use crate::weights::NamedTensors;
 
@@ -21,35 +22,39 @@ pub(crate) fn build_module(
     layers: usize,
     device: &Device,
 ) -> Result<Gpt2Module, TeacherError> {
-    if !tensors.contains("wte.weight") && tensors.contains("transformer.wte.weight") {
-        tensors.set_prefix("transformer.");
-    }
+    names::use_checkpoint_prefix(tensors);
     let d = config.n_embd;
     let eps = config.layer_norm_epsilon;
-    let wte = embedding(tensors, "wte.weight", config.vocab_size, d, device)?;
-    let wpe = embedding(tensors, "wpe.weight", config.n_positions, d, device)?;
+    let wte = embedding(
+        tensors,
+        names::TOKEN_EMBEDDING,
+        config.vocab_size,
+        d,
+        device,
+    )?;
+    let wpe = embedding(
+        tensors,
+        names::POSITION_EMBEDDING,
+        config.n_positions,
+        d,
+        device,
+    )?;
     let blocks = (0..layers)
         .map(|i| {
-            let p = format!("h.{i}.");
+            let n = BlockNames(i);
             Ok(Block {
-                ln_1: layer_norm(tensors, &format!("{p}ln_1"), d, eps, device)?,
-                c_attn: linear(tensors, &format!("{p}attn.c_attn"), d, 3 * d, device)?,
-                attn_proj: linear(tensors, &format!("{p}attn.c_proj"), d, d, device)?,
-                ln_2: layer_norm(tensors, &format!("{p}ln_2"), d, eps, device)?,
-                c_fc: linear(tensors, &format!("{p}mlp.c_fc"), d, config.n_inner, device)?,
-                mlp_proj: linear(
-                    tensors,
-                    &format!("{p}mlp.c_proj"),
-                    config.n_inner,
-                    d,
-                    device,
-                )?,
+                ln_1: layer_norm(tensors, &n.ln_1(), d, eps, device)?,
+                c_attn: linear(tensors, &n.attn(), d, 3 * d, device)?,
+                attn_proj: linear(tensors, &n.attn_proj(), d, d, device)?,
+                ln_2: layer_norm(tensors, &n.ln_2(), d, eps, device)?,
+                c_fc: linear(tensors, &n.fc(), d, config.n_inner, device)?,
+                mlp_proj: linear(tensors, &n.mlp_proj(), config.n_inner, d, device)?,
                 n_head: config.n_head,
                 tanh_gelu: config.tanh_gelu,
             })
         })
         .collect::<Result<Vec<_>, TeacherError>>()?;
-    let ln_f = layer_norm(tensors, "ln_f", d, eps, device)?;
+    let ln_f = layer_norm(tensors, names::FINAL_NORM, d, eps, device)?;
     Ok(Gpt2Module {
         wte,
         wpe,

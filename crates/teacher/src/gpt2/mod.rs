@@ -12,6 +12,7 @@ mod config;
 pub mod hub;
 mod load;
 mod model;
+pub(crate) mod names;
 pub mod resolve;
 
 use std::path::{Path, PathBuf};
