@@ -3,35 +3,12 @@
 //! over 100 test origins scores as the test does; bad files are refused with errors that
 //! name the problem; a checkpoint older than format 3 says what it lacks.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::Path;
+use std::process::Command;
 
-fn timekd(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_timekd"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// The error text of a command that must fail.
-fn refused(out: Output, what: &str) -> String {
-    assert!(!out.status.success(), "{what} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{ok, refused, repo, timekd};
 
 /// Compares the forecast CSV (argv[1]) with the last window of pred_inverse.npy (argv[2]),
 /// and the backtest metrics JSON (argv[3]) with MSE/MAE over the first 100 windows of

@@ -3,29 +3,11 @@
 //! results.csv and the Markdown and LaTeX tables; numpy recomputes every metric from
 //! pred.npy / true.npy and agrees with ours to 1e-6.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::process::Command;
 
-fn timekd(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_timekd"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use common::{ok, repo, timekd};
 
 /// Recomputes results.json's metrics from the arrays with numpy; prints "ok" or fails.
 const CHECK: &str = r#"
