@@ -18,7 +18,6 @@ use super::shard::Shard;
 use super::stores::{RunStores, StoreRequest};
 use super::workers::{Pool, WorkerMessage};
 use crate::device::DeviceSpec;
-use crate::error::TeacherError;
 use crate::gpt2::{Gpt2Config, resolve_model_dir};
 use crate::prompt::{PromptBuilder, PromptTemplate, ValueFormat};
 
@@ -143,15 +142,7 @@ impl<'a> ExtractionBuilder<'a> {
             }
         }
         let model_dir = resolve_model_dir(&model)?;
-        let config = Gpt2Config::from_file(&model_dir.join("config.json"))?;
-        let layers = self.gpt2_layers.unwrap_or(config.n_layer);
-        if layers == 0 || layers > config.n_layer {
-            return Err(TeacherError::Layers {
-                requested: layers,
-                available: config.n_layer,
-            }
-            .into());
-        }
+        let (config, layers) = Gpt2Config::for_model_dir(&model_dir, self.gpt2_layers)?;
         let budget = MemoryBudget::resolve(self.max_memory, self.devices);
         let prompts = PromptBuilder::new(
             PromptTemplate::for_preset(self.data.preset(), self.data.interval_seconds()),
@@ -160,7 +151,8 @@ impl<'a> ExtractionBuilder<'a> {
         let spec = TeacherSpec {
             model,
             model_dir,
-            layers: self.gpt2_layers,
+            config,
+            layers,
             engine: self.engine,
             precision: self.precision.resolve(self.devices),
             sca_seed: self.sca_seed,
@@ -171,8 +163,6 @@ impl<'a> ExtractionBuilder<'a> {
         Ok(Extraction {
             settings: self,
             lengths,
-            config,
-            layers,
             budget,
             spec,
         })
@@ -209,9 +199,8 @@ impl<'a> ExtractionBuilder<'a> {
 pub struct Extraction<'a> {
     settings: ExtractionBuilder<'a>,
     lengths: Vec<usize>,
-    config: Gpt2Config,
-    layers: usize,
     budget: MemoryBudget,
+    /// The teacher, with the model's config and block count resolved once.
     spec: TeacherSpec,
 }
 
@@ -273,12 +262,12 @@ impl<'a> Extraction<'a> {
 
     /// The model's configuration.
     pub fn model_config(&self) -> &Gpt2Config {
-        &self.config
+        &self.spec.config
     }
 
     /// Transformer blocks used.
     pub fn layers(&self) -> usize {
-        self.layers
+        self.spec.layers
     }
 
     /// The memory budget per device.
@@ -303,8 +292,8 @@ impl<'a> Extraction<'a> {
 
     fn pass_request(&self) -> PassRequest<'_> {
         PassRequest {
-            config: &self.config,
-            layers: self.layers,
+            config: &self.spec.config,
+            layers: self.spec.layers,
             precision: self.spec.precision,
             budget_bytes: self.budget.bytes,
             batch_tokens: self.settings.batch_tokens,
@@ -422,8 +411,8 @@ impl<'a> Extraction<'a> {
             ModelIdentity {
                 model_id: self.spec.model.clone(),
                 weights_sha256: timekd_store::sha256_file(&weights)?,
-                d_model: self.config.n_embd,
-                layers: self.layers,
+                d_model: self.spec.config.n_embd,
+                layers: self.spec.layers,
                 sca_seed: settings.sca_seed,
                 compute_precision: settings.precision.to_string(),
             },

@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use super::error::ExtractError;
 use crate::batch::BatchOptions;
 use crate::device::WorkerDevice;
-use crate::gpt2::Gpt2;
+use crate::gpt2::{Gpt2, Gpt2Config};
 use crate::language_model::LanguageModel;
 use crate::pipeline::Teacher;
 use crate::precision::Precision;
@@ -78,8 +78,10 @@ pub(crate) struct TeacherSpec {
     pub model: String,
     /// Its directory.
     pub model_dir: PathBuf,
-    /// `--gpt2-layers`: the first K blocks, or all.
-    pub layers: Option<usize>,
+    /// Its `config.json`, read and checked once for the run.
+    pub config: Gpt2Config,
+    /// The blocks in use (`--gpt2-layers`, else all), checked against the config.
+    pub layers: usize,
     /// Which implementation runs on a GPU.
     pub engine: Engine,
     /// The products' float type on the workers' devices.
@@ -133,29 +135,27 @@ pub(crate) fn load_model(
     let precision = spec.precision;
     #[cfg(feature = "cuda")]
     if let (Some(ordinal), true) = (target.cuda_ordinal, spec.engine.uses_cuda_engine()?) {
-        let config = crate::gpt2::Gpt2Config::from_file(&spec.model_dir.join("config.json"))?;
-        let layers = spec.layers.unwrap_or(config.n_layer);
+        let (config, layers) = (&spec.config, spec.layers);
         let budget = EngineBudget::check(ordinal, budget_bytes, notes)?;
-        let limits =
-            crate::cuda::EngineLimits::for_budget(&config, layers, precision, budget.bytes);
-        let need = limits.peak_bytes(&config, layers, precision);
+        let limits = crate::cuda::EngineLimits::for_budget(config, layers, precision, budget.bytes);
+        let need = limits.peak_bytes(config, layers, precision);
         if need > budget.bytes {
             return Err(budget.too_small(need));
         }
         let engine =
-            crate::cuda::CudaGpt2::load(&spec.model_dir, spec.layers, ordinal, precision, limits)
+            crate::cuda::CudaGpt2::load(&spec.model_dir, Some(layers), ordinal, precision, limits)
                 .map_err(|e| match e {
-                crate::TeacherError::DeviceOutOfMemory { bytes, .. } => {
-                    budget.too_small(need.max(bytes))
-                }
-                e => e.into(),
-            })?;
+                    crate::TeacherError::DeviceOutOfMemory { bytes, .. } => {
+                        budget.too_small(need.max(bytes))
+                    }
+                    e => e.into(),
+                })?;
         notes(format!(
             "cuda:{ordinal}: CUDA engine on {} ({precision}): ≤ {} tokens per pass, {} prefix tokens cached, est. {:.2} GiB",
             engine.device_name(),
             limits.pass_tokens,
             limits.cache_tokens,
-            super::budget::gib(limits.peak_bytes(&config, layers, precision))
+            super::budget::gib(limits.peak_bytes(config, layers, precision))
         ));
         return Ok(LanguageModel::Cuda {
             engine: Box::new(engine),
@@ -241,5 +241,5 @@ fn burn_model(
     device: &Device,
     precision: Precision,
 ) -> Result<Gpt2, ExtractError> {
-    Ok(Gpt2::load_dir(&spec.model_dir, spec.layers, device)?.with_precision(precision)?)
+    Ok(Gpt2::load_dir(&spec.model_dir, Some(spec.layers), device)?.with_precision(precision)?)
 }
