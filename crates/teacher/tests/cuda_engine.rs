@@ -64,12 +64,11 @@ fn cpu_states(dir: &Path, prompts: &[Vec<EncodedPrompt>]) -> Vec<f64> {
     host(states)
 }
 
-/// The engine on GPU 0 with `limits` (the plan of a 24 GiB budget when `None`).
-fn engine(dir: &Path, precision: Precision, limits: Option<EngineLimits>) -> CudaGpt2 {
+/// The engine on GPU 0, planned for a 24 GiB budget.
+fn engine(dir: &Path, precision: Precision) -> CudaGpt2 {
     let (config, layers) = Gpt2Config::for_model_dir(dir, None).unwrap();
-    let limits =
-        limits.unwrap_or_else(|| EngineLimits::for_budget(&config, layers, precision, 24 << 30));
-    CudaGpt2::load(dir, None, 0, precision, limits).unwrap()
+    let limits = EngineLimits::for_budget(&config, layers, precision, 24 << 30);
+    CudaGpt2::load(dir, (config, layers), 0, precision, limits).unwrap()
 }
 
 fn gpu_states(engine: &CudaGpt2, prompts: &[Vec<EncodedPrompt>]) -> Vec<f64> {
@@ -92,7 +91,7 @@ fn compare(dir: &Path, what: &str, windows: &[usize]) {
         let prompts = families(lengths, windows);
         let cpu = cpu_states(dir, &prompts);
         for (precision, tolerance) in [(Precision::F32Split, 1e-4), (Precision::F16, 1e-2)] {
-            let gpu = gpu_states(&engine(dir, precision, None), &prompts);
+            let gpu = gpu_states(&engine(dir, precision), &prompts);
             let err = worst(&gpu, &cpu, d);
             eprintln!(
                 "{what}, {} length(s), {precision}: max rel L2 {err:.2e}",
@@ -137,7 +136,7 @@ fn an_engine_replanned_to_its_smallest_passes_gives_the_same_states() {
     let dir = model_dir();
     let config = Gpt2Config::for_model_dir(&dir, None).unwrap().0;
     let prompts = families(&LENGTHS, &[0, 7, 30]);
-    let mut engine = engine(&dir, Precision::F32Split, None);
+    let mut engine = engine(&dir, Precision::F32Split);
     let first = gpu_states(&engine, &prompts);
     let mut plans = 0;
     while let Some(smaller) = engine.limits().halved(&config) {

@@ -77,18 +77,18 @@ impl Drop for CudaGpt2 {
 }
 
 impl CudaGpt2 {
-    /// Loads the model in `dir` (its first `layers` blocks, all when `None`) onto CUDA device
+    /// Loads the model in `dir` (its `config.json` as read and checked by the caller, e.g.
+    /// [`Gpt2Config::for_model_dir`], and the first `layers` blocks) onto CUDA device
     /// `ordinal`, computing in `precision` (`F16`; `F32Split`, which is f32 accuracy here
     /// through true f32 products; `F32`, products on TF32 tensor cores as in Burn; bf16 is not
     /// offered), with buffers for `limits`.
     pub fn load(
         dir: &Path,
-        layers: Option<usize>,
+        (config, layers): (Gpt2Config, usize),
         ordinal: usize,
         precision: Precision,
         limits: EngineLimits,
     ) -> Result<Self, TeacherError> {
-        let (config, layers) = Gpt2Config::for_model_dir(dir, layers)?;
         let gemm = gemm_type(precision)?;
         let file = WeightFile::read(&dir.join("model.safetensors"), "model.safetensors")?;
         let mut tensors = file.tensors()?;

@@ -142,14 +142,19 @@ pub(crate) fn load_model(
         if need > budget.bytes {
             return Err(budget.too_small(need));
         }
-        let engine =
-            crate::cuda::CudaGpt2::load(&spec.model_dir, Some(layers), ordinal, precision, limits)
-                .map_err(|e| match e {
-                    crate::TeacherError::DeviceOutOfMemory { bytes, .. } => {
-                        budget.too_small(need.max(bytes))
-                    }
-                    e => e.into(),
-                })?;
+        let engine = crate::cuda::CudaGpt2::load(
+            &spec.model_dir,
+            (config.clone(), layers),
+            ordinal,
+            precision,
+            limits,
+        )
+        .map_err(|e| match e {
+            crate::TeacherError::DeviceOutOfMemory { bytes, .. } => {
+                budget.too_small(need.max(bytes))
+            }
+            e => e.into(),
+        })?;
         notes(format!(
             "cuda:{ordinal}: CUDA engine on {} ({precision}): ≤ {} tokens per pass, {} prefix tokens cached, est. {:.2} GiB",
             engine.device_name(),
