@@ -8,7 +8,8 @@
 //! (forecast, reconstruction, feature and attention distillation). A [`Trainer`] runs AdamW with
 //! global gradient-norm clipping and a per-epoch cosine schedule, validates every epoch,
 //! stops early on the validation loss and writes checkpoints that a [`Trainer`] can
-//! resume exactly. [`evaluate`] and [`forecast`] use the time-series branch alone;
+//! resume exactly. [`evaluate`] and [`Forecaster`] (new data, with the scaler a checkpoint
+//! records; backtests) use the time-series branch alone;
 //! [`test_run`] writes a run's test results (NumPy arrays, MSE/MAE/RMSE/MAPE/MSPE overall,
 //! per variable and per step, a forecast plot) and [`SweepResults`] tabulates seed sweeps
 //! as mean ± std.

@@ -116,7 +116,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", conflicts_with = "seeds", value_parser = clap::value_parser!(u64).range(1..))]
     pub itr: Option<u64>,
     /// Also write each run's test results in Time-Series-Library's layout under DIR
-    /// (default: the current directory): results/<setting>/{metrics,pred,true}.npy and a
+    /// (default: the current directory): `results/<setting>/{metrics,pred,true}.npy` and a
     /// block in result_long_term_forecast.txt (data units with --inverse, as TSLib does).
     #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = ".")]
     pub tslib: Option<PathBuf>,
