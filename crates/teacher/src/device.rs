@@ -166,30 +166,33 @@ fn cuda_devices() -> Vec<Device> {
     Vec::new()
 }
 
-/// Free memory in bytes of the GPUs `gpus` names (the smallest), from `nvidia-smi`; `None`
-/// when it cannot tell (no nvidia-smi, no such GPU).
+/// Free memory in bytes of the GPUs `gpus` names (the smallest), as their driver reports it
+/// (`cuMemGetInfo`: other processes' allocations counted); `None` when it cannot tell (no
+/// such GPU, no driver).
+#[cfg(feature = "cuda")]
 pub fn gpu_free_memory(gpus: Gpus) -> Option<u64> {
-    let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=memory.free", "--format=csv,noheader,nounits"])
-        .output()
-        .ok()?;
-    let free_mib: Vec<u64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|line| line.trim().parse().ok())
-        .collect::<Option<_>>()?;
-    // nvidia-smi lists every GPU; CUDA indices count only CUDA_VISIBLE_DEVICES's.
-    let visible: Vec<usize> = match std::env::var("CUDA_VISIBLE_DEVICES") {
-        Ok(list) if !list.trim().is_empty() => list
-            .split(',')
-            .map(|entry| entry.trim().parse().ok())
-            .collect::<Option<_>>()?,
-        _ => (0..free_mib.len()).collect(),
+    let free = |ordinal: usize| {
+        crate::cuda::device_memory(ordinal)
+            .ok()
+            .map(|(free, _)| free)
     };
-    let chosen = match gpus {
-        Gpus::All => visible.iter().map(|&i| free_mib.get(i).copied()).min()?,
-        Gpus::Index(index) => free_mib.get(*visible.get(index)?).copied(),
-    };
-    chosen.map(|mib| mib << 20)
+    match gpus {
+        Gpus::Index(index) => free(index),
+        Gpus::All => {
+            let count = cudarc::driver::CudaContext::device_count().ok()?;
+            (0..count as usize)
+                .map(free)
+                .collect::<Option<Vec<u64>>>()?
+                .into_iter()
+                .min()
+        }
+    }
+}
+
+/// Without the `cuda` feature there is no GPU to ask.
+#[cfg(not(feature = "cuda"))]
+pub fn gpu_free_memory(_gpus: Gpus) -> Option<u64> {
+    None
 }
 
 /// One GPU, as [`list_gpus`] reports it.

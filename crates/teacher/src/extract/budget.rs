@@ -210,7 +210,7 @@ impl fmt::Display for MemSize {
 pub struct MemoryBudget {
     /// Bytes per device.
     pub bytes: u64,
-    /// Where the number came from, for messages (`--max-gpu-mem`, nvidia-smi, ...).
+    /// Where the number came from, for messages (`--max-gpu-mem`, the CUDA driver, ...).
     pub source: String,
 }
 
@@ -230,13 +230,13 @@ impl MemoryBudget {
                 Some(free) => MemoryBudget {
                     bytes: (free as f64 * 0.9) as u64 - (1 << 30).min(free / 2),
                     source: format!(
-                        "free GPU memory ({:.1} GiB, nvidia-smi) less 10% and 1 GiB",
+                        "free GPU memory ({:.1} GiB, CUDA driver) less 10% and 1 GiB",
                         gib(free)
                     ),
                 },
                 None => budget(
                     24 << 30,
-                    "24 GiB: nvidia-smi could not report free memory; set --max-gpu-mem",
+                    "24 GiB: the CUDA driver could not report free memory; set --max-gpu-mem",
                 ),
             },
         }
