@@ -1,6 +1,8 @@
 //! `timekd prompts`: the teacher's prompts, token ids and token types for chosen windows,
 //! one JSON line per (window, variable), with the field names of the parity fixture's
-//! `prompts.json`. No model is loaded.
+//! `prompts.json`; with `--states`, each prompt's last-token state from a GPT-2 checkpoint,
+//! so a user can check the teacher against a reference of their own. Without `--states` no
+//! model is loaded.
 
 use std::io::Write;
 
@@ -8,11 +10,14 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
 use timekd_data::SplitKind;
+use timekd_teacher::gpt2::hub::fetch_model;
 use timekd_teacher::{
-    Gpt2Tokenizer, PromptBuilder, PromptTemplate, ValueFormat, WindowInput, encode_windows,
+    BatchOptions, DeviceSpec, Gpt2, Gpt2Tokenizer, PromptBuilder, PromptTemplate, ValueFormat,
+    WindowInput, encode_windows,
 };
 
 use crate::data_args::DataArgs;
+use crate::download::DownloadProgress;
 
 /// Print the teacher's GT and HD prompts, token ids, token texts and types as JSON lines.
 ///
@@ -35,6 +40,14 @@ pub struct PromptsArgs {
     /// How values are written: `int` (truncated, the release's format) or `fixedN`.
     #[arg(long, default_value = "int", value_name = "FORMAT")]
     value_format: ValueFormat,
+    /// The GPT-2 checkpoint `--states` runs: a directory, or a model id (Hugging Face
+    /// cache, downloaded when missing).
+    #[arg(long, value_name = "DIR|ID", requires = "states")]
+    model: Option<String>,
+    /// Add each prompt's last-token hidden state (after the final LayerNorm, before the SCA;
+    /// the calibrated forward in f32 on the CPU) as `gt_state` and `hd_state`.
+    #[arg(long, requires = "model")]
+    states: bool,
 }
 
 /// Runs the command.
@@ -70,9 +83,13 @@ pub fn run(args: PromptsArgs) -> anyhow::Result<()> {
     let codes = |p: &timekd_teacher::EncodedPrompt| -> Vec<u8> {
         p.types.iter().map(|t| t.code()).collect()
     };
+    let states = match &args.model {
+        Some(model) => Some(last_token_states(model, &prompts)?),
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
-    for p in &prompts {
-        let line = json!({
+    for (i, p) in prompts.iter().enumerate() {
+        let mut line = json!({
             "split": args.split.to_string(),
             "window": p.window,
             "variable": p.variable,
@@ -86,7 +103,36 @@ pub fn run(args: PromptsArgs) -> anyhow::Result<()> {
             "gt_token_types": codes(&p.gt),
             "hd_token_types": codes(&p.hd),
         });
+        if let Some((states, d)) = &states {
+            line["gt_state"] = json!(states[2 * i * d..(2 * i + 1) * d]);
+            line["hd_state"] = json!(states[(2 * i + 1) * d..(2 * i + 2) * d]);
+        }
         writeln!(out, "{line}").context("writing to stdout")?;
     }
     Ok(())
+}
+
+/// The last-token states of every prompt's GT then HD, `[2 · prompts, d]` row-major, and `d`.
+fn last_token_states(
+    model: &str,
+    prompts: &[timekd_teacher::VariablePrompts],
+) -> anyhow::Result<(Vec<f32>, usize)> {
+    let dir = fetch_model(model, &mut DownloadProgress::new())?;
+    let device = DeviceSpec::Cpu.devices()?.remove(0);
+    let gpt2 = Gpt2::load_dir(&dir, None, &device)?;
+    eprintln!(
+        "states of {} ({} layers, width {}), f32 on the CPU",
+        dir.display(),
+        gpt2.layers(),
+        gpt2.d_model()
+    );
+    let encoded: Vec<&timekd_teacher::EncodedPrompt> =
+        prompts.iter().flat_map(|p| [&p.gt, &p.hd]).collect();
+    let states = gpt2.last_token_states(&encoded, &BatchOptions::default())?;
+    let values = states
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading the states back: {e:?}"))?;
+    Ok((values, gpt2.d_model()))
 }
