@@ -6,9 +6,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{ok, refused, repo, timekd};
+use common::{numpy_check, ok, refused, repo, timekd};
 
 /// Compares the forecast CSV (argv[1]) with the last window of pred_inverse.npy (argv[2]),
 /// and the backtest metrics JSON (argv[3]) with MSE/MAE over the first 100 windows of
@@ -75,6 +74,15 @@ fn forecasts_of_new_data_equal_the_test_predictions_and_bad_files_are_refused() 
     let run = dir.join("runs/student/ETTh1/24/seed-2024");
     let best = run.join("checkpoints/best");
     let best = best.to_str().unwrap();
+    // `timekd forecast --checkpoint <best> --data <data> <more>`.
+    let forecast = |data: &str, more: &[&str]| {
+        let args = [
+            &["forecast", "--checkpoint", best, "--data", data][..],
+            more,
+        ]
+        .concat();
+        timekd(dir, &args)
+    };
 
     // ETTh1's test split is rows 11424..14400 (L = 96): its last window's history is the
     // 96 rows before the last 24.
@@ -83,27 +91,14 @@ fn forecasts_of_new_data_equal_the_test_predictions_and_bad_files_are_refused() 
     let history = test_end - h - l..test_end - h;
     let csv = dir.join("last_window.csv");
     write_rows(&csv, &lines, history.clone(), str::to_string);
-    let out = ok(
-        timekd(
-            dir,
-            &[
-                "forecast",
-                "--checkpoint",
-                best,
-                "--data",
-                csv.to_str().unwrap(),
-                "--out",
-                "forecast.csv",
-            ],
-        ),
-        "timekd forecast",
-    );
+    let csv = csv.to_str().unwrap();
+    let out = ok(forecast(csv, &["--out", "forecast.csv"]), "timekd forecast");
     assert!(out.stdout.is_empty());
-    let forecast = std::fs::read_to_string(dir.join("forecast.csv")).unwrap();
+    let forecast_csv = std::fs::read_to_string(dir.join("forecast.csv")).unwrap();
     let first_date = lines[test_end - h + 1].split(',').next().unwrap();
     assert!(
-        forecast.lines().nth(1).unwrap().starts_with(first_date),
-        "the forecast continues the data's dates:\n{forecast}"
+        forecast_csv.lines().nth(1).unwrap().starts_with(first_date),
+        "the forecast continues the data's dates:\n{forecast_csv}"
     );
 
     // 100 origins: the first 100 test windows' last history rows, as a date range.
@@ -113,14 +108,9 @@ fn forecasts_of_new_data_equal_the_test_predictions_and_bad_files_are_refused() 
     };
     let range = format!("{}..{}", origin(0), origin(99));
     ok(
-        timekd(
-            dir,
+        forecast(
+            "ETTh1",
             &[
-                "forecast",
-                "--checkpoint",
-                best,
-                "--data",
-                "ETTh1",
                 "--origins",
                 &range,
                 "--batch-size",
@@ -136,33 +126,19 @@ fn forecasts_of_new_data_equal_the_test_predictions_and_bad_files_are_refused() 
     let backtest = std::fs::read_to_string(dir.join("backtest.csv")).unwrap();
     assert_eq!(backtest.lines().count(), 1 + 100 * 24 * 7);
     assert!(backtest.starts_with("origin,date,variable,forecast,truth\n"));
-    let check = Command::new("python3")
-        .args(["-c", CHECK])
-        .arg(dir.join("forecast.csv"))
-        .arg(run.join("pred_inverse.npy"))
-        .arg(dir.join("backtest.json"))
-        .output()
-        .expect("python3 with numpy (cargo xtask setup installs it)");
-    assert!(
-        check.status.success() && check.stdout.starts_with(b"ok"),
-        "numpy disagrees:\n{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
+    let paths = [
+        dir.join("forecast.csv"),
+        run.join("pred_inverse.npy"),
+        dir.join("backtest.json"),
+    ];
+    numpy_check(
+        CHECK,
+        &paths.each_ref().map(|p| p.as_path()),
+        "numpy disagrees",
     );
 
     // Bad files: each refused with what is wrong.
-    let forecast_from = |name: &str| {
-        timekd(
-            dir,
-            &[
-                "forecast",
-                "--checkpoint",
-                best,
-                "--data",
-                dir.join(name).to_str().unwrap(),
-            ],
-        )
-    };
+    let forecast_from = |name: &str| forecast(dir.join(name).to_str().unwrap(), &[]);
     let without_ot = |line: &str| line.rsplit_once(',').unwrap().0.to_string();
     write_rows(
         &dir.join("missing.csv"),
@@ -232,37 +208,14 @@ fn forecasts_of_new_data_equal_the_test_predictions_and_bad_files_are_refused() 
     state["version"] = 2.into();
     state["data"].as_object_mut().unwrap().remove("contract");
     std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
-    let error = refused(
-        timekd(
-            dir,
-            &[
-                "forecast",
-                "--checkpoint",
-                best,
-                "--data",
-                csv.to_str().unwrap(),
-            ],
-        ),
-        "a format-2 checkpoint",
-    );
+    let error = refused(forecast(csv, &[]), "a format-2 checkpoint");
     assert!(
         error.contains("format version 2") && error.contains("--train-data"),
         "{error}"
     );
     let out = ok(
-        timekd(
-            dir,
-            &[
-                "forecast",
-                "--checkpoint",
-                best,
-                "--data",
-                csv.to_str().unwrap(),
-                "--train-data",
-                "ETTh1",
-            ],
-        ),
+        forecast(csv, &["--train-data", "ETTh1"]),
         "timekd forecast --train-data",
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), forecast);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), forecast_csv);
 }

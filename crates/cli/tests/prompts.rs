@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{ok, repo, timekd};
+use common::{numpy_check, ok, repo, timekd};
 
 /// Reads the JSON lines (argv[1]) and the fixture's `teacher.safetensors` (argv[2]) and
 /// prints the worst relative L2 error of `gt_state` / `hd_state`.
@@ -54,17 +52,10 @@ fn prompt_states_match_the_release_forward() {
     let lines = dir.path().join("states.jsonl");
     std::fs::write(&lines, &out.stdout).unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3 * 7);
-    let check = Command::new("python3")
-        .args(["-c", CHECK])
-        .arg(&lines)
-        .arg(fixture.join("teacher.safetensors"))
-        .output()
-        .expect("python3 with numpy");
-    assert!(
-        check.status.success() && check.stdout.starts_with(b"ok"),
-        "states disagree with the fixture:\n{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
+    let stdout = numpy_check(
+        CHECK,
+        &[&lines, &fixture.join("teacher.safetensors")],
+        "states disagree with the fixture",
     );
-    eprintln!("{}", String::from_utf8_lossy(&check.stdout));
+    eprintln!("{stdout}");
 }

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{ok, repo, timekd};
+use common::{numpy_check, ok, repo, timekd};
 
 /// Recomputes results.json's metrics from the arrays with numpy; prints "ok" or fails.
 const CHECK: &str = r#"
@@ -57,20 +55,19 @@ fn a_seed_sweep_writes_arrays_metrics_and_tables_numpy_agrees_with() {
     let data = etth1_h24("16");
     let extract = [&["extract", "--model", model.to_str().unwrap()][..], &data].concat();
     ok(timekd(dir, &extract), "timekd extract");
-    let sweep = [
-        &["train"][..],
-        &data,
-        &[
+    // The seed sweep of this test, over `epochs` epochs.
+    let sweep_of = |epochs: &'static str| {
+        let flags = [
             "--seeds",
             "2024,6666",
             "--features",
             "MS",
             "--inverse",
             "--epochs",
-            "1",
-        ],
-    ]
-    .concat();
+        ];
+        [&["train"][..], &data, &flags, &[epochs]].concat()
+    };
+    let sweep = sweep_of("1");
     let out = ok(timekd(dir, &sweep), "timekd train --seeds");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -97,17 +94,7 @@ fn a_seed_sweep_writes_arrays_metrics_and_tables_numpy_agrees_with() {
             "MS scores the target"
         );
         assert_eq!(results["features"], "MS");
-        let check = Command::new("python3")
-            .args(["-c", CHECK])
-            .arg(&run)
-            .output()
-            .expect("python3 with numpy (cargo xtask setup installs it)");
-        assert!(
-            check.status.success() && check.stdout.starts_with(b"ok"),
-            "numpy disagrees for seed {seed}:\n{}{}",
-            String::from_utf8_lossy(&check.stdout),
-            String::from_utf8_lossy(&check.stderr)
-        );
+        numpy_check(CHECK, &[&run], &format!("numpy disagrees for seed {seed}"));
     }
     let csv = std::fs::read_to_string(experiment.join("results.csv")).unwrap();
     // Header + 2 seeds × 2 units × 5 metrics.
@@ -159,20 +146,7 @@ fn a_seed_sweep_writes_arrays_metrics_and_tables_numpy_agrees_with() {
     assert!(metrics.contains("\"selection\":\"paper\""), "{metrics}");
 
     // A finished run is not reused under other settings.
-    let other = [
-        &["train"][..],
-        &data,
-        &[
-            "--seeds",
-            "2024,6666",
-            "--features",
-            "MS",
-            "--inverse",
-            "--epochs",
-            "2",
-        ],
-    ]
-    .concat();
+    let other = sweep_of("2");
     let out = timekd(dir, &other);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "reused a run of other settings");
@@ -345,17 +319,7 @@ fn time_series_library_files_read_back_as_its_scripts_read_them() {
     ok(timekd(dir, &train), "timekd train --itr 2 --tslib");
     // Again (the runs are reused): each setting's block is replaced, not appended twice.
     ok(timekd(dir, &train), "timekd train --itr 2 --tslib (again)");
-    let check = Command::new("python3")
-        .args(["-c", TSLIB_CHECK])
-        .arg(dir.join("tsl"))
-        .output()
-        .expect("python3 with numpy");
-    let stdout = String::from_utf8_lossy(&check.stdout);
-    assert!(
-        check.status.success() && stdout.starts_with("ok"),
-        "numpy disagrees:\n{stdout}{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let stdout = numpy_check(TSLIB_CHECK, &[&dir.join("tsl")], "numpy disagrees");
     let prefix = "long_term_forecast_ETTh1_96_24_TimeKD_ETTh1_ftM_sl96_ll0_pl24_dm64_nh4_el2_dl0";
     for ii in ["0", "1"] {
         assert!(

@@ -34,3 +34,20 @@ pub fn refused(out: Output, what: &str) -> String {
     assert!(!out.status.success(), "{what} should fail");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Runs the Python `script` (numpy available: `cargo xtask setup` installs it) with `args`;
+/// checks that it succeeded and printed `ok` first, else fails naming `what`. Its stdout.
+pub fn numpy_check(script: &str, args: &[&Path], what: &str) -> String {
+    let check = Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("python3 with numpy (cargo xtask setup installs it)");
+    let stdout = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(
+        check.status.success() && stdout.starts_with("ok"),
+        "{what}:\n{stdout}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    stdout
+}
