@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{builder, dataset, device, host, model_dir, rel_l2};
+use common::{builder, dataset, device, host, model_dir, prompts_at_lengths, rel_l2};
 use timekd_data::SplitKind;
 use timekd_teacher::cuda::{CudaGpt2, EngineLimits};
 use timekd_teacher::{
@@ -29,19 +29,7 @@ fn families(lengths: &[usize], windows: &[usize]) -> Vec<Vec<EncodedPrompt>> {
     for &i in windows {
         let window = train.window(i);
         for v in 0..data.n_vars() {
-            let (history, future) = (window.history_raw(v), window.future_raw(v));
-            let head =
-                builder.history_sentence(history, window.history_start(), window.history_end());
-            let continuations: Vec<(String, String)> = lengths
-                .iter()
-                .map(|&h| {
-                    (
-                        builder.gt_continuation(&future[..h]),
-                        builder.hd_continuation(h),
-                    )
-                })
-                .collect();
-            let pairs = tokenizer.encode_pairs_after(&head, &continuations);
+            let pairs = prompts_at_lengths(&builder, &tokenizer, &window, v, lengths);
             out.push(pairs.into_iter().flat_map(|(gt, hd)| [gt, hd]).collect());
         }
     }
@@ -112,17 +100,7 @@ fn engine_equals_burn_on_the_tiny_gpt2() {
 #[ignore = "needs an NVIDIA GPU"]
 fn engine_equals_burn_on_a_gpt2_small_shaped_random_model() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Gpt2Config {
-        vocab_size: 50_257,
-        n_positions: 1024,
-        n_embd: 768,
-        n_layer: 12,
-        n_head: 12,
-        n_inner: 3072,
-        layer_norm_epsilon: 1e-5,
-        tanh_gelu: true,
-    };
-    write_random_gpt2(dir.path(), &config, 7).unwrap();
+    write_random_gpt2(dir.path(), &Gpt2Config::gpt2_small(), 7).unwrap();
     // One window: Burn's 12-layer CPU forward of every length is the slow part (over 100 s
     // for three windows on an H100 host's 16 cores).
     compare(dir.path(), "GPT-2-small-shaped random model", &[0]);

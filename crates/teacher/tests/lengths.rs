@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{builder, dataset, device, host, model_dir, rel_l2};
+use common::{builder, dataset, device, host, model_dir, prompts_at_lengths, rel_l2};
 use timekd_data::{Dataset, SplitKind};
 use timekd_teacher::{
     BatchOptions, EncodedPrompt, Gpt2, Gpt2Tokenizer, LengthsInput, PromptFamily, PromptPair, Sca,
@@ -117,17 +117,7 @@ fn a_family_of_all_lengths_equals_its_prompts_run_whole() {
     for (i, v) in [(0, 0), (3, 6), (5, 2)] {
         let window = train.window(i);
         let (history, future) = (window.history_raw(v), window.future_raw(v));
-        let head = builder.history_sentence(history, window.history_start(), window.history_end());
-        let continuations: Vec<(String, String)> = LENGTHS
-            .iter()
-            .map(|&h| {
-                (
-                    builder.gt_continuation(&future[..h]),
-                    builder.hd_continuation(h),
-                )
-            })
-            .collect();
-        let pairs = tokenizer.encode_pairs_after(&head, &continuations);
+        let pairs = prompts_at_lengths(&builder, &tokenizer, &window, v, &LENGTHS);
         for (&h, pair) in LENGTHS.iter().zip(&pairs) {
             let text: PromptPair = builder.build(
                 history,

@@ -9,8 +9,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use chrono::{NaiveDate, NaiveDateTime};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
-use timekd_data::{Dataset, DatasetOptions, Preset};
-use timekd_teacher::{PromptBuilder, PromptTemplate, ValueFormat, WindowInput};
+use timekd_data::{Dataset, DatasetOptions, Preset, Window};
+use timekd_teacher::{
+    EncodedPrompt, Gpt2Tokenizer, PromptBuilder, PromptTemplate, ValueFormat, WindowInput,
+};
 
 pub fn fixture_dir() -> PathBuf {
     match std::env::var_os("TIMEKD_PARITY_DIR") {
@@ -36,6 +38,29 @@ pub fn dataset(output_len: usize) -> Dataset {
 pub fn builder(data: &Dataset) -> PromptBuilder {
     let template = PromptTemplate::for_preset(data.preset(), data.interval_seconds());
     PromptBuilder::new(template, ValueFormat::Int)
+}
+
+/// The GT and HD prompts of variable `v` of `window` at each of `lengths` (its future cut to
+/// each), the history sentence tokenised once for all of them, as extraction encodes them.
+pub fn prompts_at_lengths(
+    builder: &PromptBuilder,
+    tokenizer: &Gpt2Tokenizer,
+    window: &Window<'_>,
+    v: usize,
+    lengths: &[usize],
+) -> Vec<(EncodedPrompt, EncodedPrompt)> {
+    let (history, future) = (window.history_raw(v), window.future_raw(v));
+    let head = builder.history_sentence(history, window.history_start(), window.history_end());
+    let continuations: Vec<(String, String)> = lengths
+        .iter()
+        .map(|&h| {
+            (
+                builder.gt_continuation(&future[..h]),
+                builder.hd_continuation(h),
+            )
+        })
+        .collect();
+    tokenizer.encode_pairs_after(&head, &continuations)
 }
 
 pub fn model_dir() -> PathBuf {
