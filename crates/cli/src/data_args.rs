@@ -103,7 +103,7 @@ impl DataArgs {
         let source = self.source()?;
         let shortest = self.output_len.iter().copied().min().unwrap_or(0);
         let dataset = source.load(&self.options(shortest))?;
-        say_notes(&dataset);
+        say_notes(dataset.notes());
         Ok(LoadedData { dataset, source })
     }
 
@@ -136,9 +136,10 @@ pub fn resolve(root: Option<&Path>, data: &str) -> anyhow::Result<DataSource> {
     Ok(DataSource::resolve(&text)?)
 }
 
-/// Prints what the data file has that is accepted but worth knowing (`Dataset::notes`).
-pub fn say_notes(dataset: &timekd_data::Dataset) {
-    for note in dataset.notes() {
+/// Prints what is accepted but worth knowing (`Dataset::notes`, `Frame::notes`, a
+/// backtest's notes), one `note:` line each.
+pub fn say_notes(notes: &[String]) {
+    for note in notes {
         eprintln!("note: {note}");
     }
 }

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use timekd_data::Preset;
 use timekd_student::{BacktestSummary, Forecaster, Origins, read_state};
 
-use crate::data_args::{DataArgs, resolve};
+use crate::data_args::{DataArgs, resolve, say_notes};
 use timekd_teacher::DeviceSpec;
 
 /// Output format of a single forecast.
@@ -87,9 +87,7 @@ pub fn run(args: ForecastArgs) -> anyhow::Result<()> {
         forecaster = forecaster.with_contract(trained.dataset.contract());
     }
     let frame = resolve(args.root_path.as_deref(), &args.data)?.frame()?;
-    for note in frame.notes() {
-        eprintln!("note: {note}");
-    }
+    say_notes(frame.notes());
     match &args.origins {
         Some(origins) => backtest(&args, &forecaster, &frame, origins),
         None => single(&args, &forecaster, &frame),
@@ -164,9 +162,7 @@ fn backtest(
 
 /// The backtest's extent and metrics, on standard error.
 fn say_backtest(summary: &BacktestSummary) {
-    for note in &summary.notes {
-        eprintln!("note: {note}");
-    }
+    say_notes(&summary.notes);
     eprintln!(
         "backtest: {} origins from {} to {}; {} with the whole horizon in the file",
         summary.origins, summary.first_origin, summary.last_origin, summary.scored_origins

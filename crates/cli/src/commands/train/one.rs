@@ -61,7 +61,7 @@ impl RunRequest<'_> {
         options.features = args.features;
         let dataset = self.source.load(&options)?;
         if !self.notes_said.replace(true) {
-            crate::data_args::say_notes(&dataset);
+            crate::data_args::say_notes(dataset.notes());
         }
         let mut config = resolve_config(args, h)?;
         if let Some(seed) = self.seed {
