@@ -44,20 +44,20 @@ pub struct FittedRows {
     pub last: NaiveDateTime,
 }
 
-/// A [`Frame`]'s columns matched to a contract's variables.
-#[derive(Debug, Clone, Copy)]
+/// A [`Frame`]'s columns matched to a contract's variables ([`SeriesContract::bind`]).
+#[derive(Debug, Clone)]
 pub struct Bound<'a> {
     contract: &'a SeriesContract,
     frame: &'a Frame,
     /// Frame column index of each variable, model order.
-    columns: &'a [usize],
+    columns: Vec<usize>,
 }
 
 impl SeriesContract {
     /// Matches `frame`'s columns to the variables. Every variable must be there, in the
     /// training file's relative order; columns the training file had but the model did not
     /// use may be present; any other column is refused.
-    pub fn bind(&self, frame: &Frame) -> Result<Vec<usize>, DataError> {
+    pub fn bind<'a>(&'a self, frame: &'a Frame) -> Result<Bound<'a>, DataError> {
         let columns = frame.columns();
         let missing: Vec<String> = self
             .var_names
@@ -93,11 +93,16 @@ impl SeriesContract {
                 expected: trained.join(","),
             });
         }
-        Ok(self
+        let columns = self
             .var_names
             .iter()
             .map(|v| columns.iter().position(|c| c == v).expect("checked above"))
-            .collect())
+            .collect();
+        Ok(Bound {
+            contract: self,
+            frame,
+            columns,
+        })
     }
 
     /// `last` + k · interval for k = 1..=steps.
@@ -107,16 +112,7 @@ impl SeriesContract {
     }
 }
 
-impl<'a> Bound<'a> {
-    /// Ties `frame` to `contract` through `columns` (from [`SeriesContract::bind`]).
-    pub fn new(contract: &'a SeriesContract, frame: &'a Frame, columns: &'a [usize]) -> Self {
-        Bound {
-            contract,
-            frame,
-            columns,
-        }
-    }
-
+impl Bound<'_> {
     /// Unscaled value of variable `var` (model order) at data row `row`.
     pub fn raw(&self, row: usize, var: usize) -> f64 {
         self.frame.column(self.columns[var])[row]

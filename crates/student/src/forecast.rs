@@ -180,8 +180,7 @@ impl Forecaster {
     /// among the last L.
     pub fn forecast(&self, frame: &Frame) -> Result<Forecast> {
         let contract = self.contract()?;
-        let columns = contract.bind(frame)?;
-        let bound = Bound::new(contract, frame, &columns);
+        let bound = contract.bind(frame)?;
         let (l, rows) = (self.input_len, frame.rows());
         if rows < l {
             return Err(StudentError::Input {
@@ -195,7 +194,7 @@ impl Forecaster {
         let history = rows - l..rows;
         bound.check_steps(history.clone())?;
         let pred = self.predict(&bound, &[rows - 1])?;
-        let n = columns.len();
+        let n = contract.var_names.len();
         let times = frame.timestamps();
         Ok(Forecast {
             var_names: contract.var_names.clone(),
@@ -223,10 +222,9 @@ impl Forecaster {
         out: &mut dyn Write,
     ) -> Result<BacktestSummary> {
         let contract = self.contract()?;
-        let columns = contract.bind(frame)?;
-        let bound = Bound::new(contract, frame, &columns);
+        let bound = contract.bind(frame)?;
         let (chosen, mut notes) = self.origin_rows(frame, origins)?;
-        let (h, n) = (self.output_len, columns.len());
+        let (h, n) = (self.output_len, contract.var_names.len());
         let scored: Vec<usize> = if contract.features.scores_last_only() {
             vec![n - 1]
         } else {
