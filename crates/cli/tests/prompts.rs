@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::PathBuf;
+
 use common::{numpy_check, ok, repo, timekd};
 
 /// Reads the JSON lines (argv[1]) and the fixture's `teacher.safetensors` (argv[2]) and
@@ -28,20 +30,45 @@ assert worst <= 1e-4, worst
 print("ok", worst)
 "#;
 
+/// The parity fixture set: `$TIMEKD_PARITY_DIR`, else the committed copy.
+fn fixture_dir() -> PathBuf {
+    match std::env::var_os("TIMEKD_PARITY_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => repo().join("tests/fixtures/parity"),
+    }
+}
+
 #[test]
 fn prompt_states_match_the_release_forward() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = repo().join("tests/fixtures/parity");
+    let fixture = fixture_dir();
     let model = fixture.join("tiny_gpt2");
+    // Every size from the fixture's meta.json, so another set of the same format passes too.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("meta.json")).unwrap()).unwrap();
+    let text = |v: &serde_json::Value| v.to_string().trim_matches('"').to_string();
+    let list = |key: &str| {
+        let items: Vec<String> = meta[key].as_array().unwrap().iter().map(text).collect();
+        items.join(",")
+    };
+    let (windows, columns) = (list("windows"), list("columns"));
+    let (input_len, output_len) = (text(&meta["input_len"]), text(&meta["output_len"]));
+    let data = meta["dataset"].as_str().unwrap_or("ETTh1");
     let out = ok(
         timekd(
             dir.path(),
             &[
                 "prompts",
+                "--data",
+                data,
+                "--columns",
+                &columns,
+                "--input-len",
+                &input_len,
                 "--output-len",
-                "24",
+                &output_len,
                 "--windows",
-                "0,5538,6123",
+                &windows,
                 "--model",
                 model.to_str().unwrap(),
                 "--states",
@@ -51,7 +78,12 @@ fn prompt_states_match_the_release_forward() {
     );
     let lines = dir.path().join("states.jsonl");
     std::fs::write(&lines, &out.stdout).unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3 * 7);
+    let expected =
+        meta["windows"].as_array().unwrap().len() * meta["columns"].as_array().unwrap().len();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        expected
+    );
     let stdout = numpy_check(
         CHECK,
         &[&lines, &fixture.join("teacher.safetensors")],
