@@ -55,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Device::flex();
     let summary = Trainer::new(&config, &run)
         .devices(std::slice::from_ref(&device))
-        .on_epoch(&mut |m| {
+        .on_epoch(&mut |_, m| {
             println!(
                 "epoch {}  train {:.4}  val {:.4}  ({:.1} s)",
                 m.epoch, m.train.total, m.val.total, m.seconds

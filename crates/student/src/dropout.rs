@@ -6,8 +6,12 @@
 //! its thread; each draw inside it re-seeds the generator with `mix(step seed, draw index)`
 //! under one process-wide lock, so a mask depends only on the step's seed and the draw's
 //! place in the forward pass, whatever else the process is doing.
+//!
+//! A pack of runs (see the `pack` module) opens the scope with one step seed per run and
+//! draws each run's part of a mask (its slice of the first axis) from its own seed: each run
+//! gets the masks it gets alone.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::sync::Mutex;
 
 use burn::module::Module;
@@ -19,26 +23,28 @@ use crate::parallel::mix;
 static DRAW: Mutex<()> = Mutex::new(());
 
 thread_local! {
-    /// The open scope's (step seed, index of the next draw).
-    static SCOPE: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+    /// The open scope's (step seed of each run, index of the next draw).
+    static SCOPE: RefCell<Option<(Vec<u64>, u64)>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with the dropout masks of this thread drawn from `seed`: the k-th draw inside
-/// uses the generator seeded with `mix(seed, k)`. Scopes do not nest; the previous one is
-/// restored afterwards.
-pub(crate) fn mask_seeds<R>(seed: u64, f: impl FnOnce() -> R) -> R {
-    let previous = SCOPE.with(|scope| scope.replace(Some((seed, 0))));
+/// Runs `f` with the dropout masks of this thread drawn from `seeds` (one per run of the
+/// model): the k-th draw inside uses, for run `r`'s part, the generator seeded with
+/// `mix(seeds[r], k)`. Scopes do not nest; the previous one is restored afterwards.
+pub(crate) fn mask_seeds<R>(seeds: &[u64], f: impl FnOnce() -> R) -> R {
+    let previous = SCOPE.with(|scope| scope.replace(Some((seeds.to_vec(), 0))));
     let result = f();
-    SCOPE.with(|scope| scope.set(previous));
+    SCOPE.with(|scope| *scope.borrow_mut() = previous);
     result
 }
 
-/// The seed of this thread's next draw, when a scope is open.
-fn next_seed() -> Option<u64> {
+/// The seed of each run's part of this thread's next draw, when a scope is open.
+fn next_seeds() -> Option<Vec<u64>> {
     SCOPE.with(|scope| {
-        let (seed, draw) = scope.get()?;
-        scope.set(Some((seed, draw + 1)));
-        Some(mix(seed, draw, 2))
+        let mut scope = scope.borrow_mut();
+        let (seeds, draw) = scope.as_mut()?;
+        let current = *draw;
+        *draw += 1;
+        Some(seeds.iter().map(|&s| mix(s, current, 2)).collect())
     })
 }
 
@@ -61,14 +67,28 @@ impl SeededDropout {
             return x;
         }
         let keep = 1.0 - self.prob;
+        let draw = |part: &Tensor<D>, seed: Option<u64>| {
+            if let Some(seed) = seed {
+                part.device().seed(seed);
+            }
+            part.random_like(Distribution::Bernoulli(keep))
+        };
         let mask = {
             // A poisoned lock only means another thread panicked between its re-seed and
             // draw; the generator itself is still usable.
             let _draw = DRAW.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(seed) = next_seed() {
-                x.device().seed(seed);
+            match next_seeds() {
+                Some(seeds) if seeds.len() > 1 => {
+                    let rows = x.dims()[0] / seeds.len();
+                    let parts = seeds
+                        .iter()
+                        .enumerate()
+                        .map(|(r, &seed)| draw(&x.clone().narrow(0, r * rows, rows), Some(seed)))
+                        .collect();
+                    Tensor::cat(parts, 0)
+                }
+                seeds => draw(&x, seeds.and_then(|s| s.first().copied())),
             }
-            x.random_like(Distribution::Bernoulli(keep))
         };
         x * mask * (1.0 / keep)
     }
@@ -85,7 +105,7 @@ mod tests {
         let device = Device::flex().autodiff();
         let dropout = SeededDropout::new(0.5);
         let x = Tensor::<2>::ones([8, 64], &device);
-        mask_seeds(seed, || {
+        mask_seeds(&[seed], || {
             let a = dropout.forward(x.clone());
             let b = dropout.forward(x.clone());
             tensor_to_vec(Tensor::cat(vec![a, b], 0)).expect("f32")

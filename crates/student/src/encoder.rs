@@ -114,6 +114,11 @@ impl Encoder {
         }
     }
 
+    /// Number of layers.
+    pub(crate) fn depth(&self) -> usize {
+        self.attn_layers.len()
+    }
+
     /// `x` [k branches, batch, vars, channel] → the encoding (same shape) and the last
     /// layer's attention probabilities `[k, batch, heads, vars, vars]`.
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<5>) {

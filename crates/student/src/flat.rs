@@ -1,4 +1,6 @@
-//! All parameters of a model (or their gradients, or optimiser moments) as ONE flat tensor.
+//! All parameters of a model (or their gradients, or optimiser moments) as ONE flat tensor:
+//! `[runs, len]`, row `r` holding run `r`'s parameters for a pack of runs (see the `pack`
+//! module), so clipping can take each run's own norm with one reduction.
 //!
 //! Clipping and AdamW are element-wise, so over one flat tensor they run as a handful of
 //! kernels instead of a dozen per parameter tensor (the student has 76): on a GPU the
@@ -19,12 +21,12 @@ use crate::model::Dual;
 /// Burn's CUDA backend needs at both ends of a slice to make it a view.
 pub(crate) const ALIGN: usize = 128;
 
-/// One parameter's place in the flat vector.
+/// One parameter's place in a run's row of the flat tensor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Segment {
     /// Burn module path (`encoder.attn_layers.0.conv1.weight`).
     pub name: String,
-    /// The parameter's shape.
+    /// The parameter's shape in a model of one run.
     pub dims: Vec<usize>,
     /// First element in the flat vector.
     pub offset: usize,
@@ -41,7 +43,8 @@ impl Segment {
     }
 }
 
-/// Where every parameter of a model sits in the flat vector, in module visiting order.
+/// Where every parameter of one run sits in its row of the flat tensor, in module visiting
+/// order (the same for every run of a pack).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct FlatLayout {
     segments: Vec<Segment>,
@@ -60,8 +63,9 @@ pub(crate) enum Source<'a> {
 struct Collector<'a> {
     path: Vec<String>,
     source: Source<'a>,
+    runs: usize,
     layout: FlatLayout,
-    parts: Vec<Option<Tensor<1>>>,
+    parts: Vec<Option<Tensor<2>>>,
     device: Option<Device>,
 }
 
@@ -70,18 +74,20 @@ impl ModuleVisitor for Collector<'_> {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let value = param.val();
-        let dims = value.dims();
+        let mut dims = value.dims().to_vec();
+        let runs = self.runs;
+        dims[0] /= runs;
         let n = dims.iter().product::<usize>();
         self.device
             .get_or_insert_with(|| value.device().without_autodiff());
         let part = match self.source {
-            Source::Values => Some(value.inner().reshape([n])),
-            Source::Gradients(grads) => value.grad(grads).map(|g| g.reshape([n])),
+            Source::Values => Some(value.inner().reshape([runs, n])),
+            Source::Gradients(grads) => value.grad(grads).map(|g| g.reshape([runs, n])),
         };
         let offset = self.layout.len;
         self.layout.segments.push(Segment {
             name: self.path.join("."),
-            dims: dims.to_vec(),
+            dims,
             offset,
         });
         self.layout.len = (offset + n).div_ceil(ALIGN) * ALIGN;
@@ -89,12 +95,15 @@ impl ModuleVisitor for Collector<'_> {
     }
 }
 
-/// The model's parameter values or gradients as one flat tensor (on the model's device,
-/// without autodiff), with its layout; `None` for a model without parameters.
-pub(crate) fn flatten(model: &Dual, source: Source) -> Option<(FlatLayout, Tensor<1>)> {
+/// The model's parameter values or gradients as one flat tensor `[runs, len]` (on the
+/// model's device, without autodiff), with its layout; `None` for a model without
+/// parameters.
+pub(crate) fn flatten(model: &Dual, source: Source) -> Option<(FlatLayout, Tensor<2>)> {
+    let runs = model.runs();
     let mut collector = Collector {
         path: Vec::new(),
         source,
+        runs,
         layout: FlatLayout::default(),
         parts: Vec::new(),
         device: None,
@@ -102,28 +111,28 @@ pub(crate) fn flatten(model: &Dual, source: Source) -> Option<(FlatLayout, Tenso
     model.visit(&mut collector);
     let device = collector.device?;
     let layout = collector.layout;
-    let mut flat = Tensor::<1>::zeros([layout.len], &device);
+    let mut flat = Tensor::<2>::zeros([runs, layout.len], &device);
     for (segment, part) in layout.segments.iter().zip(collector.parts) {
         if let Some(part) = part {
-            flat = flat.slice_assign([segment.range()], part);
+            flat = flat.slice_assign([0..runs, segment.range()], part);
         }
     }
     Some((layout, flat))
 }
 
 impl FlatLayout {
-    /// Each segment with its part of `flat`, a host copy of a flat vector.
+    /// Each segment with its part of `flat`, a host copy of one run's row.
     pub fn split<'a>(&'a self, flat: &'a [f32]) -> impl Iterator<Item = (&'a Segment, &'a [f32])> {
         self.segments.iter().map(|s| (s, &flat[s.range()]))
     }
 
-    /// A flat tensor on `device` from named host parts (`part(name)`; zero where `None`).
-    /// Fails, naming the parameter, when a part's length is not the parameter's.
+    /// One run's row `[1, len]` on `device` from named host parts (`part(name)`; zero where
+    /// `None`). Fails, naming the parameter, when a part's length is not the parameter's.
     pub fn assemble<'a>(
         &self,
         part: impl Fn(&str) -> Option<&'a [f32]>,
         device: &Device,
-    ) -> Result<Tensor<1>, String> {
+    ) -> Result<Tensor<2>, String> {
         let mut flat = vec![0.0f32; self.len];
         for segment in &self.segments {
             if let Some(values) = part(&segment.name) {
@@ -139,13 +148,16 @@ impl FlatLayout {
                 flat[segment.range()].copy_from_slice(values);
             }
         }
-        Ok(Tensor::from_data(TensorData::new(flat, [self.len]), device))
+        Ok(Tensor::from_data(
+            TensorData::new(flat, [1, self.len]),
+            device,
+        ))
     }
 
-    /// `model` with every parameter replaced by its segment of `flat` (a view where the
-    /// backend allows, see the module docs),
-    /// keeping each parameter's autodiff and require-grad flags.
-    pub fn unflatten(&self, model: Dual, flat: &Tensor<1>) -> Dual {
+    /// `model` with every parameter replaced by its segment of `flat` `[runs, len]` (a view
+    /// where the backend allows, see the module docs), keeping each parameter's autodiff and
+    /// require-grad flags.
+    pub fn unflatten(&self, model: Dual, flat: &Tensor<2>) -> Dual {
         let by_name = self
             .segments
             .iter()
@@ -162,7 +174,7 @@ impl FlatLayout {
 struct Assign<'a> {
     path: Vec<String>,
     by_name: BTreeMap<&'a str, &'a Segment>,
-    flat: &'a Tensor<1>,
+    flat: &'a Tensor<2>,
 }
 
 impl ModuleMapper for Assign<'_> {
@@ -176,7 +188,18 @@ impl ModuleMapper for Assign<'_> {
         param.map(|value| {
             let autodiff = value.is_autodiff();
             let require_grad = value.is_require_grad();
-            let p = flat.clone().slice([segment.range()]).reshape(value.dims());
+            let [runs, len] = flat.dims();
+            // One run's segment is a contiguous range (a view); a pack's is a column block.
+            let p = if runs == 1 {
+                flat.clone()
+                    .reshape([len])
+                    .slice([segment.range()])
+                    .reshape(value.dims())
+            } else {
+                flat.clone()
+                    .slice([0..runs, segment.range()])
+                    .reshape(value.dims())
+            };
             let p = if autodiff { p.autodiff() } else { p };
             p.set_require_grad(require_grad)
         })
@@ -193,6 +216,7 @@ mod tests {
         let device = Device::flex();
         let model = Dual::init(&DualConfig::default(), 1, &device).expect("model");
         let (layout, flat) = flatten(&model, Source::Values).expect("parameters");
+        assert_eq!(flat.dims()[0], 1);
         let host = flat.clone().try_into_vec_as::<f32>().expect("read");
         assert!(layout.split(&host).count() > 10);
         for (s, _) in layout.split(&host) {

@@ -25,53 +25,66 @@ pub struct PartialEpoch {
     pub train_seconds: f64,
 }
 
-/// The running sums of an epoch: loss terms `[5]`, gradient norms `[1]` (on the host
-/// device), steps taken and seconds spent before this process.
+/// The running sums of an epoch for each run being trained: loss terms `[runs, 5]`,
+/// gradient norms `[runs, 1]` (on the host device), steps taken and seconds spent before
+/// this process.
 pub(crate) struct EpochSums {
-    pub train: Tensor<1>,
-    pub norm: Tensor<1>,
+    pub train: Tensor<2>,
+    pub norm: Tensor<2>,
     pub steps: usize,
     pub earlier: Duration,
 }
 
 impl EpochSums {
-    /// Zero sums, or those of `partial` (an epoch stopped part way), on `device`.
-    pub fn start(partial: Option<&PartialEpoch>, device: &Device) -> EpochSums {
-        let Some(p) = partial else {
-            return EpochSums {
-                train: Tensor::zeros([5], device),
-                norm: Tensor::zeros([1], device),
-                steps: 0,
-                earlier: Duration::ZERO,
-            };
-        };
-        let values =
-            |bits: &[u32]| -> Vec<f32> { bits.iter().map(|b| f32::from_bits(*b)).collect() };
-        let tensor = |v: Vec<f32>| {
-            let len = v.len();
-            Tensor::from_data(TensorData::new(v, [len]), device)
-        };
+    /// Zero sums, or those of each run's `partial` (an epoch stopped part way; the runs
+    /// trained together stopped at the same step), on `device`.
+    pub fn start(partials: &[Option<&PartialEpoch>], device: &Device) -> EpochSums {
+        let runs = partials.len();
+        let mut train = Vec::with_capacity(runs * 5);
+        let mut norm = Vec::with_capacity(runs);
+        for partial in partials {
+            match partial {
+                Some(p) => {
+                    // Five sums per run whatever the file says (a damaged record cannot misalign runs).
+                    let bits = p.train_sum_bits.iter().copied().chain(std::iter::repeat(0));
+                    train.extend(bits.take(5).map(f32::from_bits));
+                    norm.push(f32::from_bits(p.norm_sum_bits));
+                }
+                None => {
+                    train.extend([0.0; 5]);
+                    norm.push(0.0);
+                }
+            }
+        }
+        let first = partials.iter().flatten().next();
         EpochSums {
-            train: tensor(values(&p.train_sum_bits)),
-            norm: tensor(values(&[p.norm_sum_bits])),
-            steps: p.steps,
-            earlier: Duration::from_secs_f64(p.train_seconds),
+            train: Tensor::from_data(TensorData::new(train, [runs, 5]), device),
+            norm: Tensor::from_data(TensorData::new(norm, [runs, 1]), device),
+            steps: first.map_or(0, |p| p.steps),
+            earlier: Duration::from_secs_f64(first.map_or(0.0, |p| p.train_seconds)),
         }
     }
 
-    /// What a checkpoint records of these sums after `spent` more seconds of training.
-    pub fn to_partial(&self, spent: Duration) -> Result<PartialEpoch> {
-        let bits = |t: &Tensor<1>| -> Result<Vec<u32>> {
+    /// What each run's checkpoint records of these sums after `spent` more seconds of
+    /// training.
+    pub fn to_partials(&self, spent: Duration) -> Result<Vec<PartialEpoch>> {
+        let bits = |t: &Tensor<2>| -> Result<Vec<u32>> {
             Ok(tensor_to_vec(t.clone())?
                 .iter()
                 .map(|v| v.to_bits())
                 .collect())
         };
-        Ok(PartialEpoch {
-            steps: self.steps,
-            train_sum_bits: bits(&self.train)?,
-            norm_sum_bits: bits(&self.norm)?.first().copied().unwrap_or(0),
-            train_seconds: (self.earlier + spent).as_secs_f64(),
-        })
+        let (train, norm) = (bits(&self.train)?, bits(&self.norm)?);
+        let per_run = train.len() / norm.len().max(1);
+        Ok(norm
+            .iter()
+            .zip(train.chunks(per_run.max(1)))
+            .map(|(&norm_sum_bits, train)| PartialEpoch {
+                steps: self.steps,
+                train_sum_bits: train.to_vec(),
+                norm_sum_bits,
+                train_seconds: (self.earlier + spent).as_secs_f64(),
+            })
+            .collect())
     }
 }

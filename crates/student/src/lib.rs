@@ -63,6 +63,7 @@ mod module_path;
 mod npy;
 mod optim;
 mod output;
+mod pack;
 mod paired;
 mod parallel;
 mod plot;

@@ -2,19 +2,24 @@
 //! carries the teacher's privileged embeddings during training.
 
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::config::DualConfig;
 use crate::encoder::{Encoder, EncoderShape};
-use crate::error::Result;
+use crate::error::{Result, StudentError};
 use crate::init::Initializer;
+use crate::pack;
 use crate::paired::PairedLinear;
 use crate::revin::Revin;
 
 /// Everything the distillation loss needs from one forward pass of both branches.
+///
+/// For a pack of R runs (see [`Dual::pack`]) every field holds the runs one after another
+/// along its first axis (`batch` below is R × the windows of one run's batch).
 #[derive(Debug, Clone)]
 pub struct DualOutput {
+    /// Runs of the model that produced it (1 unless packed).
+    pub runs: usize,
     /// Forecast of the time-series branch, de-normalised: `[batch, horizon, vars]`.
     pub ts_out: Tensor<3>,
     /// Reconstruction of the prompt branch (no de-normalisation): `[batch, horizon, vars]`.
@@ -23,9 +28,11 @@ pub struct DualOutput {
     pub ts_enc: Tensor<3>,
     /// Prompt encoding: `[batch, vars, channel]`.
     pub prompt_enc: Tensor<3>,
-    /// Last-layer attention of the time-series encoder averaged over the batch: `[heads, vars, vars]`.
+    /// Last-layer attention of the time-series encoder averaged over each run's batch:
+    /// `[runs · heads, vars, vars]`.
     pub ts_att: Tensor<3>,
-    /// Last-layer attention of the prompt encoder averaged over the batch: `[heads, vars, vars]`.
+    /// Last-layer attention of the prompt encoder averaged over each run's batch:
+    /// `[runs · heads, vars, vars]`.
     pub prompt_att: Tensor<3>,
 }
 
@@ -33,10 +40,14 @@ pub struct DualOutput {
 /// output projections in one `PairedLinear` (the `paired` layers), so a training step runs
 /// each layer once for the two branches; the state dict keeps the release's names
 /// (`ts_encoder.*`, `prompt_encoder.*`, `ts_proj.*`, `prompt_proj.*`).
+///
+/// Several runs of one configuration (other seeds) can be packed into one model
+/// ([`Dual::pack`]) that trains them all with one kernel per operation; each run's numbers
+/// are what it computes alone.
 #[derive(Module, Debug)]
 pub struct Dual {
-    length_to_feature: Linear,
-    token_to_feature: Linear,
+    length_to_feature: PairedLinear,
+    token_to_feature: PairedLinear,
     encoder: Encoder,
     projection: PairedLinear,
 }
@@ -62,38 +73,117 @@ impl Dual {
         let ts_proj = init.linear(config.channel, config.output_len);
         let prompt_proj = init.linear(config.channel, config.output_len);
         Ok(Dual {
-            length_to_feature,
-            token_to_feature,
+            length_to_feature: PairedLinear::single(length_to_feature),
+            token_to_feature: PairedLinear::single(token_to_feature),
             encoder,
             projection: PairedLinear::pair(ts_proj, prompt_proj),
         })
     }
 
-    /// Both branches: `x` `[batch, L, vars]` (scaled history) and `emb` `[batch, vars, d_llm]`.
+    /// The runs this model holds: 1, or the size of a pack.
+    pub fn runs(&self) -> usize {
+        self.length_to_feature.weight.dims()[0]
+    }
+
+    /// One model of several runs of the same shape (their parameters concatenated, run
+    /// after run), for training them together. Fails when the shapes differ.
+    pub fn pack(models: Vec<Dual>) -> Result<Dual> {
+        let shapes: Vec<_> = models.iter().map(Dual::shape).collect();
+        if models.is_empty() || shapes.iter().any(|s| *s != shapes[0]) {
+            return Err(StudentError::Config(format!(
+                "only models of one shape pack together (per run: L×C, d_llm×C, C×H \
+                 {:?})",
+                shapes
+            )));
+        }
+        Ok(pack::concat(models))
+    }
+
+    /// The runs of a pack as separate models, in pack order (one model for an unpacked one).
+    pub fn unpack(self) -> Vec<Dual> {
+        let runs = self.runs();
+        if runs == 1 {
+            return vec![self];
+        }
+        (0..runs)
+            .map(|r| pack::part(self.clone(), r, runs))
+            .collect()
+    }
+
+    /// Per-run parameter shapes that decide whether two models pack together.
+    fn shape(&self) -> ([usize; 3], [usize; 3], [usize; 3], usize) {
+        let per_run = |mut dims: [usize; 3]| {
+            dims[0] = 1;
+            dims
+        };
+        (
+            per_run(self.length_to_feature.weight.dims()),
+            per_run(self.token_to_feature.weight.dims()),
+            per_run(self.projection.weight.dims()),
+            self.encoder.depth(),
+        )
+    }
+
+    /// Both branches: `x` `[batch, L, vars]` (scaled history) and `emb` `[batch, vars,
+    /// d_llm]`. For a pack of R runs, `batch` is R equal batches one after another, run `r`'s
+    /// at rows `r·b..(r+1)·b`.
     pub fn forward(&self, x: Tensor<3>, emb: Tensor<3>) -> DualOutput {
+        let runs = self.runs();
+        let [rows, _, vars] = x.dims();
+        let batch = rows / runs;
+        // [R·b, a, c] → [R, b·a, c]: each run's rows as one matrix.
+        let per_run = |t: Tensor<3>| {
+            let [rows, a, c] = t.dims();
+            t.reshape([runs, rows / runs * a, c])
+        };
         let (normalized, revin) = Revin::normalize(x);
-        let ts_tokens = self.length_to_feature.forward(normalized.swap_dims(1, 2));
-        let prompt_tokens = self.token_to_feature.forward(emb);
-        let (enc, att, out) = self.branches(Tensor::stack(vec![ts_tokens, prompt_tokens], 0));
-        // Batch means of both branches' attention in one reduction: [2, heads, vars, vars].
+        let ts_tokens = self
+            .length_to_feature
+            .forward(per_run(normalized.swap_dims(1, 2)));
+        let prompt_tokens = self.token_to_feature.forward(per_run(emb));
+        let channel = ts_tokens.dims()[2];
+        // [R, 2, b·N, C] → [2R, b, N, C]: the runs' branches in stack order.
+        let tokens = Tensor::stack::<4>(vec![ts_tokens, prompt_tokens], 1).reshape([
+            2 * runs,
+            batch,
+            vars,
+            channel,
+        ]);
+        let (enc, att, out) = self.branches(tokens);
+        // Batch means of every branch's attention in one reduction: [2R, heads, vars, vars].
         let att = att.mean_dim(1).squeeze_dim::<4>(1);
+        let heads = att.dims()[1];
+        let horizon = out.dims()[2];
+        let enc = enc.reshape([runs, 2, batch * vars, channel]);
+        let out = out.reshape([runs, 2, batch * horizon, vars]);
+        let att = att.reshape([runs, 2, heads * vars, vars]);
         DualOutput {
-            ts_out: revin.denormalize(branch(&out, 0)),
-            prompt_out: branch(&out, 1),
-            ts_enc: branch(&enc, 0),
-            prompt_enc: branch(&enc, 1),
-            ts_att: branch(&att, 0),
-            prompt_att: branch(&att, 1),
+            runs,
+            ts_out: revin.denormalize(branch(&out, 0, [rows, horizon, vars])),
+            prompt_out: branch(&out, 1, [rows, horizon, vars]),
+            ts_enc: branch(&enc, 0, [rows, vars, channel]),
+            prompt_enc: branch(&enc, 1, [rows, vars, channel]),
+            ts_att: branch(&att, 0, [runs * heads, vars, vars]),
+            prompt_att: branch(&att, 1, [runs * heads, vars, vars]),
         }
     }
 
     /// The time-series branch alone (no embeddings needed): `x` `[batch, L, vars]` →
-    /// forecast `[batch, horizon, vars]`, de-normalised.
+    /// forecast `[batch, horizon, vars]`, de-normalised. For one run (unpack a pack first).
     pub fn forecast(&self, x: Tensor<3>) -> Tensor<3> {
+        debug_assert_eq!(self.runs(), 1, "forecast with one run of a pack");
+        let [batch, length, vars] = x.dims();
         let (normalized, revin) = Revin::normalize(x);
-        let tokens = self.length_to_feature.forward(normalized.swap_dims(1, 2));
-        let (_, _, out) = self.branches(tokens.unsqueeze_dim(0));
-        revin.denormalize(branch(&out, 0))
+        let tokens = self
+            .length_to_feature
+            .forward(
+                normalized
+                    .swap_dims(1, 2)
+                    .reshape([1, batch * vars, length]),
+            );
+        let channel = tokens.dims()[2];
+        let (_, _, out) = self.branches(tokens.reshape([1, batch, vars, channel]));
+        revin.denormalize(out.squeeze_dim(0))
     }
 
     /// Encoders and projections of `k` branches: tokens `[k, batch, vars, channel]` →
@@ -111,7 +201,7 @@ impl Dual {
     }
 }
 
-/// Branch `i` of a `[k, ...]` tensor.
-fn branch<const D: usize, const E: usize>(t: &Tensor<D>, i: usize) -> Tensor<E> {
-    t.clone().narrow(0, i, 1).squeeze_dim(0)
+/// Branch `i` of a `[runs, 2, ...]` tensor, reshaped to `dims` (runs one after another).
+fn branch(t: &Tensor<4>, i: usize, dims: [usize; 3]) -> Tensor<3> {
+    t.clone().narrow(1, i, 1).reshape(dims)
 }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{Device, Gradients, Tensor};
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
 
 use crate::config::OptimConfig;
 use crate::error::{Result, StudentError};
@@ -15,11 +15,12 @@ use crate::flat::{FlatLayout, Source, flatten};
 use crate::model::Dual;
 use crate::state_dict::{NamedTensor, tensor_to_vec, to_torch};
 
-/// The gradient of every parameter, as one flat tensor (see the `flat` module): clipping
-/// and accumulation are a few kernels whatever the number of parameters.
+/// The gradient of every parameter, as one flat tensor `[runs, len]` (see the `flat`
+/// module): clipping and accumulation are a few kernels whatever the number of parameters,
+/// and each run of a pack is clipped by its own norm.
 #[derive(Debug, Clone, Default)]
 pub struct GradientSet {
-    flat: Option<(FlatLayout, Tensor<1>)>,
+    flat: Option<(FlatLayout, Tensor<2>)>,
 }
 
 impl GradientSet {
@@ -51,38 +52,42 @@ impl GradientSet {
         }
     }
 
-    /// Global L2 norm over all gradients.
-    pub fn norm(&self) -> Result<f64> {
+    /// Global L2 norm over all gradients of each run.
+    pub fn norms(&self) -> Result<Vec<f64>> {
         match self.norm_tensor() {
-            Some(norm) => Ok(f64::from(tensor_to_vec(norm)?[0])),
-            None => Ok(0.0),
+            Some(norm) => Ok(tensor_to_vec(norm)?.into_iter().map(f64::from).collect()),
+            None => Ok(Vec::new()),
         }
     }
 
-    /// The global L2 norm as a `[1]` tensor on the gradients' device (no host transfer);
-    /// `None` without gradients.
-    pub fn norm_tensor(&self) -> Option<Tensor<1>> {
+    /// Each run's global L2 norm as a `[runs, 1]` tensor on the gradients' device (no host
+    /// transfer); `None` without gradients.
+    pub fn norm_tensor(&self) -> Option<Tensor<2>> {
         let (_, grad) = self.flat.as_ref()?;
-        Some(grad.clone().square().sum().sqrt())
+        Some(grad.clone().square().sum_dim(1).sqrt())
     }
 
-    /// PyTorch's `clip_grad_norm_`: scales every gradient by `max_norm / (norm + 1e-6)` when
-    /// that is below 1. Returns the norm before clipping.
-    pub fn clip_norm(&mut self, max_norm: f64) -> Result<f64> {
-        let norm = self.norm()?;
-        let coef = max_norm / (norm + 1e-6);
-        if coef < 1.0
+    /// PyTorch's `clip_grad_norm_`, per run: scales a run's gradients by
+    /// `max_norm / (norm + 1e-6)` when that is below 1. Returns the norms before clipping.
+    pub fn clip_norm(&mut self, max_norm: f64) -> Result<Vec<f64>> {
+        let norms = self.norms()?;
+        let coefs: Vec<f32> = norms
+            .iter()
+            .map(|norm| (max_norm / (norm + 1e-6)).min(1.0) as f32)
+            .collect();
+        if coefs.iter().any(|&c| c < 1.0)
             && let Some((_, grad)) = self.flat.as_mut()
         {
-            *grad = grad.clone().mul_scalar(coef);
+            let coefs = Tensor::from_data(TensorData::new(coefs, [norms.len(), 1]), &grad.device());
+            *grad = grad.clone() * coefs;
         }
-        Ok(norm)
+        Ok(norms)
     }
 
-    /// [`clip_norm`](Self::clip_norm) computed on the device, without waiting for the norm:
-    /// every gradient is multiplied by `min(1, max_norm / (norm + 1e-6))`. Returns the norm
-    /// as a `[1]` tensor (`None` without gradients).
-    pub fn clip_norm_on_device(&mut self, max_norm: f64) -> Option<Tensor<1>> {
+    /// [`clip_norm`](Self::clip_norm) computed on the device, without waiting for the norms:
+    /// each run's gradients are multiplied by `min(1, max_norm / (norm + 1e-6))`. Returns the
+    /// norms as a `[runs, 1]` tensor (`None` without gradients).
+    pub fn clip_norm_on_device(&mut self, max_norm: f64) -> Option<Tensor<2>> {
         let norm = self.norm_tensor()?;
         let coef = (norm.clone().add_scalar(1e-6).recip() * max_norm).clamp_max(1.0);
         if let Some((_, grad)) = self.flat.as_mut() {
@@ -91,11 +96,15 @@ impl GradientSet {
         Some(norm)
     }
 
-    /// Every gradient in the PyTorch layout of its parameter (names as in the state dict).
+    /// Every gradient of a one-run model in the PyTorch layout of its parameter (names as
+    /// in the state dict).
     pub fn to_torch(&self) -> Result<Vec<NamedTensor>> {
         let Some((layout, grad)) = &self.flat else {
             return Ok(Vec::new());
         };
+        if grad.dims()[0] != 1 {
+            return Err(one_run_only("gradients"));
+        }
         let host = tensor_to_vec(grad.clone())?;
         let mut out: Vec<NamedTensor> = layout
             .split(&host)
@@ -106,68 +115,104 @@ impl GradientSet {
     }
 }
 
+/// The error of asking a pack of runs for what only one run has (a named state).
+fn one_run_only(what: &str) -> StudentError {
+    StudentError::Config(format!(
+        "{what} of a pack of runs have no single named form; unpack the runs first"
+    ))
+}
+
 /// First and second moments per parameter name, on the host.
 type NamedMoments = BTreeMap<String, (Vec<f32>, Vec<f32>)>;
 
-/// First and second moments of every parameter as flat device tensors in `layout`.
+/// First and second moments of every parameter as flat device tensors `[runs, len]`.
 #[derive(Debug, Clone)]
 struct FlatMoments {
     layout: FlatLayout,
-    exp_avg: Tensor<1>,
-    exp_avg_sq: Tensor<1>,
+    exp_avg: Tensor<2>,
+    exp_avg_sq: Tensor<2>,
 }
 
 /// First and second moments of every parameter.
 #[derive(Debug, Clone)]
 enum Moments {
-    /// On the host: a fresh optimiser (empty) or one restored from a checkpoint, before its
-    /// first step tells the flat layout.
-    Host(NamedMoments),
+    /// On the host, per run: a fresh optimiser (no state) or one restored from a checkpoint,
+    /// before its first step tells the flat layout.
+    Host(Vec<NamedMoments>),
     /// On the device, after a step.
     Flat(Box<FlatMoments>),
 }
 
 impl Moments {
-    /// Per parameter name on the host (reads the device tensors).
-    fn to_host(&self) -> Result<NamedMoments> {
+    /// Runs these moments belong to.
+    fn runs(&self) -> usize {
         match self {
-            Moments::Host(named) => Ok(named.clone()),
-            Moments::Flat(flat) => {
-                let FlatMoments {
-                    layout,
-                    exp_avg,
-                    exp_avg_sq,
-                } = flat.as_ref();
-                let m = tensor_to_vec(exp_avg.clone())?;
-                let v = tensor_to_vec(exp_avg_sq.clone())?;
-                Ok(layout
-                    .split(&m)
-                    .zip(layout.split(&v))
-                    .map(|((segment, m), (_, v))| (segment.name.clone(), (m.to_vec(), v.to_vec())))
-                    .collect())
-            }
+            Moments::Host(runs) => runs.len(),
+            Moments::Flat(flat) => flat.exp_avg.dims()[0],
         }
     }
 
-    /// The flat moments in `layout` on `device` (zero for parameters without state).
-    fn into_flat(self, layout: &FlatLayout, device: &Device) -> Result<(Tensor<1>, Tensor<1>)> {
+    /// Per run, per parameter name on the host (reads the device tensors).
+    fn to_host(&self) -> Result<Vec<NamedMoments>> {
+        let FlatMoments {
+            layout,
+            exp_avg,
+            exp_avg_sq,
+        } = match self {
+            Moments::Host(named) => return Ok(named.clone()),
+            Moments::Flat(flat) => flat.as_ref(),
+        };
+        let [runs, len] = exp_avg.dims();
+        let m = tensor_to_vec(exp_avg.clone())?;
+        let v = tensor_to_vec(exp_avg_sq.clone())?;
+        Ok((0..runs)
+            .map(|r| {
+                let row = r * len..(r + 1) * len;
+                layout
+                    .split(&m[row.clone()])
+                    .zip(layout.split(&v[row]))
+                    .map(|((segment, m), (_, v))| (segment.name.clone(), (m.to_vec(), v.to_vec())))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// The flat moments of `runs` runs in `layout` on `device` (zero for parameters without
+    /// state).
+    fn into_flat(
+        self,
+        layout: &FlatLayout,
+        runs: usize,
+        device: &Device,
+    ) -> Result<(Tensor<2>, Tensor<2>)> {
         let named = match self {
-            Moments::Flat(flat) if flat.layout == *layout => {
+            Moments::Flat(flat) if flat.layout == *layout && flat.exp_avg.dims()[0] == runs => {
                 return Ok((flat.exp_avg, flat.exp_avg_sq));
             }
             other => other.to_host()?,
         };
-        let assemble = |second: bool| {
-            layout
-                .assemble(
-                    |name| {
-                        named
-                            .get(name)
-                            .map(|(m, v)| if second { &v[..] } else { &m[..] })
-                    },
-                    device,
-                )
-                .map_err(|e| StudentError::Config(format!("optimizer state: {e}")))
+        if named.len() != runs {
+            return Err(StudentError::Config(format!(
+                "optimizer state of {} runs for a model of {runs}",
+                named.len()
+            )));
+        }
+        let assemble = |second: bool| -> Result<Tensor<2>> {
+            let rows = named
+                .iter()
+                .map(|run| {
+                    layout
+                        .assemble(
+                            |name| {
+                                run.get(name)
+                                    .map(|(m, v)| if second { &v[..] } else { &m[..] })
+                            },
+                            device,
+                        )
+                        .map_err(|e| StudentError::Config(format!("optimizer state: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Tensor::cat(rows, 0))
         };
         Ok((assemble(false)?, assemble(true)?))
     }
@@ -183,12 +228,90 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    /// A fresh optimiser (step 0, zero moments).
+    /// A fresh optimiser for one run (step 0, zero moments).
     pub fn new(config: OptimConfig) -> AdamW {
         AdamW {
             config,
             step: 0,
-            moments: Moments::Host(BTreeMap::new()),
+            moments: Moments::Host(vec![BTreeMap::new()]),
+        }
+    }
+
+    /// One optimiser for a pack of runs (see [`Dual::pack`]), in pack order. The runs must
+    /// have taken the same number of steps with the same settings.
+    pub fn pack(optimizers: Vec<AdamW>) -> Result<AdamW> {
+        let first = optimizers
+            .first()
+            .ok_or_else(|| StudentError::Config("no optimizer to pack".into()))?;
+        let (config, step) = (first.config.clone(), first.step);
+        if optimizers
+            .iter()
+            .any(|o| o.config != config || o.step != step)
+        {
+            return Err(StudentError::Config(
+                "only optimizers at the same step with the same settings pack together".into(),
+            ));
+        }
+        let flat_layouts: Option<Vec<&FlatLayout>> = optimizers
+            .iter()
+            .map(|o| match &o.moments {
+                Moments::Flat(flat) => Some(&flat.layout),
+                Moments::Host(_) => None,
+            })
+            .collect();
+        let moments = match flat_layouts {
+            Some(layouts) if layouts.iter().all(|l| *l == layouts[0]) => {
+                let layout = layouts[0].clone();
+                let (m, v): (Vec<_>, Vec<_>) = optimizers
+                    .into_iter()
+                    .map(|o| match o.moments {
+                        Moments::Flat(flat) => (flat.exp_avg, flat.exp_avg_sq),
+                        Moments::Host(_) => unreachable!("checked above"),
+                    })
+                    .unzip();
+                Moments::Flat(Box::new(FlatMoments {
+                    layout,
+                    exp_avg: Tensor::cat(m, 0),
+                    exp_avg_sq: Tensor::cat(v, 0),
+                }))
+            }
+            _ => {
+                let mut named = Vec::new();
+                for o in &optimizers {
+                    named.extend(o.moments.to_host()?);
+                }
+                Moments::Host(named)
+            }
+        };
+        Ok(AdamW {
+            config,
+            step,
+            moments,
+        })
+    }
+
+    /// The optimiser of each run of a pack, in pack order.
+    pub fn unpack(self) -> Vec<AdamW> {
+        let runs = self.moments.runs();
+        let one = |moments| AdamW {
+            config: self.config.clone(),
+            step: self.step,
+            moments,
+        };
+        match self.moments.clone() {
+            Moments::Host(named) => named
+                .into_iter()
+                .map(|run| one(Moments::Host(vec![run])))
+                .collect(),
+            Moments::Flat(flat) => (0..runs)
+                .map(|r| {
+                    one(Moments::Flat(Box::new(FlatMoments {
+                        layout: flat.layout.clone(),
+                        exp_avg: flat.exp_avg.clone().narrow(0, r, 1),
+                        exp_avg_sq: flat.exp_avg_sq.clone().narrow(0, r, 1),
+                    })))
+                })
+                .collect(),
         }
     }
 
@@ -208,7 +331,7 @@ impl AdamW {
     pub(crate) fn step_tracked(
         &mut self,
         model: Dual,
-        params: &mut Option<(FlatLayout, Tensor<1>)>,
+        params: &mut Option<(FlatLayout, Tensor<2>)>,
         grads: GradientSet,
         lr: f64,
     ) -> Result<Dual> {
@@ -225,8 +348,8 @@ impl AdamW {
                 "AdamW: the gradients belong to a model of another shape".into(),
             ));
         }
-        let moments = std::mem::replace(&mut self.moments, Moments::Host(BTreeMap::new()));
-        let (m, v) = moments.into_flat(&layout, &grad.device())?;
+        let moments = std::mem::replace(&mut self.moments, Moments::Host(Vec::new()));
+        let (m, v) = moments.into_flat(&layout, grad.dims()[0], &grad.device())?;
         let c = &self.config;
         // p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²
         let p = p.mul_scalar(1.0 - lr * c.weight_decay);
@@ -251,9 +374,12 @@ impl AdamW {
         Ok(model)
     }
 
-    /// The moments as flat named tensors (`exp_avg.<path>`, `exp_avg_sq.<path>`).
+    /// The moments of a one-run optimiser as flat named tensors (`exp_avg.<path>`,
+    /// `exp_avg_sq.<path>`).
     pub fn state_tensors(&self) -> Result<Vec<NamedTensor>> {
-        let named = self.moments.to_host()?;
+        let Ok([named]) = <[NamedMoments; 1]>::try_from(self.moments.to_host()?) else {
+            return Err(one_run_only("optimizer moments"));
+        };
         let mut out = Vec::with_capacity(named.len() * 2);
         for (path, (m, v)) in named {
             for (prefix, data) in [("exp_avg", m), ("exp_avg_sq", v)] {
@@ -294,7 +420,7 @@ impl AdamW {
         Ok(AdamW {
             config,
             step,
-            moments: Moments::Host(moments),
+            moments: Moments::Host(vec![moments]),
         })
     }
 }

@@ -1,5 +1,8 @@
 //! Layers holding BOTH branches' weights, stacked along a leading axis of 2: branch 0 is the
-//! time-series branch, branch 1 the prompt branch.
+//! time-series branch, branch 1 the prompt branch. Layers of one branch (the input
+//! projections) have a leading axis of 1, so every parameter of the student has a stack
+//! axis, and a pack of runs (see the `pack` module) concatenates runs along it: `[2R, ...]`
+//! for R runs, run after run, each run's branches in order.
 //!
 //! The two branches have the same shape, so one batched matrix product (or normalisation)
 //! runs both: half the kernel launches of two separate encoders, which is what bounds a
@@ -22,11 +25,11 @@ fn branches<const D: usize>(stacked: Tensor<D>, k: usize) -> Tensor<D> {
     }
 }
 
-/// `[a, b]` stacked on a new leading axis as a new leaf tensor (stacked without autodiff,
+/// `parts` stacked on a new leading axis as a new leaf tensor (stacked without autodiff,
 /// then tracked again if the inputs were), so it can become a parameter.
-fn stack_leaf<const D: usize, const E: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<E> {
-    let autodiff = a.is_autodiff();
-    let stacked = Tensor::stack(vec![a.inner(), b.inner()], 0);
+fn stack_leaf<const D: usize, const E: usize>(parts: Vec<Tensor<D>>) -> Tensor<E> {
+    let autodiff = parts.iter().any(Tensor::is_autodiff);
+    let stacked = Tensor::stack(parts.into_iter().map(Tensor::inner).collect(), 0);
     if autodiff {
         stacked.autodiff()
     } else {
@@ -34,7 +37,8 @@ fn stack_leaf<const D: usize, const E: usize>(a: Tensor<D>, b: Tensor<D>) -> Ten
     }
 }
 
-/// A Linear layer (or 1x1 convolution) per branch: weight `[2, in, out]`, bias `[2, out]`.
+/// A Linear layer (or 1x1 convolution) per branch: weight `[k, in, out]`, bias `[k, out]`
+/// (k = 2 for both branches, 1 for one; times the runs of a pack).
 #[derive(Module, Debug)]
 pub struct PairedLinear {
     pub(crate) weight: Param<Tensor<3>>,
@@ -44,16 +48,28 @@ pub struct PairedLinear {
 impl PairedLinear {
     /// Stacks the time-series branch's layer and the prompt branch's.
     pub(crate) fn pair(ts: Linear, prompt: Linear) -> Self {
-        let bias = |layer: &Linear| {
-            layer
-                .bias
-                .as_ref()
-                .expect("student layers are initialised with a bias")
-                .val()
-        };
+        Self::stack(vec![ts, prompt])
+    }
+
+    /// One layer alone, with a stack axis of 1.
+    pub(crate) fn single(layer: Linear) -> Self {
+        Self::stack(vec![layer])
+    }
+
+    fn stack(layers: Vec<Linear>) -> Self {
+        let (weights, biases) = layers
+            .into_iter()
+            .map(|layer| {
+                let bias = layer
+                    .bias
+                    .expect("student layers are initialised with a bias")
+                    .val();
+                (layer.weight.val(), bias)
+            })
+            .unzip();
         PairedLinear {
-            weight: Param::from_tensor(stack_leaf(ts.weight.val(), prompt.weight.val())),
-            bias: Param::from_tensor(stack_leaf(bias(&ts), bias(&prompt))),
+            weight: Param::from_tensor(stack_leaf(weights)),
+            bias: Param::from_tensor(stack_leaf(biases)),
         }
     }
 

@@ -19,29 +19,31 @@ pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
     mix64(seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03))
 }
 
-/// Loss terms (means over the batch's windows, a `[5]` device tensor as
-/// [`LossTerms::stacked`]) and gradients of `scale` × the loss of one micro-batch. With several
-/// devices the windows are split evenly over them and each share runs on a forked replica in
-/// its own thread; gradients are weighted by share size and summed on `devices[0]`, the
-/// model's device. Dropout masks are drawn from `seed` (and the share; see the `dropout`
-/// module).
+/// Loss terms (means over each run's windows, a `[runs, 5]` device tensor as
+/// [`LossTerms::stacked`]) and gradients of `scale` × the loss of one micro-batch (for a
+/// pack of runs, the sum of the runs' losses: each run's parameters get its own gradient).
+/// With several devices (one run only) the windows are split evenly over them and each
+/// share runs on a forked replica in its own thread; gradients are weighted by share size
+/// and summed on `devices[0]`, the model's device. Dropout masks are drawn from `seeds`, one
+/// per run (and the share; see the `dropout` module).
 pub(crate) fn micro_batch(
     model: &Dual,
     devices: &[Device],
     batch: Batch,
     config: &TrainConfig,
-    seed: u64,
+    seeds: &[u64],
     scale: f64,
-) -> Result<(Tensor<1>, GradientSet)> {
+) -> Result<(Tensor<2>, GradientSet)> {
     let share_result = |model: &Dual, batch: Batch, device: &Device, weight: f64| {
         let out = model.forward(batch.x, batch.emb);
         let loss = distillation_loss(&config.loss, &out, batch.y);
         let values = loss.stacked().to_device(&device.clone().without_autodiff());
         let factor = scale * weight;
+        let total = loss.total.sum();
         let objective = if factor == 1.0 {
-            loss.total
+            total
         } else {
-            loss.total.mul_scalar(factor)
+            total.mul_scalar(factor)
         };
         let grads = GradientSet::from_backward(model, &objective.backward());
         Ok::<_, StudentError>((values, grads.into_device(device)))
@@ -49,7 +51,12 @@ pub(crate) fn micro_batch(
     let main = &devices[0];
     let total = batch.len;
     if devices.len() == 1 || total < 2 {
-        return mask_seeds(seed, || share_result(model, batch, main, 1.0));
+        return mask_seeds(seeds, || share_result(model, batch, main, 1.0));
+    }
+    if model.runs() > 1 {
+        return Err(StudentError::Config(
+            "a pack of runs trains on one device; spread packs over devices instead".into(),
+        ));
     }
     let share_len = total.div_ceil(devices.len());
     let shares: Vec<Range<usize>> = (0..total)
@@ -61,7 +68,7 @@ pub(crate) fn micro_batch(
         .zip(devices)
         .map(|(rows, device)| (batch.rows(rows.clone(), device), model.clone().fork(device)))
         .collect();
-    let results: Vec<Result<(Tensor<1>, GradientSet)>> = std::thread::scope(|scope| {
+    let results: Vec<Result<(Tensor<2>, GradientSet)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = work
             .into_iter()
             .enumerate()
@@ -69,9 +76,9 @@ pub(crate) fn micro_batch(
                 let share_result = &share_result;
                 scope.spawn(move || {
                     let weight = batch.len as f64 / total as f64;
-                    mask_seeds(mix(seed, i as u64, 1), || {
-                        share_result(&replica, batch, main, weight)
-                    })
+                    let share_seeds: Vec<u64> =
+                        seeds.iter().map(|&s| mix(s, i as u64, 1)).collect();
+                    mask_seeds(&share_seeds, || share_result(&replica, batch, main, weight))
                 })
             })
             .collect();
@@ -86,7 +93,7 @@ pub(crate) fn micro_batch(
             })
             .collect()
     });
-    let mut values: Option<Tensor<1>> = None;
+    let mut values: Option<Tensor<2>> = None;
     let mut grads = GradientSet::default();
     for (share, result) in shares.iter().zip(results) {
         let (share_values, share_grads) = result?;

@@ -76,26 +76,26 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// Paired Burn modules (both branches stacked on axis 0, see the `paired` module) and the two
-/// PyTorch modules each stands for.
-const PAIRED: [(&str, [&str; 2]); 2] = [
-    ("encoder.", ["ts_encoder.", "prompt_encoder."]),
-    ("projection.", ["ts_proj.", "prompt_proj."]),
+/// Every Burn module's parameters have a leading stack axis (see the `paired` module): the
+/// PyTorch modules its slices stand for, in order.
+const STACKED: [(&str, &[&str]); 4] = [
+    ("encoder.", &["ts_encoder.", "prompt_encoder."]),
+    ("projection.", &["ts_proj.", "prompt_proj."]),
+    ("length_to_feature.", &["length_to_feature."]),
+    ("token_to_feature.", &["token_to_feature."]),
 ];
 
-/// For a parameter of a paired module (`dims[0] == 2`), the path of each branch's part as if
-/// it were its own module (`encoder.norm.gamma` → `ts_encoder.norm.gamma`, ...).
-fn branch_paths(path: &str, dims: &[usize]) -> Option<[String; 2]> {
-    if dims.first() != Some(&2) {
-        return None;
-    }
-    PAIRED.iter().find_map(|(prefix, torch)| {
-        path.strip_prefix(prefix)
-            .map(|rest| torch.map(|t| format!("{t}{rest}")))
+/// For a stacked parameter of one model (`dims[0]` slices), the path of each slice as if it
+/// were its own module (`encoder.norm.gamma` → `ts_encoder.norm.gamma`, ...).
+fn slice_paths(path: &str, dims: &[usize]) -> Option<Vec<String>> {
+    STACKED.iter().find_map(|(prefix, torch)| {
+        let rest = path.strip_prefix(prefix)?;
+        (dims.first() == Some(&torch.len()))
+            .then(|| torch.iter().map(|t| format!("{t}{rest}")).collect())
     })
 }
 
-/// One unpaired Burn-layout tensor → its PyTorch name, shape and order.
+/// One unstacked Burn-layout tensor → its PyTorch name, shape and order.
 fn single_to_torch(path: &str, dims: &[usize], data: &[f32]) -> NamedTensor {
     let (name, layout) = torch_name(path, dims.len());
     let data = match layout {
@@ -110,15 +110,16 @@ fn single_to_torch(path: &str, dims: &[usize], data: &[f32]) -> NamedTensor {
 }
 
 /// Converts a Burn-layout tensor at module path `path` to PyTorch names, shapes and order:
-/// one tensor, or two for a paired module's parameter (time-series branch first).
+/// one tensor per slice of a stacked parameter (time-series branch first).
 pub fn to_torch(path: &str, dims: &[usize], data: &[f32]) -> Vec<NamedTensor> {
-    match branch_paths(path, dims) {
-        Some([ts, prompt]) => {
-            let (first, second) = data.split_at(data.len() / 2);
-            vec![
-                single_to_torch(&ts, &dims[1..], first),
-                single_to_torch(&prompt, &dims[1..], second),
-            ]
+    match slice_paths(path, dims) {
+        Some(paths) => {
+            let len = data.len() / paths.len();
+            paths
+                .iter()
+                .zip(data.chunks(len.max(1)))
+                .map(|(p, part)| single_to_torch(p, &dims[1..], part))
+                .collect()
         }
         None => vec![single_to_torch(path, dims, data)],
     }
@@ -226,10 +227,10 @@ impl ModuleMapper for Loader<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let dims = param.lazy_shape().to_vec();
         let path = self.path.join(".");
-        let data = match branch_paths(&path, &dims) {
-            Some(branches) => {
+        let data = match slice_paths(&path, &dims) {
+            Some(slices) => {
                 let parts: Vec<Option<Vec<f32>>> =
-                    branches.iter().map(|p| self.take(p, &dims[1..])).collect();
+                    slices.iter().map(|p| self.take(p, &dims[1..])).collect();
                 parts
                     .into_iter()
                     .collect::<Option<Vec<_>>>()
@@ -253,7 +254,7 @@ impl ModuleMapper for Loader<'_> {
 }
 
 impl Loader<'_> {
-    /// The values for the unpaired parameter at `path` of shape `dims`, in Burn's layout;
+    /// The values for the unstacked parameter at `path` of shape `dims`, in Burn's layout;
     /// `None` (and a recorded problem) when missing or misshapen.
     fn take(&mut self, path: &str, dims: &[usize]) -> Option<Vec<f32>> {
         let (name, layout) = torch_name(path, dims.len());

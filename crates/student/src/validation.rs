@@ -93,28 +93,31 @@ pub(crate) fn paper_needs_test() -> StudentError {
     )
 }
 
-/// Mean loss terms over a split in evaluation mode (no dropout, no autodiff). Under
-/// [`Selection::Paper`] the last partial batch is left out, as the release's loader does.
+/// Mean loss terms over a split in evaluation mode (no dropout, no autodiff), one per run
+/// of the model (a pack sees the same windows in each run). Under [`Selection::Paper`] the
+/// last partial batch is left out, as the release's loader does.
 pub fn validation_loss(
     model: &Dual,
     config: &TrainConfig,
     data: &mut SplitData,
     device: &Device,
-) -> Result<LossValues> {
+) -> Result<Vec<LossValues>> {
     let device = device.clone().without_autodiff();
     let model = model.valid();
+    let runs = model.runs();
     let order = BatchOrder {
         drop_last: config.selection == Selection::Paper,
         ..BatchOrder::default()
     };
     let batches: Vec<Vec<usize>> = data.split.batches(config.batch_size, order).collect();
     let total: usize = batches.iter().map(Vec::len).sum();
-    let mut sum = Tensor::<1>::zeros([5], &device);
+    let mut sum = Tensor::<2>::zeros([runs, 5], &device);
+    let each_run = |t: Tensor<3>| if runs == 1 { t } else { t.repeat_dim(0, runs) };
     stream_batches(data, &batches, &device, |stream| {
         for batch in stream {
             let batch = batch?;
-            let out = model.forward(batch.x, batch.emb);
-            let values = distillation_loss(&config.loss, &out, batch.y).stacked();
+            let out = model.forward(each_run(batch.x), each_run(batch.emb));
+            let values = distillation_loss(&config.loss, &out, each_run(batch.y)).stacked();
             sum = sum.clone() + values * (batch.len as f64 / total as f64);
         }
         Ok::<_, StudentError>(())

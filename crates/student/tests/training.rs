@@ -96,7 +96,7 @@ fn try_run_on(
     Trainer::new(config, &RunDir::new(dir))
         .devices(devices)
         .resume(resume)
-        .on_epoch(on_epoch)
+        .on_epoch(&mut |_, m| on_epoch(m))
         .train(TrainData {
             info: DataInfo::of("ETTh1-head", data),
             train: SplitData {
@@ -193,6 +193,130 @@ fn runs_trained_at_once_on_threads_reach_the_weights_they_reach_alone() {
         assert_eq!(weights(a.path()), weights(b.path()), "seed {seed}");
     }
     assert_ne!(weights(alone[0].path()), weights(alone[1].path()));
+}
+
+/// Trains `configs` (one per directory) packed into one model on the CPU.
+fn train_packed(
+    data: &Dataset,
+    configs: &[TrainConfig],
+    dirs: &[RunDir],
+    resume: bool,
+) -> Vec<TrainSummary> {
+    let mut train_emb = embeddings(data, SplitKind::Train);
+    let mut val_emb = embeddings(data, SplitKind::Val);
+    let mut trainer = Trainer::new(&configs[0], &dirs[0]);
+    for (config, dir) in configs.iter().zip(dirs).skip(1) {
+        trainer = trainer.and_run(config, dir);
+    }
+    trainer
+        .devices(&[Device::flex()])
+        .resume(resume)
+        .train_all(TrainData {
+            info: DataInfo::of("ETTh1-head", data),
+            train: SplitData {
+                split: data.split(SplitKind::Train),
+                embeddings: &mut train_emb,
+            },
+            val: SplitData {
+                split: data.split(SplitKind::Val),
+                embeddings: &mut val_emb,
+            },
+            test: Some(data.split(SplitKind::Test)),
+        })
+        .expect("packed training runs")
+}
+
+/// Largest difference between two runs' weights, relative to the largest weight of its
+/// tensor.
+fn weight_difference(a: &Path, b: &Path) -> f64 {
+    let (a, b) = (weights(a), weights(b));
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(&b)
+        .map(|((name, x), (other, y))| {
+            assert_eq!(name, other);
+            let scale = y.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+            let diff = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+            f64::from(diff / scale)
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn packed_runs_reach_what_they_reach_alone_and_leave_the_pack_when_they_stop() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let data = dataset();
+    let seeds = [5u64, 6, 7];
+    // A high learning rate and a patience of 1 make runs stop early, after different epochs.
+    let seeded = |seed| {
+        let mut config = config(8);
+        config.seed = seed;
+        config.patience = 1;
+        config.optim.lr = 5e-2;
+        config
+    };
+    let configs: Vec<TrainConfig> = seeds.iter().map(|&s| seeded(s)).collect();
+    let go = &mut |_: &EpochMetrics| ControlFlow::Continue(());
+    let alone: Vec<(tempfile::TempDir, TrainSummary)> = configs
+        .iter()
+        .map(|config| {
+            let dir = tempfile::tempdir().unwrap();
+            let summary = run(&data, config, dir.path(), false, go);
+            (dir, summary)
+        })
+        .collect();
+    let ends: Vec<usize> = alone.iter().map(|(_, s)| s.epochs_done).collect();
+    assert!(
+        ends.iter().any(|&e| e != ends[0]),
+        "the test needs runs that leave the pack at different epochs: {ends:?}"
+    );
+    eprintln!("alone, the runs end after {ends:?} epochs");
+    let packed: Vec<tempfile::TempDir> =
+        seeds.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<RunDir> = packed.iter().map(|d| RunDir::new(d.path())).collect();
+    let summaries = train_packed(&data, &configs, &dirs, false);
+    for (((seed, (a, alone)), b), together) in seeds.iter().zip(&alone).zip(&packed).zip(&summaries)
+    {
+        let difference = weight_difference(b.path(), a.path());
+        eprintln!("seed {seed}: packed weights differ from alone by {difference:.1e} (relative)");
+        assert!(difference <= 1e-6, "seed {seed}: {difference:.3e}");
+        assert_eq!(together.epochs_done, alone.epochs_done, "seed {seed}");
+        assert_eq!(together.stopped_early, alone.stopped_early, "seed {seed}");
+        assert_eq!(
+            together.best.map(|b| b.0),
+            alone.best.map(|b| b.0),
+            "seed {seed}"
+        );
+        for (x, y) in curve(together).iter().zip(curve(alone)) {
+            for (p, q) in [(x.0, y.0), (x.1, y.1), (x.2, y.2)] {
+                assert!(
+                    (p - q).abs() <= 1e-6 * q.abs(),
+                    "seed {seed}: {x:?} vs {y:?}"
+                );
+            }
+        }
+    }
+    assert_ne!(weights(packed[0].path()), weights(packed[1].path()));
+
+    // Runs found at different places resume: the one ahead waits until the others catch up.
+    let staggered: Vec<tempfile::TempDir> =
+        seeds.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let first = run(&data, &configs[0], staggered[0].path(), false, &mut |_| {
+        ControlFlow::Break(())
+    });
+    assert_eq!(first.epochs_done, 1);
+    let dirs: Vec<RunDir> = staggered.iter().map(|d| RunDir::new(d.path())).collect();
+    let resumed = train_packed(&data, &configs, &dirs, true);
+    for ((seed, (a, alone)), (b, together)) in
+        seeds.iter().zip(&alone).zip(staggered.iter().zip(&resumed))
+    {
+        let difference = weight_difference(b.path(), a.path());
+        assert!(
+            difference <= 1e-6,
+            "seed {seed} after a staggered resume: {difference:.3e}"
+        );
+        assert_eq!(together.epochs_done, alone.epochs_done, "seed {seed}");
+    }
 }
 
 #[test]

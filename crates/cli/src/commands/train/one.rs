@@ -169,7 +169,7 @@ impl RunRequest<'_> {
             .resume(resume)
             .stop_on(self.stop)
             .on_step(&mut |s| progress.borrow_mut().step(s))
-            .on_epoch(&mut |m| {
+            .on_epoch(&mut |_, m| {
                 progress.borrow_mut().epoch(m);
                 ControlFlow::Continue(())
             })
