@@ -4,9 +4,12 @@
 //! 1. One run alone at `--output-len`: this build and, with `--baseline`, another binary
 //!    (e.g. the last release), one after the other in the same invocation. The first epoch
 //!    compiles kernels and is reported apart; the rest are the steady state.
-//! 2. With `--table`, every (H, seed) run of a paper table trained at once (`--jobs`), with
-//!    the GPU's utilisation sampled, and the table's wall time projected to `--table-epochs`
-//!    epochs (early stopping not counted) from the steady epochs measured at that concurrency.
+//! 2. With `--pack`, the seeds of `--output-len` trained together as one packed model (one
+//!    process): the steps/s of each packed run beside the run alone's.
+//! 3. With `--table`, every (H, seed) run of a paper table trained at once (`--jobs`; with
+//!    `--pack` one packed process per H's seeds), with the GPU's utilisation sampled, and the
+//!    table's wall time projected to `--table-epochs` epochs (early stopping not counted)
+//!    from the steady epochs measured at that concurrency.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,9 +63,14 @@ pub struct BenchTrain {
     /// Seeds of the table.
     #[arg(long, value_delimiter = ',', default_value = "2024,6666,8888")]
     seeds: Vec<u64>,
-    /// Runs at once per GPU for the table (timekd's default when absent).
+    /// Runs at once per GPU for the table (timekd's default when absent); with --pack,
+    /// packed processes at once.
     #[arg(long)]
     jobs: Option<usize>,
+    /// Train the seeds of a length as one packed model (`timekd train --pack`): time a pack
+    /// of --seeds alone, and pack the table's seeds of each H (--no-pack otherwise).
+    #[arg(long)]
+    pack: bool,
     /// Epochs per run the table's wall time is projected to.
     #[arg(long, default_value_t = 100)]
     table_epochs: usize,
@@ -183,28 +191,35 @@ pub fn bench_train(args: BenchTrain) -> anyhow::Result<()> {
             base.seconds / this.seconds
         );
     }
+    if args.pack {
+        bench_pack(&args, &timekd, &stores, &alone[alone.len() - 1].1)?;
+    }
     if !args.table.is_empty() {
         bench_table(&args, &timekd, &stores)?;
         if args.table_proxy || args.table.contains(&args.output_len) {
-            let alone = read_losses(&alone_dir(&args, THIS_BUILD).join("metrics.jsonl"))?;
-            let at_once = read_losses(&find_metrics(
-                &args.work.join("table"),
-                args.output_len,
-                args.seeds[0],
-            )?)?;
-            let gap = alone
-                .iter()
-                .zip(&at_once)
-                .map(|(a, b)| ((a - b) / a).abs())
-                .fold(0.0, f64::max);
-            println!(
-                "H={} seed {}: trained with the table against alone, {} loss values (train and val totals per epoch): max relative difference {gap:.1e}",
-                args.output_len,
-                args.seeds[0],
-                alone.len().min(at_once.len())
-            );
+            print_loss_gap(&args, "with the table", &args.work.join("table"))?;
         }
     }
+    Ok(())
+}
+
+/// The loss curve of the first seed's run at `--output-len` under `runs` against the run
+/// alone's.
+fn print_loss_gap(args: &BenchTrain, how: &str, runs: &Path) -> anyhow::Result<()> {
+    let alone = read_losses(&alone_dir(args, THIS_BUILD).join("metrics.jsonl"))?;
+    let other = read_losses(&find_metrics(runs, args.output_len, args.seeds[0])?)?;
+    let gap = alone
+        .iter()
+        .zip(&other)
+        .map(|(a, b)| ((a - b) / a).abs())
+        .fold(0.0, f64::max);
+    println!(
+        "H={} seed {}: trained {how} against alone, {} loss values (train and val totals per \
+         epoch): max relative difference {gap:.1e}",
+        args.output_len,
+        args.seeds[0],
+        alone.len().min(other.len())
+    );
     Ok(())
 }
 
@@ -308,6 +323,64 @@ fn train_alone(
     read_epochs(&run.join("metrics.jsonl"))
 }
 
+/// The seeds of `--output-len` trained as one packed model (`--jobs 1`): each run's steady
+/// steps/s, their sum, and the sum against the run alone's.
+fn bench_pack(
+    args: &BenchTrain,
+    timekd: &Path,
+    stores: &Path,
+    alone: &Steady,
+) -> anyhow::Result<()> {
+    let runs_dir = args.work.join("pack");
+    remove(&runs_dir)?;
+    let seeds: Vec<String> = args.seeds.iter().map(u64::to_string).collect();
+    let mut command = train_command(args, timekd, stores);
+    command
+        .args(["--output-len", &args.output_len.to_string()])
+        .args(["--seeds", &seeds.join(","), "--pack", "--jobs", "1"])
+        .arg("--runs")
+        .arg(&runs_dir);
+    let out = captured(&mut command)?;
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        if line.starts_with("profile epoch") {
+            println!("  {line}");
+        }
+    }
+    println!(
+        "
+{} seeds of H={} packed into one model (one process)",
+        args.seeds.len(),
+        args.output_len
+    );
+    println!(
+        "{:>6} {:>13} {:>13} {:>9} {:>13}",
+        "seed", "steady steps", "training s", "steps/s", "whole epoch s"
+    );
+    let mut aggregate = 0.0;
+    for &seed in &args.seeds {
+        let s = Steady::of(&read_epochs(&find_metrics(
+            &runs_dir,
+            args.output_len,
+            seed,
+        )?)?)?;
+        println!(
+            "{seed:>6} {:>13.0} {:>13.2} {:>9.1} {:>13.2}",
+            s.steps,
+            s.train_seconds,
+            s.steps_per_second(),
+            s.seconds
+        );
+        aggregate += s.steps_per_second();
+    }
+    println!(
+        "packed: {aggregate:.1} run-steps/s over {} runs = {:.2}x the run alone's {:.1} steps/s",
+        args.seeds.len(),
+        aggregate / alone.steps_per_second(),
+        alone.steps_per_second()
+    );
+    print_loss_gap(args, "packed", &runs_dir)
+}
+
 /// Every (H, seed) of the table at once (or, with `--table-proxy`, as many runs of the
 /// alone run's H); prints each run's steady epoch, the aggregate rate, the GPU's utilisation
 /// and the table projected over full splits.
@@ -347,6 +420,18 @@ fn bench_table(args: &BenchTrain, timekd: &Path, stores: &Path) -> anyhow::Resul
     if let Some(jobs) = args.jobs {
         command.args(["--jobs", &jobs.to_string()]);
     }
+    // Packs as the real table's: the seeds of one H, even when the proxy times one H only.
+    let per_process = match args.pack {
+        true => {
+            let size = args.seeds.len().to_string();
+            command.args(["--pack", "--pack-size", &size]);
+            args.seeds.len()
+        }
+        false => {
+            command.arg("--no-pack");
+            1
+        }
+    };
     let sampler = GpuSampler::start();
     let started = std::time::Instant::now();
     let out = captured(&mut command)?;
@@ -396,8 +481,9 @@ fn bench_table(args: &BenchTrain, timekd: &Path, stores: &Path) -> anyhow::Resul
     }
     // Each (H, seed) of the table: its full split's steps at the rate its timed run had at
     // this concurrency, plus the timed epoch's validation and checkpoints. The runs share the
-    // GPU `workers` at a time, so the table takes (sum of run times) / workers, never less
-    // than its slowest run.
+    // GPU `workers` processes at a time, each of `per_process` runs trained together, so the
+    // table takes (sum of run times) / (workers x per_process), never less than its slowest
+    // run.
     let workers = at_once
         .split(", ")
         .nth(1)
@@ -412,7 +498,7 @@ fn bench_table(args: &BenchTrain, timekd: &Path, stores: &Path) -> anyhow::Resul
         total += epoch * args.table_epochs as f64;
         slowest = slowest.max(epoch * args.table_epochs as f64);
     }
-    let projected = (total / workers).max(slowest);
+    let projected = (total / (workers * per_process as f64)).max(slowest);
     println!(
         "projected table: {} runs ({} H x {} seeds) x {} epochs on full splits (no early stop){} \
          = {:.1} min wall on this GPU",

@@ -75,12 +75,13 @@ impl TrainProgress {
         }
     }
 
-    /// After an epoch: its line, and the new validation loss for the bar.
-    pub fn epoch(&mut self, m: &EpochMetrics) {
+    /// After an epoch: its line (after `prefix`, the run's name when several train
+    /// together), and the new validation loss for the bar.
+    pub fn epoch(&mut self, prefix: &str, m: &EpochMetrics) {
         self.val = Some(m.val.total);
         self.bar.suspend(|| {
             eprintln!(
-                "epoch {:>3}  lr {:.2e}  train {:.5}  val {:.5}{}  ({:.1} s, training steps {:.1} s)",
+                "{prefix}epoch {:>3}  lr {:.2e}  train {:.5}  val {:.5}{}  ({:.1} s, training steps {:.1} s)",
                 m.epoch,
                 m.lr,
                 m.train.total,

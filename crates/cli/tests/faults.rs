@@ -282,8 +282,9 @@ type Outcome = Vec<(String, String)>;
 /// Seeds of the table tests.
 const TABLE_SEEDS: [&str; 3] = ["11", "12", "13"];
 
-/// `timekd train --seeds <seeds> --jobs <jobs>` of the tiny student into `<dir>/runs`.
-fn train_table(dir: &Path, seeds: &str, jobs: &str, fault: Option<&str>) -> Output {
+/// `timekd train --seeds <seeds> --jobs <jobs>` (plus `extra` flags) of the tiny student
+/// into `<dir>/runs`.
+fn train_table(dir: &Path, seeds: &str, jobs: &str, extra: &[&str], fault: Option<&str>) -> Output {
     std::fs::create_dir_all(dir).unwrap();
     let mut args = train_args(stores(), dir);
     let runs = dir.join("runs");
@@ -298,6 +299,7 @@ fn train_table(dir: &Path, seeds: &str, jobs: &str, fault: Option<&str>) -> Outp
         ]
         .map(String::from),
     );
+    args.extend(extra.iter().map(|a| a.to_string()));
     timekd(
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         fault,
@@ -320,7 +322,7 @@ fn runs_alone() -> &'static Vec<Outcome> {
         .get_or_init(|| {
             let dir = shared_dir();
             for seed in TABLE_SEEDS {
-                ok(train_table(dir.path(), seed, "1", None));
+                ok(train_table(dir.path(), seed, "1", &[], None));
             }
             let outcomes = table_outcomes(dir.path());
             (dir, outcomes)
@@ -331,7 +333,13 @@ fn runs_alone() -> &'static Vec<Outcome> {
 #[test]
 fn runs_trained_at_once_reach_the_weights_they_reach_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let out = ok(train_table(dir.path(), &TABLE_SEEDS.join(","), "3", None));
+    let out = ok(train_table(
+        dir.path(),
+        &TABLE_SEEDS.join(","),
+        "3",
+        &[],
+        None,
+    ));
     assert!(
         stderr(&out).contains("3 runs, 3 at once over 1 device(s), one process each"),
         "{}",
@@ -346,6 +354,47 @@ fn runs_trained_at_once_reach_the_weights_they_reach_alone() {
     }
     // The seeds really train different runs (the comparison above could not pass vacuously).
     assert_ne!(together[0], together[1]);
+}
+
+#[test]
+fn packed_runs_reach_the_weights_they_reach_alone_and_resume_after_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = TABLE_SEEDS.join(",");
+    let out = ok(train_table(dir.path(), &seeds, "1", &["--pack"], None));
+    assert!(
+        stderr(&out).contains("3 runs of H = 24 train together as one packed model"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        &table_outcomes(dir.path()),
+        runs_alone(),
+        "packed against alone"
+    );
+    // SIGKILL during steps (2 epochs x 4 steps) and between the runs' checkpoints at the end
+    // of an epoch (the runs' optimiser files are written one run after another: hit 2 is the
+    // second run's of epoch 0, 5 its of epoch 1), then the same command again.
+    for fault in [
+        "train.step:3",
+        "train.step:6",
+        "checkpoint.optimizer:2",
+        "checkpoint.optimizer:5",
+    ] {
+        let table = dir.path().join(fault.replace([':', '.'], "-"));
+        let killed = train_table(&table, &seeds, "1", &["--pack"], Some(fault));
+        assert_eq!(
+            killed.status.signal(),
+            Some(libc::SIGKILL),
+            "{fault}: {}",
+            stderr(&killed)
+        );
+        ok(train_table(&table, &seeds, "1", &["--pack"], None));
+        assert_eq!(
+            &table_outcomes(&table),
+            runs_alone(),
+            "after SIGKILL at {fault}"
+        );
+    }
 }
 
 #[test]
@@ -386,7 +435,7 @@ fn a_killed_table_resumes_every_run_to_the_result_of_uninterrupted_runs() {
             wait_until_dead(child);
         }
         // The same command again: finished runs are reused, the others resume.
-        ok(train_table(&table, &seeds, "3", None));
+        ok(train_table(&table, &seeds, "3", &[], None));
         assert_eq!(
             &table_outcomes(&table),
             runs_alone(),

@@ -85,10 +85,7 @@ pub fn elementwise_loss<const D: usize>(
     runs: usize,
 ) -> Tensor<1> {
     let diff = pred - target;
-    let per_run = |t: Tensor<D>| {
-        let n = t.dims().iter().product::<usize>();
-        t.reshape([runs, n / runs]).mean_dim(1).reshape([runs])
-    };
+    let per_run = |t: Tensor<D>| crate::pack::run_means(t, runs);
     match kind {
         LossKind::Mse => per_run(diff.square()),
         LossKind::L1 => per_run(diff.abs()),

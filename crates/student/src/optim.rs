@@ -64,7 +64,12 @@ impl GradientSet {
     /// transfer); `None` without gradients.
     pub fn norm_tensor(&self) -> Option<Tensor<2>> {
         let (_, grad) = self.flat.as_ref()?;
-        Some(grad.clone().square().sum_dim(1).sqrt())
+        let runs = grad.dims()[0];
+        Some(
+            crate::pack::run_sums(grad.clone().square(), runs)
+                .sqrt()
+                .reshape([runs, 1]),
+        )
     }
 
     /// PyTorch's `clip_grad_norm_`, per run: scales a run's gradients by

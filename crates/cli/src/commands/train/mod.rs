@@ -12,7 +12,8 @@
 //! ones resumed; a table of every run ends the output, and `results.csv`, `results.md` and
 //! `results.tex` (mean ± std over seeds) are written beside the runs. Runs train `--jobs` at
 //! a time on each device, one process each (see the `schedule` module), each exactly as it
-//! would alone.
+//! would alone; with `--pack` (the default on GPUs) the seeds of each length train in one
+//! process as one packed model, each run still exactly as alone.
 //!
 //! SIGTERM or SIGINT (a scheduler's time limit, Ctrl-C) stops training at the next step
 //! boundary with a resumable checkpoint and exit status 0; `--resume` continues it.
@@ -121,17 +122,21 @@ struct Pass<'a> {
 impl Pass<'_> {
     /// Trains `runs` (in child processes with `--jobs`, then reused here) and returns the
     /// finished ones.
-    fn train(&self, mut runs: Vec<schedule::Run>) -> anyhow::Result<Vec<one::RunOutcome>> {
+    fn train(&self, runs: Vec<schedule::Run>) -> anyhow::Result<Vec<one::RunOutcome>> {
         let args = self.args;
+        let mut works = schedule::works(&runs, args.pack_size());
         if let Some(name) = &args.worker_run {
-            // A child of a sweep's `--jobs`: this one run, with a sweep's reuse and resume.
-            runs.retain(|&run| schedule::worker_run_name(run) == *name);
-            if runs.is_empty() {
-                bail!("--worker-run {name} names no run of these --output-len and --seeds");
+            // A child of a sweep's `--jobs`: this work, with a sweep's reuse and resume.
+            works.retain(|work| schedule::worker_run_name(work) == *name);
+            if works.is_empty() {
+                bail!(
+                    "--worker-run {name} names no runs of these --output-len and --seeds (with \
+                     this --pack setting)"
+                );
             }
         } else {
             let workers = args.device.workers()?;
-            let processes = schedule::workers(args.jobs, args.device, workers.len(), runs.len());
+            let processes = schedule::workers(args.jobs, args.device, workers.len(), works.len());
             if self.sweep && processes > 1 {
                 let specs: Vec<String> = workers
                     .iter()
@@ -144,37 +149,40 @@ impl Pass<'_> {
                     device_specs: &specs,
                     workers: processes,
                 };
-                pool.run(&runs, self.stop)?;
+                pool.run(&works, self.stop)?;
                 // Every run is finished now (or stopped); the pass below reuses them.
             }
         }
         let mut done = Vec::new();
-        for &(h, seed) in &runs {
+        for (h, seeds) in works {
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
-            // Time-Series-Library's `ii`: the seed's place among this length's runs.
-            let iteration = runs
+            let seeds = seeds
                 .iter()
-                .filter(|run| run.0 == h)
-                .position(|run| run.1 == seed)
-                .unwrap_or(0);
-            let run = one::RunRequest {
+                .map(|&seed| one::SeedRun {
+                    seed,
+                    // Time-Series-Library's `ii`: the seed's place among this length's runs.
+                    iteration: runs
+                        .iter()
+                        .filter(|run| run.0 == h)
+                        .position(|run| run.1 == seed)
+                        .unwrap_or(0),
+                })
+                .collect();
+            let request = one::RunRequest {
                 args,
                 source: self.source,
                 experiment: self.experiment,
                 output_len: h,
-                seed,
-                iteration,
+                seeds,
                 selection: self.selection,
                 sweep: self.sweep || args.worker_run.is_some(),
                 stop: self.stop,
                 verified: self.verified,
                 notes_said: self.notes_said,
             };
-            if let Some(outcome) = run.train()? {
-                done.push(outcome);
-            }
+            done.extend(request.train()?);
         }
         Ok(done)
     }

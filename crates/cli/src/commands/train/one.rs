@@ -1,5 +1,7 @@
-//! One training run of `timekd train`: (dataset, H, seed) into its run directory, then its
-//! test results.
+//! The runs of one output length in `timekd train`: each (dataset, H, seed) into its run
+//! directory, then its test results. Several seeds of the length train together as one
+//! packed model (`--pack`, see [`timekd_student::Trainer::and_run`]); each run is still
+//! reused, resumed and tested on its own.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -13,7 +15,7 @@ use burn::tensor::Device;
 use timekd_data::{DataSource, Dataset, SplitFamily, SplitKind};
 use timekd_student::{
     DataInfo, EvalReport, RunDir, RunSummary, Selection, SplitData, TestOptions, TestResults,
-    TrainConfig, TrainData, Trainer, TslibSetting, read_state, test_run, write_tslib,
+    TrainConfig, TrainData, TrainSummary, Trainer, TslibSetting, read_state, test_run, write_tslib,
 };
 
 use super::TrainArgs;
@@ -30,17 +32,24 @@ pub struct RunOutcome {
     pub results: TestResults,
 }
 
-/// The run of one (H, seed).
+/// One seed of a [`RunRequest`].
+#[derive(Debug, Clone, Copy)]
+pub struct SeedRun {
+    /// `--seeds`' seed, else the config's.
+    pub seed: Option<u64>,
+    /// The seed's place among the runs of this length (Time-Series-Library's `ii`).
+    pub iteration: usize,
+}
+
+/// The runs of one H: one seed, or several trained together (packed).
 pub struct RunRequest<'a> {
     pub args: &'a TrainArgs,
     pub source: &'a DataSource,
     /// The directory under `--runs` (the dataset's name, with the feature mode).
     pub experiment: &'a str,
     pub output_len: usize,
-    /// `--seeds`' seed, else the config's.
-    pub seed: Option<u64>,
-    /// The seed's place among the runs of this length (Time-Series-Library's `ii`).
-    pub iteration: usize,
+    /// The seeds, trained together when there are several.
+    pub seeds: Vec<SeedRun>,
     /// How the kept checkpoint is chosen.
     pub selection: Selection,
     /// Part of a sweep: reuse finished runs, resume interrupted ones, skip missing stores.
@@ -53,9 +62,19 @@ pub struct RunRequest<'a> {
     pub notes_said: &'a Cell<bool>,
 }
 
+/// A run to train: its resolved settings, directory and name.
+struct Planned {
+    config: TrainConfig,
+    run: RunDir,
+    label: String,
+    seed: SeedRun,
+    resume: bool,
+}
+
 impl RunRequest<'_> {
-    /// Trains (or reuses, or resumes) the run; `None` when it was skipped for want of stores.
-    pub fn train(&self) -> anyhow::Result<Option<RunOutcome>> {
+    /// Trains (or reuses, or resumes) the runs; the finished ones, in seed order (a run
+    /// skipped for want of stores, or stopped by a signal, is left out).
+    pub fn train(&self) -> anyhow::Result<Vec<RunOutcome>> {
         let (args, h) = (self.args, self.output_len);
         let mut options = args.data.options(h);
         options.features = args.features;
@@ -63,61 +82,16 @@ impl RunRequest<'_> {
         if !self.notes_said.replace(true) {
             crate::data_args::say_notes(dataset.notes());
         }
-        let mut config = resolve_config(args, h)?;
-        if let Some(seed) = self.seed {
-            config.seed = seed;
+        let mut done = Vec::new();
+        let mut planned = Vec::new();
+        for &seed in &self.seeds {
+            match self.plan(seed, &dataset)? {
+                Ok(outcome) => done.push(outcome),
+                Err(plan) => planned.push(plan),
+            }
         }
-        config.selection = self.selection;
-        let run = match &args.run_dir {
-            Some(dir) => RunDir::new(dir),
-            None => RunDir::for_run(&args.runs, self.experiment, h, config.seed),
-        };
-        if args.fresh && run.path().exists() {
-            std::fs::remove_dir_all(run.path())
-                .with_context(|| format!("--fresh: cannot remove {}", run.path().display()))?;
-        }
-        // The seed is named only when `--seeds` chose it.
-        let label = match self.seed {
-            Some(seed) => format!("H = {h}, seed {seed}"),
-            None => format!("H = {h}"),
-        };
-        if self.sweep && run.summary().is_file() {
-            same_settings(&run, &config)?;
-            eprintln!("{label}: finished run in {}; reused", run.path().display());
-            let summary = RunSummary::read(&run)?;
-            let results = match TestResults::read(&run) {
-                Ok(r) if r.data_units.is_some() || !args.inverse => r,
-                // Tested before results.json existed, or without --inverse: test again.
-                _ => {
-                    self.test(
-                        &run,
-                        &dataset,
-                        &config,
-                        &args.training_device().devices()?[0],
-                    )?
-                    .1
-                }
-            };
-            self.write_tslib(&run, &dataset, &config, &results)?;
-            return Ok(Some(RunOutcome {
-                summary,
-                seed: config.seed,
-                results,
-            }));
-        }
-        let resume = (args.resume || self.sweep) && run.has_checkpoint();
-        if args.resume && !resume {
-            eprintln!(
-                "{}: nothing to resume yet; starting the run",
-                run.path().display()
-            );
-        }
-        if !resume && run.has_checkpoint() {
-            bail!(
-                "{}: a run already exists there; pass --resume to continue it, --fresh to \
-                 replace it, or choose another --run-dir",
-                run.path().display()
-            );
+        if planned.is_empty() {
+            return Ok(done);
         }
         let limit = |kind| {
             let split = dataset.split(kind);
@@ -133,22 +107,32 @@ impl RunRequest<'_> {
             self.verified,
         )?
         else {
-            return Ok(None);
+            return Ok(done);
         };
         // The prompt branch's input width is the teacher's width, recorded in the store.
-        config.model.d_llm = train_source.reader().dims().d_model;
-        std::fs::create_dir_all(run.path())
-            .with_context(|| format!("{}: cannot create", run.path().display()))?;
-        write_toml(&run, &config)?;
-        eprintln!(
-            "training on {} (--features {}: {}; {} train / {} val windows, {label}) into {}",
-            self.source.origin(),
-            args.features,
-            dataset.var_names().join(", "),
-            train_split.num_windows(),
-            val_split.num_windows(),
-            run.path().display()
-        );
+        let d_llm = train_source.reader().dims().d_model;
+        for plan in &mut planned {
+            plan.config.model.d_llm = d_llm;
+            std::fs::create_dir_all(plan.run.path())
+                .with_context(|| format!("{}: cannot create", plan.run.path().display()))?;
+            write_toml(&plan.run, &plan.config)?;
+            eprintln!(
+                "training on {} (--features {}: {}; {} train / {} val windows, {}) into {}",
+                self.source.origin(),
+                args.features,
+                dataset.var_names().join(", "),
+                train_split.num_windows(),
+                val_split.num_windows(),
+                plan.label,
+                plan.run.path().display()
+            );
+        }
+        if planned.len() > 1 {
+            eprintln!(
+                "{} runs of H = {h} train together as one packed model",
+                planned.len()
+            );
+        }
         let devices = args.training_device().devices()?;
         let started = Instant::now();
         let data = TrainData {
@@ -164,17 +148,118 @@ impl RunRequest<'_> {
             test: Some(dataset.split(SplitKind::Test)),
         };
         let progress = RefCell::new(TrainProgress::new());
-        let trained = Trainer::new(&config, &run)
+        let packed = planned.len() > 1;
+        let mut trainer = Trainer::new(&planned[0].config, &planned[0].run);
+        for plan in &planned[1..] {
+            trainer = trainer.and_run(&plan.config, &plan.run);
+        }
+        let trained = trainer
             .devices(&devices)
-            .resume(resume)
+            .resume(planned.iter().any(|p| p.resume))
             .stop_on(self.stop)
             .on_step(&mut |s| progress.borrow_mut().step(s))
-            .on_epoch(&mut |_, m| {
-                progress.borrow_mut().epoch(m);
+            .on_epoch(&mut |i, m| {
+                let prefix = match packed {
+                    true => format!("{}: ", planned[i].label),
+                    false => String::new(),
+                };
+                progress.borrow_mut().epoch(&prefix, m);
                 ControlFlow::Continue(())
             })
-            .train(data)?;
+            .train_all(data)?;
         progress.borrow().finish();
+        let seconds = started.elapsed().as_secs_f64();
+        for (plan, trained) in planned.iter().zip(trained) {
+            if let Some(outcome) = self.finish(plan, &trained, &dataset, seconds, &devices)? {
+                done.push(outcome);
+            }
+        }
+        done.sort_by_key(|o| self.seeds.iter().position(|s| s.seed == Some(o.seed)));
+        Ok(done)
+    }
+
+    /// The run of `seed`: reused when a sweep finds it finished (`Ok`), else planned.
+    fn plan(
+        &self,
+        seed: SeedRun,
+        dataset: &Dataset,
+    ) -> anyhow::Result<Result<RunOutcome, Planned>> {
+        let (args, h) = (self.args, self.output_len);
+        let mut config = resolve_config(args, h)?;
+        if let Some(seed) = seed.seed {
+            config.seed = seed;
+        }
+        config.selection = self.selection;
+        let run = match &args.run_dir {
+            Some(dir) => RunDir::new(dir),
+            None => RunDir::for_run(&args.runs, self.experiment, h, config.seed),
+        };
+        if args.fresh && run.path().exists() {
+            std::fs::remove_dir_all(run.path())
+                .with_context(|| format!("--fresh: cannot remove {}", run.path().display()))?;
+        }
+        // The seed is named only when `--seeds` chose it.
+        let label = match seed.seed {
+            Some(seed) => format!("H = {h}, seed {seed}"),
+            None => format!("H = {h}"),
+        };
+        if self.sweep && run.summary().is_file() {
+            same_settings(&run, &config)?;
+            eprintln!("{label}: finished run in {}; reused", run.path().display());
+            let summary = RunSummary::read(&run)?;
+            let results = match TestResults::read(&run) {
+                Ok(r) if r.data_units.is_some() || !args.inverse => r,
+                // Tested before results.json existed, or without --inverse: test again.
+                _ => {
+                    self.test(
+                        &run,
+                        dataset,
+                        &config,
+                        &args.training_device().devices()?[0],
+                    )?
+                    .1
+                }
+            };
+            self.write_tslib(&run, dataset, &config, &results, seed.iteration)?;
+            return Ok(Ok(RunOutcome {
+                summary,
+                seed: config.seed,
+                results,
+            }));
+        }
+        let resume = (args.resume || self.sweep) && run.has_checkpoint();
+        if args.resume && !resume {
+            eprintln!(
+                "{}: nothing to resume yet; starting the run",
+                run.path().display()
+            );
+        }
+        if !resume && run.has_checkpoint() {
+            bail!(
+                "{}: a run already exists there; pass --resume to continue it, --fresh to                  replace it, or choose another --run-dir",
+                run.path().display()
+            );
+        }
+        Ok(Err(Planned {
+            config,
+            run,
+            label,
+            seed,
+            resume,
+        }))
+    }
+
+    /// After training: the test results and summary of a run that finished; `None` for
+    /// one a signal stopped.
+    fn finish(
+        &self,
+        plan: &Planned,
+        trained: &TrainSummary,
+        dataset: &Dataset,
+        seconds: f64,
+        devices: &[Device],
+    ) -> anyhow::Result<Option<RunOutcome>> {
+        let (run, config, label) = (&plan.run, &plan.config, &plan.label);
         if trained.interrupted {
             eprintln!(
                 "{label}: interrupted after {} complete epochs; a resumable checkpoint is in {}",
@@ -183,14 +268,24 @@ impl RunRequest<'_> {
             );
             return Ok(None);
         }
-        let seconds = started.elapsed().as_secs_f64();
-        let (report, results) = self.test(&run, &dataset, &config, &devices[0])?;
-        self.write_tslib(&run, &dataset, &config, &results)?;
-        let device = args.training_device().to_string();
-        let summary = RunSummary::new(h, &trained, &report, seconds, device, devices.len());
-        summary.write(&run)?;
+        let (report, results) = self.test(run, dataset, config, &devices[0])?;
+        self.write_tslib(run, dataset, config, &results, plan.seed.iteration)?;
+        let device = self.args.training_device().to_string();
+        let summary = RunSummary::new(
+            self.output_len,
+            trained,
+            &report,
+            seconds,
+            device,
+            devices.len(),
+        );
+        summary.write(run)?;
         println!(
-            "{} epochs{}; kept epoch {} (selection {}, val loss {:.5}); test MSE {:.4} MAE {:.4} ({})",
+            "{}{} epochs{}; kept epoch {} (selection {}, val loss {:.5}); test MSE {:.4} MAE {:.4} ({})",
+            match self.seeds.len() > 1 {
+                true => format!("{label}: "),
+                false => String::new(),
+            },
             summary.epochs,
             if summary.stopped_early {
                 " (early stop)"
@@ -218,6 +313,7 @@ impl RunRequest<'_> {
         dataset: &Dataset,
         config: &TrainConfig,
         results: &TestResults,
+        iteration: usize,
     ) -> anyhow::Result<()> {
         let Some(root) = &self.args.tslib else {
             return Ok(());
@@ -245,7 +341,7 @@ impl RunRequest<'_> {
                 Selection::Val => "Exp".into(),
                 Selection::Paper => "paper".into(),
             },
-            iteration: self.iteration,
+            iteration,
         };
         let dir = write_tslib(root, &setting, run, results)?;
         eprintln!("Time-Series-Library results: {}", dir.display());

@@ -1,11 +1,11 @@
 //! The runs of a sweep spread over the devices, `--jobs` at a time on each, one process per
-//! run.
+//! run, or per output length with `--pack` (its seeds trained as one packed model).
 //!
 //! A student step is a few hundred tiny kernels, bound by the host's work per launch, not by
 //! the GPU (an H100 is busy 1–5% of the time with one run). Inside one process that work
 //! goes through one device thread of Burn's CUDA runtime, so runs on threads of one process
-//! gained 1.6x at most (measured); separate processes each have their own. Each run is
-//! `timekd train` itself with the same flags plus `--worker-run H:SEED --worker-device D`:
+//! gained 1.6x at most (measured); separate processes each have their own. Each process is
+//! `timekd train` itself with the same flags plus `--worker-run H:SEED[+SEED...] --worker-device D`:
 //! it trains exactly as alone, writes its own run directory (resumable on its own) and logs
 //! to `<runs>/<experiment>/logs/`. Children die with the parent (SIGKILL included) and get
 //! its SIGTERM/SIGINT, so they stop with resumable checkpoints; the same command continues.
@@ -35,6 +35,25 @@ const POLL: Duration = Duration::from_millis(500);
 /// One run: (H, `--seeds` seed or none).
 pub type Run = (usize, Option<u64>);
 
+/// What one process trains: runs of one H (one, or several seeds packed).
+pub type Work = (usize, Vec<Option<u64>>);
+
+/// The processes' work: the seeds of each H together, at most `pack_size` in one (1: each
+/// run alone), in the order of `runs`.
+pub fn works(runs: &[Run], pack_size: usize) -> Vec<Work> {
+    let mut works: Vec<Work> = Vec::new();
+    for &(h, seed) in runs {
+        match works
+            .iter_mut()
+            .find(|(w, seeds)| *w == h && seeds.len() < pack_size)
+        {
+            Some((_, seeds)) => seeds.push(seed),
+            None => works.push((h, vec![seed])),
+        }
+    }
+    works
+}
+
 /// Processes at once for `runs` runs on `devices` devices: `jobs` per device; by default on
 /// GPUs half the host's cores (a run keeps about two threads busy; on an H100 host of 16
 /// cores, 15 runs at once left each run's host waiting 8x longer per step), at most
@@ -52,28 +71,39 @@ pub fn workers(jobs: Option<u64>, device: DeviceSpec, devices: usize, runs: usiz
     total.clamp(1, runs.max(1))
 }
 
-/// `H:SEED` (or `H:-` without `--seeds`), the value of `--worker-run`.
-pub fn worker_run_name((h, seed): Run) -> String {
-    match seed {
-        Some(seed) => format!("{h}:{seed}"),
-        None => format!("{h}:-"),
+/// The seeds of `work` as `2024+6666` (`-` without `--seeds`).
+fn seed_list(work: &Work) -> String {
+    let names: Vec<String> = work
+        .1
+        .iter()
+        .map(|seed| seed.map_or("-".into(), |s| s.to_string()))
+        .collect();
+    names.join("+")
+}
+
+/// `H:SEED[+SEED...]` (or `H:-` without `--seeds`), the value of `--worker-run`.
+pub fn worker_run_name(work: &Work) -> String {
+    format!("{}:{}", work.0, seed_list(work))
+}
+
+/// `H = 96, seed 2024` (`seeds 2024, 6666` when packed; `H = 96` without `--seeds`), as
+/// the user reads a process's runs.
+fn run_label(work: &Work) -> String {
+    let seeds: Vec<String> = work.1.iter().flatten().map(u64::to_string).collect();
+    match seeds.len() {
+        0 => format!("H = {}", work.0),
+        1 => format!("H = {}, seed {}", work.0, seeds[0]),
+        _ => format!("H = {}, seeds {}", work.0, seeds.join(", ")),
     }
 }
 
-/// `H = 96, seed 2024` (or `H = 96` without `--seeds`), as the user reads a run's name.
-fn run_label((h, seed): Run) -> String {
-    match seed {
-        Some(seed) => format!("H = {h}, seed {seed}"),
-        None => format!("H = {h}"),
-    }
-}
-
-/// A run in a child process.
+/// A process training its work.
 struct Running {
-    run: Run,
+    work: Work,
     child: Child,
     log: PathBuf,
-    metrics: PathBuf,
+    /// Each run's metrics.jsonl.
+    metrics: Vec<PathBuf>,
     started: Instant,
 }
 
@@ -92,10 +122,10 @@ pub struct Pool<'a> {
 }
 
 impl Pool<'_> {
-    /// Trains `runs` in child processes, `workers` at once. Returns once every run ended
+    /// Trains `works` in child processes, `workers` at once. Returns once every run ended
     /// (or, after a stop signal, once the children have saved their checkpoints); fails
     /// when a run failed, naming it and its log.
-    pub fn run(&self, runs: &[Run], stop: &AtomicBool) -> anyhow::Result<()> {
+    pub fn run(&self, works: &[Work], stop: &AtomicBool) -> anyhow::Result<()> {
         let Pool {
             args,
             experiment,
@@ -106,28 +136,32 @@ impl Pool<'_> {
         let logs = args.runs.join(experiment).join("logs");
         std::fs::create_dir_all(&logs)
             .with_context(|| format!("{}: cannot create", logs.display()))?;
+        let runs: usize = works.iter().map(|w| w.1.len()).sum();
+        let each = match works.len() == runs {
+            true => "one process each".to_string(),
+            false => format!("{} packed processes", works.len()),
+        };
         eprintln!(
-            "{} runs, {workers} at once over {} device(s), one process each; logs in {}",
-            runs.len(),
+            "{runs} runs, {workers} at once over {} device(s), {each}; logs in {}",
             device_specs.len(),
             logs.display()
         );
-        let epochs: Vec<usize> = runs
+        let epochs: Vec<usize> = works
             .iter()
-            .map(|&(h, _)| Ok(resolve_config(args, h)?.epochs))
+            .map(|(h, _)| Ok(resolve_config(args, *h)?.epochs))
             .collect::<anyhow::Result<_>>()?;
-        let mut progress = TableProgress::new(runs.len());
-        let mut pending = runs.iter().enumerate();
+        let mut progress = TableProgress::new(runs);
+        let mut pending = works.iter().enumerate();
         let mut running: Vec<(usize, Running)> = Vec::new();
         let mut failed = Vec::new();
         let mut signalled = false;
         loop {
             while running.len() < workers && !stop.load(Ordering::Relaxed) {
-                let Some((i, &run)) = pending.next() else {
+                let Some((i, work)) = pending.next() else {
                     break;
                 };
                 let device = &device_specs[i % device_specs.len()];
-                running.push((i, self.spawn(&logs, run, device)?));
+                running.push((i, self.spawn(&logs, work, device)?));
             }
             if running.is_empty() {
                 break;
@@ -147,9 +181,9 @@ impl Pool<'_> {
                 match r.child.try_wait()? {
                     None => still.push((i, r)),
                     Some(status) => {
-                        progress.finished(&describe(&r, status));
+                        progress.finished(r.work.1.len(), &describe(&r, status));
                         if !status.success() {
-                            failed.push((r.run, r.log));
+                            failed.push((r.work, r.log));
                         }
                     }
                 }
@@ -157,7 +191,8 @@ impl Pool<'_> {
             running = still;
             let fractions: f64 = running
                 .iter()
-                .map(|(i, r)| epochs_done(&r.metrics) as f64 / epochs[*i].max(1) as f64)
+                .flat_map(|(i, r)| r.metrics.iter().map(move |m| (*i, m)))
+                .map(|(i, metrics)| epochs_done(metrics) as f64 / epochs[i].max(1) as f64)
                 .sum();
             progress.update(running.len(), fractions);
         }
@@ -165,39 +200,44 @@ impl Pool<'_> {
         if !failed.is_empty() {
             let list: Vec<String> = failed
                 .iter()
-                .map(|(run, log)| format!("{} ({})", run_label(*run), log.display()))
+                .map(|(work, log)| format!("{} ({})", run_label(work), log.display()))
                 .collect();
+            let failed_runs: usize = failed.iter().map(|(work, _)| work.1.len()).sum();
             bail!(
-                "{} of {} runs failed: {}; the others are in place, and the same command retries \
-             the failed ones (finished runs are reused)",
-                failed.len(),
-                runs.len(),
+                "{failed_runs} of {runs} runs failed: {}; the others are in place, and the same \
+                 command retries the failed ones (finished runs are reused)",
                 list.join(", ")
             );
         }
         Ok(())
     }
 
-    /// Starts `run` as a child `timekd train` with this process's flags.
-    fn spawn(&self, logs: &Path, run: Run, device: &str) -> anyhow::Result<Running> {
+    /// Starts `work` as a child `timekd train` with this process's flags.
+    fn spawn(&self, logs: &Path, work: &Work, device: &str) -> anyhow::Result<Running> {
         let (args, experiment) = (self.args, self.experiment);
-        let (h, seed) = run;
-        let seed_name = seed.map_or("config-seed".to_string(), |s| s.to_string());
-        let log = logs.join(format!("H{h}-seed-{seed_name}.log"));
+        let h = work.0;
+        let seed_names = seed_list(work).replace('-', "config-seed");
+        let log = logs.join(format!("H{h}-seed-{seed_names}.log"));
         let file =
             File::create(&log).with_context(|| format!("{}: cannot create", log.display()))?;
-        let seed = match seed {
-            Some(seed) => seed,
-            None => resolve_config(args, h)?.seed,
-        };
-        let metrics = RunDir::for_run(&args.runs, experiment, h, seed).metrics();
+        let metrics = work
+            .1
+            .iter()
+            .map(|seed| {
+                let seed = match seed {
+                    Some(seed) => *seed,
+                    None => resolve_config(args, h)?.seed,
+                };
+                Ok(RunDir::for_run(&args.runs, experiment, h, seed).metrics())
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut command =
             Command::new(std::env::current_exe().context("finding the timekd binary")?);
         command
             .args(std::env::args_os().skip(1))
             .args([
                 "--worker-run",
-                &worker_run_name(run),
+                &worker_run_name(work),
                 "--worker-device",
                 device,
                 "--worker-selection",
@@ -211,9 +251,9 @@ impl Pool<'_> {
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command
             .spawn()
-            .with_context(|| format!("starting the run of {}", run_label(run)))?;
+            .with_context(|| format!("starting the run of {}", run_label(work)))?;
         Ok(Running {
-            run,
+            work: work.clone(),
             child,
             log,
             metrics,
@@ -243,7 +283,7 @@ fn epochs_done(metrics: &Path) -> usize {
 
 /// A line saying how a run ended.
 fn describe(r: &Running, status: ExitStatus) -> String {
-    let name = run_label(r.run);
+    let name = run_label(&r.work);
     let seconds = r.started.elapsed().as_secs_f64();
     if status.success() {
         return format!("{name}: ended after {seconds:.0} s ({})", r.log.display());
@@ -317,9 +357,9 @@ impl TableProgress {
         }
     }
 
-    /// A run ended: its line above the bar.
-    fn finished(&mut self, line: &str) {
-        self.done += 1;
+    /// A process of `runs` runs ended: its line above the bar.
+    fn finished(&mut self, runs: usize, line: &str) {
+        self.done += runs;
         self.bar.suspend(|| eprintln!("{line}"));
     }
 
@@ -332,7 +372,7 @@ impl TableProgress {
 mod tests {
     use timekd_teacher::DeviceSpec;
 
-    use super::{GPU_JOBS, worker_run_name, workers};
+    use super::{GPU_JOBS, worker_run_name, workers, works};
 
     #[test]
     fn processes_at_once_follow_jobs_devices_and_runs() {
@@ -349,7 +389,19 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let default = workers(None, gpus, 1, 100);
         assert_eq!(default, (cores / 2).clamp(1, GPU_JOBS));
-        assert_eq!(worker_run_name((96, Some(2024))), "96:2024");
-        assert_eq!(worker_run_name((24, None)), "24:-");
+        assert_eq!(worker_run_name(&(96, vec![Some(2024)])), "96:2024");
+        assert_eq!(worker_run_name(&(24, vec![None])), "24:-");
+        let runs = [(24, Some(1)), (24, Some(2)), (96, Some(1)), (96, Some(2))];
+        assert_eq!(works(&runs, 1).len(), 4);
+        assert_eq!(
+            works(&[(96, Some(1)), (96, Some(2)), (96, Some(3))], 2).len(),
+            2
+        );
+        let packed = works(&runs, usize::MAX);
+        assert_eq!(
+            packed,
+            vec![(24, vec![Some(1), Some(2)]), (96, vec![Some(1), Some(2)])]
+        );
+        assert_eq!(worker_run_name(&packed[1]), "96:1+2");
     }
 }
