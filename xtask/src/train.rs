@@ -33,6 +33,12 @@ pub struct TrainAll {
     /// most 8 per GPU; 1 on the CPU).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Train each length's seeds as one packed model (timekd's default on GPUs).
+    #[arg(long, conflicts_with = "no_pack")]
+    pack: bool,
+    /// Train every seed on its own.
+    #[arg(long)]
+    no_pack: bool,
     /// Train and validate on the first K windows (stores extracted with the same limit).
     #[arg(long)]
     max_windows: Option<usize>,
@@ -88,8 +94,14 @@ pub fn train_all(args: TrainAll) -> anyhow::Result<()> {
             command.args([flag, &value.to_string()]);
         }
     }
-    if args.fresh {
-        command.arg("--fresh");
+    for (flag, on) in [
+        ("--fresh", args.fresh),
+        ("--pack", args.pack),
+        ("--no-pack", args.no_pack),
+    ] {
+        if on {
+            command.arg(flag);
+        }
     }
     if let Some(seeds) = &args.seeds {
         let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();
