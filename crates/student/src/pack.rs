@@ -96,32 +96,31 @@ pub(crate) fn part<M: Module>(module: M, index: usize, parts: usize) -> M {
     })
 }
 
-/// Sum of each run's part of `t`, whose first axis holds `runs` equal parts: `[runs]`. Each
-/// part is reduced whole, as one run's tensor alone is: the same sums in the same order, and
-/// fast on Burn's CUDA backend, where a reduction along a long axis into few outputs is not.
-pub(crate) fn run_sums<const D: usize>(t: Tensor<D>, runs: usize) -> Tensor<1> {
+/// `reduce` (a whole-tensor reduction) of each run's part of `t`, whose first axis holds
+/// `runs` equal parts: `[runs]`. Each part is reduced whole, as one run's tensor alone is:
+/// the same sums in the same order, and fast on Burn's CUDA backend, where a reduction along
+/// a long axis into few outputs is not.
+fn per_run<const D: usize>(
+    t: Tensor<D>,
+    runs: usize,
+    reduce: impl Fn(Tensor<D>) -> Tensor<1>,
+) -> Tensor<1> {
     if runs == 1 {
-        return t.sum();
+        return reduce(t);
     }
     let rows = t.dims()[0] / runs;
-    Tensor::cat(
-        (0..runs)
-            .map(|r| t.clone().narrow(0, r * rows, rows).sum())
-            .collect(),
-        0,
-    )
+    let parts = (0..runs)
+        .map(|r| reduce(t.clone().narrow(0, r * rows, rows)))
+        .collect();
+    Tensor::cat(parts, 0)
 }
 
-/// Mean of each run's part of `t` (see [`run_sums`]): `[runs]`.
+/// Sum of each run's part of `t` (see [`per_run`]): `[runs]`.
+pub(crate) fn run_sums<const D: usize>(t: Tensor<D>, runs: usize) -> Tensor<1> {
+    per_run(t, runs, Tensor::sum)
+}
+
+/// Mean of each run's part of `t` (see [`per_run`]): `[runs]`.
 pub(crate) fn run_means<const D: usize>(t: Tensor<D>, runs: usize) -> Tensor<1> {
-    if runs == 1 {
-        return t.mean();
-    }
-    let rows = t.dims()[0] / runs;
-    Tensor::cat(
-        (0..runs)
-            .map(|r| t.clone().narrow(0, r * rows, rows).mean())
-            .collect(),
-        0,
-    )
+    per_run(t, runs, Tensor::mean)
 }

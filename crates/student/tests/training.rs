@@ -91,24 +91,37 @@ fn try_run_on(
     devices: &[Device],
     on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
 ) -> timekd_student::Result<TrainSummary> {
-    let mut train_emb = embeddings(data, SplitKind::Train);
-    let mut val_emb = embeddings(data, SplitKind::Val);
+    let mut embeddings = split_embeddings(data);
     Trainer::new(config, &RunDir::new(dir))
         .devices(devices)
         .resume(resume)
         .on_epoch(&mut |_, m| on_epoch(m))
-        .train(TrainData {
-            info: DataInfo::of("ETTh1-head", data),
-            train: SplitData {
-                split: data.split(SplitKind::Train),
-                embeddings: &mut train_emb,
-            },
-            val: SplitData {
-                split: data.split(SplitKind::Val),
-                embeddings: &mut val_emb,
-            },
-            test: Some(data.split(SplitKind::Test)),
-        })
+        .train(train_data(data, &mut embeddings))
+}
+
+/// Seeded random embeddings of the train and val splits.
+fn split_embeddings(data: &Dataset) -> [InMemoryEmbeddings; 2] {
+    [
+        embeddings(data, SplitKind::Train),
+        embeddings(data, SplitKind::Val),
+    ]
+}
+
+/// The training data of `data` with the embeddings of [`split_embeddings`].
+fn train_data<'a>(data: &'a Dataset, embeddings: &'a mut [InMemoryEmbeddings; 2]) -> TrainData<'a> {
+    let [train, val] = embeddings;
+    TrainData {
+        info: DataInfo::of("ETTh1-head", data),
+        train: SplitData {
+            split: data.split(SplitKind::Train),
+            embeddings: train,
+        },
+        val: SplitData {
+            split: data.split(SplitKind::Val),
+            embeddings: val,
+        },
+        test: Some(data.split(SplitKind::Test)),
+    }
 }
 
 /// Loss curve without wall times.
@@ -202,8 +215,7 @@ fn train_packed(
     dirs: &[RunDir],
     resume: bool,
 ) -> Vec<TrainSummary> {
-    let mut train_emb = embeddings(data, SplitKind::Train);
-    let mut val_emb = embeddings(data, SplitKind::Val);
+    let mut embeddings = split_embeddings(data);
     let mut trainer = Trainer::new(&configs[0], &dirs[0]);
     for (config, dir) in configs.iter().zip(dirs).skip(1) {
         trainer = trainer.and_run(config, dir);
@@ -211,18 +223,7 @@ fn train_packed(
     trainer
         .devices(&[Device::flex()])
         .resume(resume)
-        .train_all(TrainData {
-            info: DataInfo::of("ETTh1-head", data),
-            train: SplitData {
-                split: data.split(SplitKind::Train),
-                embeddings: &mut train_emb,
-            },
-            val: SplitData {
-                split: data.split(SplitKind::Val),
-                embeddings: &mut val_emb,
-            },
-            test: Some(data.split(SplitKind::Test)),
-        })
+        .train_all(train_data(data, &mut embeddings))
         .expect("packed training runs")
 }
 
