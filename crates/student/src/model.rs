@@ -131,19 +131,14 @@ impl Dual {
         let runs = self.runs();
         let [rows, _, vars] = x.dims();
         let batch = rows / runs;
-        // [R·b, a, c] → [R, b·a, c]: each run's rows as one matrix.
-        let per_run = |t: Tensor<3>| {
-            let [rows, a, c] = t.dims();
-            t.reshape([runs, rows / runs * a, c])
-        };
         let (normalized, revin) = Revin::normalize(x);
         let ts_tokens = self
             .length_to_feature
-            .forward(per_run(normalized.swap_dims(1, 2)));
-        let prompt_tokens = self.token_to_feature.forward(per_run(emb));
-        let channel = ts_tokens.dims()[2];
-        // [R, 2, b·N, C] → [2R, b, N, C]: the runs' branches in stack order.
-        let tokens = Tensor::stack::<4>(vec![ts_tokens, prompt_tokens], 1).reshape([
+            .forward_batched(by_run(normalized.swap_dims(1, 2), runs));
+        let prompt_tokens = self.token_to_feature.forward_batched(by_run(emb, runs));
+        let channel = ts_tokens.dims()[3];
+        // [R, 2, b, N, C] → [2R, b, N, C]: the runs' branches in stack order.
+        let tokens = Tensor::stack::<5>(vec![ts_tokens, prompt_tokens], 1).reshape([
             2 * runs,
             batch,
             vars,
@@ -152,19 +147,14 @@ impl Dual {
         let (enc, att, out) = self.branches(tokens);
         // Batch means of every branch's attention in one reduction: [2R, heads, vars, vars].
         let att = att.mean_dim(1).squeeze_dim::<4>(1);
-        let heads = att.dims()[1];
-        let horizon = out.dims()[2];
-        let enc = enc.reshape([runs, 2, batch * vars, channel]);
-        let out = out.reshape([runs, 2, batch * horizon, vars]);
-        let att = att.reshape([runs, 2, heads * vars, vars]);
         DualOutput {
             runs,
-            ts_out: revin.denormalize(branch(&out, 0, [rows, horizon, vars])),
-            prompt_out: branch(&out, 1, [rows, horizon, vars]),
-            ts_enc: branch(&enc, 0, [rows, vars, channel]),
-            prompt_enc: branch(&enc, 1, [rows, vars, channel]),
-            ts_att: branch(&att, 0, [runs * heads, vars, vars]),
-            prompt_att: branch(&att, 1, [runs * heads, vars, vars]),
+            ts_out: revin.denormalize(branch(out.clone(), runs, 0)),
+            prompt_out: branch(out, runs, 1),
+            ts_enc: branch(enc.clone(), runs, 0),
+            prompt_enc: branch(enc, runs, 1),
+            ts_att: branch(att.clone(), runs, 0),
+            prompt_att: branch(att, runs, 1),
         }
     }
 
@@ -201,7 +191,24 @@ impl Dual {
     }
 }
 
-/// Branch `i` of a `[runs, 2, ...]` tensor, reshaped to `dims` (runs one after another).
-fn branch(t: &Tensor<4>, i: usize, dims: [usize; 3]) -> Tensor<3> {
-    t.clone().narrow(1, i, 1).reshape(dims)
+/// The runs' windows on an axis of their own: `[R·b, a, c]` → `[R, b, a, c]` (one run's
+/// by a new axis, so its tensor is not copied).
+fn by_run(t: Tensor<3>, runs: usize) -> Tensor<4> {
+    if runs == 1 {
+        return t.unsqueeze_dim(0);
+    }
+    let [rows, a, c] = t.dims();
+    t.reshape([runs, rows / runs, a, c])
+}
+
+/// Branch `i` of every run of `t` `[2R, x, y, z]` (run after run, each run's branches in
+/// order) as `[R·x, y, z]`. One run's branch is a view (narrowed and squeezed, not copied).
+fn branch(t: Tensor<4>, runs: usize, i: usize) -> Tensor<3> {
+    if runs == 1 {
+        return t.narrow(0, i, 1).squeeze_dim(0);
+    }
+    let [_, x, y, z] = t.dims();
+    t.reshape([runs, 2, x * y, z])
+        .narrow(1, i, 1)
+        .reshape([runs * x, y, z])
 }

@@ -82,6 +82,15 @@ impl PairedLinear {
     }
 }
 
+impl PairedLinear {
+    /// `x` [k, batch, rows, in] → [k, batch, rows, out]: each slice's layer over each of
+    /// its batch's matrices (what a Linear does to a 3-D input).
+    pub fn forward_batched(&self, x: Tensor<4>) -> Tensor<4> {
+        x.matmul(self.weight.val().unsqueeze_dim(1))
+            + self.bias.val().unsqueeze_dim::<3>(1).unsqueeze_dim(1)
+    }
+}
+
 /// LayerNorm (biased variance, eps inside the square root, as PyTorch) per branch: gain
 /// and shift `[2, features]`.
 #[derive(Module, Debug)]

@@ -39,7 +39,11 @@ pub(crate) fn micro_batch(
         let loss = distillation_loss(&config.loss, &out, batch.y);
         let values = loss.stacked().to_device(&device.clone().without_autodiff());
         let factor = scale * weight;
-        let total = loss.total.sum();
+        // One run's loss is already the scalar to differentiate.
+        let total = match out.runs {
+            1 => loss.total,
+            _ => loss.total.sum(),
+        };
         let objective = if factor == 1.0 {
             total
         } else {
