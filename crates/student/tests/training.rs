@@ -321,6 +321,47 @@ fn packed_runs_reach_what_they_reach_alone_and_leave_the_pack_when_they_stop() {
 }
 
 #[test]
+fn runs_that_cannot_pack_are_refused_with_the_reason() {
+    let data = dataset();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let runs: Vec<RunDir> = dirs.iter().map(|d| RunDir::new(d.path())).collect();
+    let first = config(1);
+    let mut other_lr = TrainConfig {
+        seed: 8,
+        ..config(1)
+    };
+    other_lr.optim.lr *= 2.0;
+    let other_seed = TrainConfig {
+        seed: 8,
+        ..config(1)
+    };
+    let attempt = |second: &TrainConfig, devices: &[Device]| {
+        let mut embeddings = split_embeddings(&data);
+        Trainer::new(&first, &runs[0])
+            .and_run(second, &runs[1])
+            .devices(devices)
+            .train_all(train_data(&data, &mut embeddings))
+            .expect_err("refused")
+            .to_string()
+    };
+    let err = attempt(&other_lr, &[Device::flex()]);
+    assert!(err.contains("differ only in their seed"), "{err}");
+    let err = attempt(&other_seed, &[Device::flex(), Device::flex()]);
+    assert!(err.contains("packed runs train on one device"), "{err}");
+    // Nothing was written for a refused pack.
+    assert!(!runs[0].has_checkpoint() && !runs[1].has_checkpoint());
+    // One run asked through train() of a pack is refused too.
+    let mut embeddings = split_embeddings(&data);
+    let err = Trainer::new(&first, &runs[0])
+        .and_run(&other_seed, &runs[1])
+        .devices(&[Device::flex()])
+        .train(train_data(&data, &mut embeddings))
+        .expect_err("train() trains one run")
+        .to_string();
+    assert!(err.contains("train_all"), "{err}");
+}
+
+#[test]
 fn an_interrupted_run_resumes_to_the_same_result() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let data = dataset();

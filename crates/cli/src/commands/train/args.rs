@@ -50,9 +50,9 @@ pub struct TrainArgs {
     /// (--seeds, several --output-len) are spread over the GPUs, one GPU each.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
-    /// Runs trained at once on each device when there are several (H, seed) runs, one
-    /// process each; each reaches the same weights as alone [GPU: half the CPU cores, at
-    /// most 8 per GPU; CPU: 1].
+    /// Processes trained at once on each device when there are several (H, seed) runs: one
+    /// per run, or per pack of seeds with --pack; each run reaches the same weights as alone
+    /// [GPU: half the CPU cores, at most 8 per GPU; CPU: 1].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: Option<u64>,
     /// Train the seeds of each output length together as one packed model (one process per
