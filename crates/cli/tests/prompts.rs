@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{numpy_check, ok, repo, timekd};
+use common::{numpy_check, ok, refused, repo, timekd};
 
 /// Reads the JSON lines (argv[1]) and the fixture's `teacher.safetensors` (argv[2]) and
 /// prints the worst relative L2 error of `gt_state` / `hd_state`.
@@ -90,4 +90,65 @@ fn prompt_states_match_the_release_forward() {
         "states disagree with the fixture",
     );
     eprintln!("{stdout}");
+}
+
+#[test]
+fn prompts_show_the_tokens_of_a_checkpoints_tokenizer_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("llama-like");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::write(model.join("config.json"), r#"{"model_type": "llama"}"#).unwrap();
+    let fixtures = repo().join("crates/teacher/tests/fixtures/tokenizers/wordpiece");
+    std::fs::copy(
+        fixtures.join("tokenizer.json"),
+        model.join("tokenizer.json"),
+    )
+    .unwrap();
+    let args = |states: bool| {
+        let mut args = vec![
+            "prompts",
+            "--data",
+            "ETTh1",
+            "--output-len",
+            "24",
+            "--windows",
+            "0,300",
+            "--columns",
+            "OT",
+            "--model",
+            model.to_str().unwrap(),
+        ];
+        if states {
+            args.push("--states");
+        }
+        args
+    };
+    let out = ok(timekd(dir.path(), &args(false)), "timekd prompts --model");
+    // The fixture holds Hugging Face's ids, tokens and types of the same prompts.
+    let expected: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(fixtures.join("expected.json")).unwrap()).unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        let reference = expected
+            .iter()
+            .find(|e| e["gt_prompt"] == line["gt_prompt"])
+            .expect("the fixture has this prompt");
+        for key in [
+            "gt_ids",
+            "hd_ids",
+            "gt_tokens",
+            "hd_tokens",
+            "gt_token_types",
+            "hd_token_types",
+        ] {
+            assert_eq!(line[key], reference[key], "{key}");
+        }
+    }
+    // States need the family's model: refused with the reason, not a GPT-2 fallback.
+    let err = refused(timekd(dir.path(), &args(true)), "--states of a llama");
+    assert!(err.contains("GPT-2 checkpoints only"), "{err}");
 }

@@ -175,6 +175,15 @@ pub enum TeacherError {
     #[error("cannot load the GPT-2 BPE (r50k_base) ranks: {0}")]
     Tokenizer(String),
 
+    /// A checkpoint's `tokenizer.json` cannot be used for the prompts.
+    #[error("tokenizer `{}`: {reason}", path.display())]
+    TokenizerFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The CUDA engine failed (driver, cuBLASLt, kernel compilation).
     #[error("CUDA engine: {0}")]
     Cuda(String),

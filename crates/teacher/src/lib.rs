@@ -84,4 +84,6 @@ pub use precision::Precision;
 pub use prompt::{DateFormat, PromptBuilder, PromptPair, PromptTemplate, ValueFormat};
 pub use random_model::write_random_gpt2;
 pub use sca::Sca;
-pub use tokenizer::{EncodedPrompt, Gpt2Tokenizer, TokenType};
+pub use tokenizer::{
+    EncodedPrompt, Gpt2Tokenizer, HfTokenizer, PromptTokenizer, SpanRule, TokenType, Tokenizer,
+};

@@ -12,7 +12,7 @@ use crate::language_model::LanguageModel;
 use crate::precision::Precision;
 use crate::prompt::{PromptBuilder, PromptPair};
 use crate::sca::Sca;
-use crate::tokenizer::{EncodedPrompt, Gpt2Tokenizer};
+use crate::tokenizer::{EncodedPrompt, PromptTokenizer, Tokenizer};
 
 /// The unscaled values and history timestamps of one window: what its prompts need.
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ pub struct VariablePrompts {
 
 /// Builds and tokenises the prompts of every (window, variable), window-major.
 pub fn encode_windows(
-    tokenizer: &Gpt2Tokenizer,
+    tokenizer: &(impl PromptTokenizer + ?Sized),
     builder: &PromptBuilder,
     windows: &[WindowInput<'_>],
 ) -> Result<Vec<VariablePrompts>, TeacherError> {
@@ -103,7 +103,7 @@ pub fn encode_windows(
         }
         for (v, (history, future)) in w.history.iter().zip(&w.future).enumerate() {
             let text = builder.build(history, future, w.start, w.end);
-            let (gt, hd) = tokenizer.encode_pair(&text);
+            let (gt, hd) = tokenizer.encode_pair(&text)?;
             out.push(VariablePrompts {
                 window: w.index,
                 variable: v,
@@ -121,7 +121,7 @@ pub fn encode_windows(
 /// language model runs.
 #[derive(Clone)]
 pub struct PromptEncoder {
-    tokenizer: Gpt2Tokenizer,
+    tokenizer: Tokenizer,
     builder: PromptBuilder,
     n_vars: usize,
     max_tokens: usize,
@@ -278,7 +278,7 @@ impl PromptEncoder {
                     )
                 })
                 .collect();
-            let pairs = self.tokenizer.encode_pairs_after(&head, &continuations);
+            let pairs = self.tokenizer.encode_pairs_after(&head, &continuations)?;
             for (&h, (gt, hd)) in w.lengths.iter().zip(pairs) {
                 for (kind, prompt) in [("GT", &gt), ("HD", &hd)] {
                     if prompt.len() > self.max_tokens {
@@ -357,7 +357,7 @@ impl Teacher {
         let gpt2 = gpt2.into();
         Ok(Teacher {
             encoder: PromptEncoder {
-                tokenizer: Gpt2Tokenizer::new()?,
+                tokenizer: Tokenizer::gpt2()?,
                 builder: prompts,
                 n_vars: sca.n_vars(),
                 max_tokens: gpt2.max_tokens(),
@@ -380,7 +380,7 @@ impl Teacher {
     }
 
     /// The tokenizer.
-    pub fn tokenizer(&self) -> &Gpt2Tokenizer {
+    pub fn tokenizer(&self) -> &Tokenizer {
         &self.encoder.tokenizer
     }
 

@@ -181,10 +181,14 @@ fn transformer_prefix_and_causal_buffers_are_handled() {
     let prefixed = Gpt2::load_dir(dir.path(), None, &device()).unwrap();
     let plain = Gpt2::load_dir(&model_dir(), None, &device()).unwrap();
     let tok = timekd_teacher::Gpt2Tokenizer::new().unwrap();
-    let (gt, _) = tok.encode_pair(&timekd_teacher::PromptPair {
-        gt: "From <1> to <2>".into(),
-        hd: String::new(),
-    });
+    let (gt, _) = timekd_teacher::PromptTokenizer::encode_pair(
+        &tok,
+        &timekd_teacher::PromptPair {
+            gt: "From <1> to <2>".into(),
+            hd: String::new(),
+        },
+    )
+    .unwrap();
     let a = host(prefixed.hidden_states(&gt, true).unwrap());
     let b = host(plain.hidden_states(&gt, true).unwrap());
     assert_eq!(a, b);

@@ -7,8 +7,8 @@ mod common;
 use common::{builder, dataset, device, host, model_dir, prompts_at_lengths, rel_l2};
 use timekd_data::{Dataset, SplitKind};
 use timekd_teacher::{
-    BatchOptions, EncodedPrompt, Gpt2, Gpt2Tokenizer, LengthsInput, PromptFamily, PromptPair, Sca,
-    Teacher, WindowInput,
+    BatchOptions, EncodedPrompt, Gpt2, Gpt2Tokenizer, LengthsInput, PromptFamily, PromptPair,
+    PromptTokenizer, Sca, Teacher, WindowInput,
 };
 
 const LENGTHS: [usize; 5] = [24, 36, 48, 96, 192];
@@ -127,7 +127,7 @@ fn a_family_of_all_lengths_equals_its_prompts_run_whole() {
             );
             assert_eq!(
                 pair,
-                &tokenizer.encode_pair(&text),
+                &tokenizer.encode_pair(&text).unwrap(),
                 "window {i}, variable {v}, H = {h}"
             );
         }

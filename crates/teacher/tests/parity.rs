@@ -7,7 +7,7 @@ mod common;
 use burn::tensor::Tensor;
 use common::*;
 use timekd_teacher::{
-    BatchOptions, EncodedPrompt, Gpt2, Gpt2Tokenizer, Sca, Teacher, encode_windows,
+    BatchOptions, EncodedPrompt, Gpt2, Gpt2Tokenizer, PromptTokenizer, Sca, Teacher, encode_windows,
 };
 
 const HIDDEN_TOL: f64 = 1e-4;

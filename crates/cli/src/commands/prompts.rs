@@ -1,8 +1,9 @@
 //! `timekd prompts`: the teacher's prompts, token ids and token types for chosen windows,
 //! one JSON line per (window, variable), with the field names of the parity fixture's
-//! `prompts.json`; with `--states`, each prompt's last-token state from a GPT-2 checkpoint,
-//! so a user can check the teacher against a reference of their own. Without `--states` no
-//! model is loaded.
+//! `prompts.json`, in GPT-2's tokens or those of `--model`'s checkpoint (its
+//! `tokenizer.json`); with `--states`, each prompt's last-token state from a GPT-2
+//! checkpoint, so a user can check the teacher against a reference of their own. Without
+//! `--states` no weights are loaded.
 
 use std::io::Write;
 
@@ -12,8 +13,8 @@ use serde_json::json;
 use timekd_data::SplitKind;
 use timekd_teacher::gpt2::hub::fetch_model;
 use timekd_teacher::{
-    BatchOptions, DeviceSpec, Gpt2, Gpt2Tokenizer, PromptBuilder, PromptTemplate, ValueFormat,
-    WindowInput, encode_windows,
+    BatchOptions, DeviceSpec, Gpt2, PromptBuilder, PromptTemplate, PromptTokenizer, Tokenizer,
+    ValueFormat, WindowInput, encode_windows,
 };
 
 use crate::data_args::DataArgs;
@@ -40,9 +41,10 @@ pub struct PromptsArgs {
     /// How values are written: `int` (truncated, the release's format) or `fixedN`.
     #[arg(long, default_value = "int", value_name = "FORMAT")]
     value_format: ValueFormat,
-    /// The GPT-2 checkpoint `--states` runs: a directory, or a model id (Hugging Face
-    /// cache, downloaded when missing).
-    #[arg(long, value_name = "DIR|ID", requires = "states")]
+    /// The checkpoint whose tokens are shown (GPT-2's own tokenizer for `model_type` gpt2,
+    /// else its `tokenizer.json`) and whose states `--states` adds: a directory, or a model
+    /// id (Hugging Face cache, downloaded when missing) [GPT-2's tokens, no model].
+    #[arg(long, value_name = "DIR|ID")]
     model: Option<String>,
     /// Add each prompt's last-token hidden state (after the final LayerNorm, before the SCA;
     /// the calibrated forward in f32 on the CPU) as `gt_state` and `hd_state`.
@@ -68,7 +70,14 @@ pub fn run(args: PromptsArgs) -> anyhow::Result<()> {
         PromptTemplate::for_preset(data.preset(), data.interval_seconds()),
         args.value_format,
     );
-    let tokenizer = Gpt2Tokenizer::new()?;
+    let model_dir = match &args.model {
+        Some(model) => Some(fetch_model(model, &mut DownloadProgress::new())?),
+        None => None,
+    };
+    let tokenizer = match &model_dir {
+        Some(dir) => Tokenizer::for_model_dir(dir)?,
+        None => Tokenizer::gpt2()?,
+    };
     let windows: Vec<WindowInput> = args
         .windows
         .iter()
@@ -83,9 +92,9 @@ pub fn run(args: PromptsArgs) -> anyhow::Result<()> {
     let codes = |p: &timekd_teacher::EncodedPrompt| -> Vec<u8> {
         p.types.iter().map(|t| t.code()).collect()
     };
-    let states = match &args.model {
-        Some(model) => Some(last_token_states(model, &prompts)?),
-        None => None,
+    let states = match (&model_dir, args.states) {
+        (Some(dir), true) => Some(last_token_states(dir, &tokenizer, &prompts)?),
+        _ => None,
     };
     let mut out = std::io::stdout().lock();
     for (i, p) in prompts.iter().enumerate() {
@@ -114,12 +123,19 @@ pub fn run(args: PromptsArgs) -> anyhow::Result<()> {
 
 /// The last-token states of every prompt's GT then HD, `[2 · prompts, d]` row-major, and `d`.
 fn last_token_states(
-    model: &str,
+    dir: &std::path::Path,
+    tokenizer: &Tokenizer,
     prompts: &[timekd_teacher::VariablePrompts],
 ) -> anyhow::Result<(Vec<f32>, usize)> {
-    let dir = fetch_model(model, &mut DownloadProgress::new())?;
+    if !matches!(tokenizer, Tokenizer::Gpt2(_)) {
+        bail!(
+            "--states runs GPT-2 checkpoints only so far; {} is another family (its tokens \
+             are shown without --states)",
+            dir.display()
+        );
+    }
     let device = DeviceSpec::Cpu.devices()?.remove(0);
-    let gpt2 = Gpt2::load_dir(&dir, None, &device)?;
+    let gpt2 = Gpt2::load_dir(dir, None, &device)?;
     eprintln!(
         "states of {} ({} layers, width {}), f32 on the CPU",
         dir.display(),

@@ -11,7 +11,8 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use timekd_data::{Dataset, DatasetOptions, Preset, Window};
 use timekd_teacher::{
-    EncodedPrompt, Gpt2Tokenizer, PromptBuilder, PromptTemplate, ValueFormat, WindowInput,
+    EncodedPrompt, Gpt2Tokenizer, PromptBuilder, PromptTemplate, PromptTokenizer, ValueFormat,
+    WindowInput,
 };
 
 pub fn fixture_dir() -> PathBuf {
@@ -60,7 +61,9 @@ pub fn prompts_at_lengths(
             )
         })
         .collect();
-    tokenizer.encode_pairs_after(&head, &continuations)
+    tokenizer
+        .encode_pairs_after(&head, &continuations)
+        .expect("prompts encode")
 }
 
 pub fn model_dir() -> PathBuf {

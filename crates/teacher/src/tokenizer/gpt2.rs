@@ -1,65 +1,17 @@
-//! GPT-2 byte-level BPE (the `r50k_base` ranks shipped with tiktoken-rs, no network) and
-//! the release's token-type rule.
-//!
-//! Token types: the tokens are walked left to right with an "inside" flag. A token whose
-//! text is exactly `Ġ<` is time-series and switches the flag on; otherwise a token exactly
-//! `>` is time-series and switches it off; otherwise a token is time-series while the flag
-//! is on, else language. The rule compares whole token texts, so a merged `>,` does not
-//! close a span and `Ġ<-` does not open one. The HD prompt's walk continues with the flag
-//! the GT walk left.
+//! GPT-2's byte-level BPE from the `r50k_base` ranks shipped with tiktoken-rs (no network).
 
-use serde::{Deserialize, Serialize};
 use tiktoken_rs::CoreBPE;
 
+use super::{EncodedPrompt, PromptTokenizer, SpanRule};
 use crate::error::TeacherError;
+#[cfg(test)]
 use crate::prompt::PromptPair;
 
-/// The kind of a token for the calibration mask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[repr(u8)]
-pub enum TokenType {
-    /// Natural-language token (type 0 in the fixtures).
-    Language = 0,
-    /// Time-series token: inside a `<...>` span (type 1 in the fixtures).
-    TimeSeries = 1,
-}
-
-impl TokenType {
-    /// 0 for language, 1 for time-series, as in the fixtures.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-}
-
-/// A tokenised prompt: ids and their types, one each per token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EncodedPrompt {
-    /// GPT-2 token ids, no BOS or EOS.
-    pub ids: Vec<u32>,
-    /// The type of each token.
-    pub types: Vec<TokenType>,
-}
-
-impl EncodedPrompt {
-    /// Number of tokens.
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    /// Whether the prompt has no token.
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-}
-
-/// GPT-2's tokenizer plus the token-type rule.
+/// GPT-2's tokenizer plus the token-type rule (`Ġ<` opens a span, `>` closes it).
 #[derive(Clone)]
 pub struct Gpt2Tokenizer {
     bpe: CoreBPE,
-    /// Id of the token `Ġ<` (space, `<`), which opens a time-series span.
-    open_id: u32,
-    /// Id of the token `>`, which closes one.
-    close_id: u32,
+    rule: SpanRule,
 }
 
 impl Gpt2Tokenizer {
@@ -74,23 +26,27 @@ impl Gpt2Tokenizer {
                 ))),
             }
         };
-        let open_id = single(" <")?;
-        let close_id = single(">")?;
-        Ok(Gpt2Tokenizer {
-            bpe,
-            open_id,
-            close_id,
-        })
+        let rule = SpanRule {
+            open: single(" <")?,
+            close: single(">")?,
+        };
+        Ok(Gpt2Tokenizer { bpe, rule })
     }
 
     /// Token ids of `text`, no special tokens added.
     pub fn encode(&self, text: &str) -> Vec<u32> {
         self.bpe.encode_ordinary(text)
     }
+}
+
+impl PromptTokenizer for Gpt2Tokenizer {
+    fn encode_ids(&self, text: &str) -> Result<Vec<u32>, TeacherError> {
+        Ok(self.encode(text))
+    }
 
     /// The text of a token in GPT-2's byte-to-unicode spelling (`Ġ` for a space), as
     /// Hugging Face's `convert_ids_to_tokens` writes it.
-    pub fn token_text(&self, id: u32) -> Result<String, TeacherError> {
+    fn token_text(&self, id: u32) -> Result<String, TeacherError> {
         let bytes = self
             .bpe
             .decode_bytes(&[id])
@@ -98,47 +54,20 @@ impl Gpt2Tokenizer {
         Ok(bytes.into_iter().map(byte_to_unicode).collect())
     }
 
-    /// Types of `ids` by the release's rule, starting with the flag `inside` and leaving it
-    /// as the walk ends. Comparing ids is comparing whole token texts: the texts `Ġ<` and
-    /// `>` are exactly the tokens `open_id` and `close_id`.
-    pub fn token_types(&self, ids: &[u32], inside: &mut bool) -> Vec<TokenType> {
-        ids.iter()
-            .map(|&id| {
-                if id == self.open_id {
-                    *inside = true;
-                    TokenType::TimeSeries
-                } else if id == self.close_id {
-                    *inside = false;
-                    TokenType::TimeSeries
-                } else if *inside {
-                    TokenType::TimeSeries
-                } else {
-                    TokenType::Language
-                }
-            })
-            .collect()
+    fn span_rule(&self) -> SpanRule {
+        self.rule
     }
 
-    /// Tokenises and types the GT and HD prompts of one (window, variable): the GT walk
-    /// starts with the flag off and the HD walk continues from where it ended.
-    pub fn encode_pair(&self, pair: &PromptPair) -> (EncodedPrompt, EncodedPrompt) {
-        self.typed_pair(self.encode(&pair.gt), self.encode(&pair.hd))
-    }
-
-    /// [`encode_pair`](Self::encode_pair) of the prompts `head + gt` and `head + hd` for each
-    /// `(gt, hd)` of `continuations` (the GT/HD pairs of one (window, variable) at several
-    /// output lengths), encoding `head` once where that gives the same ids.
-    ///
-    /// It does when `head` ends with a non-whitespace character and every continuation
-    /// starts with whitespace: GPT-2's pre-tokenizer, which BPE never merges across, always
-    /// splits there (no pre-token holds a non-space character followed by a space), so the
-    /// ids of `head + c` are those of `head` followed by those of `c`. Otherwise each prompt
-    /// is encoded whole.
-    pub fn encode_pairs_after(
+    /// Encodes `head` once where that gives the same ids as each whole prompt: when `head`
+    /// ends with a non-whitespace character and every continuation starts with whitespace.
+    /// GPT-2's pre-tokenizer, which BPE never merges across, always splits there (no
+    /// pre-token holds a non-space character followed by a space), so the ids of `head + c`
+    /// are those of `head` followed by those of `c`. Otherwise each prompt is encoded whole.
+    fn encode_pairs_after(
         &self,
         head: &str,
         continuations: &[(String, String)],
-    ) -> Vec<(EncodedPrompt, EncodedPrompt)> {
+    ) -> Result<Vec<(EncodedPrompt, EncodedPrompt)>, TeacherError> {
         let splits = |c: &str| c.starts_with(char::is_whitespace);
         let head_splits = head.chars().next_back().is_some_and(|c| !c.is_whitespace());
         let head_ids = self.encode(head);
@@ -151,27 +80,10 @@ impl Gpt2Tokenizer {
                 self.encode(&format!("{head}{c}"))
             }
         };
-        continuations
+        Ok(continuations
             .iter()
-            .map(|(gt, hd)| self.typed_pair(ids_of(gt), ids_of(hd)))
-            .collect()
-    }
-
-    /// Types a GT and an HD prompt's ids: the HD walk continues the GT walk's flag.
-    fn typed_pair(&self, gt_ids: Vec<u32>, hd_ids: Vec<u32>) -> (EncodedPrompt, EncodedPrompt) {
-        let mut inside = false;
-        let gt_types = self.token_types(&gt_ids, &mut inside);
-        let hd_types = self.token_types(&hd_ids, &mut inside);
-        (
-            EncodedPrompt {
-                ids: gt_ids,
-                types: gt_types,
-            },
-            EncodedPrompt {
-                ids: hd_ids,
-                types: hd_types,
-            },
-        )
+            .map(|(gt, hd)| self.rule.typed_pair(ids_of(gt), ids_of(hd)))
+            .collect())
     }
 }
 
@@ -233,12 +145,14 @@ mod tests {
             ("no space".to_string(), ">, glued".to_string()),
         ];
         for head in heads {
-            let pairs = tok.encode_pairs_after(head, &continuations);
+            let pairs = tok.encode_pairs_after(head, &continuations).unwrap();
             for ((gt, hd), (gt_text, hd_text)) in pairs.iter().zip(&continuations) {
-                let whole = tok.encode_pair(&PromptPair {
-                    gt: format!("{head}{gt_text}"),
-                    hd: format!("{head}{hd_text}"),
-                });
+                let whole = tok
+                    .encode_pair(&PromptPair {
+                        gt: format!("{head}{gt_text}"),
+                        hd: format!("{head}{hd_text}"),
+                    })
+                    .unwrap();
                 assert_eq!((gt, hd), (&whole.0, &whole.1), "{head:?} + {gt_text:?}");
             }
         }
@@ -251,7 +165,8 @@ mod tests {
         let texts: Vec<String> = ids.iter().map(|&i| tok.token_text(i).unwrap()).collect();
         let mut inside = false;
         let types: Vec<u8> = tok
-            .token_types(&ids, &mut inside)
+            .span_rule()
+            .types(&ids, &mut inside)
             .iter()
             .map(|t| t.code())
             .collect();

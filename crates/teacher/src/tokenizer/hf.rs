@@ -1,0 +1,88 @@
+//! A checkpoint's `tokenizer.json` through Hugging Face's `tokenizers`.
+
+use std::path::{Path, PathBuf};
+
+use super::{PromptTokenizer, SpanRule};
+use crate::error::TeacherError;
+
+/// The tokenizer a checkpoint ships as `tokenizer.json` (LLaMA, BERT, ...), with its
+/// token-type rule found from its own tokens (see the `tokenizer` module docs). Prompts are
+/// encoded without special tokens, as the teacher's prompts are for GPT-2.
+#[derive(Clone)]
+pub struct HfTokenizer {
+    inner: tokenizers::Tokenizer,
+    rule: SpanRule,
+    path: PathBuf,
+}
+
+impl HfTokenizer {
+    /// Loads `path` and finds its opening token (what it gives for `<` in `a <`) and its
+    /// closing token `>`; a tokenizer without a single token for either is refused.
+    pub fn from_file(path: &Path) -> Result<Self, TeacherError> {
+        let bad = |reason: String| TeacherError::TokenizerFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if !path.is_file() {
+            return Err(bad(
+                "not found: a model other than GPT-2 needs the tokenizer.json it was trained with"
+                    .into(),
+            ));
+        }
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| bad(e.to_string()))?;
+        let probe = inner
+            .encode("a <", false)
+            .map_err(|e| bad(format!("cannot encode `a <`: {e}")))?;
+        let open = probe
+            .get_ids()
+            .last()
+            .copied()
+            .filter(|&id| inner.id_to_token(id).is_some_and(|t| t.ends_with('<')))
+            .ok_or_else(|| {
+                bad(format!(
+                    "no single token for the `<` of `a <` (tokens {:?}): the token-type rule \
+                     needs one to open time-series spans",
+                    probe.get_tokens()
+                ))
+            })?;
+        let close = inner.token_to_id(">").ok_or_else(|| {
+            bad("no token `>`: the token-type rule needs one to close time-series spans".into())
+        })?;
+        Ok(HfTokenizer {
+            inner,
+            rule: SpanRule { open, close },
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl PromptTokenizer for HfTokenizer {
+    fn encode_ids(&self, text: &str) -> Result<Vec<u32>, TeacherError> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| TeacherError::TokenizerFile {
+                path: self.path.clone(),
+                reason: format!("cannot encode a prompt: {e}"),
+            })?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    fn token_text(&self, id: u32) -> Result<String, TeacherError> {
+        self.inner
+            .id_to_token(id)
+            .ok_or_else(|| TeacherError::TokenizerFile {
+                path: self.path.clone(),
+                reason: format!("unknown token id {id}"),
+            })
+    }
+
+    fn span_rule(&self) -> SpanRule {
+        self.rule
+    }
+}
