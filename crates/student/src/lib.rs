@@ -8,7 +8,9 @@
 //! (forecast, reconstruction, feature and attention distillation). A [`Trainer`] runs AdamW with
 //! global gradient-norm clipping and a per-epoch cosine schedule, validates every epoch,
 //! stops early on the validation loss and writes checkpoints that a [`Trainer`] can
-//! resume exactly. [`evaluate`] and [`Forecaster`] (new data, with the scaler a checkpoint
+//! resume exactly; several seeds of one configuration train packed into one model
+//! ([`Trainer::and_run`], [`Dual::pack`]: one kernel per operation for all of them), each
+//! reaching the weights it reaches alone. [`evaluate`] and [`Forecaster`] (new data, with the scaler a checkpoint
 //! records; backtests) use the time-series branch alone;
 //! [`test_run`] writes a run's test results (NumPy arrays, MSE/MAE/RMSE/MAPE/MSPE overall,
 //! per variable and per step, a forecast plot) and [`SweepResults`] tabulates seed sweeps

@@ -212,3 +212,38 @@ fn branch(t: Tensor<4>, runs: usize, i: usize) -> Tensor<3> {
         .narrow(1, i, 1)
         .reshape([runs * x, y, z])
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Tensor};
+
+    use super::Dual;
+    use crate::config::DualConfig;
+    use crate::state_dict::tensor_to_vec;
+
+    #[test]
+    fn a_pack_unpacks_into_its_runs_and_refuses_other_shapes() {
+        let device = Device::flex();
+        let config = DualConfig::default();
+        let models: Vec<Dual> = (0..3)
+            .map(|seed| Dual::init(&config, seed, &device).unwrap())
+            .collect();
+        let packed = Dual::pack(models.clone()).unwrap();
+        assert_eq!(packed.runs(), 3);
+        let x = Tensor::<3>::ones([2, config.input_len, 7], &device);
+        for (alone, back) in models.iter().zip(packed.unpack()) {
+            assert_eq!(back.runs(), 1);
+            let forecast = |m: &Dual| tensor_to_vec(m.forecast(x.clone())).unwrap();
+            assert_eq!(forecast(alone), forecast(&back));
+        }
+        let other = DualConfig {
+            output_len: config.output_len * 2,
+            ..config
+        };
+        let mut mixed = models;
+        mixed.push(Dual::init(&other, 9, &device).unwrap());
+        let err = Dual::pack(mixed).err().expect("another H does not pack");
+        assert!(err.to_string().contains("one shape"), "{err}");
+        assert!(Dual::pack(Vec::new()).is_err());
+    }
+}
