@@ -242,7 +242,7 @@ mod tests {
         };
         let mut mixed = models;
         mixed.push(Dual::init(&other, 9, &device).unwrap());
-        let err = Dual::pack(mixed).err().expect("another H does not pack");
+        let err = Dual::pack(mixed).expect_err("another H does not pack");
         assert!(err.to_string().contains("one shape"), "{err}");
         assert!(Dual::pack(Vec::new()).is_err());
     }
