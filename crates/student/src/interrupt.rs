@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::loss::TERMS;
 use crate::state_dict::tensor_to_vec;
 
 /// How far an epoch got when training was stopped between two steps: a resumed run skips
@@ -47,18 +48,18 @@ impl EpochSums {
                 Some(p) => {
                     // Five sums per run whatever the file says (a damaged record cannot misalign runs).
                     let bits = p.train_sum_bits.iter().copied().chain(std::iter::repeat(0));
-                    train.extend(bits.take(5).map(f32::from_bits));
+                    train.extend(bits.take(TERMS).map(f32::from_bits));
                     norm.push(f32::from_bits(p.norm_sum_bits));
                 }
                 None => {
-                    train.extend([0.0; 5]);
+                    train.extend([0.0; TERMS]);
                     norm.push(0.0);
                 }
             }
         }
         let first = partials.iter().flatten().next();
         EpochSums {
-            train: Tensor::from_data(TensorData::new(train, [runs, 5]), device),
+            train: Tensor::from_data(TensorData::new(train, [runs, TERMS]), device),
             norm: Tensor::from_data(TensorData::new(norm, [runs, 1]), device),
             steps: first.map_or(0, |p| p.steps),
             earlier: Duration::from_secs_f64(first.map_or(0.0, |p| p.train_seconds)),
@@ -75,10 +76,9 @@ impl EpochSums {
                 .collect())
         };
         let (train, norm) = (bits(&self.train)?, bits(&self.norm)?);
-        let per_run = train.len() / norm.len().max(1);
         Ok(norm
             .iter()
-            .zip(train.chunks(per_run.max(1)))
+            .zip(train.chunks_exact(TERMS))
             .map(|(&norm_sum_bits, train)| PartialEpoch {
                 steps: self.steps,
                 train_sum_bits: train.to_vec(),

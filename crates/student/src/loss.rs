@@ -21,6 +21,9 @@ pub struct LossTerms {
     pub att: Tensor<1>,
 }
 
+/// Values per run in [`LossTerms::stacked`]: total, forecast, recon, feature, att.
+pub(crate) const TERMS: usize = 5;
+
 /// Host copy of [`LossTerms`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LossValues {
@@ -64,7 +67,7 @@ impl LossValues {
     /// Reads a `[runs, 5]` tensor laid out like [`LossTerms::stacked`]: one value per run.
     pub fn read(stacked: Tensor<2>) -> crate::Result<Vec<LossValues>> {
         let v = crate::state_dict::tensor_to_vec(stacked)?;
-        Ok(v.chunks_exact(5)
+        Ok(v.chunks_exact(TERMS)
             .map(|v| LossValues {
                 total: f64::from(v[0]),
                 forecast: f64::from(v[1]),

@@ -7,7 +7,7 @@ use timekd_data::{BatchOrder, Split};
 use crate::batches::stream_batches;
 use crate::data::SplitData;
 use crate::error::{Result, StudentError};
-use crate::loss::{LossValues, distillation_loss};
+use crate::loss::{LossValues, TERMS, distillation_loss};
 use crate::model::Dual;
 use crate::train_config::{Selection, TrainConfig};
 
@@ -111,7 +111,7 @@ pub fn validation_loss(
     };
     let batches: Vec<Vec<usize>> = data.split.batches(config.batch_size, order).collect();
     let total: usize = batches.iter().map(Vec::len).sum();
-    let mut sum = Tensor::<2>::zeros([runs, 5], &device);
+    let mut sum = Tensor::<2>::zeros([runs, TERMS], &device);
     let each_run = |t: Tensor<3>| if runs == 1 { t } else { t.repeat_dim(0, runs) };
     stream_batches(data, &batches, &device, |stream| {
         for batch in stream {

@@ -70,11 +70,7 @@ impl CudaGpt2 {
             (lists.count as u32, self.config.n_head as u32),
             128,
             0,
-            &[
-                Arg::Ptr(keys.pre),
-                Arg::Ptr(keys.pre_types),
-                Arg::Ptr(keys.own),
-                Arg::Ptr(keys.own_types),
+            &keys.args_then(&[
                 Arg::Ptr(work.ctx.ptr()),
                 Arg::Ptr(work.seqs.ptr()),
                 Arg::Ptr(work.tiles.ptr()),
@@ -82,7 +78,7 @@ impl CudaGpt2 {
                 Arg::Int(3 * d as i32),
                 Arg::Float(self.scale()),
                 Arg::Float(CALIBRATION_PENALTY as f32),
-            ],
+            ]),
         )?;
         self.mark(Stage::Attention)
     }
@@ -110,11 +106,7 @@ impl CudaGpt2 {
             (count.div_ceil(warps) as u32, self.config.n_head as u32),
             ROW_THREADS,
             shared,
-            &[
-                Arg::Ptr(keys.pre),
-                Arg::Ptr(keys.pre_types),
-                Arg::Ptr(keys.own),
-                Arg::Ptr(keys.own_types),
+            &keys.args_then(&[
                 Arg::Ptr(work.ctx.ptr()),
                 Arg::Ptr(work.seqs.ptr()),
                 Arg::Ptr(items),
@@ -125,7 +117,7 @@ impl CudaGpt2 {
                 Arg::Float(self.scale()),
                 Arg::Float(CALIBRATION_PENALTY as f32),
                 Arg::Int(max_keys as i32),
-            ],
+            ]),
         )
     }
 }
@@ -137,6 +129,15 @@ pub(super) struct Keys {
     pub(super) pre_types: u64,
     pub(super) own: u64,
     pub(super) own_types: u64,
+}
+
+impl Keys {
+    /// The kernel arguments every attention kernel starts with (prefix keys and types, own
+    /// keys and types), followed by `rest`.
+    fn args_then(&self, rest: &[Arg]) -> Vec<Arg> {
+        let keys = [self.pre, self.pre_types, self.own, self.own_types].map(Arg::Ptr);
+        keys.into_iter().chain(rest.iter().copied()).collect()
+    }
 }
 
 /// An uploaded attention work list.

@@ -40,6 +40,7 @@ fn gemm_type(precision: Precision) -> Result<GemmType, CudaError> {
 }
 
 /// A kernel argument.
+#[derive(Clone, Copy)]
 pub(super) enum Arg {
     Ptr(u64),
     Int(i32),
