@@ -22,7 +22,8 @@ pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
 /// Loss terms (means over each run's windows, a `[runs, 5]` device tensor as
 /// [`LossTerms::stacked`]) and gradients of `scale` × the loss of one micro-batch (for a
 /// pack of runs, the sum of the runs' losses: each run's parameters get its own gradient).
-/// With several devices (one run only) the windows are split evenly over them and each
+/// With several devices (one run only: the trainer's `check_pack` refuses a pack on several)
+/// the windows are split evenly over them and each
 /// share runs on a forked replica in its own thread; gradients are weighted by share size
 /// and summed on `devices[0]`, the model's device. Dropout masks are drawn from `seeds`, one
 /// per run (and the share; see the `dropout` module).
@@ -56,11 +57,6 @@ pub(crate) fn micro_batch(
     let total = batch.len;
     if devices.len() == 1 || total < 2 {
         return mask_seeds(seeds, || share_result(model, batch, main, 1.0));
-    }
-    if model.runs() > 1 {
-        return Err(StudentError::Config(
-            "a pack of runs trains on one device; spread packs over devices instead".into(),
-        ));
     }
     let share_len = total.div_ceil(devices.len());
     let shares: Vec<Range<usize>> = (0..total)
