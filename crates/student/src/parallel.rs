@@ -23,9 +23,9 @@ pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
 /// [`LossTerms::stacked`]) and gradients of `scale` × the loss of one micro-batch (for a
 /// pack of runs, the sum of the runs' losses: each run's parameters get its own gradient).
 /// With several devices (one run only: the trainer's `check_pack` refuses a pack on several)
-/// the windows are split evenly over them and each
-/// share runs on a forked replica in its own thread; gradients are weighted by share size
-/// and summed on `devices[0]`, the model's device. Dropout masks are drawn from `seeds`, one
+/// the windows are split evenly over them and each share runs on a forked replica in its
+/// own thread; gradients are weighted by share size and summed on `devices[0]`, the model's
+/// device. Dropout masks are drawn from `seeds`, one
 /// per run (and the share; see the `dropout` module).
 pub(crate) fn micro_batch(
     model: &Dual,
