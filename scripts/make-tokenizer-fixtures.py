@@ -4,12 +4,13 @@
     target/debug/timekd prompts --data ETTh1 --output-len 24 --windows 0,300,2000 \
         --columns OT,HUFL,LULL > /tmp/prompts.jsonl
     pip install tokenizers
-    python3 scripts/make-tokenizer-fixtures.py /tmp/prompts.jsonl crates/teacher/tests/fixtures/tokenizers
+    python3 scripts/make-tokenizer-fixtures.py /tmp/prompts.jsonl 24 crates/teacher/tests/fixtures/tokenizers
 
 Trains three small tokenizers of the kinds the paper's teachers ship, on the prompts
 themselves (small vocabularies, so numbers split into several tokens as they do in real
 checkpoints), and writes for each `<kind>/tokenizer.json` and `<kind>/expected.json`: every
-prompt's ids (no special tokens), token strings and token types.
+prompt's window, column and output length (the second argument, the prompts' `--output-len`),
+its ids (no special tokens), token strings and token types.
 
 - `byte-level-bpe`: LLaMA-3's tokenizer.json layout (pre-tokenizer: LLaMA-3's split regex,
   then byte-level; byte-level decoder), the GPT-2 family's byte-level alphabet (`Ġ` = space).
@@ -96,7 +97,7 @@ def types(tok, gt_ids, hd_ids):
 
 
 def main():
-    prompts_file, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    prompts_file, output_len, out_dir = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
     prompts = [json.loads(line) for line in prompts_file.read_text().splitlines() if line]
     corpus = [p[k] for p in prompts for k in ("gt_prompt", "hd_prompt")]
     for name, make in [
@@ -116,6 +117,9 @@ def main():
             gt_types, hd_types = types(tok, gt.ids, hd.ids)
             expected.append(
                 {
+                    "window": p["window"],
+                    "column": p["column"],
+                    "output_len": output_len,
                     "gt_prompt": p["gt_prompt"],
                     "hd_prompt": p["hd_prompt"],
                     "gt_ids": gt.ids,

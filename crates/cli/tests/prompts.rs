@@ -104,17 +104,28 @@ fn prompts_show_the_tokens_of_a_checkpoints_tokenizer_json() {
         model.join("tokenizer.json"),
     )
     .unwrap();
+    // The fixture holds Hugging Face's ids, tokens and types; windows, column and H from it.
+    let expected: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(fixtures.join("expected.json")).unwrap()).unwrap();
+    let column = expected[0]["column"].as_str().unwrap().to_string();
+    let output_len = expected[0]["output_len"].to_string();
+    let cases: Vec<&serde_json::Value> = expected
+        .iter()
+        .filter(|e| e["column"] == column.as_str())
+        .collect();
+    let windows: Vec<String> = cases.iter().map(|e| e["window"].to_string()).collect();
+    let windows = windows.join(",");
     let args = |states: bool| {
         let mut args = vec![
             "prompts",
             "--data",
             "ETTh1",
             "--output-len",
-            "24",
+            &output_len,
             "--windows",
-            "0,300",
+            &windows,
             "--columns",
-            "OT",
+            &column,
             "--model",
             model.to_str().unwrap(),
         ];
@@ -124,19 +135,17 @@ fn prompts_show_the_tokens_of_a_checkpoints_tokenizer_json() {
         args
     };
     let out = ok(timekd(dir.path(), &args(false)), "timekd prompts --model");
-    // The fixture holds Hugging Face's ids, tokens and types of the same prompts.
-    let expected: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(fixtures.join("expected.json")).unwrap()).unwrap();
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2);
-    for line in &lines {
-        let reference = expected
-            .iter()
-            .find(|e| e["gt_prompt"] == line["gt_prompt"])
-            .expect("the fixture has this prompt");
+    assert_eq!(lines.len(), cases.len());
+    for (line, reference) in lines.iter().zip(&cases) {
+        assert_eq!(line["window"], reference["window"]);
+        assert_eq!(
+            line["gt_prompt"], reference["gt_prompt"],
+            "the fixture's prompt"
+        );
         for key in [
             "gt_ids",
             "hd_ids",

@@ -1,6 +1,6 @@
 //! Checkpoint tokenizers (`tokenizer.json`) against Hugging Face's `tokenizers`: ids, token
-//! strings and token types of real prompts (ETTh1 windows 0, 300 and 2000; OT, HUFL, LULL;
-//! H = 24) for a byte-level BPE (LLaMA-3's layout), a SentencePiece-style BPE (LLaMA-1/2's)
+//! strings and token types of real prompts (the committed set: ETTh1 windows 0, 300 and 2000;
+//! OT, HUFL, LULL; H = 24; any set the script writes passes) for a byte-level BPE (LLaMA-3's layout), a SentencePiece-style BPE (LLaMA-1/2's)
 //! and a WordPiece (BERT's). Fixtures: `scripts/make-tokenizer-fixtures.py`.
 
 use std::path::{Path, PathBuf};
@@ -38,9 +38,16 @@ fn ids_tokens_and_types_equal_hugging_face() {
     for kind in KINDS {
         let tokenizer = HfTokenizer::from_file(&fixture(kind).join("tokenizer.json")).unwrap();
         let cases = expected(kind);
-        assert_eq!(cases.len(), 9, "{kind}");
-        let mut spans = 0;
+        assert!(!cases.is_empty(), "{kind}: no prompts in the fixture");
         for case in &cases {
+            // Both types occur in every prompt: the comparison below cannot pass on
+            // all-language (or all-time-series) prompts.
+            for types in [&case.gt_token_types, &case.hd_token_types] {
+                assert!(
+                    types.contains(&0) && types.contains(&1),
+                    "{kind}: {types:?}"
+                );
+            }
             let pair = PromptPair {
                 gt: case.gt_prompt.clone(),
                 hd: case.hd_prompt.clone(),
@@ -64,10 +71,7 @@ fn ids_tokens_and_types_equal_hugging_face() {
             };
             assert_eq!(codes(&gt), case.gt_token_types, "{kind}: GT types");
             assert_eq!(codes(&hd), case.hd_token_types, "{kind}: HD types");
-            spans += case.gt_token_types.iter().filter(|&&t| t == 1).count();
         }
-        // Both types occur: the comparison above cannot pass on all-language prompts.
-        assert!(spans > 100, "{kind}: {spans} time-series tokens");
         // Encoding the history once gives the whole prompts' ids (the trait's default).
         let case = &cases[0];
         let head_len = case.gt_prompt.find(" The ").unwrap();
