@@ -10,12 +10,16 @@ Trains three small tokenizers of the kinds the paper's teachers ship, on the pro
 themselves (small vocabularies, so numbers split into several tokens as they do in real
 checkpoints), and writes for each `<kind>/tokenizer.json` and `<kind>/expected.json`: every
 prompt's window, column and output length (the second argument, the prompts' `--output-len`),
-its ids (no special tokens), token strings and token types.
+its ids (with the special tokens the checkpoint's post-processor adds, as `tokenizer(text)`
+gives them), token strings and token types.
 
 - `byte-level-bpe`: LLaMA-3's tokenizer.json layout (pre-tokenizer: LLaMA-3's split regex,
-  then byte-level; byte-level decoder), the GPT-2 family's byte-level alphabet (`Ġ` = space).
-- `metaspace-bpe`: LLaMA-1/2's SentencePiece layout (`▁` = word start, digits split).
-- `wordpiece`: BERT's layout (lower-cased, punctuation split apart, `##` continuations).
+  then byte-level; byte-level decoder; `<|begin_of_text|>` first), the GPT-2 family's
+  byte-level alphabet (`Ġ` = space).
+- `metaspace-bpe`: LLaMA-1/2's SentencePiece layout (`▁` = word start, digits split; `<s>`
+  first).
+- `wordpiece`: BERT's layout (lower-cased, punctuation split apart, `##` continuations;
+  `[CLS]` first and `[SEP]` last).
 
 Token types follow the rule `timekd_teacher::PromptTokenizer` documents, written here again
 from token strings, compared whole (as the release does for GPT-2: a merged `>,` closes
@@ -29,7 +33,9 @@ import json
 import sys
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers,
+)
 
 LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -47,9 +53,10 @@ def byte_level_bpe():
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<|begin_of_text|>"], show_progress=False,
     )
-    return tok, trainer
+    return tok, trainer, "<|begin_of_text|> $A"
 
 
 def metaspace_bpe():
@@ -59,8 +66,10 @@ def metaspace_bpe():
         [pre_tokenizers.Metaspace(), pre_tokenizers.Digits(individual_digits=True)]
     )
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>"], show_progress=False)
-    return tok, trainer
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<unk>", "<s>"], show_progress=False
+    )
+    return tok, trainer, "<s> $A"
 
 
 def wordpiece():
@@ -72,7 +81,7 @@ def wordpiece():
         vocab_size=300, special_tokens=["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"],
         show_progress=False,
     )
-    return tok, trainer
+    return tok, trainer, "[CLS] $A [SEP]"
 
 
 def types(tok, gt_ids, hd_ids):
@@ -105,15 +114,19 @@ def main():
         ("metaspace-bpe", metaspace_bpe),
         ("wordpiece", wordpiece),
     ]:
-        tok, trainer = make()
+        tok, trainer, template = make()
         tok.train_from_iterator(corpus, trainer)
+        specials = [t for t in template.split() if t != "$A"]
+        tok.post_processor = processors.TemplateProcessing(
+            single=template, special_tokens=[(t, tok.token_to_id(t)) for t in specials]
+        )
         target = out_dir / name
         target.mkdir(parents=True, exist_ok=True)
         tok.save(str(target / "tokenizer.json"))
         expected = []
         for p in prompts:
-            gt = tok.encode(p["gt_prompt"], add_special_tokens=False)
-            hd = tok.encode(p["hd_prompt"], add_special_tokens=False)
+            gt = tok.encode(p["gt_prompt"], add_special_tokens=True)
+            hd = tok.encode(p["hd_prompt"], add_special_tokens=True)
             gt_types, hd_types = types(tok, gt.ids, hd.ids)
             expected.append(
                 {

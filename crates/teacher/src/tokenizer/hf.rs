@@ -6,8 +6,10 @@ use super::{PromptTokenizer, SpanRule};
 use crate::error::TeacherError;
 
 /// The tokenizer a checkpoint ships as `tokenizer.json` (LLaMA, BERT, ...), with its
-/// token-type rule found from its own tokens (see the `tokenizer` module docs). Prompts are
-/// encoded without special tokens, as the teacher's prompts are for GPT-2.
+/// token-type rule found from its own tokens (see the `tokenizer` module docs). Prompts get
+/// the special tokens the file's post-processor adds (LLaMA-3's `<|begin_of_text|>`, BERT's
+/// `[CLS]` … `[SEP]`), as `tokenizer(text)` gives them in Python: the model was trained to
+/// see them. Special tokens are language tokens.
 #[derive(Clone)]
 pub struct HfTokenizer {
     inner: tokenizers::Tokenizer,
@@ -65,7 +67,7 @@ impl PromptTokenizer for HfTokenizer {
     fn encode_ids(&self, text: &str) -> Result<Vec<u32>, TeacherError> {
         let encoding = self
             .inner
-            .encode(text, false)
+            .encode(text, true)
             .map_err(|e| TeacherError::TokenizerFile {
                 path: self.path.clone(),
                 reason: format!("cannot encode a prompt: {e}"),

@@ -53,7 +53,8 @@ impl TokenType {
 /// A tokenised prompt: ids and their types, one each per token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncodedPrompt {
-    /// Token ids, no special tokens (BOS, CLS, ...).
+    /// Token ids, with the special tokens the tokenizer adds (BOS, CLS, ...; none for
+    /// GPT-2).
     pub ids: Vec<u32>,
     /// The type of each token.
     pub types: Vec<TokenType>,
@@ -119,10 +120,11 @@ impl SpanRule {
     }
 }
 
-/// What the teacher needs of a tokenizer: ids without special tokens, each token's text,
-/// and the token-type rule; GT/HD pairs are built from those.
+/// What the teacher needs of a tokenizer: ids (with the special tokens the checkpoint's
+/// tokenizer adds), each token's text, and the token-type rule; GT/HD pairs are built from
+/// those.
 pub trait PromptTokenizer {
-    /// Token ids of `text`, no special tokens added.
+    /// Token ids of `text`, with the special tokens the tokenizer adds (none for GPT-2).
     fn encode_ids(&self, text: &str) -> Result<Vec<u32>, TeacherError>;
 
     /// The text of a token as the checkpoint's vocabulary spells it (`Ġ<`, `▁<`, `##ly`).
