@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{numpy_check, ok, refused, repo, timekd};
+use common::{numpy_check, ok, repo, timekd};
 
 /// Reads the JSON lines (argv[1]) and the fixture's `teacher.safetensors` (argv[2]) and
 /// prints the worst relative L2 error of `gt_state` / `hd_state`.
@@ -92,28 +92,31 @@ fn prompt_states_match_the_release_forward() {
     eprintln!("{stdout}");
 }
 
+/// `--model` of another family (the LLaMA fixture: a small random LLaMA-3-shaped checkpoint
+/// with a byte-level BPE `tokenizer.json`): that tokenizer's ids, tokens and types, and with
+/// `--states` that model's last-token states, both as Hugging Face computed them.
 #[test]
-fn prompts_show_the_tokens_of_a_checkpoints_tokenizer_json() {
+fn prompts_show_the_tokens_and_states_of_another_family() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("llama-like");
-    std::fs::create_dir(&model).unwrap();
-    std::fs::write(model.join("config.json"), r#"{"model_type": "llama"}"#).unwrap();
-    let fixtures = repo().join("crates/teacher/tests/fixtures/tokenizers/wordpiece");
-    std::fs::copy(
-        fixtures.join("tokenizer.json"),
-        model.join("tokenizer.json"),
-    )
-    .unwrap();
-    // The fixture holds Hugging Face's ids, tokens and types; windows, column and H from it.
+    let teacher_fixtures = repo().join("crates/teacher/tests/fixtures");
+    let model = teacher_fixtures.join("families/llama");
+    let tokens = teacher_fixtures.join("tokenizers/byte-level-bpe/expected.json");
+    let states = model.join("expected.json");
+    // The fixtures hold Hugging Face's ids, tokens and types (and transformers' states, in the
+    // same order); windows, column and H from them.
     let expected: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(fixtures.join("expected.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(tokens).unwrap()).unwrap();
+    let expected_states: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(states).unwrap()).unwrap();
     let column = expected[0]["column"].as_str().unwrap().to_string();
     let output_len = expected[0]["output_len"].to_string();
-    let cases: Vec<&serde_json::Value> = expected
-        .iter()
-        .filter(|e| e["column"] == column.as_str())
+    let cases: Vec<usize> = (0..expected.len())
+        .filter(|&i| expected[i]["column"] == column.as_str())
         .collect();
-    let windows: Vec<String> = cases.iter().map(|e| e["window"].to_string()).collect();
+    let windows: Vec<String> = cases
+        .iter()
+        .map(|&i| expected[i]["window"].to_string())
+        .collect();
     let windows = windows.join(",");
     let args = |states: bool| {
         let mut args = vec![
@@ -134,13 +137,24 @@ fn prompts_show_the_tokens_of_a_checkpoints_tokenizer_json() {
         }
         args
     };
-    let out = ok(timekd(dir.path(), &args(false)), "timekd prompts --model");
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), cases.len());
-    for (line, reference) in lines.iter().zip(&cases) {
+    let lines = |out: std::process::Output| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let plain = lines(ok(
+        timekd(dir.path(), &args(false)),
+        "timekd prompts --model",
+    ));
+    assert_eq!(plain.len(), cases.len());
+    assert!(
+        plain[0].get("gt_state").is_none(),
+        "no states without --states"
+    );
+    let with_states = lines(ok(timekd(dir.path(), &args(true)), "--states of a llama"));
+    for ((line, stated), &i) in plain.iter().zip(&with_states).zip(&cases) {
+        let reference = &expected[i];
         assert_eq!(line["window"], reference["window"]);
         assert_eq!(
             line["gt_prompt"], reference["gt_prompt"],
@@ -155,9 +169,21 @@ fn prompts_show_the_tokens_of_a_checkpoints_tokenizer_json() {
             "hd_token_types",
         ] {
             assert_eq!(line[key], reference[key], "{key}");
+            assert_eq!(stated[key], reference[key], "{key} with --states");
+        }
+        for key in ["gt_state", "hd_state"] {
+            let ours: Vec<f64> = serde_json::from_value(stated[key].clone()).unwrap();
+            let theirs: Vec<f64> =
+                serde_json::from_value(expected_states["prompts"][i][key].clone()).unwrap();
+            assert_eq!(ours.len(), theirs.len(), "{key}: width");
+            let diff: f64 = ours.iter().zip(&theirs).map(|(a, b)| (a - b).powi(2)).sum();
+            let norm: f64 = theirs.iter().map(|b| b * b).sum();
+            let err = (diff / norm).sqrt();
+            assert!(
+                err <= 1e-4,
+                "window {}: {key} relative L2 {err:.2e}",
+                line["window"]
+            );
         }
     }
-    // States need the family's model: refused with the reason, not a GPT-2 fallback.
-    let err = refused(timekd(dir.path(), &args(true)), "--states of a llama");
-    assert!(err.contains("GPT-2 checkpoints only"), "{err}");
 }

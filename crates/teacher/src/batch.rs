@@ -9,17 +9,21 @@
 //!
 //! Prompts that start with the same tokens ([`PromptFamily`]: the GT and HD prompts of a
 //! (window, variable), at one or several output lengths) run their shared prefix once (a KV
-//! cache) and only their suffixes against it ([`Gpt2::family_last_token_states`]): about 300
-//! instead of 530 tokens per GT/HD pair at H = 24. Prefixes and suffixes are padded to their
-//! own length buckets too, so a prompt's result does not depend on the other prompts of its
-//! pass either.
+//! cache) and only their suffixes against it ([`BurnModel::family_last_token_states`]): about
+//! 300 instead of 530 tokens per GT/HD pair at H = 24. Prefixes and suffixes are padded to
+//! their own length buckets too, so a prompt's result does not depend on the other prompts of
+//! its pass either. Encoders (BERT) see every token, so they run every prompt whole, their
+//! padding blocked by the mask.
 
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::arch::{self, Architecture};
+use crate::burn_model::BurnModel;
 use crate::error::TeacherError;
 use crate::family::PromptFamily;
-use crate::gpt2::{BLOCKED, Gpt2, LayerKv, calibrated_mask};
+use crate::kv::LayerKv;
+use crate::mask::{BLOCKED, calibrated_mask};
 use crate::tokenizer::{EncodedPrompt, TokenType};
 
 /// How prompts are grouped into forward passes.
@@ -265,8 +269,8 @@ impl PaddedTokens {
     }
 }
 
-impl Gpt2 {
-    /// The calibrated final state (after `ln_f`) of the LAST token of every prompt:
+impl<A: Architecture> BurnModel<A> {
+    /// The calibrated final state (after the final norm) of the LAST token of every prompt:
     /// [prompts, d], in the order given. Prompts are batched per `options`.
     pub fn last_token_states(
         &self,
@@ -325,7 +329,7 @@ impl Gpt2 {
     /// The last-token states of every prompt of `families`, family by family in the order
     /// given: [Σ prompts, d]. A family's shared prefix runs once (see the module docs); the
     /// results equal [`last_token_states`](Self::last_token_states) up to float rounding, and
-    /// do not depend on how many families come together.
+    /// do not depend on how many families come together. Encoders run every prompt whole.
     pub fn family_last_token_states(
         &self,
         families: &[PromptFamily<'_>],
@@ -344,7 +348,7 @@ impl Gpt2 {
             return Ok(Tensor::zeros([0, self.d_model()], self.device()));
         }
         let (shared, plain): (Vec<usize>, Vec<usize>) =
-            (0..families.len()).partition(|&f| families[f].prefix_len() > 0);
+            (0..families.len()).partition(|&f| A::CAUSAL && families[f].prefix_len() > 0);
         let mut parts = Vec::new();
         let mut order = Vec::with_capacity(rows);
         let lengths: Vec<(usize, Vec<usize>)> = shared
@@ -407,11 +411,19 @@ impl Gpt2 {
         let tokens = PaddedTokens::new(members.clone().map(|p| (p, 0..p.len())), t);
         let ids = self.ids_tensor(&tokens.ids, [b, t]);
         let types = self.types_tensor(tokens.types.into_iter(), [b, t]);
-        let mask = calibrated_mask(types.clone(), types, None);
-        let last: Vec<usize> = members.map(|p| p.len() - 1).collect();
+        let lengths: Vec<usize> = members.map(|p| p.len()).collect();
+        let mask = self.prompt_mask(types, Some(&lengths));
+        let last: Vec<usize> = lengths.iter().map(|len| len - 1).collect();
         let positions = self.positions(0..t);
-        self.module
-            .last_states(ids, positions, &mask, None, self.precision(), &last)
+        arch::last_states(
+            &self.module,
+            ids,
+            &positions,
+            &mask,
+            None,
+            self.precision(),
+            &last,
+        )
     }
 
     /// One family pass: the prefixes' keys and values, then each suffix group against them.
@@ -428,9 +440,10 @@ impl Gpt2 {
         );
         let prefix_types = self.types_tensor(prefix.types.into_iter(), [b, pp]);
         let mask = calibrated_mask(prefix_types.clone(), prefix_types.clone(), None);
-        let cache = self.module.prefix_kv(
+        let cache = arch::prefix_kv(
+            &self.module,
             self.ids_tensor(&prefix.ids, [b, pp]),
-            self.positions(0..pp),
+            &self.positions(0..pp),
             &mask,
             self.precision(),
         );
@@ -497,8 +510,15 @@ impl Gpt2 {
             Tensor::<2, Int>::from_data(TensorData::new(positions, [b, len]), self.device());
         let last: Vec<usize> = suffixes.map(|(_, range)| range.len() - 1).collect();
         let ids = self.ids_tensor(&tokens.ids, [b, len]);
-        self.module
-            .last_states(ids, positions, &mask, Some(cache), self.precision(), &last)
+        arch::last_states(
+            &self.module,
+            ids,
+            &positions,
+            &mask,
+            Some(cache),
+            self.precision(),
+            &last,
+        )
     }
 }
 

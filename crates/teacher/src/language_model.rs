@@ -1,162 +1,172 @@
-//! [`LanguageModel`]: the GPT-2 a [`Teacher`](crate::Teacher) runs, Burn's or the CUDA
-//! engine's, behind one interface.
+//! [`LanguageModel`]: the calibrated language model a [`Teacher`](crate::Teacher) runs —
+//! any family in Burn, or the CUDA engine — behind one interface.
 
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
 
+use crate::arch::Architecture;
 use crate::batch::BatchOptions;
+use crate::burn_model::BurnModel;
 use crate::error::TeacherError;
 use crate::family::PromptFamily;
-use crate::gpt2::{Gpt2, Gpt2Config};
 use crate::precision::Precision;
+use crate::shape::ModelShape;
 
-/// The calibrated GPT-2 of a teacher.
-pub enum LanguageModel {
-    /// GPT-2 in Burn, on any Burn device: the CPU path, and the reference.
-    Burn(Box<Gpt2>),
-    /// The CUDA engine (feature `cuda`); its states are put on `device` (the same GPU through
-    /// Burn) for the SCA.
-    #[cfg(feature = "cuda")]
-    Cuda {
-        /// The engine.
-        engine: Box<crate::cuda::CudaGpt2>,
-        /// Where the states go for the SCA.
-        device: Device,
-    },
+/// What extraction needs of a model implementation.
+pub(crate) trait CalibratedModel: Send {
+    fn shape(&self) -> &ModelShape;
+    fn layers(&self) -> usize;
+    fn weights_sha256(&self) -> &str;
+    fn model_dir(&self) -> &Path;
+    fn precision(&self) -> Precision;
+    fn device(&self) -> &Device;
+    fn engine_name(&self) -> String;
+    fn shrink_passes(&mut self, options: &mut BatchOptions)
+    -> Result<Option<String>, TeacherError>;
+    fn family_last_token_states(
+        &self,
+        families: &[PromptFamily<'_>],
+        options: &BatchOptions,
+    ) -> Result<Tensor<2>, TeacherError>;
 }
 
-impl From<Gpt2> for LanguageModel {
-    fn from(gpt2: Gpt2) -> Self {
-        LanguageModel::Burn(Box::new(gpt2))
+/// The calibrated language model of a teacher: a family's [`BurnModel`] (any Burn device)
+/// or, in CUDA builds, the CUDA engine.
+pub struct LanguageModel(Box<dyn CalibratedModel>);
+
+impl<A: Architecture> From<BurnModel<A>> for LanguageModel {
+    fn from(model: BurnModel<A>) -> Self {
+        LanguageModel(Box::new(model))
     }
 }
 
 impl LanguageModel {
-    /// The checkpoint's configuration.
-    pub fn config(&self) -> &Gpt2Config {
-        match self {
-            LanguageModel::Burn(m) => m.config(),
-            #[cfg(feature = "cuda")]
-            LanguageModel::Cuda { engine, .. } => engine.config(),
-        }
+    /// Wraps an implementation (the CUDA engine).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn new(model: Box<dyn CalibratedModel>) -> Self {
+        LanguageModel(model)
+    }
+
+    /// The checkpoint's sizes (and family).
+    pub fn shape(&self) -> &ModelShape {
+        self.0.shape()
+    }
+
+    /// The family's `model_type` (`gpt2`, `llama`, `bert`).
+    pub fn family(&self) -> &'static str {
+        self.shape().family
     }
 
     /// Blocks in use.
     pub fn layers(&self) -> usize {
-        match self {
-            LanguageModel::Burn(m) => m.layers(),
-            #[cfg(feature = "cuda")]
-            LanguageModel::Cuda { engine, .. } => engine.layers(),
-        }
+        self.0.layers()
     }
 
     /// Width D of the hidden states.
     pub fn d_model(&self) -> usize {
-        self.config().n_embd
+        self.shape().d_model
     }
 
-    /// Longest prompt the model takes (`n_positions`).
+    /// Longest prompt the model takes.
     pub fn max_tokens(&self) -> usize {
-        self.config().n_positions
+        self.shape().max_tokens
     }
 
     /// Lowercase hex sha256 of `model.safetensors`.
     pub fn weights_sha256(&self) -> &str {
-        match self {
-            LanguageModel::Burn(m) => m.weights_sha256(),
-            #[cfg(feature = "cuda")]
-            LanguageModel::Cuda { engine, .. } => engine.weights_sha256(),
-        }
+        self.0.weights_sha256()
     }
 
     /// The directory the model was loaded from.
     pub fn model_dir(&self) -> &Path {
-        match self {
-            LanguageModel::Burn(m) => m.model_dir(),
-            #[cfg(feature = "cuda")]
-            LanguageModel::Cuda { engine, .. } => engine.model_dir(),
-        }
+        self.0.model_dir()
     }
 
     /// The float type of the matrix products.
     pub fn precision(&self) -> Precision {
-        match self {
-            LanguageModel::Burn(m) => m.precision(),
-            #[cfg(feature = "cuda")]
-            LanguageModel::Cuda { engine, .. } => engine.precision(),
-        }
+        self.0.precision()
     }
 
     /// The Burn device the states are returned on.
     pub fn device(&self) -> &Device {
-        match self {
-            LanguageModel::Burn(m) => m.device(),
-            #[cfg(feature = "cuda")]
-            LanguageModel::Cuda { device, .. } => device,
-        }
+        self.0.device()
     }
 
     /// Which implementation runs, for logs: `burn` or `cuda engine (<GPU name>)`.
     pub fn engine_name(&self) -> String {
-        match self {
-            LanguageModel::Burn(_) => "burn".to_string(),
-            #[cfg(feature = "cuda")]
-            LanguageModel::Cuda { engine, .. } => format!("cuda engine ({})", engine.device_name()),
-        }
+        self.0.engine_name()
     }
 
     /// Makes the next passes smaller after the device ran out of memory: halves the batch
-    /// options' tokens and prompts per pass for Burn's model, the CUDA engine's planned pass
+    /// options' tokens and prompts per pass for Burn's models, the CUDA engine's planned pass
     /// and cache sizes (re-allocated) for the engine. Says what it plans for now, or `None`
     /// when the passes are already as small as they go (one prompt).
     pub fn shrink_passes(
         &mut self,
         options: &mut BatchOptions,
     ) -> Result<Option<String>, TeacherError> {
-        match self {
-            LanguageModel::Burn(_) => {
-                if options.max_tokens <= 1 || options.max_prompts <= 1 {
-                    return Ok(None);
-                }
-                options.max_tokens /= 2;
-                options.max_prompts = options.max_prompts.div_ceil(2);
-                Ok(Some(format!("≤ {} tokens per pass", options.max_tokens)))
-            }
-            #[cfg(feature = "cuda")]
-            LanguageModel::Cuda { engine, .. } => {
-                let Some(limits) = engine.limits().halved(engine.config()) else {
-                    return Ok(None);
-                };
-                engine.set_limits(limits)?;
-                Ok(Some(format!(
-                    "≤ {} tokens per pass, {} prefix tokens cached",
-                    limits.pass_tokens, limits.cache_tokens
-                )))
-            }
-        }
+        self.0.shrink_passes(options)
     }
 
     /// The last-token states of every prompt of `families`, family by family: [Σ prompts, d]
-    /// (see [`Gpt2::family_last_token_states`]; the CUDA engine packs its own passes and
+    /// (see [`BurnModel::family_last_token_states`]; the CUDA engine packs its own passes and
     /// ignores `options`' pass sizes).
     pub fn family_last_token_states(
         &self,
         families: &[PromptFamily<'_>],
         options: &BatchOptions,
     ) -> Result<Tensor<2>, TeacherError> {
-        match self {
-            LanguageModel::Burn(m) => m.family_last_token_states(families, options),
-            #[cfg(feature = "cuda")]
-            LanguageModel::Cuda { engine, device } => {
-                let rows: usize = families.iter().map(|f| f.prompts().len()).sum();
-                let states = engine.family_last_states(families)?;
-                let d = engine.config().n_embd;
-                Ok(Tensor::from_data(
-                    burn::tensor::TensorData::new(states, [rows, d]),
-                    device,
-                ))
-            }
+        self.0.family_last_token_states(families, options)
+    }
+}
+
+impl<A: Architecture> CalibratedModel for BurnModel<A> {
+    fn shape(&self) -> &ModelShape {
+        BurnModel::shape(self)
+    }
+
+    fn layers(&self) -> usize {
+        BurnModel::layers(self)
+    }
+
+    fn weights_sha256(&self) -> &str {
+        BurnModel::weights_sha256(self)
+    }
+
+    fn model_dir(&self) -> &Path {
+        BurnModel::model_dir(self)
+    }
+
+    fn precision(&self) -> Precision {
+        BurnModel::precision(self)
+    }
+
+    fn device(&self) -> &Device {
+        BurnModel::device(self)
+    }
+
+    fn engine_name(&self) -> String {
+        "burn".to_string()
+    }
+
+    fn shrink_passes(
+        &mut self,
+        options: &mut BatchOptions,
+    ) -> Result<Option<String>, TeacherError> {
+        if options.max_tokens <= 1 || options.max_prompts <= 1 {
+            return Ok(None);
         }
+        options.max_tokens /= 2;
+        options.max_prompts = options.max_prompts.div_ceil(2);
+        Ok(Some(format!("≤ {} tokens per pass", options.max_tokens)))
+    }
+
+    fn family_last_token_states(
+        &self,
+        families: &[PromptFamily<'_>],
+        options: &BatchOptions,
+    ) -> Result<Tensor<2>, TeacherError> {
+        BurnModel::family_last_token_states(self, families, options)
     }
 }

@@ -1,12 +1,14 @@
-//! The TimeKD teacher: GPT-2 calibrated language model, prompts, token types and
-//! subtractive cross attention, in Burn.
+//! The TimeKD teacher: calibrated language model (GPT-2, LLaMA, BERT), prompts, token types
+//! and subtractive cross attention, in Burn.
 //!
 //! For every window and variable the teacher writes two prompts ([`prompt`]): a
 //! ground-truth (GT) prompt with history and future values, and a history-only (HD) one.
-//! They are tokenised with GPT-2's BPE and each token is typed language or time-series
-//! ([`tokenizer`]). A frozen GPT-2 ([`gpt2`]) runs them with a calibration mask that keeps
-//! the two kinds of token from attending to each other (−100 added to their scores); the
-//! last token's final state is kept. The subtractive cross attention ([`sca`]) combines the
+//! They are tokenised with the model's tokenizer and each token is typed language or
+//! time-series ([`tokenizer`]). A frozen language model runs them with a calibration mask
+//! that keeps the two kinds of token from attending to each other (−100 added to their
+//! scores; [`mask`]); the last token's final state is kept. The model's family comes from
+//! its `config.json` ([`families`]): [`gpt2`] (every size), [`llama`] (LLaMA-2/3.x), [`bert`];
+//! each implements [`arch::Architecture`] and runs as a [`BurnModel`]. The subtractive cross attention ([`sca`]) combines the
 //! N GT and N HD states of a window into the stored embedding, [N, D].
 //!
 //! Everything runs on the Burn device the caller picks (CPU `flex` in tests, CUDA in the
@@ -51,31 +53,44 @@
 
 #![warn(missing_docs)]
 
+pub mod arch;
+mod attention;
 pub mod batch;
+pub mod bert;
+mod burn_model;
 pub mod device;
 mod error;
 #[cfg(feature = "store")]
 pub mod extract;
+pub mod families;
 pub mod family;
 pub mod gpt2;
+pub mod kv;
 mod language_model;
+pub mod llama;
+pub mod mask;
 pub mod pipeline;
 pub mod precision;
 pub mod prompt;
 mod random_model;
 pub mod sca;
+pub mod shape;
 pub mod tokenizer;
-mod weights;
+pub mod weights;
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
 pub use batch::{BatchOptions, PairLengths, PlannedBatch, plan_batches};
+pub use bert::{Bert, BertConfig};
+pub use burn_model::BurnModel;
 pub use device::{DeviceError, DeviceSpec, Gpus, WorkerDevice};
 pub use error::TeacherError;
+pub use families::ModelConfig;
 pub use family::PromptFamily;
 pub use gpt2::{Gpt2, Gpt2Config};
 pub use language_model::LanguageModel;
+pub use llama::{Llama, LlamaConfig};
 pub use pipeline::{
     EncodedLengths, EncodedWindows, LengthEmbeddings, LengthsInput, PromptEncoder, Teacher,
     VariablePrompts, WindowInput, encode_windows,
@@ -84,6 +99,7 @@ pub use precision::Precision;
 pub use prompt::{DateFormat, PromptBuilder, PromptPair, PromptTemplate, ValueFormat};
 pub use random_model::write_random_gpt2;
 pub use sca::Sca;
+pub use shape::ModelShape;
 pub use tokenizer::{
     EncodedPrompt, Gpt2Tokenizer, HfTokenizer, PromptTokenizer, SpanRule, TokenType, Tokenizer,
 };

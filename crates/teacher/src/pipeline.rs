@@ -338,7 +338,7 @@ impl PromptEncoder {
     }
 }
 
-/// The teacher: prompt encoder, calibrated GPT-2, SCA and batching.
+/// The teacher: prompt encoder, calibrated language model, SCA and batching.
 pub struct Teacher {
     encoder: PromptEncoder,
     gpt2: LanguageModel,
@@ -347,7 +347,8 @@ pub struct Teacher {
 }
 
 impl Teacher {
-    /// Assembles a teacher; loads the tokenizer's ranks.
+    /// Assembles a teacher; loads the model's tokenizer (GPT-2's ranks, or the checkpoint's
+    /// `tokenizer.json` for other families; see [`Tokenizer::for_model_dir`]).
     pub fn new(
         gpt2: impl Into<LanguageModel>,
         sca: Sca,
@@ -357,7 +358,7 @@ impl Teacher {
         let gpt2 = gpt2.into();
         Ok(Teacher {
             encoder: PromptEncoder {
-                tokenizer: Tokenizer::gpt2()?,
+                tokenizer: Tokenizer::for_model_dir(gpt2.model_dir())?,
                 builder: prompts,
                 n_vars: sca.n_vars(),
                 max_tokens: gpt2.max_tokens(),

@@ -1,8 +1,10 @@
-//! Reading named tensors from a safetensors file into Burn tensors, with the shape checks
-//! and error messages both the GPT-2 and the SCA loaders need.
+//! Reading named tensors from a safetensors file into Burn tensors and layers, with the shape
+//! checks and error messages every family's loader and the SCA's need.
 
 use std::path::{Path, PathBuf};
 
+use burn::module::Param;
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear, RmsNorm, RmsNormConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
@@ -53,8 +55,17 @@ impl WeightFile {
     }
 }
 
-/// The tensors of one file, looked up by name (after an optional prefix).
-pub(crate) struct NamedTensors<'a> {
+/// How a checkpoint stores a linear layer's weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `[in, out]` (GPT-2's Conv1D; Burn's own layout).
+    InOut,
+    /// `[out, in]` (PyTorch's `nn.Linear`: LLaMA, BERT).
+    OutIn,
+}
+
+/// The tensors of one checkpoint file, looked up by name (after an optional prefix).
+pub struct NamedTensors<'a> {
     st: SafeTensors<'a>,
     path: &'a Path,
     prefix: String,
@@ -62,17 +73,25 @@ pub(crate) struct NamedTensors<'a> {
 
 impl NamedTensors<'_> {
     /// Looks every later name up as `prefix + name`.
-    pub(crate) fn set_prefix(&mut self, prefix: &str) {
+    pub fn set_prefix(&mut self, prefix: &str) {
         self.prefix = prefix.to_string();
     }
 
-    /// Whether `name` (without prefix) exists.
-    pub(crate) fn contains(&self, name: &str) -> bool {
+    /// Reads through `prefix` (e.g. `model.` of `LlamaForCausalLM`) when `probe` is only found
+    /// with it.
+    pub fn use_prefix_if_needed(&mut self, prefix: &str, probe: &str) {
+        if !self.contains(probe) && self.contains(&format!("{prefix}{probe}")) {
+            self.set_prefix(prefix);
+        }
+    }
+
+    /// Whether `name` (after the prefix) exists.
+    pub fn contains(&self, name: &str) -> bool {
         self.st.tensor(&format!("{}{name}", self.prefix)).is_ok()
     }
 
     /// Shape of tensor `name`.
-    pub(crate) fn shape(&self, name: &str) -> Result<Vec<usize>, TeacherError> {
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>, TeacherError> {
         let full = format!("{}{name}", self.prefix);
         self.st
             .tensor(&full)
@@ -84,7 +103,7 @@ impl NamedTensors<'_> {
     }
 
     /// The values of tensor `name` as f32, row-major, after checking it has `expected` shape.
-    pub(crate) fn values(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, TeacherError> {
+    pub fn values(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, TeacherError> {
         let full = format!("{}{name}", self.prefix);
         let view = self
             .st
@@ -133,7 +152,7 @@ impl NamedTensors<'_> {
     }
 
     /// Tensor `name` of `shape` on `device` (f32 values, the device's float dtype).
-    pub(crate) fn tensor<const D: usize>(
+    pub fn tensor<const D: usize>(
         &self,
         name: &str,
         shape: [usize; D],
@@ -141,5 +160,81 @@ impl NamedTensors<'_> {
     ) -> Result<Tensor<D>, TeacherError> {
         let values = self.values(name, &shape)?;
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
+    }
+
+    /// An embedding table `name` [rows, d].
+    pub fn embedding(
+        &self,
+        name: &str,
+        rows: usize,
+        d: usize,
+        device: &Device,
+    ) -> Result<Embedding, TeacherError> {
+        Ok(Embedding {
+            weight: Param::from_tensor(self.tensor(name, [rows, d], device)?),
+        })
+    }
+
+    /// A linear layer `{name}.weight` (stored in `layout`) and, with `bias`, `{name}.bias`
+    /// [d_out].
+    pub fn linear(
+        &self,
+        name: &str,
+        [d_in, d_out]: [usize; 2],
+        layout: Layout,
+        bias: bool,
+        device: &Device,
+    ) -> Result<Linear, TeacherError> {
+        let weight = format!("{name}.weight");
+        let weight = match layout {
+            Layout::InOut => self.tensor(&weight, [d_in, d_out], device)?,
+            Layout::OutIn => self.tensor(&weight, [d_out, d_in], device)?.transpose(),
+        };
+        let bias = if bias {
+            let b = self.tensor(&format!("{name}.bias"), [d_out], device)?;
+            Some(Param::from_tensor(b))
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight: Param::from_tensor(weight),
+            bias,
+        })
+    }
+
+    /// A LayerNorm `{name}.weight` and `{name}.bias` [d] (or the older `gamma` and `beta`).
+    pub fn layer_norm(
+        &self,
+        name: &str,
+        d: usize,
+        eps: f64,
+        device: &Device,
+    ) -> Result<LayerNorm, TeacherError> {
+        let (scale, shift) = if self.contains(&format!("{name}.gamma")) {
+            ("gamma", "beta")
+        } else {
+            ("weight", "bias")
+        };
+        let mut ln = LayerNormConfig::new(d).with_epsilon(eps).init(device);
+        ln.gamma = Param::from_tensor(self.tensor(&format!("{name}.{scale}"), [d], device)?);
+        ln.beta = Some(Param::from_tensor(self.tensor(
+            &format!("{name}.{shift}"),
+            [d],
+            device,
+        )?));
+        Ok(ln)
+    }
+
+    /// An RMSNorm `{name}.weight` [d].
+    pub fn rms_norm(
+        &self,
+        name: &str,
+        d: usize,
+        eps: f64,
+        device: &Device,
+    ) -> Result<RmsNorm, TeacherError> {
+        let mut norm = RmsNormConfig::new(d).with_epsilon(eps).init(device);
+        norm.gamma = Param::from_tensor(self.tensor(&format!("{name}.weight"), [d], device)?);
+        Ok(norm)
     }
 }

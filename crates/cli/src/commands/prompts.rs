@@ -1,9 +1,9 @@
 //! `timekd prompts`: the teacher's prompts, token ids and token types for chosen windows,
 //! one JSON line per (window, variable), with the field names of the parity fixture's
 //! `prompts.json`, in GPT-2's tokens or those of `--model`'s checkpoint (its
-//! `tokenizer.json`); with `--states`, each prompt's last-token state from a GPT-2
-//! checkpoint, so a user can check the teacher against a reference of their own. Without
-//! `--states` no weights are loaded.
+//! `tokenizer.json`); with `--states`, each prompt's last-token state from the checkpoint
+//! (any family: GPT-2, LLaMA, BERT), so a user can check the teacher against a reference of
+//! their own. Without `--states` no weights are loaded.
 
 use std::io::Write;
 
@@ -13,8 +13,8 @@ use serde_json::json;
 use timekd_data::SplitKind;
 use timekd_teacher::gpt2::hub::fetch_model;
 use timekd_teacher::{
-    BatchOptions, DeviceSpec, Gpt2, PromptBuilder, PromptTemplate, PromptTokenizer, Tokenizer,
-    ValueFormat, WindowInput, encode_windows,
+    BatchOptions, DeviceSpec, ModelConfig, Precision, PromptBuilder, PromptFamily, PromptTemplate,
+    PromptTokenizer, Tokenizer, ValueFormat, WindowInput, encode_windows,
 };
 
 use crate::data_args::DataArgs;
@@ -93,7 +93,7 @@ pub fn run(args: PromptsArgs) -> anyhow::Result<()> {
         p.types.iter().map(|t| t.code()).collect()
     };
     let states = match (&model_dir, args.states) {
-        (Some(dir), true) => Some(last_token_states(dir, &tokenizer, &prompts)?),
+        (Some(dir), true) => Some(last_token_states(dir, &prompts)?),
         _ => None,
     };
     let mut out = std::io::stdout().lock();
@@ -121,34 +121,33 @@ pub fn run(args: PromptsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The last-token states of every prompt's GT then HD, `[2 · prompts, d]` row-major, and `d`.
+/// The last-token states of every prompt's GT then HD, `[2 · prompts, d]` row-major, and `d`:
+/// the checkpoint's family in Burn, every block, f32 on the CPU.
 fn last_token_states(
     dir: &std::path::Path,
-    tokenizer: &Tokenizer,
     prompts: &[timekd_teacher::VariablePrompts],
 ) -> anyhow::Result<(Vec<f32>, usize)> {
-    if !matches!(tokenizer, Tokenizer::Gpt2(_)) {
-        bail!(
-            "--states runs GPT-2 checkpoints only so far; {} is another family (its tokens \
-             are shown without --states)",
-            dir.display()
-        );
-    }
     let device = DeviceSpec::Cpu.devices()?.remove(0);
-    let gpt2 = Gpt2::load_dir(dir, None, &device)?;
+    let config = ModelConfig::for_model_dir(dir)?;
+    let shape = config.shape();
+    let model = config.load_burn(dir, shape.layers, &device, Precision::F32)?;
     eprintln!(
-        "states of {} ({} layers, width {}), f32 on the CPU",
+        "states of {} ({}, {} layers, width {}), f32 on the CPU",
         dir.display(),
-        gpt2.layers(),
-        gpt2.d_model()
+        shape.family,
+        shape.layers,
+        shape.d_model
     );
-    let encoded: Vec<&timekd_teacher::EncodedPrompt> =
-        prompts.iter().flat_map(|p| [&p.gt, &p.hd]).collect();
-    let states = gpt2.last_token_states(&encoded, &BatchOptions::default())?;
+    let families: Vec<PromptFamily> = prompts
+        .iter()
+        .flat_map(|p| [&p.gt, &p.hd])
+        .map(|prompt| PromptFamily::new(vec![prompt], false))
+        .collect();
+    let states = model.family_last_token_states(&families, &BatchOptions::default())?;
     let values = states
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
         .map_err(|e| anyhow::anyhow!("reading the states back: {e:?}"))?;
-    Ok((values, gpt2.d_model()))
+    Ok((values, shape.d_model))
 }

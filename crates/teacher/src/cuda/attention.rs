@@ -7,7 +7,7 @@ use super::engine::{Arg, CudaGpt2};
 use super::passes::SeqInfo;
 use super::profile::Stage;
 use super::workspace::Workspace;
-use crate::gpt2::CALIBRATION_PENALTY;
+use crate::mask::CALIBRATION_PENALTY;
 
 /// Queries per block of the tensor-core attention.
 pub(super) const ATTENTION_TILE: usize = 64;

@@ -1,7 +1,7 @@
 //! The teacher's CUDA engine (feature `cuda`): the calibrated GPT-2 forward of extraction
 //! written for NVIDIA GPUs, beside the Burn model that stays the CPU path and the reference.
 //!
-//! What it computes is [`Gpt2::family_last_token_states`](crate::Gpt2::family_last_token_states):
+//! What it computes is [`BurnModel::family_last_token_states`](crate::BurnModel::family_last_token_states):
 //! the final state of the last token of every prompt of a list of [`PromptFamily`]s, each
 //! family's shared prefix computed once. How:
 //!
@@ -28,6 +28,7 @@ mod engine;
 mod kernels;
 mod layers;
 mod limits;
+mod model;
 mod passes;
 mod plan;
 mod profile;
@@ -35,6 +36,7 @@ mod workspace;
 
 pub use engine::CudaGpt2;
 pub use limits::EngineLimits;
+pub(crate) use model::EngineModel;
 
 /// Free and total bytes of CUDA device `ordinal`, as its driver reports them (other
 /// processes' allocations included).

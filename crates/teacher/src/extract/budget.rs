@@ -1,16 +1,18 @@
 //! The memory budget per device ([`MemoryBudget`], sizes as [`MemSize`]) and how many
 //! padded tokens one forward pass may hold under it ([`plan`]).
 //!
-//! The estimate counts what a calibrated GPT-2 forward keeps alive at its peak, per padded
-//! token of a pass whose prompts are padded to `padded_len`:
+//! The estimate counts what a calibrated forward keeps alive at its peak, per padded token of
+//! a pass whose prompts are padded to `padded_len` (written for GPT-2; the same terms for
+//! every family, from its [`ModelShape`]):
 //! - in f32 whatever the precision: the residual stream and LayerNorm outputs (≈ 4·d
 //!   values), the attention scores, their masked copy and the softmax's temporaries (max,
 //!   shifted, exp, sum, quotient: 5 · heads · padded_len with un-fused kernels) and the mask
 //!   (padded_len);
-//! - in the compute type: the products' inputs and outputs (≈ 12·d: q, k, v, context, MLP
-//!   hidden and its GELU), the softmax cast for the value product (heads · padded_len), and
-//!   the cached keys and values of every block (2 · layers · d) that a shared prefix keeps
-//!   alive while its suffixes run;
+//! - in the compute type: the products' inputs and outputs (≈ 4·d for q, k, v and context,
+//!   plus 2 · inner for the MLP hidden and its activation, 3 · inner for a gated MLP), the
+//!   softmax cast for the value product (heads · padded_len), and the cached keys and values
+//!   of every block (layers · 2 · kv_heads · head_dim) that a shared prefix keeps alive while
+//!   its suffixes run;
 //! - f32-split products hold the hi/lo parts of both operands: twice the compute-type share.
 //!
 //! Weights are counted once. The plan then uses only 35% of the budget: the GPU memory pool
@@ -22,39 +24,36 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::device::{DeviceSpec, gpu_free_memory};
-use crate::gpt2::Gpt2Config;
 use crate::precision::Precision;
+use crate::shape::ModelShape;
 
 /// Fraction of the budget the formula may plan for.
 const SAFETY: f64 = 0.35;
 
 /// Bytes of activations (and cached keys/values) per padded token at `padded_len`.
 pub fn bytes_per_token(
-    config: &Gpt2Config,
+    shape: &ModelShape,
     layers: usize,
     padded_len: usize,
     precision: Precision,
 ) -> u64 {
-    let (d, heads) = (config.n_embd as u64, config.n_head as u64);
+    let (d, heads) = (shape.d_model as u64, shape.heads as u64);
     let len = padded_len as u64;
     let f32_values = 4 * d + 5 * heads * len + len;
-    let products = 12 * d + heads * len;
+    let mlp_values = if shape.gated_mlp { 3 } else { 2 } * shape.mlp_width as u64;
+    let products = 4 * d + mlp_values + heads * len;
     let products = if precision == Precision::F32Split {
         2 * products
     } else {
         products
     };
-    let cache = 2 * layers as u64 * d;
+    let cache = (layers * shape.kv_width()) as u64;
     4 * f32_values + precision.bytes() * (products + cache)
 }
 
 /// Bytes of the weights of `layers` blocks (in the compute type) plus embeddings (f32).
-pub fn weight_bytes(config: &Gpt2Config, layers: usize, precision: Precision) -> u64 {
-    let d = config.n_embd as u64;
-    let inner = config.n_inner as u64;
-    let per_block = 4 * d * d + 2 * d * inner + 10 * d + inner;
-    let embeddings = (config.vocab_size + config.n_positions) as u64 * d;
-    per_block * layers as u64 * precision.bytes() + embeddings * 4
+pub fn weight_bytes(shape: &ModelShape, layers: usize, precision: Precision) -> u64 {
+    shape.block_params() * layers as u64 * precision.bytes() + shape.embedding_params() * 4
 }
 
 /// The plan for one budget.
@@ -68,32 +67,32 @@ pub struct TokenPlan {
 
 /// The estimated peak bytes of passes of `max_tokens` padded tokens at `padded_len`.
 pub fn peak_bytes(
-    config: &Gpt2Config,
+    shape: &ModelShape,
     layers: usize,
     padded_len: usize,
     precision: Precision,
     max_tokens: usize,
 ) -> u64 {
-    weight_bytes(config, layers, precision)
-        + max_tokens as u64 * bytes_per_token(config, layers, padded_len, precision)
+    weight_bytes(shape, layers, precision)
+        + max_tokens as u64 * bytes_per_token(shape, layers, padded_len, precision)
 }
 
 /// Most padded tokens per pass such that a pass at `longest_padded` stays within
 /// `budget_bytes`; at least one prompt's worth.
 pub fn plan(
-    config: &Gpt2Config,
+    shape: &ModelShape,
     layers: usize,
     longest_padded: usize,
     precision: Precision,
     budget_bytes: u64,
 ) -> TokenPlan {
-    let per_token = bytes_per_token(config, layers, longest_padded, precision);
+    let per_token = bytes_per_token(shape, layers, longest_padded, precision);
     let usable = (budget_bytes as f64 * SAFETY) as u64;
-    let free = usable.saturating_sub(weight_bytes(config, layers, precision));
+    let free = usable.saturating_sub(weight_bytes(shape, layers, precision));
     let max_tokens = ((free / per_token) as usize).max(longest_padded);
     TokenPlan {
         max_tokens,
-        peak_bytes: peak_bytes(config, layers, longest_padded, precision, max_tokens),
+        peak_bytes: peak_bytes(shape, layers, longest_padded, precision, max_tokens),
     }
 }
 
@@ -251,32 +250,37 @@ pub fn gib(bytes: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::Architecture;
+
+    fn gpt2_small() -> ModelShape {
+        crate::gpt2::Gpt2Module::shape(&crate::Gpt2Config::gpt2_small())
+    }
 
     #[test]
     fn plan_stays_within_the_budget_and_shrinks_with_length() {
-        let config = Gpt2Config::gpt2_small();
+        let shape = gpt2_small();
         let budget = 24u64 << 30;
-        let short = plan(&config, 12, 320, Precision::F32, budget);
-        let long = plan(&config, 12, 672, Precision::F32, budget);
+        let short = plan(&shape, 12, 320, Precision::F32, budget);
+        let long = plan(&shape, 12, 672, Precision::F32, budget);
         assert!(short.peak_bytes <= budget / 2, "{short:?}");
         assert!(long.peak_bytes <= budget / 2, "{long:?}");
         assert!(long.max_tokens < short.max_tokens);
         // Half precision fits more tokens; the f32 parts keep it under twice as many.
-        let half = plan(&config, 12, 320, Precision::Bf16, budget);
+        let half = plan(&shape, 12, 320, Precision::Bf16, budget);
         assert!(
             half.max_tokens > short.max_tokens * 13 / 10,
             "{half:?} {short:?}"
         );
         assert!(half.max_tokens < short.max_tokens * 2);
         // Split f32 holds hi/lo parts: fewer tokens than plain f32.
-        let split = plan(&config, 12, 320, Precision::F32Split, budget);
+        let split = plan(&shape, 12, 320, Precision::F32Split, budget);
         assert!(split.max_tokens < short.max_tokens);
     }
 
     #[test]
     fn a_tiny_budget_still_allows_one_prompt() {
-        let config = Gpt2Config::gpt2_small();
-        let p = plan(&config, 12, 640, Precision::F32, 1 << 20);
+        let shape = gpt2_small();
+        let p = plan(&shape, 12, 640, Precision::F32, 1 << 20);
         assert_eq!(p.max_tokens, 640);
     }
 

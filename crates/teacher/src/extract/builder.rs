@@ -18,8 +18,10 @@ use super::shard::Shard;
 use super::stores::{RunStores, StoreRequest};
 use super::workers::{Pool, WorkerMessage};
 use crate::device::DeviceSpec;
-use crate::gpt2::{Gpt2Config, resolve_model_dir};
+use crate::families::ModelConfig;
+use crate::gpt2::resolve_model_dir;
 use crate::prompt::{PromptBuilder, PromptTemplate, ValueFormat};
+use crate::shape::ModelShape;
 
 /// Builds an [`Extraction`]; every setting but the model has a default (the `timekd extract`
 /// defaults: train and val, the data's H, the CPU, f32, seed 2024).
@@ -60,8 +62,9 @@ macro_rules! setters {
 }
 
 impl<'a> ExtractionBuilder<'a> {
-    /// GPT-2 weights: a directory with `config.json` + `model.safetensors`, or a Hugging Face
-    /// model id found in the local cache.
+    /// The teacher's weights: a directory with `config.json` + `model.safetensors` (and
+    /// `tokenizer.json` for families other than GPT-2), or a Hugging Face model id found in
+    /// the local cache. The family comes from `config.json` ([`ModelConfig`]).
     pub fn model(mut self, model: &str) -> Self {
         self.model = Some(model.to_string());
         self
@@ -142,7 +145,9 @@ impl<'a> ExtractionBuilder<'a> {
             }
         }
         let model_dir = resolve_model_dir(&model)?;
-        let (config, layers) = Gpt2Config::for_model_dir(&model_dir, self.gpt2_layers)?;
+        let config = ModelConfig::for_model_dir(&model_dir)?;
+        let shape = config.shape();
+        let layers = shape.layers_in_use(self.gpt2_layers)?;
         let budget = MemoryBudget::resolve(self.max_memory, self.devices);
         let prompts = PromptBuilder::new(
             PromptTemplate::for_preset(self.data.preset(), self.data.interval_seconds()),
@@ -152,6 +157,7 @@ impl<'a> ExtractionBuilder<'a> {
             model,
             model_dir,
             config,
+            shape,
             layers,
             engine: self.engine,
             precision: self.precision.resolve(self.devices),
@@ -160,6 +166,7 @@ impl<'a> ExtractionBuilder<'a> {
             prompts,
             n_vars: self.data.n_vars(),
         };
+        spec.check_engine()?;
         Ok(Extraction {
             settings: self,
             lengths,
@@ -260,9 +267,14 @@ impl<'a> Extraction<'a> {
         &self.spec.model_dir
     }
 
-    /// The model's configuration.
-    pub fn model_config(&self) -> &Gpt2Config {
+    /// The model's configuration (its family's `config.json`).
+    pub fn model_config(&self) -> &ModelConfig {
         &self.spec.config
+    }
+
+    /// The model's sizes.
+    pub fn model_shape(&self) -> &ModelShape {
+        &self.spec.shape
     }
 
     /// Transformer blocks used.
@@ -292,14 +304,14 @@ impl<'a> Extraction<'a> {
 
     fn pass_request(&self) -> PassRequest<'_> {
         PassRequest {
-            config: &self.spec.config,
+            shape: &self.spec.shape,
             layers: self.spec.layers,
             precision: self.spec.precision,
             budget_bytes: self.budget.bytes,
             batch_tokens: self.settings.batch_tokens,
-            prefix_cache: self.settings.prefix_cache,
+            prefix_cache: self.settings.prefix_cache && self.spec.shape.causal,
             gpu: self.settings.devices.is_gpu(),
-            cuda_engine: self.spec.engine.uses_cuda_engine().unwrap_or(false),
+            cuda_engine: self.spec.runs_cuda_engine(),
         }
     }
 
@@ -411,7 +423,7 @@ impl<'a> Extraction<'a> {
             ModelIdentity {
                 model_id: self.spec.model.clone(),
                 weights_sha256: timekd_store::sha256_file(&weights)?,
-                d_model: self.spec.config.n_embd,
+                d_model: self.spec.shape.d_model,
                 layers: self.spec.layers,
                 sca_seed: settings.sca_seed,
                 compute_precision: settings.precision.to_string(),

@@ -1,23 +1,23 @@
-//! The teacher an extraction worker runs: which GPT-2, which implementation, which SCA; and
+//! The teacher an extraction worker runs: which model, which implementation, which SCA; and
 //! [`load_teacher`], the one function that builds it on a device.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use burn::tensor::Device;
-
 use super::error::ExtractError;
 use crate::batch::BatchOptions;
 use crate::device::WorkerDevice;
-use crate::gpt2::{Gpt2, Gpt2Config};
+use crate::families::ModelConfig;
 use crate::language_model::LanguageModel;
 use crate::pipeline::Teacher;
 use crate::precision::Precision;
 use crate::prompt::PromptBuilder;
 use crate::sca::Sca;
+use crate::shape::ModelShape;
 
-/// Which implementation runs GPT-2 on a GPU (`--engine`). The CPU always runs Burn.
+/// Which implementation runs the model on a GPU (`--engine`). The CPU always runs Burn; the
+/// CUDA engine runs GPT-2, other families run on Burn's CUDA backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Engine {
     /// The CUDA engine where this build has it (feature `cuda`), else Burn.
@@ -71,6 +71,31 @@ impl Engine {
     }
 }
 
+impl TeacherSpec {
+    /// Refuses an engine the build or the model's family cannot run (`--engine cuda`
+    /// without CUDA support, or for a family other than GPT-2).
+    pub(crate) fn check_engine(&self) -> Result<(), ExtractError> {
+        self.engine.uses_cuda_engine()?;
+        if self.engine == Engine::Cuda && !matches!(self.config, ModelConfig::Gpt2(_)) {
+            return Err(ExtractError::Setting {
+                setting: "--engine cuda",
+                reason: format!(
+                    "the CUDA engine runs GPT-2 checkpoints; this is a {} checkpoint: use --engine burn",
+                    self.shape.family
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether GPU workers run the CUDA engine (GPT-2 with `--engine auto` or `cuda` in a
+    /// CUDA build).
+    pub(crate) fn runs_cuda_engine(&self) -> bool {
+        matches!(self.config, ModelConfig::Gpt2(_))
+            && self.engine.uses_cuda_engine().unwrap_or(false)
+    }
+}
+
 /// Everything that defines the teacher of an extraction, resolved once per run.
 #[derive(Debug, Clone)]
 pub(crate) struct TeacherSpec {
@@ -79,7 +104,9 @@ pub(crate) struct TeacherSpec {
     /// Its directory.
     pub model_dir: PathBuf,
     /// Its `config.json`, read and checked once for the run.
-    pub config: Gpt2Config,
+    pub config: ModelConfig,
+    /// Its sizes.
+    pub shape: ModelShape,
     /// The blocks in use (`--gpt2-layers`, else all), checked against the config.
     pub layers: usize,
     /// Which implementation runs on a GPU.
@@ -125,7 +152,8 @@ pub(crate) fn load_teacher(
 }
 
 /// The language model of one worker: the CUDA engine on a GPU when the engine choice allows
-/// it (sized for the memory budget), else Burn's GPT-2 on the worker's device.
+/// it and the model is a GPT-2 (sized for the memory budget), else the family's Burn model
+/// on the worker's device.
 pub(crate) fn load_model(
     spec: &TeacherSpec,
     target: &WorkerDevice,
@@ -134,8 +162,12 @@ pub(crate) fn load_model(
 ) -> Result<LanguageModel, ExtractError> {
     let precision = spec.precision;
     #[cfg(feature = "cuda")]
-    if let (Some(ordinal), true) = (target.cuda_ordinal, spec.engine.uses_cuda_engine()?) {
-        let (config, layers) = (&spec.config, spec.layers);
+    if let (Some(ordinal), true, ModelConfig::Gpt2(config)) = (
+        target.cuda_ordinal,
+        spec.engine.uses_cuda_engine()?,
+        &spec.config,
+    ) {
+        let layers = spec.layers;
         let budget = EngineBudget::check(ordinal, budget_bytes, notes)?;
         let limits = crate::cuda::EngineLimits::for_budget(config, layers, precision, budget.bytes);
         let need = limits.peak_bytes(config, layers, precision);
@@ -162,10 +194,7 @@ pub(crate) fn load_model(
             limits.cache_tokens,
             super::budget::gib(limits.peak_bytes(config, layers, precision))
         ));
-        return Ok(LanguageModel::Cuda {
-            engine: Box::new(engine),
-            device: target.device.clone(),
-        });
+        return Ok(crate::cuda::EngineModel::new(engine, target.device.clone()).into());
     }
     #[cfg(not(feature = "cuda"))]
     {
@@ -173,7 +202,9 @@ pub(crate) fn load_model(
         spec.engine.uses_cuda_engine()?;
         let _ = (target.cuda_ordinal, budget_bytes, notes);
     }
-    Ok(burn_model(spec, &target.device, precision)?.into())
+    Ok(spec
+        .config
+        .load_burn(&spec.model_dir, spec.layers, &target.device, precision)?)
 }
 
 /// The memory the CUDA engine of one GPU plans for: the run's budget, or less when the GPU
@@ -238,13 +269,4 @@ impl EngineBudget {
             ),
         }
     }
-}
-
-/// Burn's GPT-2 of `spec` on `device`.
-fn burn_model(
-    spec: &TeacherSpec,
-    device: &Device,
-    precision: Precision,
-) -> Result<Gpt2, ExtractError> {
-    Ok(Gpt2::load_dir(&spec.model_dir, Some(spec.layers), device)?.with_precision(precision)?)
 }

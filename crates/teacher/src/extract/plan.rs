@@ -7,10 +7,10 @@ use timekd_data::{Split, SplitKind};
 use super::budget;
 use crate::batch::{BatchOptions, PairLengths};
 use crate::error::TeacherError;
-use crate::gpt2::Gpt2Config;
 use crate::pipeline::{WindowInput, encode_windows};
 use crate::precision::Precision;
 use crate::prompt::PromptBuilder;
+use crate::shape::ModelShape;
 use crate::tokenizer::Gpt2Tokenizer;
 
 /// Token counts of the prompts of a split's windows at one output length (a sample of at
@@ -66,9 +66,9 @@ impl TokenSurvey {
     }
 
     /// Forward FLOPs of one (window, variable)'s shared prefix (0 without the cache).
-    pub fn prefix_flops(&self, config: &Gpt2Config, layers: usize, prefix_cache: bool) -> f64 {
+    pub fn prefix_flops(&self, shape: &ModelShape, layers: usize, prefix_cache: bool) -> f64 {
         if prefix_cache {
-            forward_flops(config, layers, 0.0, self.mean_prefix)
+            forward_flops(shape, layers, 0.0, self.mean_prefix)
         } else {
             0.0
         }
@@ -76,8 +76,8 @@ impl TokenSurvey {
 
     /// Forward FLOPs of one (window, variable): both prompts in full, or, with the prefix
     /// cache, the shared prefix once and the two suffixes after it.
-    pub fn flops_per_pair(&self, config: &Gpt2Config, layers: usize, prefix_cache: bool) -> f64 {
-        let flops = |past, t| forward_flops(config, layers, past, t);
+    pub fn flops_per_pair(&self, shape: &ModelShape, layers: usize, prefix_cache: bool) -> f64 {
+        let flops = |past, t| forward_flops(shape, layers, past, t);
         if prefix_cache {
             let p = self.mean_prefix;
             flops(0.0, p) + flops(p, self.mean_gt - p) + flops(p, self.mean_hd - p)
@@ -88,12 +88,12 @@ impl TokenSurvey {
 }
 
 /// Forward FLOPs (matmuls only) of `t` query tokens that follow `past` cached tokens.
-fn forward_flops(config: &Gpt2Config, layers: usize, past: f64, t: f64) -> f64 {
-    let d = config.n_embd as f64;
-    let inner = config.n_inner as f64;
-    let per_token_linear = 2.0 * (4.0 * d * d + 2.0 * d * inner);
-    // QKᵀ and AV over the keys each query sees: the past ones and the causal half of its own.
-    let attention = 2.0 * 2.0 * t * (past + t / 2.0) * d;
+fn forward_flops(shape: &ModelShape, layers: usize, past: f64, t: f64) -> f64 {
+    let per_token_linear = shape.linear_flops_per_token();
+    // QKᵀ and AV over the keys each query sees: the past ones and the causal half of its own
+    // (all of its own for an encoder).
+    let own = if shape.causal { t / 2.0 } else { t };
+    let attention = 2.0 * 2.0 * t * (past + own) * (shape.heads * shape.head_dim) as f64;
     layers as f64 * (per_token_linear * t + attention)
 }
 
@@ -109,7 +109,7 @@ pub struct PassPlan {
 /// What sizes a run's passes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PassRequest<'a> {
-    pub config: &'a Gpt2Config,
+    pub shape: &'a ModelShape,
     pub layers: usize,
     pub precision: Precision,
     pub budget_bytes: u64,
@@ -128,9 +128,9 @@ impl PassPlan {
     pub(crate) fn new(request: &PassRequest<'_>, longest: usize) -> Self {
         let defaults = BatchOptions::default();
         let padded = longest.div_ceil(defaults.length_bucket) * defaults.length_bucket;
-        let padded = padded.min(request.config.n_positions);
-        let (config, layers, precision) = (request.config, request.layers, request.precision);
-        let planned = budget::plan(config, layers, padded, precision, request.budget_bytes);
+        let padded = padded.min(request.shape.max_tokens);
+        let (shape, layers, precision) = (request.shape, request.layers, request.precision);
+        let planned = budget::plan(shape, layers, padded, precision, request.budget_bytes);
         let max_tokens = request.batch_tokens.unwrap_or(planned.max_tokens);
         PassPlan {
             options: BatchOptions {
@@ -140,7 +140,7 @@ impl PassPlan {
                 batch_multiple: if request.gpu { 16 } else { 1 },
                 ..defaults
             },
-            peak_bytes: budget::peak_bytes(config, layers, padded, precision, max_tokens),
+            peak_bytes: budget::peak_bytes(shape, layers, padded, precision, max_tokens),
         }
     }
 }
@@ -192,7 +192,7 @@ impl StorePlan {
     ) -> Self {
         let pairs = windows * split.dataset().n_vars();
         let flops =
-            |cache| pairs as f64 * survey.flops_per_pair(request.config, request.layers, cache);
+            |cache| pairs as f64 * survey.flops_per_pair(request.shape, request.layers, cache);
         // Sustained rates measured with this tool: the CUDA engine ≈320–390 TFLOP/s in f16 on
         // an H200 over the bench cases (`cargo xtask bench extract`; 300 keeps some margin)
         // and, unmeasured, far less in f32;
@@ -205,8 +205,8 @@ impl StorePlan {
             (true, false, _) => 35e12,
         };
         let flops_run = flops(request.prefix_cache);
-        let prefix_flops = pairs as f64
-            * survey.prefix_flops(request.config, request.layers, request.prefix_cache);
+        let prefix_flops =
+            pairs as f64 * survey.prefix_flops(request.shape, request.layers, request.prefix_cache);
         StorePlan {
             split: split.kind(),
             output_len,

@@ -4,6 +4,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::Gpt2Module;
+use crate::arch::Architecture;
 use crate::error::TeacherError;
 
 /// The GPT-2 hyper-parameters read from `config.json`.
@@ -55,29 +57,14 @@ impl Gpt2Config {
     /// Reads `<dir>/config.json` and checks a request for the first `layers` blocks (all of
     /// them for `None`); the config and the block count to build.
     pub fn for_model_dir(dir: &Path, layers: Option<usize>) -> Result<(Self, usize), TeacherError> {
-        let config = Self::from_file(&dir.join("config.json"))?;
-        let layers = layers.unwrap_or(config.n_layer);
-        if layers == 0 || layers > config.n_layer {
-            return Err(TeacherError::Layers {
-                requested: layers,
-                available: config.n_layer,
-            });
-        }
+        let config = crate::families::read_config::<Gpt2Module>(dir)?;
+        let layers = Gpt2Module::shape(&config).layers_in_use(layers)?;
         Ok((config, layers))
     }
 
     /// Reads and checks `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, TeacherError> {
-        if !path.is_file() {
-            return Err(TeacherError::MissingFile {
-                what: "config.json",
-                path: path.to_path_buf(),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(|source| TeacherError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::families::read_config_text(path)?;
         Self::from_json(&text).map_err(|reason| TeacherError::BadConfig {
             path: path.to_path_buf(),
             reason,

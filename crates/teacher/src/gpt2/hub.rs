@@ -2,13 +2,15 @@
 //! through the `hf-hub` crate's blocking client.
 //!
 //! [`fetch_model`] returns a directory or cached model at once; otherwise it downloads
-//! `config.json` and `model.safetensors` into the first of [`hub_cache_roots`]
+//! `config.json`, `tokenizer.json` when the family is not GPT-2 (whose tokenizer is built
+//! in), and `model.safetensors` into the first of [`hub_cache_roots`]
 //! (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`: the layout Python's
 //! `huggingface_hub` writes and reads) from `$HF_ENDPOINT` (default
 //! `https://huggingface.co`), and checks each file's sha256 against the hub's ETag where the
 //! hub gives one (it does for large files). With `HF_HUB_OFFLINE` set (`1`, `true`, `yes`,
 //! `on`) nothing is downloaded and a missing model is an error that says how to provide
-//! the weights.
+//! the weights. Gated repositories (meta-llama/...) take the token of `$HF_TOKEN`, else the
+//! cache's `token` file (`huggingface-cli login`).
 
 use std::path::{Path, PathBuf};
 
@@ -20,8 +22,11 @@ use sha2::{Digest, Sha256};
 use super::resolve::{hub_cache_roots, resolve_model_dir_in};
 use crate::error::TeacherError;
 
-/// The files a GPT-2 directory needs.
+/// The files every model directory needs.
 pub const MODEL_FILES: [&str; 2] = ["config.json", "model.safetensors"];
+
+/// What a family other than GPT-2 needs besides [`MODEL_FILES`].
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// The hub's address unless `$HF_ENDPOINT` says otherwise.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -86,13 +91,17 @@ pub fn fetch_model(
         ));
     };
     let endpoint = hub_endpoint();
-    let api = ApiBuilder::from_cache(Cache::new(root.clone()))
+    let mut builder = ApiBuilder::from_cache(Cache::new(root.clone()))
         .with_endpoint(endpoint.clone())
-        .with_progress(false)
+        .with_progress(false);
+    if let Some(token) = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()) {
+        builder = builder.with_token(Some(token));
+    }
+    let api = builder
         .build()
         .map_err(|e| download_error(spec, e.to_string()))?;
     let repo = api.repo(Repo::new(spec.to_string(), RepoType::Model));
-    for file in MODEL_FILES {
+    let mut download = |file: &str| -> Result<PathBuf, TeacherError> {
         let url = repo.url(file);
         let progress = Adapter {
             observer: &mut *observer,
@@ -103,7 +112,15 @@ pub fn fetch_model(
             .download_with_progress(file, progress)
             .map_err(|e| download_error(spec, format!("{url}: {e}")))?;
         verify(&path).map_err(|message| download_error(spec, message))?;
+        Ok(path)
+    };
+    let [config, weights] = MODEL_FILES;
+    let config = download(config)?;
+    let snapshot = config.parent().unwrap_or(Path::new("."));
+    if crate::families::model_type(snapshot)?.is_some_and(|t| t != "gpt2") {
+        download(TOKENIZER_FILE)?;
     }
+    download(weights)?;
     resolve_model_dir_in(spec, std::slice::from_ref(root))
 }
 

@@ -15,11 +15,7 @@ const LM_HEAD_PREFIX: &str = "transformer.";
 
 /// Reads `tensors` through the `transformer.` prefix when its keys carry it.
 pub(crate) fn use_checkpoint_prefix(tensors: &mut NamedTensors<'_>) {
-    if !tensors.contains(TOKEN_EMBEDDING)
-        && tensors.contains(&format!("{LM_HEAD_PREFIX}{TOKEN_EMBEDDING}"))
-    {
-        tensors.set_prefix(LM_HEAD_PREFIX);
-    }
+    tensors.use_prefix_if_needed(LM_HEAD_PREFIX, TOKEN_EMBEDDING);
 }
 
 /// The layers of block `i`.

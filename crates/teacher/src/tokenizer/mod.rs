@@ -184,17 +184,7 @@ impl Tokenizer {
     /// `model_type` is `gpt2` (its ids are those of GPT-2's `tokenizer.json`), else the
     /// directory's `tokenizer.json`.
     pub fn for_model_dir(dir: &Path) -> Result<Self, TeacherError> {
-        let config = dir.join("config.json");
-        let text = std::fs::read_to_string(&config).map_err(|source| TeacherError::Io {
-            path: config.clone(),
-            source,
-        })?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| TeacherError::BadConfig {
-                path: config.clone(),
-                reason: format!("not JSON: {e}"),
-            })?;
-        match value.get("model_type").and_then(|t| t.as_str()) {
+        match crate::families::model_type(dir)?.as_deref() {
             Some("gpt2") | None => Self::gpt2(),
             Some(_) => Ok(Tokenizer::HuggingFace(Box::new(HfTokenizer::from_file(
                 &dir.join("tokenizer.json"),

@@ -135,16 +135,17 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
         .splits(&splits)
         .lengths(&args.data.output_len)
         .build()?;
-    let config = extraction.model_config();
+    let shape = extraction.model_shape();
     eprintln!(
-        "timekd extract: data {} ({} variables, H = {:?}), model {} ({} of {} layers, width {}) from {}",
+        "timekd extract: data {} ({} variables, H = {:?}), model {} ({}, {} of {} layers, width {}) from {}",
         loaded.source.origin(),
         data.n_vars(),
         extraction.lengths(),
         args.model,
+        shape.family,
         extraction.layers(),
-        config.n_layer,
-        config.n_embd,
+        shape.layers,
+        shape.d_model,
         extraction.model_dir().display()
     );
     let budget = extraction.budget();
@@ -154,7 +155,7 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
         budget.source
     );
     if args.dry_run {
-        plan::print_plan(&extraction.plan()?, &args, config.n_positions);
+        plan::print_plan(&extraction.plan()?, &args, shape.max_tokens);
         return Ok(());
     }
     let mut progress = ExtractProgress::new(args.report_after);

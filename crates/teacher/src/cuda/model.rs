@@ -1,0 +1,95 @@
+//! The engine as the teacher's [`LanguageModel`]: its states handed to Burn on the same GPU
+//! for the SCA.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::CudaGpt2;
+use crate::arch::Architecture;
+use crate::batch::BatchOptions;
+use crate::error::TeacherError;
+use crate::family::PromptFamily;
+use crate::gpt2::Gpt2Module;
+use crate::language_model::{CalibratedModel, LanguageModel};
+use crate::precision::Precision;
+use crate::shape::ModelShape;
+
+/// The engine and the Burn device its states go to.
+pub(crate) struct EngineModel {
+    engine: CudaGpt2,
+    device: Device,
+    shape: ModelShape,
+}
+
+impl EngineModel {
+    /// `engine`, its states returned on `device` (the same GPU through Burn).
+    pub(crate) fn new(engine: CudaGpt2, device: Device) -> Self {
+        let shape = Gpt2Module::shape(engine.config());
+        EngineModel {
+            engine,
+            device,
+            shape,
+        }
+    }
+}
+
+impl From<EngineModel> for LanguageModel {
+    fn from(model: EngineModel) -> Self {
+        LanguageModel::new(Box::new(model))
+    }
+}
+
+impl CalibratedModel for EngineModel {
+    fn shape(&self) -> &ModelShape {
+        &self.shape
+    }
+
+    fn layers(&self) -> usize {
+        self.engine.layers()
+    }
+
+    fn weights_sha256(&self) -> &str {
+        self.engine.weights_sha256()
+    }
+
+    fn model_dir(&self) -> &Path {
+        self.engine.model_dir()
+    }
+
+    fn precision(&self) -> Precision {
+        self.engine.precision()
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn engine_name(&self) -> String {
+        format!("cuda engine ({})", self.engine.device_name())
+    }
+
+    fn shrink_passes(&mut self, _: &mut BatchOptions) -> Result<Option<String>, TeacherError> {
+        let Some(limits) = self.engine.limits().halved(self.engine.config()) else {
+            return Ok(None);
+        };
+        self.engine.set_limits(limits)?;
+        Ok(Some(format!(
+            "≤ {} tokens per pass, {} prefix tokens cached",
+            limits.pass_tokens, limits.cache_tokens
+        )))
+    }
+
+    fn family_last_token_states(
+        &self,
+        families: &[PromptFamily<'_>],
+        _: &BatchOptions,
+    ) -> Result<Tensor<2>, TeacherError> {
+        let rows: usize = families.iter().map(|f| f.prompts().len()).sum();
+        let states = self.engine.family_last_states(families)?;
+        Ok(Tensor::from_data(
+            TensorData::new(states, [rows, self.shape.d_model]),
+            &self.device,
+        ))
+    }
+}
