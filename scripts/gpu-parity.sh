@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU against CPU: stored embeddings from the GPU (every engine and precision) compared with
-# CPU f32 stores of the same windows, for the tiny test model and a GPT-2-small-shaped random
-# model, short and long prompts, one H at a time and all lengths in one pass.
+# CPU f32 stores of the same windows, for the tiny test model, a GPT-2-small-shaped random
+# model and the LLaMA and BERT fixtures (on Burn's CUDA backend, the engine those families
+# run on), short and long prompts, one H at a time and all lengths in one pass.
 #
 #   scripts/gpu-parity.sh --make-refs target/release/timekd   # on a CPU machine: the references
 #   scripts/gpu-parity.sh [TIMEKD]                            # on the GPU machine (default .gpu/timekd)
@@ -28,6 +29,7 @@ random_model="$work/gpt2-small-random"
 [[ -f "$random_model/model.safetensors" ]] ||
     "$timekd" random-model --seed 0 --out "$random_model" >/dev/null
 
+families=crates/teacher/tests/fixtures/families
 # name | data | H (a list: one pass for all) | model | windows
 cases=(
     "tiny|ETTh1|24|models/tiny-gpt2|64"
@@ -35,6 +37,9 @@ cases=(
     "tiny-all-lengths|ETTh1|24,36,48,96,192|models/tiny-gpt2|32"
     "small|ETTh1|24|$random_model|4"
     "small-192|ETTh1|192|$random_model|2"
+    "llama|ETTh1|24|$families/llama|32"
+    "llama-all-lengths|ETTh1|24,36,48,96,192|$families/llama|16"
+    "bert|ETTh1|24|$families/bert|32"
 )
 
 extract() { # out data lengths model windows device precision engine
@@ -46,6 +51,7 @@ extract() { # out data lengths model windows device precision engine
 if ((make_refs)); then
     for case in "${cases[@]}"; do
         IFS='|' read -r name data lengths model windows <<<"$case"
+        [[ "$name" =~ ${ONLY:-.} ]] || continue
         # One H at a time on the CPU: the all-lengths GPU pass is compared with these.
         for h in ${lengths//,/ }; do
             echo "== reference $name H=$h"
@@ -85,10 +91,13 @@ for case in "${cases[@]}"; do
     IFS='|' read -r name data lengths model windows <<<"$case"
     [[ "$name" =~ ${ONLY:-.} ]] || continue
     echo "== $name (ETTh1/weather train, H = $lengths, $windows windows)"
-    for run in "cuda:f32:1e-4" "cuda:f16:1e-2" "cuda:tf32:5e-3" "burn:f16:1e-2"; do
+    runs=("cuda:f32:1e-4" "cuda:f16:1e-2" "cuda:tf32:5e-3" "burn:f16:1e-2")
+    # Families other than GPT-2 run on Burn's CUDA backend only.
+    [[ "$model" == "$families"/* ]] && runs=("burn:f32:1e-4" "burn:f16:1e-2")
+    for run in "${runs[@]}"; do
         IFS=: read -r engine precision bound <<<"$run"
-        # Burn's path is only the comparison point: once, on the short case.
-        if [[ "$engine" == burn && "$name" != tiny ]]; then continue; fi
+        # Burn's path is only the comparison point for GPT-2: once, on the short case.
+        if [[ "$engine" == burn && "$name" != tiny && "$model" != "$families"/* ]]; then continue; fi
         out="$work/$name/$engine-$precision"
         rm -rf "$out"
         extract "$out" "$data" "$lengths" "$model" "$windows" cuda "$precision" "$engine"

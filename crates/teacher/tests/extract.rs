@@ -151,25 +151,37 @@ fn max_window_rel_l2(a: &Path, b: &Path) -> f64 {
 
 #[test]
 fn several_lengths_at_once_equal_separate_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let lengths = [24, 36, 48];
-    let together = extract(&dir.path().join("together"), |b| b.lengths(&lengths));
-    assert_eq!(together.len(), lengths.len());
-    for (h, store) in lengths.iter().zip(&together) {
-        assert_eq!(
-            *store,
-            StoreLayout::new(dir.path().join("together")).store("ETTh1", *h, "train")
-        );
-        let alone = extract(&dir.path().join(format!("alone{h}")), |b| b.lengths(&[*h]));
-        let fingerprint = |p: &Path| StoreReader::open(p).unwrap().fingerprint().clone();
-        let (mut a, mut b) = (fingerprint(store), fingerprint(&alone[0]));
-        assert_eq!(a.output_len, *h);
-        (a.created, b.created) = (String::new(), String::new());
-        assert_eq!(a, b, "H = {h}: fingerprints differ");
-        // The history sentence is tokenised once for all lengths: equal up to float rounding.
-        let err = max_window_rel_l2(store, &alone[0]);
-        eprintln!("H = {h}: several lengths vs alone, max rel L2 over windows {err:.3e}");
-        assert!(err <= 1e-5, "H = {h}: {err}");
+    // GPT-2, and LLaMA (rotary positions: a suffix's positions continue its prefix's).
+    let llama = repo().join("crates/teacher/tests/fixtures/families/llama");
+    for model in [tiny_model(), llama] {
+        let model = model.to_str().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let lengths = [24, 36, 48];
+        let together = extract(&dir.path().join("together"), |b| {
+            b.lengths(&lengths).model(model)
+        });
+        assert_eq!(together.len(), lengths.len());
+        for (h, store) in lengths.iter().zip(&together) {
+            assert_eq!(
+                *store,
+                StoreLayout::new(dir.path().join("together")).store("ETTh1", *h, "train")
+            );
+            let alone = extract(&dir.path().join(format!("alone{h}")), |b| {
+                b.lengths(&[*h]).model(model)
+            });
+            let fingerprint = |p: &Path| StoreReader::open(p).unwrap().fingerprint().clone();
+            let (mut a, mut b) = (fingerprint(store), fingerprint(&alone[0]));
+            assert_eq!(a.output_len, *h);
+            (a.created, b.created) = (String::new(), String::new());
+            assert_eq!(a, b, "{model} H = {h}: fingerprints differ");
+            // The history sentence is tokenised once for all lengths: equal up to float
+            // rounding.
+            let err = max_window_rel_l2(store, &alone[0]);
+            eprintln!(
+                "{model} H = {h}: several lengths vs alone, max rel L2 over windows {err:.3e}"
+            );
+            assert!(err <= 1e-5, "{model} H = {h}: {err}");
+        }
     }
 }
 

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# On the GPU machine: a LLaMA-3.2-1B-shaped teacher (random bf16 weights, made here with
+# transformers) through `timekd extract` (Burn's CUDA backend, f16, --max-gpu-mem 24GiB) and
+# through the Hugging Face anchor (batched LlamaModel, SDPA, the calibrated mask;
+# scripts/bench/llama_reference.py) on the same prompts: weather train, H = 96, WINDOWS windows
+# (21 variables each); then every H of weather, train + val, in one pass (ours only), for the
+# projection. Peak GPU memory sampled with nvidia-smi.
+#
+#   scripts/bench/llama-gpu.sh [TIMEKD]        # WEATHER=path/to/weather.csv WINDOWS=16
+set -euo pipefail
+timekd="${1:-.gpu/timekd}"
+work="${WORK:-/tmp/timekd-llama}"
+weather="${WEATHER:-../shared/data/weather.csv}"
+windows="${WINDOWS:-16}"
+model="$work/llama-1b-shaped"
+mkdir -p "$work"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+[[ -f "$model/model.safetensors" ]] ||
+    python3 scripts/bench/make_llama_1b_shaped.py "$model" \
+        crates/teacher/tests/fixtures/families/llama/tokenizer.json
+list=$(seq -s, 0 $((windows - 1)))
+"$timekd" prompts --data "$weather" --output-len 96 --windows "$list" --model "$model" \
+    >"$work/prompts.jsonl"
+python3 scripts/bench/llama_reference.py "$work/prompts.jsonl" "$model" --dtype f16 2>&1 |
+    grep -v -i warn || true
+
+peak() { # command...: runs it, prints the peak of nvidia-smi's memory.used while it ran
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$work/mem.log" &
+    local sampler=$!
+    local start end
+    start=$(date +%s.%N)
+    "$@" 2>&1 | grep -E "windows/s|engine|done|error|Error|took" | tail -4 || true
+    end=$(date +%s.%N)
+    kill "$sampler" 2>/dev/null || true
+    echo "  wall $(echo "$end - $start" | bc) s, peak GPU memory $(sort -n "$work/mem.log" | tail -1) MiB"
+}
+
+for pass in 1 2; do
+    echo "== timekd extract, weather train H=96, $windows windows, f16, burn (pass $pass)"
+    peak "$timekd" extract --data "$weather" --output-len 96 --split train --model "$model" \
+        --max-windows "$windows" --device cuda:0 --precision f16 --max-gpu-mem 24GiB \
+        --engine burn --overwrite --out "$work/ours"
+done
+echo "== timekd extract, weather every H (24,36,48,96,192), train + val, $windows windows each, one pass"
+peak "$timekd" extract --data "$weather" --output-len 24,36,48,96,192 --split all \
+    --model "$model" --max-windows "$windows" --device cuda:0 --precision f16 \
+    --max-gpu-mem 24GiB --engine burn --overwrite --out "$work/ours-all"
