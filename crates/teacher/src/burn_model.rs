@@ -19,7 +19,7 @@ use crate::mask::{BLOCKED, calibrated_bidirectional_mask, calibrated_mask, causa
 use crate::precision::Precision;
 use crate::shape::ModelShape;
 use crate::tokenizer::{EncodedPrompt, TokenType};
-use crate::weights::WeightFile;
+use crate::weights::Checkpoint;
 
 /// A loaded model of family `A`, frozen, on one device.
 #[derive(Debug)]
@@ -61,7 +61,7 @@ impl<A: Architecture> BurnModel<A> {
     ) -> Result<Self, TeacherError> {
         let shape = A::shape(&config);
         let layers = shape.layers_in_use(layers)?;
-        let file = WeightFile::read(&dir.join("model.safetensors"), "model.safetensors")?;
+        let file = Checkpoint::read(dir)?;
         let mut tensors = file.tensors()?;
         let module = A::build(&mut tensors, &config, layers, device)?;
         Ok(BurnModel {
@@ -124,7 +124,8 @@ impl<A: Architecture> BurnModel<A> {
         self.shape.max_tokens
     }
 
-    /// Lowercase hex sha256 of `model.safetensors`.
+    /// Lowercase hex sha256 of `model.safetensors` (of its shards' digests when split; see
+    /// [`weights`](crate::weights)).
     pub fn weights_sha256(&self) -> &str {
         &self.weights_sha256
     }

@@ -1,5 +1,12 @@
-//! Reading named tensors from a safetensors file into Burn tensors and layers, with the shape
-//! checks and error messages every family's loader and the SCA's need.
+//! Reading named tensors from a safetensors file (or a checkpoint split over several) into
+//! Burn tensors and layers, with the shape checks and error messages every family's loader
+//! and the SCA's need.
+//!
+//! A checkpoint directory holds its weights as `model.safetensors`, or, for larger models
+//! (Llama-3.2-3B), as shards listed by `model.safetensors.index.json` (its `weight_map`:
+//! tensor name → shard file). [`checkpoint_files`] is the one reader of that layout. Its
+//! digest ([`combined_sha256`]) is the sha256 of `model.safetensors` itself, or for shards the
+//! sha256 of their sha256 digests (lowercase hex, one per line, in file-name order).
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +16,117 @@ use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::TeacherError;
+
+/// The single-file weights of a checkpoint.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The index of a checkpoint split into shards.
+pub const SHARD_INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// The weight files of the checkpoint in `dir`: `model.safetensors`, else the shards its
+/// index lists (sorted, each once). Neither present is [`TeacherError::MissingFile`]
+/// (`model.safetensors`); a listed shard that is missing names the index.
+pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>, TeacherError> {
+    let single = dir.join(WEIGHTS_FILE);
+    let index = dir.join(SHARD_INDEX_FILE);
+    if single.is_file() || !index.is_file() {
+        return Ok(vec![single]);
+    }
+    let bad = |reason: String| TeacherError::BadSafetensors {
+        path: index.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&index).map_err(|source| TeacherError::Io {
+        path: index.clone(),
+        source,
+    })?;
+    let shards = shard_names(&text).map_err(bad)?;
+    shards
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(&name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(bad(format!("its shard {name} is missing")))
+            }
+        })
+        .collect()
+}
+
+/// The shard files an index's `weight_map` names, sorted, each once.
+pub fn shard_names(index_text: &str) -> Result<Vec<String>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(index_text).map_err(|e| format!("not JSON: {e}"))?;
+    let map = value
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or("no `weight_map` object")?;
+    let mut names: Vec<String> = map
+        .values()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or("a shard name is not a string")
+        })
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    names.dedup();
+    if names.is_empty() || names.iter().any(|n| n.contains('/') || n.contains("..")) {
+        return Err("no shards, or a shard outside the directory".into());
+    }
+    Ok(names)
+}
+
+/// The checkpoint digest of its files' sha256 digests (see the module docs).
+pub fn combined_sha256(digests: &[String]) -> String {
+    match digests {
+        [one] => one.clone(),
+        many => timekd_data::sha256_hex(many.join("\n").as_bytes()),
+    }
+}
+
+/// A checkpoint's weights read into memory: one file or its shards.
+pub(crate) struct Checkpoint {
+    files: Vec<WeightFile>,
+    /// What errors name: `model.safetensors` or the index.
+    path: PathBuf,
+}
+
+impl Checkpoint {
+    /// Reads every weight file of the checkpoint in `dir` ([`checkpoint_files`]).
+    pub(crate) fn read(dir: &Path) -> Result<Self, TeacherError> {
+        let paths = checkpoint_files(dir)?;
+        let path = match paths.as_slice() {
+            [one] => one.clone(),
+            _ => dir.join(SHARD_INDEX_FILE),
+        };
+        let files = paths
+            .iter()
+            .map(|p| WeightFile::read(p, WEIGHTS_FILE))
+            .collect::<Result<_, _>>()?;
+        Ok(Checkpoint { files, path })
+    }
+
+    /// The checkpoint's digest ([`combined_sha256`]).
+    pub(crate) fn sha256(&self) -> String {
+        let digests: Vec<String> = self.files.iter().map(WeightFile::sha256).collect();
+        combined_sha256(&digests)
+    }
+
+    /// The tensors of every file, looked up by name.
+    pub(crate) fn tensors(&self) -> Result<NamedTensors<'_>, TeacherError> {
+        let files = self
+            .files
+            .iter()
+            .map(WeightFile::parse)
+            .collect::<Result<_, _>>()?;
+        Ok(NamedTensors {
+            files,
+            path: &self.path,
+            prefix: String::new(),
+        })
+    }
+}
 
 /// A safetensors file read into memory.
 pub(crate) struct WeightFile {
@@ -41,14 +159,17 @@ impl WeightFile {
     }
 
     /// Parses the header; a malformed file is [`TeacherError::BadSafetensors`].
+    fn parse(&self) -> Result<SafeTensors<'_>, TeacherError> {
+        SafeTensors::deserialize(&self.bytes).map_err(|e| TeacherError::BadSafetensors {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The file's tensors, looked up by name.
     pub(crate) fn tensors(&self) -> Result<NamedTensors<'_>, TeacherError> {
-        let st =
-            SafeTensors::deserialize(&self.bytes).map_err(|e| TeacherError::BadSafetensors {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })?;
         Ok(NamedTensors {
-            st,
+            files: vec![self.parse()?],
             path: &self.path,
             prefix: String::new(),
         })
@@ -64,9 +185,10 @@ pub enum Layout {
     OutIn,
 }
 
-/// The tensors of one checkpoint file, looked up by name (after an optional prefix).
+/// The tensors of a checkpoint (one file or its shards), looked up by name (after an
+/// optional prefix).
 pub struct NamedTensors<'a> {
-    st: SafeTensors<'a>,
+    files: Vec<SafeTensors<'a>>,
     path: &'a Path,
     prefix: String,
 }
@@ -87,31 +209,30 @@ impl NamedTensors<'_> {
 
     /// Whether `name` (after the prefix) exists.
     pub fn contains(&self, name: &str) -> bool {
-        self.st.tensor(&format!("{}{name}", self.prefix)).is_ok()
+        self.view(name).is_ok()
     }
 
-    /// Shape of tensor `name`.
-    pub fn shape(&self, name: &str) -> Result<Vec<usize>, TeacherError> {
+    /// Tensor `name` (after the prefix) in whichever file holds it.
+    fn view(&self, name: &str) -> Result<safetensors::tensor::TensorView<'_>, TeacherError> {
         let full = format!("{}{name}", self.prefix);
-        self.st
-            .tensor(&full)
-            .map(|v| v.shape().to_vec())
-            .map_err(|_| TeacherError::MissingTensor {
+        self.files
+            .iter()
+            .find_map(|file| file.tensor(&full).ok())
+            .ok_or_else(|| TeacherError::MissingTensor {
                 name: full,
                 path: self.path.to_path_buf(),
             })
     }
 
+    /// Shape of tensor `name`.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>, TeacherError> {
+        Ok(self.view(name)?.shape().to_vec())
+    }
+
     /// The values of tensor `name` as f32, row-major, after checking it has `expected` shape.
     pub fn values(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, TeacherError> {
         let full = format!("{}{name}", self.prefix);
-        let view = self
-            .st
-            .tensor(&full)
-            .map_err(|_| TeacherError::MissingTensor {
-                name: full.clone(),
-                path: self.path.to_path_buf(),
-            })?;
+        let view = self.view(name)?;
         if view.shape() != expected {
             return Err(TeacherError::TensorShape {
                 name: full,

@@ -276,3 +276,55 @@ fn shared_prefixes_and_padding_leave_states_unchanged() {
         .fold(0.0, f32::max);
     assert!(max <= 1e-5, "bert: padding moved a state by {max}");
 }
+
+/// A checkpoint split into shards (`model.safetensors.index.json`, as Llama-3.2-3B ships)
+/// loads to the same model as one file; a missing shard is named.
+#[test]
+fn sharded_checkpoints_load_like_one_file() {
+    use safetensors::tensor::TensorView;
+    let source = family_dir("llama");
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(source.join(file), dir.path().join(file)).unwrap();
+    }
+    let bytes = std::fs::read(source.join("model.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = tensors.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    let half = names.len() / 2;
+    let mut weight_map = serde_json::Map::new();
+    for (shard, part) in [&names[..half], &names[half..]].into_iter().enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", shard + 1);
+        let views: Vec<(String, TensorView)> = part
+            .iter()
+            .map(|n| (n.clone(), tensors.tensor(n).unwrap()))
+            .collect();
+        safetensors::serialize_to_file(views, None, &dir.path().join(&file)).unwrap();
+        for n in part {
+            weight_map.insert(n.clone(), file.clone().into());
+        }
+    }
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        serde_json::json!({ "metadata": {}, "weight_map": weight_map }).to_string(),
+    )
+    .unwrap();
+    let device = Device::flex();
+    let cases = expected("llama").prompts;
+    let p = prompt(&cases[0].gt_ids, &cases[0].gt_types);
+    let one = Llama::load_dir(&source, None, &device).unwrap();
+    let sharded = Llama::load_dir(dir.path(), None, &device).unwrap();
+    assert_eq!(
+        values(one.hidden_states(&p, true).unwrap()),
+        values(sharded.hidden_states(&p, true).unwrap())
+    );
+    assert_ne!(one.weights_sha256(), sharded.weights_sha256());
+    std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+    let err = Llama::load_dir(dir.path(), None, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.safetensors.index.json") && err.contains("model-00002-of-00002"),
+        "{err}"
+    );
+}

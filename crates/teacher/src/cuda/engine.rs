@@ -21,7 +21,7 @@ use crate::family::PromptFamily;
 use crate::gpt2::Gpt2Config;
 use crate::gpt2::names::{self, BlockNames};
 use crate::precision::Precision;
-use crate::weights::WeightFile;
+use crate::weights::Checkpoint;
 
 /// Threads per block of the row kernels (one warp per row) and of the simple attention.
 pub(super) const ROW_THREADS: u32 = 128;
@@ -91,7 +91,7 @@ impl CudaGpt2 {
         limits: EngineLimits,
     ) -> Result<Self, TeacherError> {
         let gemm = gemm_type(precision)?;
-        let file = WeightFile::read(&dir.join("model.safetensors"), "model.safetensors")?;
+        let file = Checkpoint::read(dir)?;
         let mut tensors = file.tensors()?;
         names::use_checkpoint_prefix(&mut tensors);
         let ctx = CudaContext::new(ordinal).map_err(CudaError::driver)?;

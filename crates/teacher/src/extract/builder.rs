@@ -415,14 +415,17 @@ impl<'a> Extraction<'a> {
     /// One request per (split, H), with its fingerprint and this shard's windows.
     fn store_requests(&self) -> Result<Vec<StoreRequest>, ExtractError> {
         let settings = &self.settings;
-        let weights = self.spec.model_dir.join("model.safetensors");
+        let digests = crate::weights::checkpoint_files(&self.spec.model_dir)?
+            .iter()
+            .map(|file| timekd_store::sha256_file(file))
+            .collect::<Result<Vec<_>, _>>()?;
         let fingerprint = RunFingerprint::new(
             settings.source,
             settings.data,
             &self.spec.prompts,
             ModelIdentity {
                 model_id: self.spec.model.clone(),
-                weights_sha256: timekd_store::sha256_file(&weights)?,
+                weights_sha256: crate::weights::combined_sha256(&digests),
                 d_model: self.spec.shape.d_model,
                 layers: self.spec.layers,
                 sca_seed: settings.sca_seed,

@@ -3,7 +3,8 @@
 //!
 //! [`fetch_model`] returns a directory or cached model at once; otherwise it downloads
 //! `config.json`, `tokenizer.json` when the family is not GPT-2 (whose tokenizer is built
-//! in), and `model.safetensors` into the first of [`hub_cache_roots`]
+//! in), and `model.safetensors` (or, where the hub has none, `model.safetensors.index.json`
+//! and the shards it lists) into the first of [`hub_cache_roots`]
 //! (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`: the layout Python's
 //! `huggingface_hub` writes and reads) from `$HF_ENDPOINT` (default
 //! `https://huggingface.co`), and checks each file's sha256 against the hub's ETag where the
@@ -21,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::resolve::{hub_cache_roots, resolve_model_dir_in};
 use crate::error::TeacherError;
+use crate::weights::{SHARD_INDEX_FILE, shard_names};
 
 /// The files every model directory needs.
 pub const MODEL_FILES: [&str; 2] = ["config.json", "model.safetensors"];
@@ -120,7 +122,21 @@ pub fn fetch_model(
     if crate::families::model_type(snapshot)?.is_some_and(|t| t != "gpt2") {
         download(TOKENIZER_FILE)?;
     }
-    download(weights)?;
+    // Larger checkpoints (Llama-3.2-3B) come as shards listed by an index instead.
+    if let Err(single) = download(weights) {
+        let Ok(index) = download(SHARD_INDEX_FILE) else {
+            return Err(single);
+        };
+        let text = std::fs::read_to_string(&index).map_err(|source| TeacherError::Io {
+            path: index.clone(),
+            source,
+        })?;
+        let shards = shard_names(&text)
+            .map_err(|reason| download_error(spec, format!("{SHARD_INDEX_FILE}: {reason}")))?;
+        for shard in shards {
+            download(&shard)?;
+        }
+    }
     resolve_model_dir_in(spec, std::slice::from_ref(root))
 }
 
