@@ -106,6 +106,28 @@ fn engine_equals_burn_on_a_gpt2_small_shaped_random_model() {
     compare(dir.path(), "GPT-2-small-shaped random model", &[0]);
 }
 
+/// GPT-2 large's and xl's widths (1280 with 20 heads, 1600 with 25 heads; two blocks each).
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn engine_equals_burn_at_gpt2_large_and_xl_widths() {
+    for (n_embd, n_head, name) in [(1280, 20, "GPT-2-large"), (1600, 25, "GPT-2-xl")] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Gpt2Config {
+            n_embd,
+            n_head,
+            n_layer: 2,
+            n_inner: 4 * n_embd,
+            ..Gpt2Config::gpt2_small()
+        };
+        write_random_gpt2(dir.path(), &config, 11).unwrap();
+        compare(
+            dir.path(),
+            &format!("{name}-width random model, 2 blocks"),
+            &[0],
+        );
+    }
+}
+
 /// An engine re-planned down to one prompt per pass (what out-of-memory retries do) gives
 /// the states of its first plan.
 #[test]

@@ -328,3 +328,36 @@ fn sharded_checkpoints_load_like_one_file() {
         "{err}"
     );
 }
+
+/// A model whose weights do not fit the memory budget is refused before anything runs,
+/// with the arithmetic (never a silent fallback).
+#[test]
+fn a_model_over_the_budget_is_refused_with_the_arithmetic() {
+    use timekd_data::{DataSource, DatasetOptions};
+    use timekd_teacher::extract::{Extraction, MemSize};
+    let source = DataSource::resolve("ETTh1").unwrap();
+    let data = source
+        .load(&DatasetOptions {
+            output_len: 24,
+            ..Default::default()
+        })
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = Extraction::builder(&source, &data, dir.path())
+        .model(family_dir("llama").to_str().unwrap())
+        .max_memory(Some("64KiB".parse::<MemSize>().unwrap()))
+        .build()
+        .unwrap_err()
+        .to_string();
+    // 2 blocks × 37,632 weights × 4 B + 21,888 embedding weights × 4 B = 0.37 MiB.
+    assert!(
+        err.contains("--max-gpu-mem")
+            && err.contains("llama model's weights need")
+            && err.contains("2 blocks × 0.04 M weights × 4 B (f32) + 0.02 M embedding"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
+}

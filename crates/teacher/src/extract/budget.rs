@@ -242,6 +242,38 @@ impl MemoryBudget {
     }
 }
 
+impl MemoryBudget {
+    /// Refuses a model whose weights alone (`layers` blocks in `precision`, embeddings in
+    /// f32) exceed the budget, with the arithmetic: no pass would fit on one device.
+    pub fn check_weights(
+        &self,
+        shape: &ModelShape,
+        layers: usize,
+        precision: Precision,
+    ) -> Result<(), super::error::ExtractError> {
+        let need = weight_bytes(shape, layers, precision);
+        if need <= self.bytes {
+            return Ok(());
+        }
+        Err(super::error::ExtractError::Setting {
+            setting: "--max-gpu-mem",
+            reason: format!(
+                "the {} model's weights need {:.2} GiB ({layers} blocks × {:.2} M weights × {} B \
+                 ({precision}) + {:.2} M embedding weights × 4 B), more than the {:.2} GiB \
+                 budget ({}): give a larger budget, fewer blocks (--gpt2-layers), f16, or a \
+                 GPU with more memory",
+                shape.family,
+                gib(need),
+                shape.block_params() as f64 / 1e6,
+                precision.bytes(),
+                shape.embedding_params() as f64 / 1e6,
+                gib(self.bytes),
+                self.source
+            ),
+        })
+    }
+}
+
 /// Bytes in GiB, for messages.
 pub fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64

@@ -149,6 +149,10 @@ impl<'a> ExtractionBuilder<'a> {
         let shape = config.shape();
         let layers = shape.layers_in_use(self.gpt2_layers)?;
         let budget = MemoryBudget::resolve(self.max_memory, self.devices);
+        let precision = self.precision.resolve(self.devices);
+        if self.devices.is_gpu() || self.max_memory.is_some() {
+            budget.check_weights(&shape, layers, precision)?;
+        }
         let prompts = PromptBuilder::new(
             PromptTemplate::for_preset(self.data.preset(), self.data.interval_seconds()),
             self.value_format,
@@ -160,7 +164,7 @@ impl<'a> ExtractionBuilder<'a> {
             shape,
             layers,
             engine: self.engine,
-            precision: self.precision.resolve(self.devices),
+            precision,
             sca_seed: self.sca_seed,
             sca_weights: self.sca_weights.clone(),
             prompts,
