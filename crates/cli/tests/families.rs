@@ -20,6 +20,24 @@ fn llama_and_bert_teachers_extract_and_train_a_student() {
         let model = model.to_str().unwrap();
         let stores = dir.path().join("embeddings");
         let run_dir = dir.path().join("student");
+        // The dry run plans with the family's shape: BERT runs its prompts whole.
+        let out = ok(
+            timekd(
+                dir.path(),
+                &[
+                    "extract",
+                    "--output-len",
+                    "24",
+                    "--model",
+                    model,
+                    "--dry-run",
+                ],
+            ),
+            "timekd extract --dry-run",
+        );
+        let plan = String::from_utf8_lossy(&out.stdout);
+        let whole = plan.contains("prefix cache off: bert attends both ways");
+        assert_eq!(whole, family == "bert", "{family}: {plan}");
         let out = ok(
             timekd(
                 dir.path(),

@@ -155,7 +155,7 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
         budget.source
     );
     if args.dry_run {
-        plan::print_plan(&extraction.plan()?, &args, shape.max_tokens);
+        plan::print_plan(&extraction.plan()?, &args, shape);
         return Ok(());
     }
     let mut progress = ExtractProgress::new(args.report_after);

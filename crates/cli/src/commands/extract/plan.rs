@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use timekd_teacher::ModelShape;
 use timekd_teacher::extract::{ExtractionPlan, budget::gib};
 
 use super::ExtractArgs;
 
 /// Prints the dry run's report.
-pub(super) fn print_plan(plan: &ExtractionPlan, args: &ExtractArgs, positions: usize) {
+pub(super) fn print_plan(plan: &ExtractionPlan, args: &ExtractArgs, shape: &ModelShape) {
+    let positions = shape.max_tokens;
     for store in &plan.stores {
         let survey = &store.survey;
         println!(
@@ -23,7 +25,9 @@ pub(super) fn print_plan(plan: &ExtractionPlan, args: &ExtractArgs, positions: u
             "  tokens in all: {:.3e}; forward FLOPs ≈ {:.3e}",
             store.tokens, store.flops
         );
-        let cache = if args.no_prefix_cache {
+        let cache = if !shape.causal {
+            format!("off: {} attends both ways, prompts run whole", shape.family)
+        } else if args.no_prefix_cache {
             "off".to_string()
         } else {
             format!("on, {:.0} shared tokens per pair", survey.mean_prefix)
