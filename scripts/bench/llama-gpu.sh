@@ -29,10 +29,10 @@ peak() { # command...: runs it, prints the peak of nvidia-smi's memory.used whil
     local sampler=$!
     local start end
     start=$(date +%s.%N)
-    "$@" 2>&1 | grep -E "windows/s|engine|done|error|Error|took" | tail -4 || true
+    "$@" 2>&1 | grep -E "windows in|engine|error|Error" | tail -3 || true
     end=$(date +%s.%N)
     kill "$sampler" 2>/dev/null || true
-    echo "  wall $(echo "$end - $start" | bc) s, peak GPU memory $(sort -n "$work/mem.log" | tail -1) MiB"
+    echo "  wall $(python3 -c "print(f\"{$end - $start:.1f}\")") s, peak GPU memory $(sort -n "$work/mem.log" | tail -1) MiB"
 }
 
 for pass in 1 2; do
