@@ -96,11 +96,19 @@ pub trait Architecture: Debug + Send + Sized + 'static {
     /// The blocks in use.
     fn blocks(&self) -> &[Self::Block];
 
+    /// The blocks, to replace them.
+    fn blocks_mut(&mut self) -> &mut Vec<Self::Block>;
+
     /// The norm after the last block (the identity for post-norm encoders).
     fn final_norm(&self, x: Tensor<3>) -> Tensor<3>;
 
-    /// `self` with its matrix weights in `precision`'s compute type.
-    fn prepared(self, precision: Precision) -> Self;
+    /// `self` with its blocks' matrix weights in `precision`'s compute type (embeddings and
+    /// norms stay f32).
+    fn prepared(mut self, precision: Precision) -> Self {
+        let blocks = std::mem::take(self.blocks_mut());
+        *self.blocks_mut() = blocks.into_iter().map(|b| b.prepared(precision)).collect();
+        self
+    }
 }
 
 /// Every position's final state [b, t, d]: `ids`, `positions` [b or 1, t]; `mask`

@@ -203,18 +203,11 @@ impl Architecture for BertModule {
         &self.blocks
     }
 
-    fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
-        x
+    fn blocks_mut(&mut self) -> &mut Vec<BertBlock> {
+        &mut self.blocks
     }
 
-    fn prepared(self, precision: Precision) -> Self {
-        BertModule {
-            blocks: self
-                .blocks
-                .into_iter()
-                .map(|b| b.prepared(precision))
-                .collect(),
-            ..self
-        }
+    fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
+        x
     }
 }

@@ -192,18 +192,11 @@ impl Architecture for Gpt2Module {
         &self.blocks
     }
 
-    fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
-        self.ln_f.forward(x)
+    fn blocks_mut(&mut self) -> &mut Vec<Gpt2Block> {
+        &mut self.blocks
     }
 
-    fn prepared(self, precision: Precision) -> Self {
-        Gpt2Module {
-            blocks: self
-                .blocks
-                .into_iter()
-                .map(|b| b.prepared(precision))
-                .collect(),
-            ..self
-        }
+    fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
+        self.ln_f.forward(x)
     }
 }

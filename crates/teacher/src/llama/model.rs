@@ -222,18 +222,11 @@ impl Architecture for LlamaModule {
         &self.blocks
     }
 
-    fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
-        self.norm.forward(x)
+    fn blocks_mut(&mut self) -> &mut Vec<LlamaBlock> {
+        &mut self.blocks
     }
 
-    fn prepared(self, precision: Precision) -> Self {
-        LlamaModule {
-            blocks: self
-                .blocks
-                .into_iter()
-                .map(|b| b.prepared(precision))
-                .collect(),
-            ..self
-        }
+    fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
+        self.norm.forward(x)
     }
 }
