@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU against CPU: stored embeddings from the GPU (every engine and precision) compared with
-# CPU f32 stores of the same windows, for the tiny test model, a GPT-2-small-shaped random
-# model and the LLaMA and BERT fixtures (on Burn's CUDA backend, the engine those families
+# CPU f32 stores of the same windows, for the tiny test model, GPT-2-small-shaped and
+# GPT-2-xl-width random models and the LLaMA and BERT fixtures (on Burn's CUDA backend, the engine those families
 # run on), short and long prompts, one H at a time and all lengths in one pass.
 #
 #   scripts/gpu-parity.sh --make-refs target/release/timekd   # on a CPU machine: the references
@@ -28,6 +28,10 @@ mkdir -p "$work"
 random_model="$work/gpt2-small-random"
 [[ -f "$random_model/model.safetensors" ]] ||
     "$timekd" random-model --seed 0 --out "$random_model" >/dev/null
+# GPT-2 xl's width (1600, 25 heads), two blocks.
+xl_model="$work/gpt2-xl-width-random"
+[[ -f "$xl_model/model.safetensors" ]] ||
+    "$timekd" random-model --seed 0 --layers 2 --width 1600 --heads 25 --out "$xl_model" >/dev/null
 
 families=crates/teacher/tests/fixtures/families
 # name | data | H (a list: one pass for all) | model | windows
@@ -37,6 +41,7 @@ cases=(
     "tiny-all-lengths|ETTh1|24,36,48,96,192|models/tiny-gpt2|32"
     "small|ETTh1|24|$random_model|4"
     "small-192|ETTh1|192|$random_model|2"
+    "xl-width|ETTh1|24,36,48,96,192|$xl_model|4"
     "llama|ETTh1|24|$families/llama|32"
     "llama-all-lengths|ETTh1|24,36,48,96,192|$families/llama|16"
     "bert|ETTh1|24|$families/bert|32"
