@@ -361,3 +361,30 @@ fn a_model_over_the_budget_is_refused_with_the_arithmetic() {
         "nothing written"
     );
 }
+
+/// Half precision really computes in half precision for every family (its states move away
+/// from f32's, a little): a model that ignored the precision would give f32's states.
+#[test]
+fn f16_products_move_states_a_little() {
+    let device = Device::flex();
+    for (name, _) in FAMILIES {
+        let dir = family_dir(name);
+        let case = &expected(name).prompts[0];
+        let p = prompt(&case.gt_ids, &case.gt_types);
+        let config = ModelConfig::for_model_dir(&dir).unwrap();
+        let states = |precision| {
+            let model = config.load_burn(&dir, 2, &device, precision).unwrap();
+            let families = [PromptFamily::new(vec![&p], false)];
+            values(
+                model
+                    .family_last_token_states(&families, &BatchOptions::default())
+                    .unwrap(),
+            )
+        };
+        let (full, half) = (states(Precision::F32), states(Precision::F16));
+        let theirs: Vec<f64> = full.iter().map(|&v| v as f64).collect();
+        let err = relative_l2(&half, &theirs);
+        eprintln!("{name}: f16 vs f32 relative L2 {err:.2e}");
+        assert!((1e-5..=1e-2).contains(&err), "{name}: f16 vs f32 {err:.2e}");
+    }
+}
