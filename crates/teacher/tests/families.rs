@@ -388,3 +388,45 @@ fn f16_products_move_states_a_little() {
         assert!((1e-5..=1e-2).contains(&err), "{name}: f16 vs f32 {err:.2e}");
     }
 }
+
+/// The extraction plan (pass sizes, `--dry-run`, whether prompts fit the model) counts the
+/// model's own tokens: BERT's WordPiece, not GPT-2's BPE.
+#[test]
+fn plans_count_the_models_own_tokens() {
+    use timekd_data::{DataSource, DatasetOptions, SplitKind};
+    use timekd_teacher::extract::Extraction;
+    use timekd_teacher::{PromptBuilder, PromptTemplate, ValueFormat, WindowInput, encode_windows};
+    let source = DataSource::resolve("ETTh1").unwrap();
+    let data = source
+        .load(&DatasetOptions {
+            output_len: 24,
+            ..Default::default()
+        })
+        .unwrap();
+    let dir = family_dir("bert");
+    let plan = Extraction::builder(&source, &data, "unused")
+        .model(dir.to_str().unwrap())
+        .splits(&[SplitKind::Train])
+        .max_windows(Some(4))
+        .build()
+        .unwrap()
+        .plan()
+        .unwrap();
+    let builder = PromptBuilder::new(
+        PromptTemplate::for_preset(data.preset(), data.interval_seconds()),
+        ValueFormat::Int,
+    );
+    let train = data.split(SplitKind::Train);
+    let windows: Vec<WindowInput> = (0..4)
+        .map(|i| WindowInput::from_window(&train.window(i), data.n_vars()))
+        .collect();
+    let tokenizer = Tokenizer::for_model_dir(&dir).unwrap();
+    let encoded = encode_windows(&tokenizer, &builder, &windows).unwrap();
+    let mean_gt = encoded.iter().map(|p| p.gt.len()).sum::<usize>() as f64 / encoded.len() as f64;
+    let survey = &plan.stores[0].survey;
+    assert!(
+        (survey.mean_gt - mean_gt).abs() < 1e-9,
+        "{} vs {mean_gt}",
+        survey.mean_gt
+    );
+}

@@ -46,8 +46,9 @@ pub struct PromptsArgs {
     /// id (Hugging Face cache, downloaded when missing) [GPT-2's tokens, no model].
     #[arg(long, value_name = "DIR|ID")]
     model: Option<String>,
-    /// Add each prompt's last-token hidden state (after the final LayerNorm, before the SCA;
-    /// the calibrated forward in f32 on the CPU) as `gt_state` and `hd_state`.
+    /// Add each prompt's last-token hidden state (after the final norm — BERT's last block —
+    /// before the SCA; the calibrated forward of the checkpoint's family in f32 on the CPU)
+    /// as `gt_state` and `hd_state`.
     #[arg(long, requires = "model")]
     states: bool,
 }

@@ -22,6 +22,7 @@ use crate::families::ModelConfig;
 use crate::gpt2::resolve_model_dir;
 use crate::prompt::{PromptBuilder, PromptTemplate, ValueFormat};
 use crate::shape::ModelShape;
+use crate::tokenizer::Tokenizer;
 
 /// Builds an [`Extraction`]; every setting but the model has a default (the `timekd extract`
 /// defaults: train and val, the data's H, the CPU, f32, seed 2024).
@@ -322,11 +323,13 @@ impl<'a> Extraction<'a> {
     /// Pass sizes for the longest prompt of any split at the longest H.
     fn passes(&self) -> Result<PassPlan, ExtractError> {
         let longest_h = *self.lengths.last().expect("checked non-empty");
+        let tokenizer = Tokenizer::for_model_dir(&self.spec.model_dir)?;
         let mut longest = 1;
         for &split in &self.settings.splits {
             let windows = self.windows(split, longest_h);
             let view = self.settings.data.split(split);
-            let survey = TokenSurvey::of(&view, windows, longest_h, &self.spec.prompts)?;
+            let survey =
+                TokenSurvey::of(&view, windows, longest_h, &self.spec.prompts, &tokenizer)?;
             longest = longest.max(survey.longest);
         }
         Ok(PassPlan::new(&self.pass_request(), longest))
@@ -336,12 +339,13 @@ impl<'a> Extraction<'a> {
     /// no weights and writes nothing.
     pub fn plan(&self) -> Result<ExtractionPlan, ExtractError> {
         let request = self.pass_request();
+        let tokenizer = Tokenizer::for_model_dir(&self.spec.model_dir)?;
         let mut stores = Vec::new();
         for &split in &self.settings.splits {
             let view = self.settings.data.split(split);
             for &h in &self.lengths {
                 let windows = self.windows(split, h);
-                let survey = TokenSurvey::of(&view, windows, h, &self.spec.prompts)?;
+                let survey = TokenSurvey::of(&view, windows, h, &self.spec.prompts, &tokenizer)?;
                 stores.push(StorePlan::new(&view, h, windows, survey, &request));
             }
         }

@@ -11,7 +11,7 @@ use crate::pipeline::{WindowInput, encode_windows};
 use crate::precision::Precision;
 use crate::prompt::PromptBuilder;
 use crate::shape::ModelShape;
-use crate::tokenizer::Gpt2Tokenizer;
+use crate::tokenizer::Tokenizer;
 
 /// Token counts of the prompts of a split's windows at one output length (a sample of at
 /// most 256 windows, spread evenly).
@@ -28,21 +28,21 @@ pub struct TokenSurvey {
 }
 
 impl TokenSurvey {
-    /// Surveys the first `windows` windows of `split` at `output_len`.
+    /// Surveys the first `windows` windows of `split` at `output_len`, in the model's tokens.
     pub fn of(
         split: &Split<'_>,
         windows: usize,
         output_len: usize,
         prompts: &PromptBuilder,
+        tokenizer: &Tokenizer,
     ) -> Result<Self, TeacherError> {
-        let tokenizer = Gpt2Tokenizer::new()?;
         let n_vars = split.dataset().n_vars();
         let sample = windows.min(256);
         let inputs: Vec<WindowInput> = (0..sample)
             .filter_map(|i| split.window_at(i * windows / sample, output_len))
             .map(|window| WindowInput::from_window(&window, n_vars))
             .collect();
-        let encoded = encode_windows(&tokenizer, prompts, &inputs)?;
+        let encoded = encode_windows(tokenizer, prompts, &inputs)?;
         let n = encoded.len().max(1) as f64;
         let mean = |tokens: usize| tokens as f64 / n;
         Ok(TokenSurvey {

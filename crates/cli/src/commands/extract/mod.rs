@@ -34,13 +34,16 @@ pub struct ExtractArgs {
     /// Which splits to extract: train, val or all (train and val; test needs none).
     #[arg(long, default_value = "all", value_name = "train|val|all")]
     pub split: String,
-    /// GPT-2 weights: a directory with config.json + model.safetensors, or a Hugging Face
-    /// model id (e.g. `gpt2`), taken from the cache (HF_HUB_CACHE, HF_HOME) or downloaded
-    /// into it from HF_ENDPOINT unless HF_HUB_OFFLINE is set. The repository ships
-    /// `models/tiny-gpt2`, a 2-layer random test model.
+    /// The teacher: a directory with config.json + model.safetensors (or its shards), plus
+    /// tokenizer.json for families other than GPT-2, or a Hugging Face model id (`gpt2`,
+    /// `gpt2-xl`, `meta-llama/Llama-3.2-1B`, `bert-base-uncased`), taken from the cache
+    /// (HF_HUB_CACHE, HF_HOME) or downloaded into it from HF_ENDPOINT (HF_TOKEN for gated
+    /// models) unless HF_HUB_OFFLINE is set. The family (gpt2, llama, bert) comes from
+    /// config.json's model_type. The repository ships `models/tiny-gpt2`, a 2-layer random
+    /// test model.
     #[arg(long, value_name = "DIR|ID")]
     pub model: String,
-    /// Use only the first K GPT-2 blocks (default: all of the checkpoint's).
+    /// Use only the first K transformer blocks (default: all of the checkpoint's).
     #[arg(long, value_name = "K", alias = "layers")]
     pub gpt2_layers: Option<usize>,
     /// Where to run: cpu, cuda, cuda:N or cuda:all (one worker per GPU).
@@ -64,8 +67,8 @@ pub struct ExtractArgs {
     #[arg(long)]
     pub no_prefix_cache: bool,
     /// Which implementation runs the language model on a GPU: `cuda` (the default in CUDA
-    /// builds: cuBLASLt products and fused attention kernels) or `burn` (Burn's CUDA
-    /// backend, for comparisons). The CPU always runs Burn.
+    /// builds for GPT-2: cuBLASLt products and fused attention kernels) or `burn` (Burn's
+    /// CUDA backend: LLaMA and BERT, and GPT-2 for comparisons). The CPU always runs Burn.
     #[arg(long, default_value = "auto", value_name = "auto|cuda|burn")]
     pub engine: Engine,
     /// Seed of the SCA's PyTorch-default initialisation (recorded in the store).
@@ -85,8 +88,8 @@ pub struct ExtractArgs {
     #[arg(long, value_name = "i/n")]
     pub shard: Option<Shard>,
     /// Print windows, prompts, tokens, FLOPs, memory per pass, a time estimate and which
-    /// output lengths fit the model's positions (1,024 for GPT-2); load no weights, download
-    /// nothing, write nothing.
+    /// output lengths fit the model's positions (1,024 for GPT-2, 512 for BERT); load no
+    /// weights, download nothing, write nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Also report the rate after the first K embeddings of this run (steady state: GPU
