@@ -1,10 +1,13 @@
-//! Embeds ETTh1 train windows with the tiny GPT-2 shipped in the repository, on the CPU.
+//! Embeds an ETTh1 train window on the CPU with a teacher of any family: the tiny GPT-2
+//! shipped in the repository by default, or the checkpoint directory given (its family from
+//! `config.json`, e.g. the LLaMA or BERT test fixtures).
 //!
 //! ```text
-//! cargo run -p timekd-teacher --example embed_window -- [WINDOW] [H]
+//! cargo run -p timekd-teacher --example embed_window -- [WINDOW] [H] [MODEL_DIR]
+//! cargo run -p timekd-teacher --example embed_window -- 0 24 crates/teacher/tests/fixtures/families/llama
 //! ```
 //!
-//! Prints the window's first prompts, their token counts and types, and the stored
+//! Prints the model, the window's first prompts, their token counts and types, and the stored
 //! embedding's shape and first values.
 
 use std::path::PathBuf;
@@ -12,8 +15,8 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use timekd_data::{Dataset, DatasetOptions, SplitKind};
 use timekd_teacher::{
-    BatchOptions, Gpt2, PromptBuilder, PromptTemplate, Sca, Teacher, ValueFormat, WindowInput,
-    encode_windows,
+    BatchOptions, ModelConfig, Precision, PromptBuilder, PromptTemplate, Sca, Teacher, ValueFormat,
+    WindowInput, encode_windows,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,6 +24,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let window: usize = args.next().map_or(Ok(0), |a| a.parse())?;
     let output_len: usize = args.next().map_or(Ok(24), |a| a.parse())?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let model_dir = args
+        .next()
+        .map_or_else(|| root.join("models/tiny-gpt2"), PathBuf::from);
 
     let data = Dataset::load(
         &root.join("datasets/ETTh1.csv"),
@@ -30,19 +36,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )?;
     let device = Device::flex();
-    let gpt2 = Gpt2::load_dir(&root.join("models/tiny-gpt2"), None, &device)?;
+    let config = ModelConfig::for_model_dir(&model_dir)?;
+    let shape = config.shape();
+    let model = config.load_burn(&model_dir, shape.layers, &device, Precision::F32)?;
     println!(
-        "model: {} layers, d = {}, weights sha256 {}",
-        gpt2.layers(),
-        gpt2.d_model(),
-        gpt2.weights_sha256()
+        "model: {} ({}), {} layers, d = {}, weights sha256 {}",
+        model_dir.display(),
+        model.family(),
+        model.layers(),
+        model.d_model(),
+        model.weights_sha256()
     );
-    let sca = Sca::init(data.n_vars(), 4 * gpt2.d_model(), 20250501, &device);
+    let sca = Sca::init(data.n_vars(), 4 * model.d_model(), 20250501, &device);
     let builder = PromptBuilder::new(
         PromptTemplate::for_preset(data.preset(), data.interval_seconds()),
         ValueFormat::Int,
     );
-    let teacher = Teacher::new(gpt2, sca, builder, BatchOptions::default())?;
+    let teacher = Teacher::new(model, sca, builder, BatchOptions::default())?;
 
     let train = data.split(SplitKind::Train);
     let input = WindowInput::from_window(&train.window(window), data.n_vars());
