@@ -15,14 +15,15 @@ for the teacher's prompts:
   byte-level BPE of `tokenizers/byte-level-bpe` (LLaMA-3's layout, `<|begin_of_text|>` first).
 - `families/bert/`: `BertForMaskedLM` (2 layers, width 64, 4 heads, MLP 128, exact GELU,
   post-LayerNorm; the checkpoint's names start with `bert.` as bert-base-uncased's do).
-  Tokenizer: the WordPiece of `tokenizers/wordpiece` (`[CLS]` … `[SEP]`).
+  Tokenizer: the WordPiece of `tokenizers/wordpiece` (`[CLS]` first).
 
 Each directory gets `config.json`, `model.safetensors`, `tokenizer.json` and `expected.json`:
 
 - `prompts`: for every GT/HD prompt pair of the tokenizer fixture (ids and token types are
   taken from it: it is their one owner; they are checked against the tokenizer here), the
   calibrated final state of each prompt's last token (`gt_state`, `hd_state`: after the final
-  norm for LLaMA, BERT's last layer output; the SCA is not applied).
+  norm for LLaMA, BERT's last layer output; the SCA is not applied). Prompts are what the
+  teacher runs: special tokens after the text (BERT's `[SEP]`) left off.
 - `plain`: every position's final state of the first GT prompt without the calibration (plain
   causal LLaMA / plain bidirectional BERT).
 
@@ -149,7 +150,9 @@ def main():
         prompts = []
         for p in pairs:
             for k in ("gt", "hd"):
-                assert tokenizer.encode(p[f"{k}_prompt"]).ids == p[f"{k}_ids"], (name, k)
+                encoding = tokenizer.encode(p[f"{k}_prompt"])
+                end = max(i + 1 for i, m in enumerate(encoding.special_tokens_mask) if m == 0)
+                assert encoding.ids[:end] == p[f"{k}_ids"], (name, k)
             row = {key: p[key] for key in ("window", "column", "output_len")}
             for k in ("gt", "hd"):
                 ids, types = p[f"{k}_ids"], p[f"{k}_token_types"]

@@ -10,8 +10,9 @@ Trains three small tokenizers of the kinds the paper's teachers ship, on the pro
 themselves (small vocabularies, so numbers split into several tokens as they do in real
 checkpoints), and writes for each `<kind>/tokenizer.json` and `<kind>/expected.json`: every
 prompt's window, column and output length (the second argument, the prompts' `--output-len`),
-its ids (with the special tokens the checkpoint's post-processor adds, as `tokenizer(text)`
-gives them), token strings and token types.
+its ids (with the special tokens the checkpoint's post-processor puts before the text, as
+`tokenizer(text)` gives them; those it puts after the text, BERT's `[SEP]`, left off: the
+teacher's embedding is the state of the text's last token), token strings and token types.
 
 - `byte-level-bpe`: LLaMA-3's tokenizer.json layout (pre-tokenizer: LLaMA-3's split regex,
   then byte-level; byte-level decoder; `<|begin_of_text|>` first), the GPT-2 family's
@@ -19,7 +20,7 @@ gives them), token strings and token types.
 - `metaspace-bpe`: LLaMA-1/2's SentencePiece layout (`▁` = word start, digits split; `<s>`
   first).
 - `wordpiece`: BERT's layout (lower-cased, punctuation split apart, `##` continuations;
-  `[CLS]` first and `[SEP]` last).
+  `[CLS]` first; its `[SEP]` last is left off, see above).
 
 Token types follow the rule `timekd_teacher::PromptTokenizer` documents, written here again
 from token strings, compared whole (as the release does for GPT-2: a merged `>,` closes
@@ -84,6 +85,15 @@ def wordpiece():
     return tok, trainer, "[CLS] $A [SEP]"
 
 
+class without_trailing_specials:
+    """An encoding's ids and tokens up to its last token that is not special."""
+
+    def __init__(self, encoding):
+        mask = encoding.special_tokens_mask
+        end = max((i + 1 for i, m in enumerate(mask) if m == 0), default=0)
+        self.ids, self.tokens = encoding.ids[:end], encoding.tokens[:end]
+
+
 def types(tok, gt_ids, hd_ids):
     probe = tok.encode("a <", add_special_tokens=False).ids
     open_id, close_id = probe[-1], tok.token_to_id(">")
@@ -125,8 +135,8 @@ def main():
         tok.save(str(target / "tokenizer.json"))
         expected = []
         for p in prompts:
-            gt = tok.encode(p["gt_prompt"], add_special_tokens=True)
-            hd = tok.encode(p["hd_prompt"], add_special_tokens=True)
+            gt = without_trailing_specials(tok.encode(p["gt_prompt"], add_special_tokens=True))
+            hd = without_trailing_specials(tok.encode(p["hd_prompt"], add_special_tokens=True))
             gt_types, hd_types = types(tok, gt.ids, hd.ids)
             expected.append(
                 {

@@ -7,6 +7,7 @@
 mod common;
 
 use common::{ok, refused, repo, timekd};
+use timekd_store::StoreReader;
 
 const WINDOWS: &str = "16";
 
@@ -61,6 +62,20 @@ fn llama_and_bert_teachers_extract_and_train_a_student() {
         assert!(
             log.contains(&format!("({family}, 2 of 2 layers, width 64)")),
             "{family}: the log names the family: {log}"
+        );
+        // The embeddings carry the window: a teacher whose embedding token saw only the
+        // prompt's words (the same for every window) would store one embedding for all.
+        let reader = StoreReader::open(&stores.join("ETTh1/24/train.h5")).unwrap();
+        let first_two = reader.read_batch(&[0, 1]).unwrap();
+        let (a, b) = first_two.split_at(first_two.len() / 2);
+        let moved = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            moved > 1e-3,
+            "{family}: windows 0 and 1 embed alike ({moved})"
         );
         ok(
             timekd(

@@ -6,10 +6,14 @@ use super::{PromptTokenizer, SpanRule};
 use crate::error::TeacherError;
 
 /// The tokenizer a checkpoint ships as `tokenizer.json` (LLaMA, BERT, ...), with its
-/// token-type rule found from its own tokens (see the `tokenizer` module docs). Prompts get
-/// the special tokens the file's post-processor adds (LLaMA-3's `<|begin_of_text|>`, BERT's
-/// `[CLS]` … `[SEP]`), as `tokenizer(text)` gives them in Python: the model was trained to
-/// see them. Special tokens are language tokens.
+/// token-type rule found from its own tokens (see the `tokenizer` module docs). Prompts start
+/// with the special tokens the file's post-processor puts before the text (LLaMA-3's
+/// `<|begin_of_text|>`, BERT's `[CLS]`), as `tokenizer(text)` gives them in Python; special
+/// tokens it puts after the text (BERT's `[SEP]`) are left off, so that a prompt's last token
+/// is the last token of its text for every family, as for GPT-2. That last token's state is
+/// the teacher's embedding, and a special token is a language token: under the calibration
+/// it would see only the prompt's language tokens, which are the same words for every window
+/// (a BERT teacher ending in `[SEP]` gave every window the same embedding).
 #[derive(Clone)]
 pub struct HfTokenizer {
     inner: tokenizers::Tokenizer,
@@ -72,7 +76,10 @@ impl PromptTokenizer for HfTokenizer {
                 path: self.path.clone(),
                 reason: format!("cannot encode a prompt: {e}"),
             })?;
-        Ok(encoding.get_ids().to_vec())
+        // Special tokens after the text (BERT's `[SEP]`) are left off; see the type's docs.
+        let specials = encoding.get_special_tokens_mask();
+        let end = specials.iter().rposition(|&m| m == 0).map_or(0, |i| i + 1);
+        Ok(encoding.get_ids()[..end].to_vec())
     }
 
     fn token_text(&self, id: u32) -> Result<String, TeacherError> {

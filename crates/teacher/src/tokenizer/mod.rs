@@ -53,8 +53,8 @@ impl TokenType {
 /// A tokenised prompt: ids and their types, one each per token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncodedPrompt {
-    /// Token ids, with the special tokens the tokenizer adds (BOS, CLS, ...; none for
-    /// GPT-2).
+    /// Token ids, with the special tokens the tokenizer puts before the text (BOS, CLS, ...;
+    /// none for GPT-2).
     pub ids: Vec<u32>,
     /// The type of each token.
     pub types: Vec<TokenType>,
@@ -121,10 +121,11 @@ impl SpanRule {
 }
 
 /// What the teacher needs of a tokenizer: ids (with the special tokens the checkpoint's
-/// tokenizer adds), each token's text, and the token-type rule; GT/HD pairs are built from
-/// those.
+/// tokenizer puts before the text), each token's text, and the token-type rule; GT/HD pairs
+/// are built from those.
 pub trait PromptTokenizer {
-    /// Token ids of `text`, with the special tokens the tokenizer adds (none for GPT-2).
+    /// Token ids of `text`, with the special tokens the tokenizer puts before it (none for
+    /// GPT-2); the last id is the text's last token.
     fn encode_ids(&self, text: &str) -> Result<Vec<u32>, TeacherError>;
 
     /// The text of a token as the checkpoint's vocabulary spells it (`Ġ<`, `▁<`, `##ly`).
