@@ -283,7 +283,7 @@ impl NamedTensors<'_> {
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
     }
 
-    /// An embedding table `name` [rows, d].
+    /// An embedding table `name` `[rows, d]`.
     pub fn embedding(
         &self,
         name: &str,
@@ -297,7 +297,7 @@ impl NamedTensors<'_> {
     }
 
     /// A linear layer `{name}.weight` (stored in `layout`) and, with `bias`, `{name}.bias`
-    /// [d_out].
+    /// `[d_out]`.
     pub fn linear(
         &self,
         name: &str,
@@ -323,7 +323,7 @@ impl NamedTensors<'_> {
         })
     }
 
-    /// A LayerNorm `{name}.weight` and `{name}.bias` [d] (or the older `gamma` and `beta`).
+    /// A LayerNorm `{name}.weight` and `{name}.bias` `[d]` (or the older `gamma` and `beta`).
     pub fn layer_norm(
         &self,
         name: &str,
@@ -346,7 +346,7 @@ impl NamedTensors<'_> {
         Ok(ln)
     }
 
-    /// An RMSNorm `{name}.weight` [d].
+    /// An RMSNorm `{name}.weight` `[d]`.
     pub fn rms_norm(
         &self,
         name: &str,
