@@ -94,6 +94,18 @@ fn relative_l2(ours: &[f32], theirs: &[f64]) -> f64 {
 
 const FAMILIES: [(&str, &str); 2] = [("llama", "byte-level-bpe"), ("bert", "wordpiece")];
 
+/// The built-in ETTh1, windowed at H = 24.
+fn etth1() -> (timekd_data::DataSource, timekd_data::Dataset) {
+    let source = timekd_data::DataSource::resolve("ETTh1").unwrap();
+    let data = source
+        .load(&timekd_data::DatasetOptions {
+            output_len: 24,
+            ..Default::default()
+        })
+        .unwrap();
+    (source, data)
+}
+
 #[test]
 fn prompts_encode_to_the_ids_and_types_transformers_ran() {
     for (name, tokenizer_kind) in FAMILIES {
@@ -333,15 +345,8 @@ fn sharded_checkpoints_load_like_one_file() {
 /// with the arithmetic (never a silent fallback).
 #[test]
 fn a_model_over_the_budget_is_refused_with_the_arithmetic() {
-    use timekd_data::{DataSource, DatasetOptions};
     use timekd_teacher::extract::{Extraction, MemSize};
-    let source = DataSource::resolve("ETTh1").unwrap();
-    let data = source
-        .load(&DatasetOptions {
-            output_len: 24,
-            ..Default::default()
-        })
-        .unwrap();
+    let (source, data) = etth1();
     let dir = tempfile::tempdir().unwrap();
     let err = Extraction::builder(&source, &data, dir.path())
         .model(family_dir("llama").to_str().unwrap())
@@ -393,16 +398,10 @@ fn f16_products_move_states_a_little() {
 /// model's own tokens: BERT's WordPiece, not GPT-2's BPE.
 #[test]
 fn plans_count_the_models_own_tokens() {
-    use timekd_data::{DataSource, DatasetOptions, SplitKind};
+    use timekd_data::SplitKind;
     use timekd_teacher::extract::Extraction;
     use timekd_teacher::{PromptBuilder, PromptTemplate, ValueFormat, WindowInput, encode_windows};
-    let source = DataSource::resolve("ETTh1").unwrap();
-    let data = source
-        .load(&DatasetOptions {
-            output_len: 24,
-            ..Default::default()
-        })
-        .unwrap();
+    let (source, data) = etth1();
     let dir = family_dir("bert");
     let plan = Extraction::builder(&source, &data, "unused")
         .model(dir.to_str().unwrap())
