@@ -3,8 +3,8 @@
 //!
 //! A family provides its embedding, blocks and final norm; a block provides its queries,
 //! keys and values (rotary positions or not, grouped heads or not) and what follows the
-//! attention (residuals, norms before or after, MLP). Attention itself (`attention::attend`) and the
-//! way the forwards walk the blocks are written once here:
+//! attention (residuals, norms before or after, MLP). Attention itself
+//! (`attention::attend`) and the way the forwards walk the blocks are written once here:
 //!
 //! ```text
 //! x = embed(ids, positions)

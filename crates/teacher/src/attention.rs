@@ -35,6 +35,19 @@ pub(crate) fn attend(
         .reshape([b, t, heads * hd])
 }
 
+/// Projections `x` [b, t, heads · hd] as [b, heads, t, hd] (the layout [`attend`] takes;
+/// it returns the other).
+pub(crate) fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
+    let [b, t, width] = x.dims();
+    x.reshape([b, t, heads, width / heads]).swap_dims(1, 2)
+}
+
+/// Queries `q` [b, heads, t, hd] scaled by 1/sqrt(hd), as [`attend`] takes them.
+pub(crate) fn scale_queries(q: Tensor<4>) -> Tensor<4> {
+    let hd = q.dims()[3];
+    q * (1.0 / (hd as f64).sqrt())
+}
+
 /// `x` [b, kv_heads, keys, hd] with each head repeated for the query heads that share it:
 /// [b, heads, keys, hd] (Hugging Face's `repeat_kv`).
 fn repeat_heads(x: Tensor<4>, heads: usize) -> Tensor<4> {

@@ -18,6 +18,7 @@ use burn::tensor::{Device, FloatDType, Int, Tensor};
 
 use super::config::BertConfig;
 use crate::arch::{Architecture, Block};
+use crate::attention::{scale_queries, split_heads};
 use crate::error::TeacherError;
 use crate::kv::LayerKv;
 use crate::precision::Precision;
@@ -49,26 +50,20 @@ pub struct BertBlock {
 
 impl BertBlock {
     /// `layer(x)` [b, t, d] as [b, heads, t, hd].
-    fn split_heads(&self, layer: &Linear, x: &Tensor<3>, precision: Precision) -> Tensor<4> {
-        let [b, t, d] = x.dims();
-        precision
-            .linear(layer, x.clone())
-            .reshape([b, t, self.heads, d / self.heads])
-            .swap_dims(1, 2)
+    fn projected_heads(&self, layer: &Linear, x: &Tensor<3>, precision: Precision) -> Tensor<4> {
+        split_heads(precision.linear(layer, x.clone()), self.heads)
     }
 }
 
 impl Block for BertBlock {
     fn queries(&self, x: &Tensor<3>, _: &Tensor<2, Int>, precision: Precision) -> Tensor<4> {
-        let q = self.split_heads(&self.query, x, precision);
-        let hd = q.dims()[3];
-        q * (1.0 / (hd as f64).sqrt())
+        scale_queries(self.projected_heads(&self.query, x, precision))
     }
 
     fn keys_values(&self, x: &Tensor<3>, _: &Tensor<2, Int>, precision: Precision) -> LayerKv {
         LayerKv::new(
-            self.split_heads(&self.key, x, precision),
-            self.split_heads(&self.value, x, precision),
+            self.projected_heads(&self.key, x, precision),
+            self.projected_heads(&self.value, x, precision),
         )
     }
 

@@ -320,16 +320,15 @@ impl<'a> Extraction<'a> {
         }
     }
 
-    /// Pass sizes for the longest prompt of any split at the longest H.
-    fn passes(&self) -> Result<PassPlan, ExtractError> {
+    /// Pass sizes for the longest prompt (in `tokenizer`'s tokens, the model's) of any split
+    /// at the longest H.
+    fn passes(&self, tokenizer: &Tokenizer) -> Result<PassPlan, ExtractError> {
         let longest_h = *self.lengths.last().expect("checked non-empty");
-        let tokenizer = Tokenizer::for_model_dir(&self.spec.model_dir)?;
         let mut longest = 1;
         for &split in &self.settings.splits {
             let windows = self.windows(split, longest_h);
             let view = self.settings.data.split(split);
-            let survey =
-                TokenSurvey::of(&view, windows, longest_h, &self.spec.prompts, &tokenizer)?;
+            let survey = TokenSurvey::of(&view, windows, longest_h, &self.spec.prompts, tokenizer)?;
             longest = longest.max(survey.longest);
         }
         Ok(PassPlan::new(&self.pass_request(), longest))
@@ -351,7 +350,7 @@ impl<'a> Extraction<'a> {
         }
         Ok(ExtractionPlan {
             budget: self.budget.clone(),
-            passes: self.passes()?,
+            passes: self.passes(&tokenizer)?,
             stores,
         })
     }
@@ -364,7 +363,7 @@ impl<'a> Extraction<'a> {
     ) -> Result<ExtractionSummary, ExtractError> {
         let settings = &self.settings;
         let devices = settings.devices.workers()?;
-        let passes = self.passes()?;
+        let passes = self.passes(&Tokenizer::for_model_dir(&self.spec.model_dir)?)?;
         observer.run_started(&RunStart {
             budget: self.budget.clone(),
             passes,

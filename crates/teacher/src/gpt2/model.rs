@@ -16,6 +16,7 @@ use burn::tensor::{Device, FloatDType, Int, Tensor};
 
 use super::config::Gpt2Config;
 use crate::arch::{Architecture, Block};
+use crate::attention::{scale_queries, split_heads};
 use crate::error::TeacherError;
 use crate::kv::LayerKv;
 use crate::precision::Precision;
@@ -61,22 +62,10 @@ impl Gpt2Block {
 
     /// `[b, t, n·d]` projections → n tensors `[b, heads, t, head_dim]`.
     fn heads(&self, x: Tensor<3>, n: usize) -> Vec<Tensor<4>> {
-        let [b, t, width] = x.dims();
-        let d = width / n;
-        let hd = d / self.n_head;
+        let d = x.dims()[2] / n;
         (0..n)
-            .map(|i| {
-                x.clone()
-                    .narrow(2, i * d, d)
-                    .reshape([b, t, self.n_head, hd])
-                    .swap_dims(1, 2)
-            })
+            .map(|i| split_heads(x.clone().narrow(2, i * d, d), self.n_head))
             .collect()
-    }
-
-    fn scaled(&self, q: Tensor<4>) -> Tensor<4> {
-        let hd = q.dims()[3];
-        q * (1.0 / (hd as f64).sqrt())
     }
 }
 
@@ -87,7 +76,7 @@ impl Block for Gpt2Block {
             .heads(self.attn_columns(x, 0, d, precision), 1)
             .try_into()
             .expect("one projection");
-        self.scaled(q)
+        scale_queries(q)
     }
 
     fn keys_values(&self, x: &Tensor<3>, _: &Tensor<2, Int>, precision: Precision) -> LayerKv {
@@ -110,7 +99,7 @@ impl Block for Gpt2Block {
             .heads(self.attn_columns(x, 0, 3 * d, precision), 3)
             .try_into()
             .expect("three projections");
-        (self.scaled(q), LayerKv::new(k, v))
+        (scale_queries(q), LayerKv::new(k, v))
     }
 
     fn finish(&self, x: Tensor<3>, context: Tensor<3>, precision: Precision) -> Tensor<3> {

@@ -17,6 +17,7 @@ use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 
 use super::config::LlamaConfig;
 use crate::arch::{Architecture, Block};
+use crate::attention::{scale_queries, split_heads};
 use crate::error::TeacherError;
 use crate::kv::LayerKv;
 use crate::precision::Precision;
@@ -78,14 +79,6 @@ pub struct LlamaBlock {
 }
 
 impl LlamaBlock {
-    /// `layer(h)` [b, t, heads · hd] as [b, heads, t, hd].
-    fn split_heads(layer: &Linear, h: Tensor<3>, heads: usize, precision: Precision) -> Tensor<4> {
-        let [b, t, _] = h.dims();
-        let out = precision.linear(layer, h);
-        let hd = out.dims()[2] / heads;
-        out.reshape([b, t, heads, hd]).swap_dims(1, 2)
-    }
-
     /// Queries of the normalised rows `h`.
     fn queries_of(
         &self,
@@ -93,9 +86,8 @@ impl LlamaBlock {
         positions: &Tensor<2, Int>,
         precision: Precision,
     ) -> Tensor<4> {
-        let q = Self::split_heads(&self.q_proj, h, self.heads, precision);
-        let hd = q.dims()[3];
-        self.rotary.rotate(q, positions) * (1.0 / (hd as f64).sqrt())
+        let q = split_heads(precision.linear(&self.q_proj, h), self.heads);
+        scale_queries(self.rotary.rotate(q, positions))
     }
 
     /// Keys and values of the normalised rows `h`.
@@ -105,8 +97,8 @@ impl LlamaBlock {
         positions: &Tensor<2, Int>,
         precision: Precision,
     ) -> LayerKv {
-        let k = Self::split_heads(&self.k_proj, h.clone(), self.kv_heads, precision);
-        let v = Self::split_heads(&self.v_proj, h, self.kv_heads, precision);
+        let k = split_heads(precision.linear(&self.k_proj, h.clone()), self.kv_heads);
+        let v = split_heads(precision.linear(&self.v_proj, h), self.kv_heads);
         LayerKv::new(self.rotary.rotate(k, positions), v)
     }
 }
