@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU against CPU: stored embeddings from the GPU (every engine and precision) compared with
 # CPU f32 stores of the same windows, for the tiny test model, GPT-2-small-shaped and
-# GPT-2-xl-width random models and the LLaMA and BERT fixtures (on Burn's CUDA backend, the engine those families
-# run on), short and long prompts, one H at a time and all lengths in one pass.
+# GPT-2-xl-width random models and the LLaMA (CUDA engine and Burn) and BERT (Burn's CUDA
+# backend, the engine it runs on) fixtures, short and long prompts, one H at a time and all
+# lengths in one pass.
 #
 #   scripts/gpu-parity.sh --make-refs target/release/timekd   # on a CPU machine: the references
 #   scripts/gpu-parity.sh [TIMEKD]                            # on the GPU machine (default .gpu/timekd)
@@ -97,8 +98,11 @@ for case in "${cases[@]}"; do
     [[ "$name" =~ ${ONLY:-.} ]] || continue
     echo "== $name (ETTh1/weather train, H = $lengths, $windows windows)"
     runs=("cuda:f32:1e-4" "cuda:f16:1e-2" "cuda:tf32:5e-3" "burn:f16:1e-2")
-    # Families other than GPT-2 run on Burn's CUDA backend only.
-    [[ "$model" == "$families"/* ]] && runs=("burn:f32:1e-4" "burn:f16:1e-2")
+    # LLaMA runs on the CUDA engine (Burn once more for comparison); BERT on Burn only.
+    case "$model" in
+        "$families"/llama) runs=("cuda:f32:1e-4" "cuda:f16:1e-2" "burn:f16:1e-2") ;;
+        "$families"/*) runs=("burn:f32:1e-4" "burn:f16:1e-2") ;;
+    esac
     for run in "${runs[@]}"; do
         IFS=: read -r engine precision bound <<<"$run"
         # Burn's path is only the comparison point for GPT-2: once, on the short case.

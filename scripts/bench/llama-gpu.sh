@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # On the GPU machine: a LLaMA-3.2-1B-shaped teacher (random bf16 weights, made here with
-# transformers) through `timekd extract` (Burn's CUDA backend, f16, --max-gpu-mem 24GiB) and
-# through the Hugging Face anchor (batched LlamaModel, SDPA, the calibrated mask;
+# transformers) through `timekd extract` (f16, --max-gpu-mem 24GiB; each engine of ENGINES:
+# `cuda`, the CUDA engine, by default; add `burn` for Burn's CUDA backend) and through the
+# Hugging Face anchor (batched LlamaModel, SDPA, the calibrated mask;
 # scripts/bench/llama_reference.py) on the same prompts: weather train, H = 96, WINDOWS windows
-# (21 variables each); then every H of weather, train + val, in one pass (ours only), for the
-# projection. Peak GPU memory sampled with nvidia-smi.
+# (21 variables each); then every H of weather, train + val, in one pass (ours only, the first
+# engine), for the projection. Peak GPU memory sampled with nvidia-smi.
 #
-#   scripts/bench/llama-gpu.sh [TIMEKD]        # WEATHER=path/to/weather.csv WINDOWS=16
+#   scripts/bench/llama-gpu.sh [TIMEKD]    # WEATHER=path/to/weather.csv WINDOWS=64 ENGINES="cuda burn"
 set -euo pipefail
 timekd="${1:-.gpu/timekd}"
 work="${WORK:-/tmp/timekd-llama}"
 weather="${WEATHER:-../shared/data/weather.csv}"
-windows="${WINDOWS:-16}"
+windows="${WINDOWS:-64}"
+engines="${ENGINES:-cuda}"
 model="$work/llama-1b-shaped"
 mkdir -p "$work"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
@@ -35,13 +37,16 @@ peak() { # command...: runs it, prints the peak of nvidia-smi's memory.used whil
     echo "  wall $(python3 -c "print(f\"{$end - $start:.1f}\")") s, peak GPU memory $(sort -n "$work/mem.log" | tail -1) MiB"
 }
 
-for pass in 1 2; do
-    echo "== timekd extract, weather train H=96, $windows windows, f16, burn (pass $pass)"
-    peak "$timekd" extract --data "$weather" --output-len 96 --split train --model "$model" \
-        --max-windows "$windows" --device cuda:0 --precision f16 --max-gpu-mem 24GiB \
-        --engine burn --overwrite --out "$work/ours"
+for engine in $engines; do
+    for pass in 1 2; do
+        echo "== timekd extract, weather train H=96, $windows windows, f16, $engine (pass $pass)"
+        peak "$timekd" extract --data "$weather" --output-len 96 --split train --model "$model" \
+            --max-windows "$windows" --device cuda:0 --precision f16 --max-gpu-mem 24GiB \
+            --engine "$engine" --overwrite --out "$work/ours-$engine"
+    done
 done
-echo "== timekd extract, weather every H (24,36,48,96,192), train + val, $windows windows each, one pass"
+first="${engines%% *}"
+echo "== timekd extract, weather every H (24,36,48,96,192), train + val, $windows windows each, one pass, $first"
 peak "$timekd" extract --data "$weather" --output-len 24,36,48,96,192 --split all \
     --model "$model" --max-windows "$windows" --device cuda:0 --precision f16 \
-    --max-gpu-mem 24GiB --engine burn --overwrite --out "$work/ours-all"
+    --max-gpu-mem 24GiB --engine "$first" --overwrite --out "$work/ours-all"

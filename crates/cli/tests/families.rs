@@ -101,8 +101,9 @@ fn llama_and_bert_teachers_extract_and_train_a_student() {
         let mse = test["mse"].as_f64().unwrap();
         assert!(mse.is_finite() && mse > 0.0, "{family}: test {test}");
 
-        // The CUDA engine runs GPT-2 only: asking it for another family is refused by name
-        // (in a CPU build, for the missing CUDA support).
+        // `--engine cuda` is refused by name before any store is made: here for the CPU
+        // build's missing CUDA support (a CUDA build refuses it for BERT, which the engine
+        // does not run, and runs LLaMA).
         let err = refused(
             timekd(
                 dir.path(),

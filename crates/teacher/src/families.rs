@@ -60,6 +60,12 @@ impl ModelConfig {
         }
     }
 
+    /// Whether the CUDA engine (feature `cuda`) runs this family: the decoders, GPT-2 and
+    /// LLaMA; BERT runs on Burn's CUDA backend.
+    pub fn runs_on_cuda_engine(&self) -> bool {
+        matches!(self, ModelConfig::Gpt2(_) | ModelConfig::Llama(_))
+    }
+
     /// The checkpoint's sizes.
     pub fn shape(&self) -> ModelShape {
         match self {

@@ -1,29 +1,34 @@
-//! The CUDA engine against Burn's GPT-2 on the CPU (feature `cuda`; the tests need an NVIDIA
-//! GPU and are ignored otherwise: run them with `--ignored` on a GPU machine). States are the
-//! last-token states of every prompt, each (window, variable)'s prompts of one or of every
-//! output length sharing their history sentence as in extraction.
+//! The CUDA engine against Burn's model of the same checkpoint on the CPU (feature `cuda`;
+//! the tests need an NVIDIA GPU and are ignored otherwise: run them with `--ignored` on a
+//! GPU machine). States are the last-token states of every prompt, each (window,
+//! variable)'s prompts of one or of every output length sharing their history sentence as
+//! in extraction. GPT-2 (tiny, small-shaped, large and xl widths) and LLaMA (the
+//! transformers fixture, and a random one with 64-wide heads for the tensor-core attention).
 
 #![cfg(feature = "cuda")]
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{builder, dataset, device, host, model_dir, prompts_at_lengths, rel_l2};
 use timekd_data::SplitKind;
-use timekd_teacher::cuda::{CudaGpt2, EngineLimits};
+use timekd_data::files::{TensorRef, write_safetensors};
+use timekd_data::seeded::SplitMix64;
+use timekd_teacher::cuda::{CudaEngine, EngineLimits};
 use timekd_teacher::{
-    BatchOptions, EncodedPrompt, Gpt2, Gpt2Config, Gpt2Tokenizer, LanguageModel, Precision,
-    PromptFamily, write_random_gpt2,
+    BatchOptions, EncodedPrompt, Gpt2Config, ModelConfig, Precision, PromptFamily, Tokenizer,
+    write_random_gpt2,
 };
 
 const LENGTHS: [usize; 5] = [24, 36, 48, 96, 192];
 
-/// GT and HD prompts of train `windows` (every variable) at `lengths`, one family each.
-fn families(lengths: &[usize], windows: &[usize]) -> Vec<Vec<EncodedPrompt>> {
+/// GT and HD prompts of train `windows` (every variable) at `lengths`, one family each,
+/// tokenised by the checkpoint's tokenizer.
+fn families(dir: &Path, lengths: &[usize], windows: &[usize]) -> Vec<Vec<EncodedPrompt>> {
     let data = dataset(192);
     let builder = builder(&data);
-    let tokenizer = Gpt2Tokenizer::new().unwrap();
+    let tokenizer = Tokenizer::for_model_dir(dir).unwrap();
     let train = data.split(SplitKind::Train);
     let mut out = Vec::new();
     for &i in windows {
@@ -43,23 +48,32 @@ fn as_families(prompts: &[Vec<EncodedPrompt>]) -> Vec<PromptFamily<'_>> {
         .collect()
 }
 
+fn config(dir: &Path) -> ModelConfig {
+    ModelConfig::for_model_dir(dir).unwrap()
+}
+
 /// Burn's states on the CPU, f32.
 fn cpu_states(dir: &Path, prompts: &[Vec<EncodedPrompt>]) -> Vec<f64> {
-    let gpt2 = LanguageModel::from(Gpt2::load_dir(dir, None, &device()).unwrap());
-    let states = gpt2
+    let config = config(dir);
+    let layers = config.shape().layers;
+    let model = config
+        .load_burn(dir, layers, &device(), Precision::F32)
+        .unwrap();
+    let states = model
         .family_last_token_states(&as_families(prompts), &BatchOptions::default())
         .unwrap();
     host(states)
 }
 
 /// The engine on GPU 0, planned for a 24 GiB budget.
-fn engine(dir: &Path, precision: Precision) -> CudaGpt2 {
-    let (config, layers) = Gpt2Config::for_model_dir(dir, None).unwrap();
-    let limits = EngineLimits::for_budget(&config, layers, precision, 24 << 30);
-    CudaGpt2::load(dir, (config, layers), 0, precision, limits).unwrap()
+fn engine(dir: &Path, precision: Precision) -> CudaEngine {
+    let config = config(dir);
+    let shape = config.shape();
+    let limits = EngineLimits::for_budget(&shape, shape.layers, precision, 24 << 30);
+    CudaEngine::load(dir, (&config, shape.layers), 0, precision, limits).unwrap()
 }
 
-fn gpu_states(engine: &CudaGpt2, prompts: &[Vec<EncodedPrompt>]) -> Vec<f64> {
+fn gpu_states(engine: &CudaEngine, prompts: &[Vec<EncodedPrompt>]) -> Vec<f64> {
     let states = engine.family_last_states(&as_families(prompts)).unwrap();
     states.into_iter().map(f64::from).collect()
 }
@@ -74,9 +88,9 @@ fn worst(a: &[f64], b: &[f64], d: usize) -> f64 {
 
 /// The engine against Burn on `windows` of ETTh1, one length and every length.
 fn compare(dir: &Path, what: &str, windows: &[usize]) {
-    let d = Gpt2Config::for_model_dir(dir, None).unwrap().0.n_embd;
+    let d = config(dir).shape().d_model;
     for lengths in [&LENGTHS[..1], &LENGTHS[..]] {
-        let prompts = families(lengths, windows);
+        let prompts = families(dir, lengths, windows);
         let cpu = cpu_states(dir, &prompts);
         for (precision, tolerance) in [(Precision::F32Split, 1e-4), (Precision::F16, 1e-2)] {
             let gpu = gpu_states(&engine(dir, precision), &prompts);
@@ -128,25 +142,102 @@ fn engine_equals_burn_at_gpt2_large_and_xl_widths() {
     }
 }
 
+fn llama_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families/llama")
+}
+
+/// The LLaMA transformers fixture (head width 16, 4 query heads over 2 key/value heads,
+/// `llama3` rotary scaling): the simple attention kernel.
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn engine_equals_burn_on_the_llama_fixture() {
+    compare(&llama_fixture(), "LLaMA fixture", &[0, 7, 30]);
+}
+
+/// A random LLaMA with 64-wide heads (width 256, 4 query heads over 2 key/value heads, two
+/// blocks) and the fixture's tokenizer and rotary scaling: the tensor-core attention with
+/// grouped heads.
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn engine_equals_burn_on_a_llama_with_64_wide_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    write_random_llama(dir.path(), 256, 512, 13);
+    compare(dir.path(), "LLaMA, 64-wide heads, random", &[0, 7]);
+}
+
+/// The fixture's config and tokenizer at width `d` (heads of 64) with MLP width `inner`,
+/// weights normal(0, 0.1) from `seed` (norm gains around 1).
+fn write_random_llama(dir: &Path, d: usize, inner: usize, seed: u64) {
+    let source = llama_fixture();
+    std::fs::copy(source.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    let text = std::fs::read_to_string(source.join("config.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (heads, kv_heads, head_dim) = (d / 64, d / 128, 64);
+    json["hidden_size"] = d.into();
+    json["intermediate_size"] = inner.into();
+    json["head_dim"] = head_dim.into();
+    json["num_attention_heads"] = heads.into();
+    json["num_key_value_heads"] = kv_heads.into();
+    std::fs::write(dir.join("config.json"), json.to_string()).unwrap();
+    let vocab = json["vocab_size"].as_u64().unwrap() as usize;
+    let layers = json["num_hidden_layers"].as_u64().unwrap() as usize;
+    let (q, kv) = (heads * head_dim, kv_heads * head_dim);
+    let mut shapes = vec![("model.embed_tokens.weight".to_string(), vec![vocab, d])];
+    for i in 0..layers {
+        let layer = |part: &str| format!("model.layers.{i}.{part}.weight");
+        shapes.extend([
+            (layer("self_attn.q_proj"), vec![q, d]),
+            (layer("self_attn.k_proj"), vec![kv, d]),
+            (layer("self_attn.v_proj"), vec![kv, d]),
+            (layer("self_attn.o_proj"), vec![d, q]),
+            (layer("mlp.gate_proj"), vec![inner, d]),
+            (layer("mlp.up_proj"), vec![inner, d]),
+            (layer("mlp.down_proj"), vec![d, inner]),
+            (layer("input_layernorm"), vec![d]),
+            (layer("post_attention_layernorm"), vec![d]),
+        ]);
+    }
+    shapes.push(("model.norm.weight".to_string(), vec![d]));
+    let mut rng = SplitMix64::new(seed);
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = shapes
+        .into_iter()
+        .map(|(name, shape)| {
+            let norm = shape.len() == 1;
+            let values = (0..shape.iter().product::<usize>())
+                .map(|_| {
+                    let x = 0.1 * rng.standard_normal();
+                    (if norm { 1.0 + x } else { x }) as f32
+                })
+                .collect();
+            (name, shape, values)
+        })
+        .collect();
+    let refs: Vec<TensorRef<'_>> = tensors
+        .iter()
+        .map(|(name, shape, values)| (name.as_str(), shape.as_slice(), values.as_slice()))
+        .collect();
+    write_safetensors(&dir.join("model.safetensors"), &refs).unwrap();
+}
+
 /// An engine re-planned down to one prompt per pass (what out-of-memory retries do) gives
 /// the states of its first plan.
 #[test]
 #[ignore = "needs an NVIDIA GPU"]
 fn an_engine_replanned_to_its_smallest_passes_gives_the_same_states() {
     let dir = model_dir();
-    let config = Gpt2Config::for_model_dir(&dir, None).unwrap().0;
-    let prompts = families(&LENGTHS, &[0, 7, 30]);
+    let shape = config(&dir).shape();
+    let prompts = families(&dir, &LENGTHS, &[0, 7, 30]);
     let mut engine = engine(&dir, Precision::F32Split);
     let first = gpu_states(&engine, &prompts);
     let mut plans = 0;
-    while let Some(smaller) = engine.limits().halved(&config) {
+    while let Some(smaller) = engine.limits().halved(&shape) {
         engine.set_limits(smaller).unwrap();
         plans += 1;
     }
     let limits = engine.limits();
-    assert_eq!(limits.pass_tokens, config.n_positions);
+    assert_eq!(limits.pass_tokens, shape.max_tokens);
     let last = gpu_states(&engine, &prompts);
-    let err = worst(&last, &first, config.n_embd);
+    let err = worst(&last, &first, shape.d_model);
     eprintln!("{plans} halvings to {limits:?}: max rel L2 {err:.2e}");
     assert!(err <= 1e-5, "{err}");
 }

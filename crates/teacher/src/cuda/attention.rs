@@ -1,9 +1,10 @@
 //! The engine's attention launches: work lists over the queries of a pass, the tensor-core
-//! kernel (f16, 64-wide heads) and the simple one (any width, f32).
+//! kernel (f16, 64-wide heads) and the simple one (any width, f32); grouped key/value heads
+//! in both.
 
 use super::CudaError;
 use super::engine::ROW_THREADS;
-use super::engine::{Arg, CudaGpt2};
+use super::engine::{Arg, CudaEngine};
 use super::passes::SeqInfo;
 use super::profile::Stage;
 use super::workspace::Workspace;
@@ -12,7 +13,7 @@ use crate::mask::CALIBRATION_PENALTY;
 /// Queries per block of the tensor-core attention.
 pub(super) const ATTENTION_TILE: usize = 64;
 
-impl CudaGpt2 {
+impl CudaEngine {
     /// Uploads the work list of attention over every query of `seqs`: 64-query tiles for
     /// the tensor-core kernel, else one item per query for the simple one.
     pub(super) fn attention_lists(
@@ -64,18 +65,19 @@ impl CudaGpt2 {
             self.attention_simt(work, keys, work.items.ptr(), lists.count, lists.max_keys)?;
             return self.mark(Stage::Attention);
         }
-        let d = self.config.n_embd;
         self.launch(
             &self.kernels.attention_mma_f16,
-            (lists.count as u32, self.config.n_head as u32),
+            (lists.count as u32, self.arch.shape.heads as u32),
             128,
             0,
             &keys.args_then(&[
                 Arg::Ptr(work.ctx.ptr()),
                 Arg::Ptr(work.seqs.ptr()),
                 Arg::Ptr(work.tiles.ptr()),
-                Arg::Int(d as i32),
-                Arg::Int(3 * d as i32),
+                Arg::Int(self.arch.q_width() as i32),
+                Arg::Int(self.arch.kv_width() as i32),
+                Arg::Int(self.arch.group() as i32),
+                Arg::Int(self.arch.qkv_width() as i32),
                 Arg::Float(self.scale()),
                 Arg::Float(CALIBRATION_PENALTY as f32),
             ]),
@@ -92,8 +94,7 @@ impl CudaGpt2 {
         count: usize,
         max_keys: usize,
     ) -> Result<(), CudaError> {
-        let d = self.config.n_embd;
-        let head_dim = self.config.head_dim();
+        let head_dim = self.arch.shape.head_dim;
         let warps = (ROW_THREADS / 32) as usize;
         let kernel = if self.is_half() {
             &self.kernels.attention_simt_f16
@@ -103,7 +104,7 @@ impl CudaGpt2 {
         let shared = (warps * (head_dim + max_keys) * 4) as u32;
         self.launch(
             kernel,
-            (count.div_ceil(warps) as u32, self.config.n_head as u32),
+            (count.div_ceil(warps) as u32, self.arch.shape.heads as u32),
             ROW_THREADS,
             shared,
             &keys.args_then(&[
@@ -111,8 +112,10 @@ impl CudaGpt2 {
                 Arg::Ptr(work.seqs.ptr()),
                 Arg::Ptr(items),
                 Arg::Int(count as i32),
-                Arg::Int(d as i32),
-                Arg::Int(3 * d as i32),
+                Arg::Int(self.arch.q_width() as i32),
+                Arg::Int(self.arch.kv_width() as i32),
+                Arg::Int(self.arch.group() as i32),
+                Arg::Int(self.arch.qkv_width() as i32),
                 Arg::Int(head_dim as i32),
                 Arg::Float(self.scale()),
                 Arg::Float(CALIBRATION_PENALTY as f32),

@@ -1,6 +1,7 @@
-//! [`CudaGpt2`]: loading a checkpoint onto one GPU and the engine's public calls. Its passes
-//! (`passes`), layer launches (`layers`), attention (`attention`), device memory (`workspace`)
-//! and memory plan (`limits`) live in the sibling modules.
+//! [`CudaEngine`]: loading a checkpoint onto one GPU and the engine's public calls. What it
+//! computes per family (`arch`), its weights (`weights`), passes (`passes`), layer launches
+//! (`layers`), attention (`attention`), working memory (`workspace`) and memory plan
+//! (`limits`) live in the sibling modules.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -9,18 +10,20 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
 use super::CudaError;
+use super::arch::EngineArch;
 use super::blas::{Blas, GemmType};
 use super::buffer::DeviceBuffer;
 use super::kernels::Kernels;
-use super::limits::EngineLimits;
+use super::limits::{EngineLimits, longest_prompt};
 use super::plan::plan;
 use super::profile::{Profiler, Stage};
-use super::workspace::{BlockWeights, Uploader, Workspace};
+use super::weights::DeviceWeights;
+use super::workspace::Workspace;
 use crate::error::TeacherError;
+use crate::families::ModelConfig;
 use crate::family::PromptFamily;
-use crate::gpt2::Gpt2Config;
-use crate::gpt2::names::{self, BlockNames};
 use crate::precision::Precision;
+use crate::shape::ModelShape;
 use crate::weights::Checkpoint;
 
 /// Threads per block of the row kernels (one warp per row) and of the simple attention.
@@ -47,19 +50,16 @@ pub(super) enum Arg {
     Float(f32),
 }
 
-/// GPT-2 on one GPU for extraction; see the [module docs](super).
-pub struct CudaGpt2 {
+/// A decoder (GPT-2 or LLaMA) on one GPU for extraction; see the [module docs](super).
+pub struct CudaEngine {
     pub(super) stream: Arc<CudaStream>,
     pub(super) kernels: Kernels,
     pub(super) blas: RefCell<Blas>,
-    pub(super) wte: DeviceBuffer,
-    pub(super) wpe: DeviceBuffer,
-    pub(super) blocks: Vec<BlockWeights>,
-    pub(super) ln_f: (DeviceBuffer, DeviceBuffer),
-    /// `None` only while [`CudaGpt2::set_limits`] replaces it.
+    pub(super) weights: DeviceWeights,
+    /// `None` only while [`CudaEngine::set_limits`] replaces it.
     pub(super) work: RefCell<Option<Workspace>>,
     pub(super) limits: EngineLimits,
-    pub(super) config: Gpt2Config,
+    pub(super) arch: EngineArch,
     pub(super) layers: usize,
     pub(super) precision: Precision,
     weights_sha256: String,
@@ -69,7 +69,7 @@ pub struct CudaGpt2 {
     pub(super) profile: RefCell<Option<Profiler>>,
 }
 
-impl Drop for CudaGpt2 {
+impl Drop for CudaEngine {
     fn drop(&mut self) {
         if let Some(profile) = self.profile.get_mut() {
             eprintln!("{}", profile.report());
@@ -77,23 +77,24 @@ impl Drop for CudaGpt2 {
     }
 }
 
-impl CudaGpt2 {
+impl CudaEngine {
     /// Loads the model in `dir` (its `config.json` as read and checked by the caller, e.g.
-    /// [`Gpt2Config::for_model_dir`], and the first `layers` blocks) onto CUDA device
+    /// [`ModelConfig::for_model_dir`], and the first `layers` blocks) onto CUDA device
     /// `ordinal`, computing in `precision` (`F16`; `F32Split`, which is f32 accuracy here
     /// through true f32 products; `F32`, products on TF32 tensor cores as in Burn; bf16 is not
-    /// offered), with buffers for `limits`.
+    /// offered), with buffers for `limits`. BERT (bidirectional) is refused: it runs on
+    /// Burn's CUDA backend.
     pub fn load(
         dir: &Path,
-        (config, layers): (Gpt2Config, usize),
+        (config, layers): (&ModelConfig, usize),
         ordinal: usize,
         precision: Precision,
         limits: EngineLimits,
     ) -> Result<Self, TeacherError> {
         let gemm = gemm_type(precision)?;
+        let arch = EngineArch::for_config(config)?;
         let file = Checkpoint::read(dir)?;
         let mut tensors = file.tensors()?;
-        names::use_checkpoint_prefix(&mut tensors);
         let ctx = CudaContext::new(ordinal).map_err(CudaError::driver)?;
         let device_name = ctx.name().map_err(CudaError::driver)?;
         // One stream, one thread: cudarc's cross-stream event bookkeeping is not needed.
@@ -102,33 +103,19 @@ impl CudaGpt2 {
         let stream = ctx.new_stream().map_err(CudaError::driver)?;
         let kernels = Kernels::load(&ctx)?;
         let blas = Blas::new(&stream, gemm)?;
-        let up = Uploader {
-            stream: &stream,
-            tensors: &tensors,
-            half: gemm == GemmType::F16,
-        };
-        let (d, inner) = (config.n_embd, config.n_inner);
-        let blocks = (0..layers)
-            .map(|i| {
-                let n = BlockNames(i);
-                Ok(BlockWeights {
-                    ln_1: up.norm(&n.ln_1(), d)?,
-                    attn: up.linear(&n.attn(), d, 3 * d)?,
-                    attn_proj: up.linear(&n.attn_proj(), d, d)?,
-                    ln_2: up.norm(&n.ln_2(), d)?,
-                    fc: up.linear(&n.fc(), d, inner)?,
-                    mlp_proj: up.linear(&n.mlp_proj(), inner, d)?,
-                })
-            })
-            .collect::<Result<Vec<_>, TeacherError>>()?;
-        let work = Workspace::new(&stream, &config, layers, gemm, limits)?;
+        let weights = DeviceWeights::upload(
+            &stream,
+            config,
+            &arch,
+            &mut tensors,
+            layers,
+            gemm == GemmType::F16,
+        )?;
+        let work = Workspace::new(&stream, &arch, layers, gemm, limits)?;
         let profile = RefCell::new(Profiler::from_env(&ctx));
-        Ok(CudaGpt2 {
+        Ok(CudaEngine {
             profile,
-            wte: up.f32(names::TOKEN_EMBEDDING, &[config.vocab_size, d])?,
-            wpe: up.f32(names::POSITION_EMBEDDING, &[config.n_positions, d])?,
-            ln_f: up.norm(names::FINAL_NORM, d)?,
-            blocks,
+            weights,
             work: RefCell::new(Some(work)),
             kernels,
             blas: RefCell::new(blas),
@@ -136,16 +123,16 @@ impl CudaGpt2 {
             limits,
             weights_sha256: file.sha256(),
             dir: dir.to_path_buf(),
-            config,
+            arch,
             layers,
             precision,
             device_name,
         })
     }
 
-    /// The checkpoint's configuration.
-    pub fn config(&self) -> &Gpt2Config {
-        &self.config
+    /// The checkpoint's sizes.
+    pub fn shape(&self) -> &ModelShape {
+        &self.arch.shape
     }
 
     /// Blocks in use.
@@ -187,7 +174,7 @@ impl CudaGpt2 {
         *work = None;
         *work = Some(Workspace::new(
             &self.stream,
-            &self.config,
+            &self.arch,
             self.layers,
             gemm,
             limits,
@@ -202,8 +189,8 @@ impl CudaGpt2 {
         &self,
         families: &[PromptFamily<'_>],
     ) -> Result<Vec<f32>, TeacherError> {
-        let d = self.config.n_embd;
-        let max = self.config.n_positions;
+        let d = self.arch.shape.d_model;
+        let max = longest_prompt(&self.arch.shape);
         let mut first_row = Vec::with_capacity(families.len());
         let mut total = 0;
         for (f, family) in families.iter().enumerate() {
@@ -316,10 +303,10 @@ impl CudaGpt2 {
     }
 
     pub(super) fn tensor_core_attention(&self) -> bool {
-        self.is_half() && self.config.head_dim() == 64
+        self.is_half() && self.arch.shape.head_dim == 64
     }
 
     pub(super) fn scale(&self) -> f32 {
-        1.0 / (self.config.head_dim() as f32).sqrt()
+        1.0 / (self.arch.shape.head_dim as f32).sqrt()
     }
 }

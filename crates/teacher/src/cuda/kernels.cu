@@ -4,6 +4,10 @@
 // PTX `cvt`), so NVRTC needs no include path. Two element types: `half` (F16) and `float`
 // (F32); the residual stream is always f32.
 //
+// A pass's projections are rows `q | k | v` of width ld = q_width + 2 kv_width: H query heads,
+// then Hkv key heads and Hkv value heads of width head_dim (GPT-2: Hkv = H; grouped-query
+// attention: query head h reads key/value head h / group, group = H / Hkv).
+//
 // Token rows are packed (no padding): sequence s owns rows [own_start, own_start + own_len)
 // of the pass, and, when it continues a cached prefix, rows [pre_start, pre_start + pre_len)
 // of the prefix cache. Its keys are the prefix's tokens followed by its own, in that order
@@ -56,7 +60,8 @@ __device__ __forceinline__ float warp_max(float v) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Embeddings: h[r] = wte[ids[r]] + wpe[positions[r]] (f32). One block row per warp.
+// Embeddings: h[r] = wte[ids[r]] (+ wpe[positions[r]] when the model learns positions), f32.
+// One row per warp.
 extern "C" __global__ void embed(const unsigned* __restrict__ ids,
                                  const unsigned* __restrict__ positions,
                                  const float* __restrict__ wte, const float* __restrict__ wpe,
@@ -65,17 +70,22 @@ extern "C" __global__ void embed(const unsigned* __restrict__ ids,
     int lane = threadIdx.x & 31;
     if (warp >= rows) return;
     const float* t = wte + (size_t)ids[warp] * d;
-    const float* p = wpe + (size_t)positions[warp] * d;
     float* out = h + (size_t)warp * d;
+    if (!wpe) {
+        for (int i = lane; i < d; i += 32) out[i] = t[i];
+        return;
+    }
+    const float* p = wpe + (size_t)positions[warp] * d;
     for (int i = lane; i < d; i += 32) out[i] = t[i] + p[i];
 }
 
 // ---------------------------------------------------------------------------------------
-// Residual add + LayerNorm, one row per warp:
+// Residual add + LayerNorm (or RMSNorm), one row per warp:
 //   if delta: h[r] += delta[r];   out[r] = LN(h[r]) * w + b
-// Rows whose width d is a multiple of 128 and at most 1024 (GPT-2: 768, 1024) stay in
-// registers as float4s: h and delta are read once and h and out written once. Other widths
-// read the row from memory three times.
+// RMSNorm (rms != 0) is the same without the mean and the bias: h[r] / rms(h[r]) * w.
+// Rows whose width d is a multiple of 128 and at most 3072 (GPT-2 small and medium, LLaMA-3.2)
+// stay in registers as float4s: h and delta are read once and h and out written once. Other
+// widths read the row from memory three times.
 template <typename T> struct Vec4;
 template <> struct Vec4<float> {
     static __device__ __forceinline__ float4 load(const float* p) { return *(const float4*)p; }
@@ -92,12 +102,12 @@ template <> struct Vec4<half_t> {
     }
 };
 
-#define LN_MAX_VEC 8  // float4s per lane: d <= 32 * 4 * 8 = 1024
+#define LN_MAX_VEC 24  // float4s per lane: d <= 32 * 4 * 24 = 3072
 
 template <typename TD, typename TO>
 __device__ void add_layer_norm(float* __restrict__ h, const TD* __restrict__ delta,
                                const float* __restrict__ w, const float* __restrict__ b,
-                               TO* __restrict__ out, int rows, int d, float eps) {
+                               TO* __restrict__ out, int rows, int d, float eps, int rms) {
     int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (warp >= rows) return;
@@ -122,7 +132,7 @@ __device__ void add_layer_norm(float* __restrict__ h, const TD* __restrict__ del
                 sum += (t.x + t.y) + (t.z + t.w);
             }
         }
-        const float mean = warp_sum(sum) / d;
+        const float mean = rms ? 0.f : warp_sum(sum) / d;
         float sq = 0.f;
 #pragma unroll
         for (int i = 0; i < LN_MAX_VEC; ++i) {
@@ -136,7 +146,8 @@ __device__ void add_layer_norm(float* __restrict__ h, const TD* __restrict__ del
         for (int i = 0; i < LN_MAX_VEC; ++i) {
             if (i < n4) {
                 int c = 4 * (i * 32 + lane);
-                float4 g = *(const float4*)(w + c), be = *(const float4*)(b + c);
+                float4 g = *(const float4*)(w + c);
+                float4 be = b ? *(const float4*)(b + c) : make_float4(0.f, 0.f, 0.f, 0.f);
                 float4 r = make_float4((v[i].x - mean) * rstd * g.x + be.x,
                                        (v[i].y - mean) * rstd * g.y + be.y,
                                        (v[i].z - mean) * rstd * g.z + be.z,
@@ -152,28 +163,31 @@ __device__ void add_layer_norm(float* __restrict__ h, const TD* __restrict__ del
         if (dl) x[i] = val;
         sum += val;
     }
-    float mean = warp_sum(sum) / d;
+    float mean = rms ? 0.f : warp_sum(sum) / d;
     float sq = 0.f;
     for (int i = lane; i < d; i += 32) {
         float c = x[i] - mean;
         sq += c * c;
     }
     float rstd = rsqrtf(warp_sum(sq) / d + eps);
-    for (int i = lane; i < d; i += 32) Elem<TO>::store(o + i, (x[i] - mean) * rstd * w[i] + b[i]);
+    for (int i = lane; i < d; i += 32)
+        Elem<TO>::store(o + i, (x[i] - mean) * rstd * w[i] + (b ? b[i] : 0.f));
 }
 
 extern "C" __global__ void add_ln_f16(float* h, const half_t* delta, const float* w,
-                                      const float* b, half_t* out, int rows, int d, float eps) {
-    add_layer_norm<half_t, half_t>(h, delta, w, b, out, rows, d, eps);
+                                      const float* b, half_t* out, int rows, int d, float eps,
+                                      int rms) {
+    add_layer_norm<half_t, half_t>(h, delta, w, b, out, rows, d, eps, rms);
 }
 extern "C" __global__ void add_ln_f16_out_f32(float* h, const half_t* delta, const float* w,
                                               const float* b, float* out, int rows, int d,
-                                              float eps) {
-    add_layer_norm<half_t, float>(h, delta, w, b, out, rows, d, eps);
+                                              float eps, int rms) {
+    add_layer_norm<half_t, float>(h, delta, w, b, out, rows, d, eps, rms);
 }
 extern "C" __global__ void add_ln_f32(float* h, const float* delta, const float* w,
-                                      const float* b, float* out, int rows, int d, float eps) {
-    add_layer_norm<float, float>(h, delta, w, b, out, rows, d, eps);
+                                      const float* b, float* out, int rows, int d, float eps,
+                                      int rms) {
+    add_layer_norm<float, float>(h, delta, w, b, out, rows, d, eps, rms);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -216,6 +230,69 @@ extern "C" __global__ void gelu_f32(float* x, unsigned long long n, int tanh_for
 }
 
 // ---------------------------------------------------------------------------------------
+// SwiGLU (LLaMA's MLP): out[r, i] = silu(gu[r, i]) * gu[r, inner + i], where row r of gu is
+// the gate and up projections side by side.
+template <typename T>
+__device__ void swiglu(const T* __restrict__ gu, T* __restrict__ out, size_t rows, int inner) {
+    size_t n = rows * inner;
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (; t < n; t += stride) {
+        size_t r = t / inner;
+        size_t i = t - r * inner;
+        const T* row = gu + r * 2 * inner;
+        float g = Elem<T>::load(row + i), u = Elem<T>::load(row + inner + i);
+        Elem<T>::store(out + t, g / (1.f + __expf(-g)) * u);
+    }
+}
+extern "C" __global__ void swiglu_f16(const half_t* gu, half_t* out, unsigned long long rows,
+                                      int inner) {
+    swiglu<half_t>(gu, out, rows, inner);
+}
+extern "C" __global__ void swiglu_f32(const float* gu, float* out, unsigned long long rows,
+                                      int inner) {
+    swiglu<float>(gu, out, rows, inner);
+}
+
+// ---------------------------------------------------------------------------------------
+// Rotary positions (LLaMA), in place on the first `heads` heads of rows of width ld (the
+// query heads and the key heads of q|k|v rows): dimension i of a head pairs with i + half,
+//   x_i' = x_i cos - x_{i+half} sin,   x_{i+half}' = x_{i+half} cos + x_i sin,
+// the angle being positions[r] times the pair's frequency; cos and sin come from tables
+// [position, half] computed on the host.
+template <typename T>
+__device__ void rotary(T* __restrict__ x, const unsigned* __restrict__ positions,
+                       const float* __restrict__ cos_table, const float* __restrict__ sin_table,
+                       int rows, int ld, int heads, int head_dim) {
+    const int half = head_dim >> 1;
+    size_t n = (size_t)rows * heads * half;
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (; t < n; t += stride) {
+        int i = (int)(t % half);
+        size_t rh = t / half;
+        int head = (int)(rh % heads);
+        size_t r = rh / heads;
+        T* p = x + r * ld + (size_t)head * head_dim;
+        size_t a = (size_t)positions[r] * half + i;
+        float c = cos_table[a], s = sin_table[a];
+        float x1 = Elem<T>::load(p + i), x2 = Elem<T>::load(p + i + half);
+        Elem<T>::store(p + i, x1 * c - x2 * s);
+        Elem<T>::store(p + i + half, x2 * c + x1 * s);
+    }
+}
+extern "C" __global__ void rotary_f16(half_t* x, const unsigned* positions, const float* cos_table,
+                                      const float* sin_table, int rows, int ld, int heads,
+                                      int head_dim) {
+    rotary<half_t>(x, positions, cos_table, sin_table, rows, ld, heads, head_dim);
+}
+extern "C" __global__ void rotary_f32(float* x, const unsigned* positions, const float* cos_table,
+                                      const float* sin_table, int rows, int ld, int heads,
+                                      int head_dim) {
+    rotary<float>(x, positions, cos_table, sin_table, rows, ld, heads, head_dim);
+}
+
+// ---------------------------------------------------------------------------------------
 // Attention. Per sequence, 5 ints: pre_start, pre_len, own_start, own_len, unused.
 struct SeqInfo {
     int pre_start, pre_len, own_start, own_len, pad;
@@ -235,13 +312,16 @@ template <typename T>
 __device__ void attention_simt(const T* __restrict__ pre, const u8* __restrict__ pre_types,
                                const T* __restrict__ own, const u8* __restrict__ own_types,
                                T* __restrict__ out, const SeqInfo* __restrict__ seqs,
-                               const int* __restrict__ items, int n_items, int d, int ld,
-                               int head_dim, float scale, float penalty, int max_keys) {
+                               const int* __restrict__ items, int n_items, int q_width,
+                               int kv_width, int group, int ld, int head_dim, float scale,
+                               float penalty, int max_keys) {
     extern __shared__ float smem[];
     const int warps = blockDim.x >> 5;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int item = blockIdx.x * warps + warp;
     const int head = blockIdx.y;
+    const int k_col = q_width + (head / group) * head_dim;
+    const int v_col = k_col + kv_width;
     if (item >= n_items) return;
     const int seq = items[3 * item], qi = items[3 * item + 1], out_row = items[3 * item + 2];
     const SeqInfo s = seqs[seq];
@@ -266,7 +346,7 @@ __device__ void attention_simt(const T* __restrict__ pre, const u8* __restrict__
             base = own + r * ld;
             k_type = own_types[r];
         }
-        const T* k = base + d + head * head_dim;
+        const T* k = base + k_col;
         float acc = 0.f;
         for (int c = 0; c < head_dim; ++c) acc += q[c] * Elem<T>::load(k + c);
         if (k_type != q_type) acc += penalty;
@@ -288,29 +368,29 @@ __device__ void attention_simt(const T* __restrict__ pre, const u8* __restrict__
         for (int j = 0; j < n_keys; ++j) {
             const T* base = j < s.pre_len ? pre + (size_t)(s.pre_start + j) * ld
                                           : own + (size_t)(s.own_start + j - s.pre_len) * ld;
-            acc += scores[j] * Elem<T>::load(base + 2 * d + head * head_dim + c);
+            acc += scores[j] * Elem<T>::load(base + v_col + c);
         }
-        Elem<T>::store(out + (size_t)out_row * d + head * head_dim + c, acc * inv);
+        Elem<T>::store(out + (size_t)out_row * q_width + head * head_dim + c, acc * inv);
     }
 }
 
 extern "C" __global__ void attention_simt_f16(const half_t* pre, const u8* pre_types,
                                               const half_t* own, const u8* own_types,
                                               half_t* out, const SeqInfo* seqs,
-                                              const int* items, int n_items, int d, int ld,
-                                              int head_dim, float scale, float penalty,
-                                              int max_keys) {
-    attention_simt<half_t>(pre, pre_types, own, own_types, out, seqs, items, n_items, d, ld,
-                           head_dim, scale, penalty, max_keys);
+                                              const int* items, int n_items, int q_width,
+                                              int kv_width, int group, int ld, int head_dim,
+                                              float scale, float penalty, int max_keys) {
+    attention_simt<half_t>(pre, pre_types, own, own_types, out, seqs, items, n_items, q_width,
+                           kv_width, group, ld, head_dim, scale, penalty, max_keys);
 }
 extern "C" __global__ void attention_simt_f32(const float* pre, const u8* pre_types,
                                               const float* own, const u8* own_types,
                                               float* out, const SeqInfo* seqs,
-                                              const int* items, int n_items, int d, int ld,
-                                              int head_dim, float scale, float penalty,
-                                              int max_keys) {
-    attention_simt<float>(pre, pre_types, own, own_types, out, seqs, items, n_items, d, ld,
-                          head_dim, scale, penalty, max_keys);
+                                              const int* items, int n_items, int q_width,
+                                              int kv_width, int group, int ld, int head_dim,
+                                              float scale, float penalty, int max_keys) {
+    attention_simt<float>(pre, pre_types, own, own_types, out, seqs, items, n_items, q_width,
+                          kv_width, group, ld, head_dim, scale, penalty, max_keys);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -363,7 +443,8 @@ extern "C" __global__ void __launch_bounds__(128)
 attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_types,
                   const half_t* __restrict__ own, const u8* __restrict__ own_types,
                   half_t* __restrict__ out, const SeqInfo* __restrict__ seqs,
-                  const int* __restrict__ tiles, int d, int ld, float scale, float penalty) {
+                  const int* __restrict__ tiles, int q_width, int kv_width, int group, int ld,
+                  float scale, float penalty) {
     __shared__ __align__(16) half_t ks_buf[2][TILE * SROW];
     __shared__ __align__(16) half_t vs_buf[2][TILE * SROW];
     __shared__ u8 kt_buf[2][TILE];
@@ -374,6 +455,7 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, c = lane & 3;
     const int col = head * HD;
+    const int k_col = q_width + (head / group) * HD, v_col = k_col + kv_width;
 
     // This warp's queries: own indices qw + g and qw + g + 8.
     const int qw = q0 + warp * 16;
@@ -419,8 +501,8 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
             if (valid)
                 base = j < s.pre_len ? pre + (size_t)(s.pre_start + j) * ld
                                      : own + (size_t)(s.own_start + j - s.pre_len) * ld;
-            cp_async16(smem_addr(ks_buf[st] + r * SROW + ch * 8), base + d + col + ch * 8, valid);
-            cp_async16(smem_addr(vs_buf[st] + r * SROW + ch * 8), base + 2 * d + col + ch * 8, valid);
+            cp_async16(smem_addr(ks_buf[st] + r * SROW + ch * 8), base + k_col + ch * 8, valid);
+            cp_async16(smem_addr(vs_buf[st] + r * SROW + ch * 8), base + v_col + ch * 8, valid);
         }
         for (int r = threadIdx.x; r < TILE; r += 128) {
             int j = j0 + r;
@@ -539,10 +621,10 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
     for (int i = 0; i < 8; ++i) {
         int cc = col + i * 8 + 2 * c;
         if (va)
-            *(unsigned*)(out + (size_t)(s.own_start + qa) * d + cc) =
+            *(unsigned*)(out + (size_t)(s.own_start + qa) * q_width + cc) =
                 pack_half2(o[i][0] * ia, o[i][1] * ia);
         if (vb)
-            *(unsigned*)(out + (size_t)(s.own_start + qb) * d + cc) =
+            *(unsigned*)(out + (size_t)(s.own_start + qb) * q_width + cc) =
                 pack_half2(o[i][2] * ib, o[i][3] * ib);
     }
 }

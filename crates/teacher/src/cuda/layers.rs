@@ -1,17 +1,24 @@
-//! The engine's per-layer launches: embeddings, products with fused epilogues, residual +
-//! LayerNorm, GELU, and a block's tail.
+//! The engine's per-layer launches: embeddings, rotary positions, products with fused
+//! epilogues, residual + norm, the MLP's activation, and a block's tail.
 
 use super::CudaError;
+use super::arch::{Mlp, Norm};
 use super::blas::Epilogue;
-use super::buffer::DeviceBuffer;
 use super::engine::ROW_THREADS;
-use super::engine::{Arg, CudaGpt2};
+use super::engine::{Arg, CudaEngine};
 use super::profile::Stage;
-use super::workspace::{BlockWeights, Workspace};
+use super::weights::{BlockWeights, LinearWeights, NormWeights};
+use super::workspace::Workspace;
 
-impl CudaGpt2 {
-    /// Token and position embeddings of the uploaded ids, then the first `ln_1` into `a`.
+/// Threads per block of the element-wise kernels.
+const ELEMENT_THREADS: u32 = 256;
+
+impl CudaEngine {
+    /// Token (and learned position) embeddings of the uploaded ids, then the first block's
+    /// norm into `a`.
     pub(super) fn embed(&self, work: &Workspace, rows: usize) -> Result<(), CudaError> {
+        let weights = &self.weights;
+        let positions = weights.position_embedding.as_ref().map_or(0, |b| b.ptr());
         self.launch(
             &self.kernels.embed,
             (warp_blocks(rows), 1),
@@ -20,26 +27,74 @@ impl CudaGpt2 {
             &[
                 Arg::Ptr(work.ids.ptr()),
                 Arg::Ptr(work.positions.ptr()),
-                Arg::Ptr(self.wte.ptr()),
-                Arg::Ptr(self.wpe.ptr()),
+                Arg::Ptr(weights.token_embedding.ptr()),
+                Arg::Ptr(positions),
                 Arg::Ptr(work.h.ptr()),
                 Arg::Int(rows as i32),
-                Arg::Int(self.config.n_embd as i32),
+                Arg::Int(self.arch.shape.d_model as i32),
             ],
         )?;
         self.mark(Stage::Embed)?;
         self.add_norm(
             work.h.ptr(),
             0,
-            &self.blocks[0].ln_1,
+            &weights.blocks[0].attn_norm,
             work.a.ptr(),
             rows,
             false,
         )
     }
 
+    /// `x · W_qkv + b` of `rows` rows into `qkv` (rows of `qkv_width`), queries and keys
+    /// rotated by the uploaded positions when the model's positions are rotary.
+    pub(super) fn project_qkv(
+        &self,
+        work: &Workspace,
+        block: &BlockWeights,
+        qkv: u64,
+        rows: usize,
+    ) -> Result<(), CudaError> {
+        let (d, width) = (self.arch.shape.d_model, self.arch.qkv_width());
+        self.linear(
+            work.a.ptr(),
+            &block.qkv,
+            qkv,
+            (rows, width, d),
+            Epilogue::Bias,
+            Stage::Qkv,
+        )?;
+        let Some(tables) = &self.weights.rotary else {
+            return Ok(());
+        };
+        let shape = &self.arch.shape;
+        let kernel = if self.is_half() {
+            &self.kernels.rotary_f16
+        } else {
+            &self.kernels.rotary_f32
+        };
+        let heads = shape.heads + shape.kv_heads;
+        let pairs = rows * heads * shape.head_dim / 2;
+        self.launch(
+            kernel,
+            (element_blocks(pairs), 1),
+            ELEMENT_THREADS,
+            0,
+            &[
+                Arg::Ptr(qkv),
+                Arg::Ptr(work.positions.ptr()),
+                Arg::Ptr(tables.cos.ptr()),
+                Arg::Ptr(tables.sin.ptr()),
+                Arg::Int(rows as i32),
+                Arg::Int(width as i32),
+                Arg::Int(heads as i32),
+                Arg::Int(shape.head_dim as i32),
+            ],
+        )?;
+        self.mark(Stage::Qkv)
+    }
+
     /// After attention into `ctx`: the output projection, residual, MLP and residual of
-    /// block `l` over `rows`, then the next block's `ln_1` into `a`.
+    /// block `l` over `rows`, then the next block's norm into `a`.
     pub(super) fn mlp_and_next_norm(
         &self,
         work: &Workspace,
@@ -47,11 +102,11 @@ impl CudaGpt2 {
         l: usize,
         rows: usize,
     ) -> Result<(), CudaError> {
-        let next = &self.blocks[l + 1].ln_1;
+        let next = &self.weights.blocks[l + 1].attn_norm;
         self.block_tail(work, block, work.h.ptr(), rows, (next, work.a.ptr(), false))
     }
 
-    /// `h += ctx · W_o + b_o; a = ln_2(h); h += MLP(a); then = norm(h)`, over `rows` rows
+    /// `h += ctx · W_o + b_o; a = norm_2(h); h += MLP(a); then = norm(h)`, over `rows` rows
     /// of `h`; `then` is (norm, destination, whether the destination is f32).
     pub(super) fn block_tail(
         &self,
@@ -59,37 +114,50 @@ impl CudaGpt2 {
         block: &BlockWeights,
         h: u64,
         rows: usize,
-        then: (&(DeviceBuffer, DeviceBuffer), u64, bool),
+        then: (&NormWeights, u64, bool),
     ) -> Result<(), CudaError> {
-        let (d, inner) = (self.config.n_embd, self.config.n_inner);
+        let (d, q) = (self.arch.shape.d_model, self.arch.q_width());
+        let inner = self.arch.shape.mlp_width;
         self.linear(
             work.ctx.ptr(),
-            &block.attn_proj,
+            &block.attn_out,
             work.o.ptr(),
-            (rows, d, d),
+            (rows, d, q),
             Epilogue::Bias,
             Stage::AttnProj,
         )?;
-        self.add_norm(h, work.o.ptr(), &block.ln_2, work.a.ptr(), rows, false)?;
-        let activation = if self.config.tanh_gelu {
-            Epilogue::BiasGelu
-        } else {
-            Epilogue::Bias
+        self.add_norm(h, work.o.ptr(), &block.mlp_norm, work.a.ptr(), rows, false)?;
+        let first = match self.arch.mlp {
+            Mlp::Gelu { tanh: true } => Epilogue::BiasGelu,
+            Mlp::Gelu { tanh: false } | Mlp::SwiGlu => Epilogue::Bias,
         };
         self.linear(
             work.a.ptr(),
-            &block.fc,
+            &block.mlp_in,
             work.mlp.ptr(),
-            (rows, inner, d),
-            activation,
+            (rows, self.arch.mlp_in_width(), d),
+            first,
             Stage::Fc,
         )?;
-        if !self.config.tanh_gelu {
-            self.exact_gelu(work.mlp.ptr(), rows * inner)?;
-        }
+        let hidden = match (self.arch.mlp, &work.mlp_act) {
+            (Mlp::Gelu { tanh: false }, _) => {
+                self.exact_gelu(work.mlp.ptr(), rows * inner)?;
+                work.mlp.ptr()
+            }
+            (Mlp::SwiGlu, Some(act)) => {
+                self.swiglu(work.mlp.ptr(), act.ptr(), rows)?;
+                act.ptr()
+            }
+            (Mlp::SwiGlu, None) => {
+                return Err(CudaError::Internal(
+                    "the workspace has no SwiGLU buffer".into(),
+                ));
+            }
+            (Mlp::Gelu { tanh: true }, _) => work.mlp.ptr(),
+        };
         self.linear(
-            work.mlp.ptr(),
-            &block.mlp_proj,
+            hidden,
+            &block.mlp_out,
             work.o.ptr(),
             (rows, d, inner),
             Epilogue::Bias,
@@ -104,7 +172,7 @@ impl CudaGpt2 {
         &self,
         h: u64,
         delta: u64,
-        norm: &(DeviceBuffer, DeviceBuffer),
+        norm: &NormWeights,
         out: u64,
         rows: usize,
         out_f32: bool,
@@ -122,30 +190,53 @@ impl CudaGpt2 {
             &[
                 Arg::Ptr(h),
                 Arg::Ptr(delta),
-                Arg::Ptr(norm.0.ptr()),
-                Arg::Ptr(norm.1.ptr()),
+                Arg::Ptr(norm.weight.ptr()),
+                Arg::Ptr(norm.bias_ptr()),
                 Arg::Ptr(out),
                 Arg::Int(rows as i32),
-                Arg::Int(self.config.n_embd as i32),
-                Arg::Float(self.config.layer_norm_epsilon as f32),
+                Arg::Int(self.arch.shape.d_model as i32),
+                Arg::Float(self.arch.eps),
+                Arg::Int(i32::from(self.arch.norm == Norm::Rms)),
             ],
         )?;
         self.mark(Stage::Norm)
     }
 
-    pub(super) fn exact_gelu(&self, x: u64, n: usize) -> Result<(), CudaError> {
+    fn exact_gelu(&self, x: u64, n: usize) -> Result<(), CudaError> {
         let kernel = if self.is_half() {
             &self.kernels.gelu_f16
         } else {
             &self.kernels.gelu_f32
         };
-        let blocks = n.div_ceil(256).min(65_535) as u32;
         self.launch(
             kernel,
-            (blocks, 1),
-            256,
+            (element_blocks(n), 1),
+            ELEMENT_THREADS,
             0,
             &[Arg::Ptr(x), Arg::Ptr(n as u64), Arg::Int(0)],
+        )?;
+        self.mark(Stage::Fc)
+    }
+
+    /// `act[r] = silu(gate[r]) · up[r]` for rows `gate | up` of `gate_up`.
+    fn swiglu(&self, gate_up: u64, act: u64, rows: usize) -> Result<(), CudaError> {
+        let kernel = if self.is_half() {
+            &self.kernels.swiglu_f16
+        } else {
+            &self.kernels.swiglu_f32
+        };
+        let inner = self.arch.shape.mlp_width;
+        self.launch(
+            kernel,
+            (element_blocks(rows * inner), 1),
+            ELEMENT_THREADS,
+            0,
+            &[
+                Arg::Ptr(gate_up),
+                Arg::Ptr(act),
+                Arg::Ptr(rows as u64),
+                Arg::Int(inner as i32),
+            ],
         )?;
         self.mark(Stage::Fc)
     }
@@ -155,7 +246,7 @@ impl CudaGpt2 {
     pub(super) fn linear(
         &self,
         x: u64,
-        weights: &(DeviceBuffer, DeviceBuffer),
+        weights: &LinearWeights,
         y: u64,
         shape: (usize, usize, usize),
         epilogue: Epilogue,
@@ -165,8 +256,8 @@ impl CudaGpt2 {
         self.blas.borrow_mut().linear(
             &self.stream,
             x,
-            weights.0.ptr(),
-            weights.1.ptr(),
+            weights.weight.ptr(),
+            weights.bias.ptr(),
             y,
             rows,
             n,
@@ -180,4 +271,9 @@ impl CudaGpt2 {
 /// Blocks of [`ROW_THREADS`] for one warp per row.
 pub(super) fn warp_blocks(rows: usize) -> u32 {
     rows.div_ceil((ROW_THREADS / 32) as usize) as u32
+}
+
+/// Blocks of [`ELEMENT_THREADS`] for `n` elements (grid-stride loops past 65,535 blocks).
+fn element_blocks(n: usize) -> u32 {
+    n.div_ceil(ELEMENT_THREADS as usize).min(65_535) as u32
 }

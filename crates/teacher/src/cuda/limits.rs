@@ -2,8 +2,8 @@
 //! sequences per pass, prefix tokens cached), derived from a memory budget, and the bytes
 //! each part takes. The pass planner (`plan`) cuts work by the same limits.
 
-use crate::gpt2::Gpt2Config;
 use crate::precision::Precision;
+use crate::shape::ModelShape;
 
 /// The memory an engine plans for: tokens per pass and prefix tokens cached at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,45 +26,53 @@ const ENGINE_SHARE: f64 = 0.65;
 /// The cache holds at most this many passes' worth of prefix tokens.
 const MAX_CACHE_PASSES: usize = 8;
 
+/// The longest prompt passes are planned for when the model takes longer ones (LLaMA-3:
+/// 131,072 positions). TimeKD's prompts are a few hundred tokens.
+const PROMPT_CEILING: usize = 8192;
+
+/// The longest prompt the engine takes for a model of `shape`: its context, at most
+/// 8,192 tokens. A pass always holds one such prompt.
+pub fn longest_prompt(shape: &ModelShape) -> usize {
+    shape.max_tokens.min(PROMPT_CEILING)
+}
+
 impl EngineLimits {
     /// Limits for `budget_bytes` of device memory: passes of up to 65,536 tokens (less where
-    /// a quarter of the budget holds fewer, never under one prompt of `n_positions`) and a
-    /// cache of what is left of 65% of the budget after weights and pass buffers, at most
-    /// eight passes' worth. The rest is for the SCA (run through Burn on the same GPU),
-    /// the two runtimes' contexts and their memory pools.
+    /// a quarter of the budget holds fewer, never under one [`longest_prompt`]) and a cache
+    /// of what is left of 65% of the budget after weights and pass buffers, at most eight
+    /// passes' worth. The rest is for the SCA (run through Burn on the same GPU), the two
+    /// runtimes' contexts and their memory pools.
     pub fn for_budget(
-        config: &Gpt2Config,
+        shape: &ModelShape,
         layers: usize,
         precision: Precision,
         budget_bytes: u64,
     ) -> Self {
-        let per_token = Self::pass_bytes_per_token(config, precision);
+        let floor = longest_prompt(shape);
+        let per_token = Self::pass_bytes_per_token(shape, precision);
         let quarter = (budget_bytes / 4 / per_token) as usize;
-        let pass_tokens = quarter.clamp(
-            config.n_positions,
-            TARGET_PASS_TOKENS.max(config.n_positions),
-        );
+        let pass_tokens = quarter.clamp(floor, TARGET_PASS_TOKENS.max(floor));
         let pass_sequences = (pass_tokens / 8).max(1);
-        let fixed = weight_bytes(config, layers, precision)
+        let fixed = weight_bytes(shape, layers, precision)
             + WORKSPACE_RESERVE
             + pass_tokens as u64 * per_token
-            + pass_sequences as u64 * Self::pass_bytes_per_sequence(config);
+            + pass_sequences as u64 * Self::pass_bytes_per_sequence(shape);
         let usable = (budget_bytes as f64 * ENGINE_SHARE) as u64;
-        let per_cached = Self::cache_bytes_per_token(config, layers, precision);
+        let per_cached = Self::cache_bytes_per_token(shape, layers, precision);
         let cache_tokens = (usable.saturating_sub(fixed) / per_cached) as usize;
         EngineLimits {
             pass_tokens,
             pass_sequences,
             // More cache than a few passes' worth of prefixes buys nothing (groups only need
             // to keep passes full) and would hold most of a large GPU.
-            cache_tokens: cache_tokens.clamp(config.n_positions, MAX_CACHE_PASSES * pass_tokens),
+            cache_tokens: cache_tokens.clamp(floor, MAX_CACHE_PASSES * pass_tokens),
         }
     }
 
-    /// Half the pass and cache sizes, never under one prompt of `n_positions` tokens;
-    /// `None` when they are there already.
-    pub fn halved(&self, config: &Gpt2Config) -> Option<Self> {
-        let floor = config.n_positions;
+    /// Half the pass and cache sizes, never under one [`longest_prompt`]; `None` when they
+    /// are there already.
+    pub fn halved(&self, shape: &ModelShape) -> Option<Self> {
+        let floor = longest_prompt(shape);
         let half = EngineLimits {
             pass_tokens: (self.pass_tokens / 2).max(floor),
             pass_sequences: (self.pass_sequences / 2).max(1),
@@ -75,37 +83,50 @@ impl EngineLimits {
 
     /// Device bytes the engine holds with these limits (weights, pass buffers, cache),
     /// before the per-call output buffer.
-    pub fn peak_bytes(&self, config: &Gpt2Config, layers: usize, precision: Precision) -> u64 {
-        weight_bytes(config, layers, precision)
+    pub fn peak_bytes(&self, shape: &ModelShape, layers: usize, precision: Precision) -> u64 {
+        weight_bytes(shape, layers, precision)
             + WORKSPACE_RESERVE
-            + self.pass_tokens as u64 * Self::pass_bytes_per_token(config, precision)
-            + self.pass_sequences as u64 * Self::pass_bytes_per_sequence(config)
-            + self.cache_tokens as u64 * Self::cache_bytes_per_token(config, layers, precision)
+            + self.pass_tokens as u64 * Self::pass_bytes_per_token(shape, precision)
+            + self.pass_sequences as u64 * Self::pass_bytes_per_sequence(shape)
+            + self.cache_tokens as u64 * Self::cache_bytes_per_token(shape, layers, precision)
     }
 
-    /// f32 residual, LayerNorm output, q|k|v, attention output, projection output, MLP
-    /// hidden; ids, positions, types and the attention's work lists.
-    fn pass_bytes_per_token(config: &Gpt2Config, precision: Precision) -> u64 {
-        let (d, inner) = (config.n_embd as u64, config.n_inner as u64);
-        4 * d + precision.bytes() * (6 * d + inner) + 4 + 4 + 1 + 12 + 8
+    /// f32 residual, norm output, q|k|v, attention output, projection output, the MLP's
+    /// first product (and SwiGLU's product of its halves); ids, positions, types and the
+    /// attention's work lists.
+    fn pass_bytes_per_token(shape: &ModelShape, precision: Precision) -> u64 {
+        let d = shape.d_model as u64;
+        let q = (shape.heads * shape.head_dim) as u64;
+        let qkv = q + shape.kv_width() as u64;
+        let inner = shape.mlp_width as u64;
+        let mlp = if shape.gated_mlp { 3 * inner } else { inner };
+        4 * d + precision.bytes() * (2 * d + qkv + q + mlp) + 4 + 4 + 1 + 12 + 8
     }
 
     /// The last rows' residual and the per-sequence tables.
-    fn pass_bytes_per_sequence(config: &Gpt2Config) -> u64 {
-        4 * config.n_embd as u64 + 20 + 4 + 12 + 8
+    fn pass_bytes_per_sequence(shape: &ModelShape) -> u64 {
+        4 * shape.d_model as u64 + 20 + 4 + 12 + 8
     }
 
     /// q|k|v of every block, and the type.
-    fn cache_bytes_per_token(config: &Gpt2Config, layers: usize, precision: Precision) -> u64 {
-        layers as u64 * 3 * config.n_embd as u64 * precision.bytes() + 1
+    fn cache_bytes_per_token(shape: &ModelShape, layers: usize, precision: Precision) -> u64 {
+        let qkv = (shape.heads * shape.head_dim + shape.kv_width()) as u64;
+        layers as u64 * qkv * precision.bytes() + 1
     }
 }
 
 /// cuBLASLt's workspace plus slack for the driver's own allocations.
 pub(crate) const WORKSPACE_RESERVE: u64 = 64 << 20;
 
-fn weight_bytes(config: &Gpt2Config, layers: usize, precision: Precision) -> u64 {
-    let (d, inner) = (config.n_embd as u64, config.n_inner as u64);
-    let per_block = (4 * d * d + 2 * d * inner + 5 * d + inner) * precision.bytes() + 16 * d;
-    (config.vocab_size + config.n_positions) as u64 * d * 4 + per_block * layers as u64 + 8 * d
+/// f32 embeddings and norms, matrices (and biases) in the compute type, and the rotary
+/// tables (cos and sin of every position a prompt may take) for rotary models.
+fn weight_bytes(shape: &ModelShape, layers: usize, precision: Precision) -> u64 {
+    let d = shape.d_model as u64;
+    let per_block = shape.block_params() * precision.bytes() + 16 * d;
+    let rotary = if shape.position_rows == 0 {
+        longest_prompt(shape) as u64 * shape.head_dim as u64 * 4
+    } else {
+        0
+    };
+    shape.embedding_params() * 4 + per_block * layers as u64 + 8 * d + rotary
 }

@@ -1,5 +1,8 @@
-//! The teacher's CUDA engine (feature `cuda`): the calibrated GPT-2 forward of extraction
-//! written for NVIDIA GPUs, beside the Burn model that stays the CPU path and the reference.
+//! The teacher's CUDA engine (feature `cuda`): the calibrated forward of extraction for the
+//! decoder families (GPT-2 of every size; LLaMA with RMSNorm, rotary positions, SwiGLU and
+//! grouped-query attention) written for NVIDIA GPUs, beside the Burn model that stays the CPU
+//! path and the reference. BERT (bidirectional: no prefix to share) runs on Burn's CUDA
+//! backend.
 //!
 //! What it computes is [`BurnModel::family_last_token_states`](crate::BurnModel::family_last_token_states):
 //! the final state of the last token of every prompt of a list of [`PromptFamily`]s, each
@@ -9,18 +12,22 @@
 //!   budget), so the matrix products run over exactly the real tokens; the attention kernels
 //!   find each sequence through a small table.
 //! - **cuBLASLt products** for the frozen linear layers (f16 inputs with f32 accumulation, or
-//!   f32), with the bias, and GPT-2's tanh GELU, fused as epilogues ([`blas`]).
+//!   f32), with the bias, and GPT-2's tanh GELU, fused as epilogues ([`blas`]). LLaMA's q, k
+//!   and v are one product, its gate and up another.
 //! - **Flash-style attention** (`kernels.cu`): scores, causal + calibration mask, online
 //!   softmax and the value product in one kernel on tensor cores, for f16 with 64-wide heads;
 //!   the [queries, keys] score matrix never reaches device memory. Other widths and f32 use a
 //!   simple one-warp-per-query kernel. Suffixes read their prefix's keys and values straight
 //!   from the cache.
-//! - **Fused residual + LayerNorm**, and a final block that computes only each prompt's last
-//!   row past its keys and values. The residual stream and LayerNorms are f32.
+//! - **Fused residual + LayerNorm (or RMSNorm)**, and a final block that computes only each
+//!   prompt's last row past its keys and values. The residual stream and norms are f32.
+//! - **Rotary positions** (LLaMA) applied in place to the projected queries and keys from
+//!   cos/sin tables made on the host; the cache holds rotated keys.
 //!
 //! One CUDA stream per engine; one engine per GPU (worker thread). All libraries (driver,
 //! NVRTC, cuBLASLt) are loaded at run time, so the build needs no CUDA toolkit.
 
+mod arch;
 mod attention;
 mod blas;
 mod buffer;
@@ -32,10 +39,11 @@ mod model;
 mod passes;
 mod plan;
 mod profile;
+mod weights;
 mod workspace;
 
-pub use engine::CudaGpt2;
-pub use limits::EngineLimits;
+pub use engine::CudaEngine;
+pub use limits::{EngineLimits, longest_prompt};
 pub(crate) use model::EngineModel;
 
 /// Free and total bytes of CUDA device `ordinal`, as its driver reports them (other

@@ -5,27 +5,25 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::CudaGpt2;
-use crate::arch::Architecture;
+use super::CudaEngine;
 use crate::batch::BatchOptions;
 use crate::error::TeacherError;
 use crate::family::PromptFamily;
-use crate::gpt2::Gpt2Module;
 use crate::language_model::{CalibratedModel, LanguageModel};
 use crate::precision::Precision;
 use crate::shape::ModelShape;
 
 /// The engine and the Burn device its states go to.
 pub(crate) struct EngineModel {
-    engine: CudaGpt2,
+    engine: CudaEngine,
     device: Device,
     shape: ModelShape,
 }
 
 impl EngineModel {
     /// `engine`, its states returned on `device` (the same GPU through Burn).
-    pub(crate) fn new(engine: CudaGpt2, device: Device) -> Self {
-        let shape = Gpt2Module::shape(engine.config());
+    pub(crate) fn new(engine: CudaEngine, device: Device) -> Self {
+        let shape = engine.shape().clone();
         EngineModel {
             engine,
             device,
@@ -70,7 +68,7 @@ impl CalibratedModel for EngineModel {
     }
 
     fn shrink_passes(&mut self, _: &mut BatchOptions) -> Result<Option<String>, TeacherError> {
-        let Some(limits) = self.engine.limits().halved(self.engine.config()) else {
+        let Some(limits) = self.engine.limits().halved(self.engine.shape()) else {
             return Ok(None);
         };
         self.engine.set_limits(limits)?;

@@ -5,16 +5,16 @@ use cudarc::driver::CudaStream;
 
 use super::CudaError;
 use super::attention::Keys;
-use super::blas::Epilogue;
 use super::buffer::DeviceBuffer;
-use super::engine::{Arg, CudaGpt2, ROW_THREADS};
+use super::engine::{Arg, CudaEngine, ROW_THREADS};
 use super::layers::warp_blocks;
+use super::limits::longest_prompt;
 use super::plan::Group;
 use super::profile::Stage;
 use super::workspace::Workspace;
 use crate::family::PromptFamily;
 
-impl CudaGpt2 {
+impl CudaEngine {
     /// A group's prefix passes, then its suffix passes; appends each output row's prompt
     /// index to `order`.
     pub(super) fn run_group(
@@ -89,19 +89,11 @@ impl CudaGpt2 {
         upload_seqs(&self.stream, &work.seqs, &seqs)?;
         let lists = self.attention_lists(work, &seqs)?;
         self.pass_uploaded()?;
-        let (d, e) = (self.config.n_embd, self.elem_bytes());
-        let row_bytes = 3 * d * e;
+        let row_bytes = self.arch.qkv_width() * self.elem_bytes();
         self.embed(work, rows)?;
-        for (l, block) in self.blocks.iter().enumerate() {
+        for (l, block) in self.weights.blocks.iter().enumerate() {
             let qkv = work.cache[l].at(base * row_bytes);
-            self.linear(
-                work.a.ptr(),
-                &block.attn,
-                qkv,
-                (rows, 3 * d, d),
-                Epilogue::Bias,
-                Stage::Qkv,
-            )?;
+            self.project_qkv(work, block, qkv, rows)?;
             if l + 1 == self.layers {
                 break;
             }
@@ -125,7 +117,7 @@ impl CudaGpt2 {
         seqs: &[SuffixSeq<'_>],
         out_row: usize,
     ) -> Result<(), CudaError> {
-        let last_position = self.config.n_positions as u32 - 1;
+        let last_position = longest_prompt(&self.arch.shape) as u32 - 1;
         let mut ids = Vec::new();
         let mut positions = Vec::new();
         let mut types = Vec::new();
@@ -158,22 +150,15 @@ impl CudaGpt2 {
         upload_seqs(&self.stream, &work.seqs, &info)?;
         let lists = self.attention_lists(work, &info)?;
         self.pass_uploaded()?;
-        let d = self.config.n_embd;
+        let d = self.arch.shape.d_model;
         let max_keys = seqs
             .iter()
             .map(|s| s.prefix_len + s.ids.len())
             .max()
             .unwrap_or(1);
         self.embed(work, rows)?;
-        for (l, block) in self.blocks.iter().enumerate() {
-            self.linear(
-                work.a.ptr(),
-                &block.attn,
-                work.qkv.ptr(),
-                (rows, 3 * d, d),
-                Epilogue::Bias,
-                Stage::Qkv,
-            )?;
+        for (l, block) in self.weights.blocks.iter().enumerate() {
+            self.project_qkv(work, block, work.qkv.ptr(), rows)?;
             let source = Keys {
                 pre: work.cache[l].ptr(),
                 pre_types: work.cache_types.ptr(),
@@ -207,7 +192,13 @@ impl CudaGpt2 {
                 .as_ref()
                 .expect("allocated by the call")
                 .at(out_row * d * 4);
-            self.block_tail(work, block, work.h_last.ptr(), n, (&self.ln_f, out, true))?;
+            self.block_tail(
+                work,
+                block,
+                work.h_last.ptr(),
+                n,
+                (&self.weights.final_norm, out, true),
+            )?;
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use crate::sca::Sca;
 use crate::shape::ModelShape;
 
 /// Which implementation runs the model on a GPU (`--engine`). The CPU always runs Burn; the
-/// CUDA engine runs GPT-2, other families run on Burn's CUDA backend.
+/// CUDA engine runs the decoders (GPT-2, LLaMA), BERT runs on Burn's CUDA backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Engine {
     /// The CUDA engine where this build has it (feature `cuda`), else Burn.
@@ -73,14 +73,14 @@ impl Engine {
 
 impl TeacherSpec {
     /// Refuses an engine the build or the model's family cannot run (`--engine cuda`
-    /// without CUDA support, or for a family other than GPT-2).
+    /// without CUDA support, or for a family the engine does not run).
     pub(crate) fn check_engine(&self) -> Result<(), ExtractError> {
         self.engine.uses_cuda_engine()?;
-        if self.engine == Engine::Cuda && !matches!(self.config, ModelConfig::Gpt2(_)) {
+        if self.engine == Engine::Cuda && !self.config.runs_on_cuda_engine() {
             return Err(ExtractError::Setting {
                 setting: "--engine cuda",
                 reason: format!(
-                    "the CUDA engine runs GPT-2 checkpoints; this is a {} checkpoint: use --engine burn",
+                    "the CUDA engine runs decoders (GPT-2, LLaMA); this is a {} checkpoint: use --engine burn",
                     self.shape.family
                 ),
             });
@@ -88,11 +88,10 @@ impl TeacherSpec {
         Ok(())
     }
 
-    /// Whether GPU workers run the CUDA engine (GPT-2 with `--engine auto` or `cuda` in a
-    /// CUDA build).
+    /// Whether GPU workers run the CUDA engine (a decoder with `--engine auto` or `cuda` in
+    /// a CUDA build).
     pub(crate) fn runs_cuda_engine(&self) -> bool {
-        matches!(self.config, ModelConfig::Gpt2(_))
-            && self.engine.uses_cuda_engine().unwrap_or(false)
+        self.config.runs_on_cuda_engine() && self.engine.uses_cuda_engine().unwrap_or(false)
     }
 }
 
@@ -152,7 +151,7 @@ pub(crate) fn load_teacher(
 }
 
 /// The language model of one worker: the CUDA engine on a GPU when the engine choice allows
-/// it and the model is a GPT-2 (sized for the memory budget), else the family's Burn model
+/// it and the model is a decoder (sized for the memory budget), else the family's Burn model
 /// on the worker's device.
 pub(crate) fn load_model(
     spec: &TeacherSpec,
@@ -162,21 +161,17 @@ pub(crate) fn load_model(
 ) -> Result<LanguageModel, ExtractError> {
     let precision = spec.precision;
     #[cfg(feature = "cuda")]
-    if let (Some(ordinal), true, ModelConfig::Gpt2(config)) = (
-        target.cuda_ordinal,
-        spec.engine.uses_cuda_engine()?,
-        &spec.config,
-    ) {
-        let layers = spec.layers;
+    if let (Some(ordinal), true) = (target.cuda_ordinal, spec.runs_cuda_engine()) {
+        let (shape, layers) = (&spec.shape, spec.layers);
         let budget = EngineBudget::check(ordinal, budget_bytes, notes)?;
-        let limits = crate::cuda::EngineLimits::for_budget(config, layers, precision, budget.bytes);
-        let need = limits.peak_bytes(config, layers, precision);
+        let limits = crate::cuda::EngineLimits::for_budget(shape, layers, precision, budget.bytes);
+        let need = limits.peak_bytes(shape, layers, precision);
         if need > budget.bytes {
             return Err(budget.too_small(need));
         }
-        let engine = crate::cuda::CudaGpt2::load(
+        let engine = crate::cuda::CudaEngine::load(
             &spec.model_dir,
-            (config.clone(), layers),
+            (&spec.config, layers),
             ordinal,
             precision,
             limits,
@@ -192,7 +187,7 @@ pub(crate) fn load_model(
             engine.device_name(),
             limits.pass_tokens,
             limits.cache_tokens,
-            super::budget::gib(limits.peak_bytes(config, layers, precision))
+            super::budget::gib(limits.peak_bytes(shape, layers, precision))
         ));
         return Ok(crate::cuda::EngineModel::new(engine, target.device.clone()).into());
     }

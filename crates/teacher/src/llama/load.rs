@@ -1,5 +1,5 @@
-//! Building [`LlamaModule`] from a Hugging Face LLaMA checkpoint (`model.safetensors`): the
-//! family's tensor names, in one place.
+//! Building [`LlamaModule`] from a Hugging Face LLaMA checkpoint (`model.safetensors`; the
+//! tensor names are in `names`).
 //!
 //! Weights are `nn.Linear` `[out, in]` (transposed on load), usually bf16. Keys carry the
 //! `model.` prefix of `LlamaForCausalLM` (or none, saved from `LlamaModel`); `lm_head.weight`
@@ -9,15 +9,9 @@ use burn::tensor::Device;
 
 use super::config::LlamaConfig;
 use super::model::{LlamaBlock, LlamaModule, Rotary};
+use super::names::{self, BlockNames};
 use crate::error::TeacherError;
 use crate::weights::{Layout, NamedTensors};
-
-/// Token embedding, `[vocab, d]`.
-const TOKEN_EMBEDDING: &str = "embed_tokens.weight";
-/// The final RMSNorm.
-const FINAL_NORM: &str = "norm";
-/// The prefix of every key in checkpoints saved from `LlamaForCausalLM`.
-const CAUSAL_LM_PREFIX: &str = "model.";
 
 /// Builds the first `layers` blocks of the checkpoint.
 pub(crate) fn build_module(
@@ -26,7 +20,7 @@ pub(crate) fn build_module(
     layers: usize,
     device: &Device,
 ) -> Result<LlamaModule, TeacherError> {
-    tensors.use_prefix_if_needed(CAUSAL_LM_PREFIX, TOKEN_EMBEDDING);
+    names::use_checkpoint_prefix(tensors);
     let d = config.hidden_size;
     let q = config.num_attention_heads * config.head_dim;
     let kv = config.num_key_value_heads * config.head_dim;
@@ -37,23 +31,18 @@ pub(crate) fn build_module(
         |name: String, shape, bias| tensors.linear(&name, shape, Layout::OutIn, bias, device);
     let blocks = (0..layers)
         .map(|i| {
-            let part = |name: &str| format!("layers.{i}.{name}");
+            let n = BlockNames(i);
             let (attn_bias, mlp_bias) = (config.attention_bias, config.mlp_bias);
             Ok(LlamaBlock {
-                input_norm: tensors.rms_norm(&part("input_layernorm"), d, eps, device)?,
-                q_proj: linear(part("self_attn.q_proj"), [d, q], attn_bias)?,
-                k_proj: linear(part("self_attn.k_proj"), [d, kv], attn_bias)?,
-                v_proj: linear(part("self_attn.v_proj"), [d, kv], attn_bias)?,
-                o_proj: linear(part("self_attn.o_proj"), [q, d], attn_bias)?,
-                post_attention_norm: tensors.rms_norm(
-                    &part("post_attention_layernorm"),
-                    d,
-                    eps,
-                    device,
-                )?,
-                gate_proj: linear(part("mlp.gate_proj"), [d, inner], mlp_bias)?,
-                up_proj: linear(part("mlp.up_proj"), [d, inner], mlp_bias)?,
-                down_proj: linear(part("mlp.down_proj"), [inner, d], mlp_bias)?,
+                input_norm: tensors.rms_norm(&n.input_norm(), d, eps, device)?,
+                q_proj: linear(n.q_proj(), [d, q], attn_bias)?,
+                k_proj: linear(n.k_proj(), [d, kv], attn_bias)?,
+                v_proj: linear(n.v_proj(), [d, kv], attn_bias)?,
+                o_proj: linear(n.o_proj(), [q, d], attn_bias)?,
+                post_attention_norm: tensors.rms_norm(&n.post_attention_norm(), d, eps, device)?,
+                gate_proj: linear(n.gate_proj(), [d, inner], mlp_bias)?,
+                up_proj: linear(n.up_proj(), [d, inner], mlp_bias)?,
+                down_proj: linear(n.down_proj(), [inner, d], mlp_bias)?,
                 heads: config.num_attention_heads,
                 kv_heads: config.num_key_value_heads,
                 rotary: rotary.clone(),
@@ -61,8 +50,8 @@ pub(crate) fn build_module(
         })
         .collect::<Result<Vec<_>, TeacherError>>()?;
     Ok(LlamaModule {
-        embed_tokens: tensors.embedding(TOKEN_EMBEDDING, config.vocab_size, d, device)?,
+        embed_tokens: tensors.embedding(names::TOKEN_EMBEDDING, config.vocab_size, d, device)?,
         blocks,
-        norm: tensors.rms_norm(FINAL_NORM, d, eps, device)?,
+        norm: tensors.rms_norm(names::FINAL_NORM, d, eps, device)?,
     })
 }

@@ -7,6 +7,7 @@
 mod config;
 mod load;
 mod model;
+pub(crate) mod names;
 
 pub use config::{Llama3Scaling, LlamaConfig};
 pub use model::{LlamaBlock, LlamaModule};

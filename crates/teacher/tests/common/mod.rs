@@ -11,8 +11,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use timekd_data::{Dataset, DatasetOptions, Preset, Window};
 use timekd_teacher::{
-    EncodedPrompt, Gpt2Tokenizer, PromptBuilder, PromptTemplate, PromptTokenizer, ValueFormat,
-    WindowInput,
+    EncodedPrompt, PromptBuilder, PromptTemplate, PromptTokenizer, ValueFormat, WindowInput,
 };
 
 pub fn fixture_dir() -> PathBuf {
@@ -45,7 +44,7 @@ pub fn builder(data: &Dataset) -> PromptBuilder {
 /// each), the history sentence tokenised once for all of them, as extraction encodes them.
 pub fn prompts_at_lengths(
     builder: &PromptBuilder,
-    tokenizer: &Gpt2Tokenizer,
+    tokenizer: &impl PromptTokenizer,
     window: &Window<'_>,
     v: usize,
     lengths: &[usize],
