@@ -7,12 +7,15 @@
 # (21 variables each); then every H of weather, train + val, in one pass (ours only, the first
 # engine), for the projection. Peak GPU memory sampled with nvidia-smi.
 #
-#   scripts/bench/llama-gpu.sh [TIMEKD]    # WEATHER=path/to/weather.csv WINDOWS=64 ENGINES="cuda burn"
+#   scripts/bench/llama-gpu.sh [TIMEKD]    # WEATHER=path/to/weather.csv WINDOWS=128 ENGINES="cuda burn"
 set -euo pipefail
 timekd="${1:-.gpu/timekd}"
 work="${WORK:-/tmp/timekd-llama}"
 weather="${WEATHER:-../shared/data/weather.csv}"
-windows="${WINDOWS:-64}"
+windows="${WINDOWS:-128}"
+# Rates after the first REPORT_AFTER windows (model load and warm-up excluded, as the
+# reference excludes its own), beside the whole run's.
+report_after="${REPORT_AFTER:-16}"
 engines="${ENGINES:-cuda}"
 model="$work/llama-1b-shaped"
 mkdir -p "$work"
@@ -31,7 +34,7 @@ peak() { # command...: runs it, prints the peak of nvidia-smi's memory.used whil
     local sampler=$!
     local start end
     start=$(date +%s.%N)
-    "$@" 2>&1 | grep -E "windows in|engine|error|Error" | tail -3 || true
+    "$@" 2>&1 | grep -E " in [0-9.]+ s =|steady|engine|error|Error" | tail -4 || true
     end=$(date +%s.%N)
     kill "$sampler" 2>/dev/null || true
     echo "  wall $(python3 -c "print(f\"{$end - $start:.1f}\")") s, peak GPU memory $(sort -n "$work/mem.log" | tail -1) MiB"
@@ -42,11 +45,12 @@ for engine in $engines; do
         echo "== timekd extract, weather train H=96, $windows windows, f16, $engine (pass $pass)"
         peak "$timekd" extract --data "$weather" --output-len 96 --split train --model "$model" \
             --max-windows "$windows" --device cuda:0 --precision f16 --max-gpu-mem 24GiB \
-            --engine "$engine" --overwrite --out "$work/ours-$engine"
+            --engine "$engine" --report-after "$report_after" --overwrite --out "$work/ours-$engine"
     done
 done
 first="${engines%% *}"
 echo "== timekd extract, weather every H (24,36,48,96,192), train + val, $windows windows each, one pass, $first"
 peak "$timekd" extract --data "$weather" --output-len 24,36,48,96,192 --split all \
     --model "$model" --max-windows "$windows" --device cuda:0 --precision f16 \
-    --max-gpu-mem 24GiB --engine "$first" --overwrite --out "$work/ours-all"
+    --max-gpu-mem 24GiB --engine "$first" --report-after "$((5 * report_after))" --overwrite \
+    --out "$work/ours-all"

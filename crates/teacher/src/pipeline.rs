@@ -85,14 +85,15 @@ pub struct VariablePrompts {
     pub hd: EncodedPrompt,
 }
 
-/// Builds and tokenises the prompts of every (window, variable), window-major.
+/// Builds and tokenises the prompts of every (window, variable), window-major; windows are
+/// split over the machine's threads.
 pub fn encode_windows(
-    tokenizer: &(impl PromptTokenizer + ?Sized),
+    tokenizer: &(impl PromptTokenizer + Sync + ?Sized),
     builder: &PromptBuilder,
     windows: &[WindowInput<'_>],
 ) -> Result<Vec<VariablePrompts>, TeacherError> {
-    let mut out = Vec::with_capacity(windows.iter().map(WindowInput::n_vars).sum());
-    for w in windows {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_window = map_in_threads(windows, threads, |w| {
         if w.future.len() != w.history.len() {
             return Err(TeacherError::Input(format!(
                 "window {} has history for {} variables but future for {}",
@@ -101,17 +102,52 @@ pub fn encode_windows(
                 w.future.len()
             )));
         }
-        for (v, (history, future)) in w.history.iter().zip(&w.future).enumerate() {
-            let text = builder.build(history, future, w.start, w.end);
-            let (gt, hd) = tokenizer.encode_pair(&text)?;
-            out.push(VariablePrompts {
-                window: w.index,
-                variable: v,
-                text,
-                gt,
-                hd,
-            });
-        }
+        w.history
+            .iter()
+            .zip(&w.future)
+            .enumerate()
+            .map(|(v, (history, future))| {
+                let text = builder.build(history, future, w.start, w.end);
+                let (gt, hd) = tokenizer.encode_pair(&text)?;
+                Ok(VariablePrompts {
+                    window: w.index,
+                    variable: v,
+                    text,
+                    gt,
+                    hd,
+                })
+            })
+            .collect::<Result<Vec<_>, TeacherError>>()
+    })?;
+    Ok(per_window.into_iter().flatten().collect())
+}
+
+/// `f` of every item, in order, the items split into contiguous runs over at most `threads`
+/// threads; the first error (in item order) is returned.
+fn map_in_threads<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<R, TeacherError> + Sync,
+) -> Result<Vec<R>, TeacherError> {
+    let threads = threads.clamp(1, items.len().max(1));
+    if threads == 1 {
+        return items.iter().map(f).collect();
+    }
+    let per_thread = items.len().div_ceil(threads);
+    let f = &f;
+    let parts: Vec<Result<Vec<R>, TeacherError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(per_thread)
+            .map(|part| s.spawn(move || part.iter().map(f).collect()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a prompt encoding thread panicked"))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for part in parts {
+        out.extend(part?);
     }
     Ok(out)
 }
@@ -232,23 +268,10 @@ impl PromptEncoder {
                 )));
             }
         }
-        let threads = self.threads.clamp(1, windows.len().max(1));
-        let per_thread = windows.len().div_ceil(threads).max(1);
-        let parts: Vec<Result<Vec<Vec<EncodedPrompt>>, TeacherError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = windows
-                .chunks(per_thread)
-                .map(|part| s.spawn(move || part.iter().map(|w| self.window_lengths(w)).collect()))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a prompt encoding thread panicked"))
-                .collect()
-        });
+        let per_window = map_in_threads(windows, self.threads, |w| self.window_lengths(w))?;
         let mut prompts = Vec::with_capacity(windows.len() * n);
-        for part in parts {
-            for window in part? {
-                prompts.extend(window.chunks(window.len() / n).map(<[_]>::to_vec));
-            }
+        for window in per_window {
+            prompts.extend(window.chunks(window.len() / n).map(<[_]>::to_vec));
         }
         Ok(EncodedLengths {
             windows: windows

@@ -154,25 +154,31 @@ fn engine_equals_burn_on_the_llama_fixture() {
     compare(&llama_fixture(), "LLaMA fixture", &[0, 7, 30]);
 }
 
-/// A random LLaMA with 64-wide heads (width 256, 4 query heads over 2 key/value heads, two
-/// blocks) and the fixture's tokenizer and rotary scaling: the tensor-core attention with
-/// grouped heads.
+/// Random LLaMAs with 64-wide heads (Llama-3.2-1B's) and 128-wide ones (Llama-3.2-3B's),
+/// query heads over half as many key/value heads, two blocks each, the fixture's tokenizer
+/// and rotary scaling: the tensor-core attention with grouped heads. Width 512 with either
+/// head width tells the kernel's error from the width's.
 #[test]
 #[ignore = "needs an NVIDIA GPU"]
-fn engine_equals_burn_on_a_llama_with_64_wide_heads() {
-    let dir = tempfile::tempdir().unwrap();
-    write_random_llama(dir.path(), 256, 512, 13);
-    compare(dir.path(), "LLaMA, 64-wide heads, random", &[0, 7]);
+fn engine_equals_burn_on_llamas_with_64_and_128_wide_heads() {
+    for (d, head_dim) in [(256, 64), (512, 64), (512, 128)] {
+        let dir = tempfile::tempdir().unwrap();
+        write_random_llama(dir.path(), d, head_dim, 13);
+        let what = format!("LLaMA, width {d}, {head_dim}-wide heads, random");
+        compare(dir.path(), &what, &[0, 7]);
+    }
 }
 
-/// The fixture's config and tokenizer at width `d` (heads of 64) with MLP width `inner`,
-/// weights normal(0, 0.1) from `seed` (norm gains around 1).
-fn write_random_llama(dir: &Path, d: usize, inner: usize, seed: u64) {
+/// The fixture's config and tokenizer at width `d` with query heads of `head_dim` over half
+/// as many key/value heads and an MLP of 2 `d`, weights normal(0, 0.1) from `seed` (norm
+/// gains around 1).
+fn write_random_llama(dir: &Path, d: usize, head_dim: usize, seed: u64) {
     let source = llama_fixture();
     std::fs::copy(source.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
     let text = std::fs::read_to_string(source.join("config.json")).unwrap();
     let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let (heads, kv_heads, head_dim) = (d / 64, d / 128, 64);
+    let (heads, inner) = (d / head_dim, 2 * d);
+    let kv_heads = heads / 2;
     json["hidden_size"] = d.into();
     json["intermediate_size"] = inner.into();
     json["head_dim"] = head_dim.into();

@@ -1,6 +1,6 @@
 //! The engine's attention launches: work lists over the queries of a pass, the tensor-core
-//! kernel (f16, 64-wide heads) and the simple one (any width, f32); grouped key/value heads
-//! in both.
+//! kernel (f16, heads 64 or 128 wide) and the simple one (any width, f32); grouped key/value
+//! heads in both.
 
 use super::CudaError;
 use super::engine::ROW_THREADS;
@@ -26,7 +26,7 @@ impl CudaEngine {
             .map(|s| (s.pre_len + s.own_len) as usize)
             .max()
             .unwrap_or(1);
-        if self.tensor_core_attention() {
+        if self.tensor_core_attention().is_some() {
             let mut tiles = Vec::new();
             for (s, seq) in seqs.iter().enumerate() {
                 for q0 in (0..seq.own_len).step_by(ATTENTION_TILE) {
@@ -61,12 +61,12 @@ impl CudaEngine {
         keys: &Keys,
         lists: &AttentionLists,
     ) -> Result<(), CudaError> {
-        if !self.tensor_core_attention() {
+        let Some(kernel) = self.tensor_core_attention() else {
             self.attention_simt(work, keys, work.items.ptr(), lists.count, lists.max_keys)?;
             return self.mark(Stage::Attention);
-        }
+        };
         self.launch(
-            &self.kernels.attention_mma_f16,
+            kernel,
             (lists.count as u32, self.arch.shape.heads as u32),
             128,
             0,

@@ -103,14 +103,20 @@ impl CudaEngine {
         let stream = ctx.new_stream().map_err(CudaError::driver)?;
         let kernels = Kernels::load(&ctx)?;
         let blas = Blas::new(&stream, gemm)?;
-        let weights = DeviceWeights::upload(
-            &stream,
-            config,
-            &arch,
-            &mut tensors,
-            layers,
-            gemm == GemmType::F16,
-        )?;
+        // The checkpoint's digest (seconds for a billion weights) while the weights convert.
+        let (weights_sha256, weights) = std::thread::scope(|s| {
+            let digest = s.spawn(|| file.sha256());
+            let weights = DeviceWeights::upload(
+                &stream,
+                config,
+                &arch,
+                &mut tensors,
+                layers,
+                gemm == GemmType::F16,
+            );
+            (digest.join().expect("the digest thread panicked"), weights)
+        });
+        let weights = weights?;
         let work = Workspace::new(&stream, &arch, layers, gemm, limits)?;
         let profile = RefCell::new(Profiler::from_env(&ctx));
         Ok(CudaEngine {
@@ -121,7 +127,7 @@ impl CudaEngine {
             blas: RefCell::new(blas),
             stream,
             limits,
-            weights_sha256: file.sha256(),
+            weights_sha256,
             dir: dir.to_path_buf(),
             arch,
             layers,
@@ -302,8 +308,14 @@ impl CudaEngine {
         self.precision.bytes() as usize
     }
 
-    pub(super) fn tensor_core_attention(&self) -> bool {
-        self.is_half() && self.arch.shape.head_dim == 64
+    /// The tensor-core attention kernel for this model, if there is one (f16, heads 64 or
+    /// 128 wide).
+    pub(super) fn tensor_core_attention(&self) -> Option<&CudaFunction> {
+        match (self.is_half(), self.arch.shape.head_dim) {
+            (true, 64) => Some(&self.kernels.attention_mma_f16_hd64),
+            (true, 128) => Some(&self.kernels.attention_mma_f16_hd128),
+            _ => None,
+        }
     }
 
     pub(super) fn scale(&self) -> f32 {

@@ -394,18 +394,18 @@ extern "C" __global__ void attention_simt_f32(const float* pre, const u8* pre_ty
 }
 
 // ---------------------------------------------------------------------------------------
-// Flash attention on tensor cores: f16, head width 64, every query of a sequence.
+// Flash attention on tensor cores: f16, head width HD (64 or 128), every query of a sequence.
 // A block (4 warps) takes 64 queries of one sequence and one head; each warp 16 of them.
-// Keys come in tiles of 64 through shared memory (double-buffered); scores stay in registers (online softmax,
-// f32), so no [queries, keys] matrix is ever written. mma.sync m16n8k16, f32 accumulation.
+// Keys come in tiles of KT (64 for 64-wide heads, 32 for 128-wide ones: the two stages of K
+// and V stay within 48 KiB of shared memory) through shared memory (double-buffered); scores
+// stay in registers (online softmax, f32), so no [queries, keys] matrix is ever written.
+// mma.sync m16n8k16, f32 accumulation.
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16 .f16): g = lane / 4, c = lane % 4.
 //   A (16x16, row-major): a0 = (g, 2c..2c+1), a1 = (g+8, 2c..), a2 = (g, 2c+8..), a3 = (g+8, 2c+8..)
 //   B (16x8, "col"):      b0 = (k 2c..2c+1, n g), b1 = (k 2c+8.., n g)
 //   C (16x8, f32):        c0,c1 = (g, 2c..2c+1), c2,c3 = (g+8, 2c..2c+1)
-#define HD 64
-#define TILE 64
-#define SROW 72  // shared row stride in halves: 144 bytes keeps ldmatrix and LDS.32 conflict-free
+#define QUERY_TILE 64  // queries per block: 4 warps of 16
 
 __device__ __forceinline__ void mma_16816(float* c, const unsigned* a, unsigned b0, unsigned b1) {
     asm volatile(
@@ -438,16 +438,22 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 }
 
 // tiles: per block, (seq, first query) pairs. Two shared-memory stages: the next K/V tile
-// loads (cp.async) while the current one is computed.
-extern "C" __global__ void __launch_bounds__(128)
-attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_types,
-                  const half_t* __restrict__ own, const u8* __restrict__ own_types,
-                  half_t* __restrict__ out, const SeqInfo* __restrict__ seqs,
-                  const int* __restrict__ tiles, int q_width, int kv_width, int group, int ld,
-                  float scale, float penalty) {
-    __shared__ __align__(16) half_t ks_buf[2][TILE * SROW];
-    __shared__ __align__(16) half_t vs_buf[2][TILE * SROW];
-    __shared__ u8 kt_buf[2][TILE];
+// loads (cp.async) while the current one is computed. Shared rows are HD + 8 halves long
+// (144 or 272 bytes: ldmatrix and LDS.32 stay free of bank conflicts).
+template <int HD, int KT>
+__device__ __forceinline__ void attention_mma(
+    const half_t* __restrict__ pre, const u8* __restrict__ pre_types,
+    const half_t* __restrict__ own, const u8* __restrict__ own_types, half_t* __restrict__ out,
+    const SeqInfo* __restrict__ seqs, const int* __restrict__ tiles, int q_width, int kv_width,
+    int group, int ld, float scale, float penalty) {
+    constexpr int SROW = HD + 8;
+    constexpr int KSTEPS = HD / 16;  // k-steps of Q K^T over the head width
+    constexpr int OTILES = HD / 8;   // 8-wide column tiles of the output
+    constexpr int NTILES = KT / 8;   // 8-key column tiles of the scores
+    constexpr int CHUNKS = HD / 8;   // 16-byte chunks of a K or V row
+    __shared__ __align__(16) half_t ks_buf[2][KT * SROW];
+    __shared__ __align__(16) half_t vs_buf[2][KT * SROW];
+    __shared__ u8 kt_buf[2][KT];
 
     const int seq = tiles[2 * blockIdx.x], q0 = tiles[2 * blockIdx.x + 1];
     const int head = blockIdx.y;
@@ -461,12 +467,12 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
     const int qw = q0 + warp * 16;
     const int qa = qw + g, qb = qw + g + 8;
     const bool va = qa < s.own_len, vb = qb < s.own_len;
-    unsigned qf[4][4];  // [k-step][a0..a3]
+    unsigned qf[KSTEPS][4];  // [k-step][a0..a3]
     {
         const half_t* ra = own + (size_t)(s.own_start + (va ? qa : 0)) * ld + col;
         const half_t* rb = own + (size_t)(s.own_start + (vb ? qb : 0)) * ld + col;
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
+        for (int kk = 0; kk < KSTEPS; ++kk) {
             int k0 = kk * 16 + 2 * c;
             qf[kk][0] = va ? *(const unsigned*)(ra + k0) : 0u;
             qf[kk][1] = vb ? *(const unsigned*)(rb + k0) : 0u;
@@ -477,15 +483,15 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
     const u8 ta = own_types[s.own_start + (va ? qa : 0)];
     const u8 tb = own_types[s.own_start + (vb ? qb : 0)];
 
-    float o[8][4];
+    float o[OTILES][4];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    for (int i = 0; i < OTILES; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
     float ma = NEG_INF, mb = NEG_INF, la = 0.f, lb = 0.f;
     const float log2e = 1.4426950408889634f;
     const float sc = scale * log2e, pen = penalty * log2e;
 
     const int n_keys = s.pre_len + s.own_len;
-    const int last_q = min(q0 + TILE, s.own_len) - 1;
+    const int last_q = min(q0 + QUERY_TILE, s.own_len) - 1;
     const int key_end = min(n_keys, s.pre_len + last_q + 1);
     // Warps whose 16 queries are all past the sequence's end only help load the tiles.
     const bool active = qw < s.own_len;
@@ -493,8 +499,8 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
     // Tile j0's K and V rows into stage `st` by cp.async (rows past the keys zero-filled),
     // and its key types.
     auto load_tile = [&](int st, int j0) {
-        for (int t = threadIdx.x; t < TILE * 8; t += 128) {
-            int r = t >> 3, ch = t & 7;
+        for (int t = threadIdx.x; t < KT * CHUNKS; t += 128) {
+            int r = t / CHUNKS, ch = t % CHUNKS;
             int j = j0 + r;
             const half_t* base = own;
             bool valid = j < n_keys;
@@ -504,7 +510,7 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
             cp_async16(smem_addr(ks_buf[st] + r * SROW + ch * 8), base + k_col + ch * 8, valid);
             cp_async16(smem_addr(vs_buf[st] + r * SROW + ch * 8), base + v_col + ch * 8, valid);
         }
-        for (int r = threadIdx.x; r < TILE; r += 128) {
+        for (int r = threadIdx.x; r < KT; r += 128) {
             int j = j0 + r;
             u8 t = 0;
             if (j < n_keys)
@@ -515,10 +521,10 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
         cp_async_commit();
     };
     load_tile(0, 0);
-    for (int j0 = 0, st = 0; j0 < key_end; j0 += TILE, st ^= 1) {
+    for (int j0 = 0, st = 0; j0 < key_end; j0 += KT, st ^= 1) {
         // The next tile loads while this one is computed.
-        if (j0 + TILE < key_end) {
-            load_tile(st ^ 1, j0 + TILE);
+        if (j0 + KT < key_end) {
+            load_tile(st ^ 1, j0 + KT);
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
@@ -532,14 +538,14 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
             continue;
         }
 
-        // S = Q K^T for 16 queries x 64 keys.
-        float sacc[8][4];
+        // S = Q K^T for 16 queries x KT keys.
+        float sacc[NTILES][4];
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
+        for (int nt = 0; nt < NTILES; ++nt) {
             sacc[nt][0] = sacc[nt][1] = sacc[nt][2] = sacc[nt][3] = 0.f;
             const half_t* krow = ks + (nt * 8 + g) * SROW + 2 * c;
 #pragma unroll
-            for (int kk = 0; kk < 4; ++kk) {
+            for (int kk = 0; kk < KSTEPS; ++kk) {
                 unsigned b0 = *(const unsigned*)(krow + kk * 16);
                 unsigned b1 = *(const unsigned*)(krow + kk * 16 + 8);
                 mma_16816(sacc[nt], qf[kk], b0, b1);
@@ -548,7 +554,7 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
         // Scale, mask (causal + calibration), in log2 units; row maxima.
         float mxa = ma, mxb = mb;
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
+        for (int nt = 0; nt < NTILES; ++nt) {
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
                 int r = nt * 8 + 2 * c + e;
@@ -574,9 +580,9 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
         ma = mxa;
         mb = mxb;
         float sa = 0.f, sb = 0.f;
-        unsigned pf[4][4];  // P as A fragments, per 16-key step
+        unsigned pf[KT / 16][4];  // P as A fragments, per 16-key step
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
+        for (int nt = 0; nt < NTILES; ++nt) {
             float p0 = exp2f(sacc[nt][0] - ba), p1 = exp2f(sacc[nt][1] - ba);
             float p2 = exp2f(sacc[nt][2] - bb), p3 = exp2f(sacc[nt][3] - bb);
             sa += p0 + p1;
@@ -588,7 +594,7 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
         la = la * corr_a + sa;
         lb = lb * corr_b + sb;
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
+        for (int i = 0; i < OTILES; ++i) {
             o[i][0] *= corr_a;
             o[i][1] *= corr_a;
             o[i][2] *= corr_b;
@@ -596,9 +602,9 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
         }
         // O += P V: V tile rows are keys; ldmatrix.trans gives the B fragments.
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
+        for (int kk = 0; kk < KT / 16; ++kk) {
 #pragma unroll
-            for (int dt = 0; dt < 4; ++dt) {
+            for (int dt = 0; dt < HD / 16; ++dt) {
                 int m = lane >> 3;  // which 8x8 matrix this lane addresses
                 int row = kk * 16 + (m & 1) * 8 + (lane & 7);
                 int cc = dt * 16 + (m >> 1) * 8;
@@ -618,7 +624,7 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
     lb += __shfl_xor_sync(0xffffffffu, lb, 2);
     const float ia = va ? 1.f / la : 0.f, ib = vb ? 1.f / lb : 0.f;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < OTILES; ++i) {
         int cc = col + i * 8 + 2 * c;
         if (va)
             *(unsigned*)(out + (size_t)(s.own_start + qa) * q_width + cc) =
@@ -627,4 +633,19 @@ attention_mma_f16(const half_t* __restrict__ pre, const u8* __restrict__ pre_typ
             *(unsigned*)(out + (size_t)(s.own_start + qb) * q_width + cc) =
                 pack_half2(o[i][2] * ib, o[i][3] * ib);
     }
+}
+
+extern "C" __global__ void __launch_bounds__(128)
+attention_mma_f16_hd64(const half_t* pre, const u8* pre_types, const half_t* own,
+                       const u8* own_types, half_t* out, const SeqInfo* seqs, const int* tiles,
+                       int q_width, int kv_width, int group, int ld, float scale, float penalty) {
+    attention_mma<64, 64>(pre, pre_types, own, own_types, out, seqs, tiles, q_width, kv_width,
+                          group, ld, scale, penalty);
+}
+extern "C" __global__ void __launch_bounds__(128)
+attention_mma_f16_hd128(const half_t* pre, const u8* pre_types, const half_t* own,
+                        const u8* own_types, half_t* out, const SeqInfo* seqs, const int* tiles,
+                        int q_width, int kv_width, int group, int ld, float scale, float penalty) {
+    attention_mma<128, 32>(pre, pre_types, own, own_types, out, seqs, tiles, q_width, kv_width,
+                           group, ld, scale, penalty);
 }

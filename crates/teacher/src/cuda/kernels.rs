@@ -25,7 +25,8 @@ pub(crate) struct Kernels {
     pub rotary_f32: CudaFunction,
     pub attention_simt_f16: CudaFunction,
     pub attention_simt_f32: CudaFunction,
-    pub attention_mma_f16: CudaFunction,
+    pub attention_mma_f16_hd64: CudaFunction,
+    pub attention_mma_f16_hd128: CudaFunction,
     /// Keeps the module loaded as long as the handles live.
     _module: Arc<CudaModule>,
 }
@@ -67,7 +68,8 @@ impl Kernels {
             rotary_f32: get("rotary_f32")?,
             attention_simt_f16: get("attention_simt_f16")?,
             attention_simt_f32: get("attention_simt_f32")?,
-            attention_mma_f16: get("attention_mma_f16")?,
+            attention_mma_f16_hd64: get("attention_mma_f16_hd64")?,
+            attention_mma_f16_hd128: get("attention_mma_f16_hd128")?,
             _module: module,
         })
     }

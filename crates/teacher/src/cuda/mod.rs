@@ -15,9 +15,9 @@
 //!   f32), with the bias, and GPT-2's tanh GELU, fused as epilogues ([`blas`]). LLaMA's q, k
 //!   and v are one product, its gate and up another.
 //! - **Flash-style attention** (`kernels.cu`): scores, causal + calibration mask, online
-//!   softmax and the value product in one kernel on tensor cores, for f16 with 64-wide heads;
-//!   the [queries, keys] score matrix never reaches device memory. Other widths and f32 use a
-//!   simple one-warp-per-query kernel. Suffixes read their prefix's keys and values straight
+//!   softmax and the value product in one kernel on tensor cores, for f16 with heads 64 or 128
+//!   wide (128: Llama-3.2-3B); the [queries, keys] score matrix never reaches device memory.
+//!   Other widths and f32 use a simple one-warp-per-query kernel. Suffixes read their prefix's keys and values straight
 //!   from the cache.
 //! - **Fused residual + LayerNorm (or RMSNorm)**, and a final block that computes only each
 //!   prompt's last row past its keys and values. The residual stream and norms are f32.

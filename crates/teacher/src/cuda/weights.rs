@@ -2,7 +2,8 @@
 //! runs: every product's matrix `[in, out]` row-major in the compute type (LLaMA's `[out,
 //! in]` matrices transposed, its q, k and v side by side, gate and up side by side), biases
 //! in the compute type (zeros where the layer has none: the epilogue adds them for free),
-//! embeddings, norms and rotary tables in f32.
+//! embeddings, norms and rotary tables in f32. Blocks are converted on the host by several
+//! threads at once (a few blocks at a time), then uploaded in order.
 
 use std::sync::Arc;
 
@@ -19,16 +20,17 @@ use crate::llama::LlamaConfig;
 use crate::llama::names as llama;
 use crate::weights::NamedTensors;
 
-/// A product's matrix `[in, out]` and bias `[out]`, in the compute type.
-pub(super) struct LinearWeights {
-    pub(super) weight: DeviceBuffer,
-    pub(super) bias: DeviceBuffer,
+/// A product's matrix `[in, out]` and bias `[out]`, in the compute type: on the device
+/// (`B` = [`DeviceBuffer`]) or converted on the host.
+pub(super) struct LinearWeights<B = DeviceBuffer> {
+    pub(super) weight: B,
+    pub(super) bias: B,
 }
 
-/// A norm's scale, and its shift (LayerNorm only), f32.
-pub(super) struct NormWeights {
-    pub(super) weight: DeviceBuffer,
-    pub(super) bias: Option<DeviceBuffer>,
+/// A norm's scale, and its shift (LayerNorm only), f32: on the device or on the host.
+pub(super) struct NormWeights<B = DeviceBuffer> {
+    pub(super) weight: B,
+    pub(super) bias: Option<B>,
 }
 
 impl NormWeights {
@@ -38,20 +40,66 @@ impl NormWeights {
     }
 }
 
-/// One block's weights.
-pub(super) struct BlockWeights {
+/// One block's weights, on the device or on the host.
+pub(super) struct BlockWeights<B = DeviceBuffer> {
     /// The norm before attention.
-    pub(super) attn_norm: NormWeights,
+    pub(super) attn_norm: NormWeights<B>,
     /// `x → q | k | v`.
-    pub(super) qkv: LinearWeights,
+    pub(super) qkv: LinearWeights<B>,
     /// The attention's output projection.
-    pub(super) attn_out: LinearWeights,
+    pub(super) attn_out: LinearWeights<B>,
     /// The norm before the MLP.
-    pub(super) mlp_norm: NormWeights,
+    pub(super) mlp_norm: NormWeights<B>,
     /// The MLP's first product (`fc`, or `gate | up`).
-    pub(super) mlp_in: LinearWeights,
+    pub(super) mlp_in: LinearWeights<B>,
     /// The MLP's down projection.
-    pub(super) mlp_out: LinearWeights,
+    pub(super) mlp_out: LinearWeights<B>,
+}
+
+/// Values converted on the host, ready to upload.
+enum HostValues {
+    F16(Vec<f16>),
+    F32(Vec<f32>),
+}
+
+impl HostValues {
+    fn upload(&self, stream: &Arc<CudaStream>) -> Result<DeviceBuffer, TeacherError> {
+        Ok(match self {
+            HostValues::F16(v) => DeviceBuffer::from_slice(stream, v)?,
+            HostValues::F32(v) => DeviceBuffer::from_slice(stream, v)?,
+        })
+    }
+}
+
+impl LinearWeights<HostValues> {
+    fn upload(&self, stream: &Arc<CudaStream>) -> Result<LinearWeights, TeacherError> {
+        Ok(LinearWeights {
+            weight: self.weight.upload(stream)?,
+            bias: self.bias.upload(stream)?,
+        })
+    }
+}
+
+impl NormWeights<HostValues> {
+    fn upload(&self, stream: &Arc<CudaStream>) -> Result<NormWeights, TeacherError> {
+        Ok(NormWeights {
+            weight: self.weight.upload(stream)?,
+            bias: self.bias.as_ref().map(|b| b.upload(stream)).transpose()?,
+        })
+    }
+}
+
+impl BlockWeights<HostValues> {
+    fn upload(&self, stream: &Arc<CudaStream>) -> Result<BlockWeights, TeacherError> {
+        Ok(BlockWeights {
+            attn_norm: self.attn_norm.upload(stream)?,
+            qkv: self.qkv.upload(stream)?,
+            attn_out: self.attn_out.upload(stream)?,
+            mlp_norm: self.mlp_norm.upload(stream)?,
+            mlp_in: self.mlp_in.upload(stream)?,
+            mlp_out: self.mlp_out.upload(stream)?,
+        })
+    }
 }
 
 /// Cos and sin of every (position, dimension pair) a prompt may take: `[positions, half]`
@@ -87,14 +135,36 @@ impl DeviceWeights {
             ModelConfig::Llama(_) => llama::use_checkpoint_prefix(tensors),
             _ => gpt2::use_checkpoint_prefix(tensors),
         }
-        let up = Uploader {
-            stream,
-            tensors,
-            half,
-        };
+        let reader = HostReader { tensors, half };
+        let shape = &arch.shape;
+        let d = shape.d_model;
         match config {
-            ModelConfig::Gpt2(_) => up.gpt2(arch, layers),
-            ModelConfig::Llama(c) => up.llama(arch, c, layers),
+            ModelConfig::Gpt2(_) => Ok(DeviceWeights {
+                token_embedding: reader
+                    .f32(gpt2::TOKEN_EMBEDDING, &[shape.vocab, d])?
+                    .upload(stream)?,
+                position_embedding: Some(
+                    reader
+                        .f32(gpt2::POSITION_EMBEDDING, &[shape.position_rows, d])?
+                        .upload(stream)?,
+                ),
+                rotary: None,
+                blocks: upload_blocks(stream, layers, |i| reader.gpt2_block(arch, i))?,
+                final_norm: reader.layer_norm(gpt2::FINAL_NORM, d)?.upload(stream)?,
+            }),
+            ModelConfig::Llama(c) => Ok(DeviceWeights {
+                token_embedding: reader
+                    .f32(llama::TOKEN_EMBEDDING, &[shape.vocab, d])?
+                    .upload(stream)?,
+                position_embedding: None,
+                rotary: Some(RotaryTables::upload(
+                    stream,
+                    &c.inverse_frequencies(),
+                    longest_prompt(shape),
+                )?),
+                blocks: upload_blocks(stream, layers, |i| reader.llama_block(arch, c, i))?,
+                final_norm: reader.rms_norm(llama::FINAL_NORM, d)?.upload(stream)?,
+            }),
             ModelConfig::Bert(_) => Err(TeacherError::Cuda(
                 "the CUDA engine has no BERT weights layout".into(),
             )),
@@ -102,100 +172,138 @@ impl DeviceWeights {
     }
 }
 
-/// Reads tensors from the checkpoint and puts them on the device.
-struct Uploader<'a> {
-    stream: &'a Arc<CudaStream>,
+/// Blocks converted on the host at once, at most (each holds its f32 values and their
+/// transpose while it converts: ≈ 0.5 GB for a Llama-3.2-1B block).
+const CONVERSION_THREADS: usize = 8;
+
+/// Blocks `0..layers`, each converted by `convert` on the host (several at once), then
+/// uploaded in order.
+fn upload_blocks(
+    stream: &Arc<CudaStream>,
+    layers: usize,
+    convert: impl Fn(usize) -> Result<BlockWeights<HostValues>, TeacherError> + Sync,
+) -> Result<Vec<BlockWeights>, TeacherError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(CONVERSION_THREADS);
+    let convert = &convert;
+    let mut blocks = Vec::with_capacity(layers);
+    for start in (0..layers).step_by(threads) {
+        let converted: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (start..(start + threads).min(layers))
+                .map(|i| s.spawn(move || convert(i)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a weight conversion thread panicked"))
+                .collect()
+        });
+        for block in converted {
+            blocks.push(block?.upload(stream)?);
+        }
+    }
+    Ok(blocks)
+}
+
+impl RotaryTables {
+    /// Cos and sin of `position · inverse_frequencies[i]` for positions below `positions`:
+    /// the angle is an f32 product as in the Burn model (and transformers), its cos and sin
+    /// in f64.
+    fn upload(
+        stream: &Arc<CudaStream>,
+        inverse_frequencies: &[f32],
+        positions: usize,
+    ) -> Result<Self, TeacherError> {
+        let angles: Vec<f64> = (0..positions)
+            .flat_map(|p| {
+                inverse_frequencies
+                    .iter()
+                    .map(move |&f| f64::from(p as f32 * f))
+            })
+            .collect();
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos() as f32).collect();
+        let sin: Vec<f32> = angles.iter().map(|a| a.sin() as f32).collect();
+        Ok(RotaryTables {
+            cos: DeviceBuffer::from_slice(stream, &cos)?,
+            sin: DeviceBuffer::from_slice(stream, &sin)?,
+        })
+    }
+}
+
+/// Reads tensors from the checkpoint and converts them to the engine's layout on the host.
+struct HostReader<'a> {
     tensors: &'a NamedTensors<'a>,
     /// Matrix weights in f16 (else f32).
     half: bool,
 }
 
-impl Uploader<'_> {
-    fn gpt2(&self, arch: &EngineArch, layers: usize) -> Result<DeviceWeights, TeacherError> {
-        let shape = &arch.shape;
-        let (d, inner) = (shape.d_model, shape.mlp_width);
-        let blocks = (0..layers)
-            .map(|i| {
-                let n = gpt2::BlockNames(i);
-                Ok(BlockWeights {
-                    attn_norm: self.layer_norm(&n.ln_1(), d)?,
-                    qkv: self.conv1d(&n.attn(), d, 3 * d)?,
-                    attn_out: self.conv1d(&n.attn_proj(), d, d)?,
-                    mlp_norm: self.layer_norm(&n.ln_2(), d)?,
-                    mlp_in: self.conv1d(&n.fc(), d, inner)?,
-                    mlp_out: self.conv1d(&n.mlp_proj(), inner, d)?,
-                })
-            })
-            .collect::<Result<Vec<_>, TeacherError>>()?;
-        Ok(DeviceWeights {
-            token_embedding: self.f32(gpt2::TOKEN_EMBEDDING, &[shape.vocab, d])?,
-            position_embedding: Some(
-                self.f32(gpt2::POSITION_EMBEDDING, &[shape.position_rows, d])?,
-            ),
-            rotary: None,
-            blocks,
-            final_norm: self.layer_norm(gpt2::FINAL_NORM, d)?,
+impl HostReader<'_> {
+    fn gpt2_block(
+        &self,
+        arch: &EngineArch,
+        i: usize,
+    ) -> Result<BlockWeights<HostValues>, TeacherError> {
+        let (d, inner) = (arch.shape.d_model, arch.shape.mlp_width);
+        let n = gpt2::BlockNames(i);
+        Ok(BlockWeights {
+            attn_norm: self.layer_norm(&n.ln_1(), d)?,
+            qkv: self.conv1d(&n.attn(), d, 3 * d)?,
+            attn_out: self.conv1d(&n.attn_proj(), d, d)?,
+            mlp_norm: self.layer_norm(&n.ln_2(), d)?,
+            mlp_in: self.conv1d(&n.fc(), d, inner)?,
+            mlp_out: self.conv1d(&n.mlp_proj(), inner, d)?,
         })
     }
 
-    fn llama(
+    fn llama_block(
         &self,
         arch: &EngineArch,
         config: &LlamaConfig,
-        layers: usize,
-    ) -> Result<DeviceWeights, TeacherError> {
+        i: usize,
+    ) -> Result<BlockWeights<HostValues>, TeacherError> {
         let (attn_bias, mlp_bias) = (config.attention_bias, config.mlp_bias);
-        let shape = &arch.shape;
-        let (d, inner) = (shape.d_model, shape.mlp_width);
+        let (d, inner) = (arch.shape.d_model, arch.shape.mlp_width);
         let (q, kv) = (arch.q_width(), arch.kv_width());
-        let blocks = (0..layers)
-            .map(|i| {
-                let n = llama::BlockNames(i);
-                let qkv = [(n.q_proj(), q), (n.k_proj(), kv), (n.v_proj(), kv)];
-                let gate_up = [(n.gate_proj(), inner), (n.up_proj(), inner)];
-                Ok(BlockWeights {
-                    attn_norm: self.rms_norm(&n.input_norm(), d)?,
-                    qkv: self.stacked_linear(&qkv, d, attn_bias)?,
-                    attn_out: self.stacked_linear(&[(n.o_proj(), d)], q, attn_bias)?,
-                    mlp_norm: self.rms_norm(&n.post_attention_norm(), d)?,
-                    mlp_in: self.stacked_linear(&gate_up, d, mlp_bias)?,
-                    mlp_out: self.stacked_linear(&[(n.down_proj(), d)], inner, mlp_bias)?,
-                })
-            })
-            .collect::<Result<Vec<_>, TeacherError>>()?;
-        let inverse_frequencies = config.inverse_frequencies();
-        Ok(DeviceWeights {
-            token_embedding: self.f32(llama::TOKEN_EMBEDDING, &[shape.vocab, d])?,
-            position_embedding: None,
-            rotary: Some(self.rotary_tables(&inverse_frequencies, longest_prompt(shape))?),
-            blocks,
-            final_norm: self.rms_norm(llama::FINAL_NORM, d)?,
+        let n = llama::BlockNames(i);
+        let qkv = [(n.q_proj(), q), (n.k_proj(), kv), (n.v_proj(), kv)];
+        let gate_up = [(n.gate_proj(), inner), (n.up_proj(), inner)];
+        Ok(BlockWeights {
+            attn_norm: self.rms_norm(&n.input_norm(), d)?,
+            qkv: self.stacked_linear(&qkv, d, attn_bias)?,
+            attn_out: self.stacked_linear(&[(n.o_proj(), d)], q, attn_bias)?,
+            mlp_norm: self.rms_norm(&n.post_attention_norm(), d)?,
+            mlp_in: self.stacked_linear(&gate_up, d, mlp_bias)?,
+            mlp_out: self.stacked_linear(&[(n.down_proj(), d)], inner, mlp_bias)?,
         })
     }
 
-    fn f32(&self, name: &str, shape: &[usize]) -> Result<DeviceBuffer, TeacherError> {
-        let values = self.tensors.values(name, shape)?;
-        Ok(DeviceBuffer::from_slice(self.stream, &values)?)
+    fn f32(&self, name: &str, shape: &[usize]) -> Result<HostValues, TeacherError> {
+        Ok(HostValues::F32(self.tensors.values(name, shape)?))
     }
 
     /// Values in the compute type.
-    fn compute(&self, values: Vec<f32>) -> Result<DeviceBuffer, TeacherError> {
-        if !self.half {
-            return Ok(DeviceBuffer::from_slice(self.stream, &values)?);
+    fn compute(&self, values: Vec<f32>) -> HostValues {
+        if self.half {
+            HostValues::F16(values.into_iter().map(f16::from_f32).collect())
+        } else {
+            HostValues::F32(values)
         }
-        let values: Vec<f16> = values.into_iter().map(f16::from_f32).collect();
-        Ok(DeviceBuffer::from_slice(self.stream, &values)?)
     }
 
     /// A Conv1D (GPT-2): weight `[d_in, d_out]`, the engine's layout already, and bias.
-    fn conv1d(&self, name: &str, d_in: usize, d_out: usize) -> Result<LinearWeights, TeacherError> {
+    fn conv1d(
+        &self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<LinearWeights<HostValues>, TeacherError> {
         let weight = self
             .tensors
             .values(&format!("{name}.weight"), &[d_in, d_out])?;
         let bias = self.tensors.values(&format!("{name}.bias"), &[d_out])?;
         Ok(LinearWeights {
-            weight: self.compute(weight)?,
-            bias: self.compute(bias)?,
+            weight: self.compute(weight),
+            bias: self.compute(bias),
         })
     }
 
@@ -206,7 +314,7 @@ impl Uploader<'_> {
         parts: &[(String, usize)],
         d_in: usize,
         bias: bool,
-    ) -> Result<LinearWeights, TeacherError> {
+    ) -> Result<LinearWeights<HostValues>, TeacherError> {
         let d_out: usize = parts.iter().map(|(_, out)| out).sum();
         // Rows of `[d_out, d_in]` (the parts stacked), transposed to `[d_in, d_out]`.
         let mut stacked = Vec::with_capacity(d_out * d_in);
@@ -222,45 +330,22 @@ impl Uploader<'_> {
         }
         biases.resize(d_out, 0.0);
         Ok(LinearWeights {
-            weight: self.compute(transpose(&stacked, d_out, d_in))?,
-            bias: self.compute(biases)?,
+            weight: self.compute(transpose(&stacked, d_out, d_in)),
+            bias: self.compute(biases),
         })
     }
 
-    fn layer_norm(&self, name: &str, d: usize) -> Result<NormWeights, TeacherError> {
+    fn layer_norm(&self, name: &str, d: usize) -> Result<NormWeights<HostValues>, TeacherError> {
         Ok(NormWeights {
             weight: self.f32(&format!("{name}.weight"), &[d])?,
             bias: Some(self.f32(&format!("{name}.bias"), &[d])?),
         })
     }
 
-    fn rms_norm(&self, name: &str, d: usize) -> Result<NormWeights, TeacherError> {
+    fn rms_norm(&self, name: &str, d: usize) -> Result<NormWeights<HostValues>, TeacherError> {
         Ok(NormWeights {
             weight: self.f32(&format!("{name}.weight"), &[d])?,
             bias: None,
-        })
-    }
-
-    /// Cos and sin of `position · inverse_frequencies[i]` for positions below `positions`:
-    /// the angle is an f32 product as in the Burn model (and transformers), its cos and sin
-    /// in f64.
-    fn rotary_tables(
-        &self,
-        inverse_frequencies: &[f32],
-        positions: usize,
-    ) -> Result<RotaryTables, TeacherError> {
-        let angles: Vec<f64> = (0..positions)
-            .flat_map(|p| {
-                inverse_frequencies
-                    .iter()
-                    .map(move |&f| f64::from(p as f32 * f))
-            })
-            .collect();
-        let cos: Vec<f32> = angles.iter().map(|a| a.cos() as f32).collect();
-        let sin: Vec<f32> = angles.iter().map(|a| a.sin() as f32).collect();
-        Ok(RotaryTables {
-            cos: DeviceBuffer::from_slice(self.stream, &cos)?,
-            sin: DeviceBuffer::from_slice(self.stream, &sin)?,
         })
     }
 }
