@@ -5,14 +5,14 @@
 //! backend.
 //!
 //! What it computes is [`BurnModel::family_last_token_states`](crate::BurnModel::family_last_token_states):
-//! the final state of the last token of every prompt of a list of [`PromptFamily`]s, each
-//! family's shared prefix computed once. How:
+//! the final state of the last token of every prompt of a list of
+//! [`PromptFamily`](crate::PromptFamily)s, each family's shared prefix computed once. How:
 //!
 //! - **Packed tokens, no padding.** A pass holds whole sequences back to back (up to a token
 //!   budget), so the matrix products run over exactly the real tokens; the attention kernels
 //!   find each sequence through a small table.
 //! - **cuBLASLt products** for the frozen linear layers (f16 inputs with f32 accumulation, or
-//!   f32), with the bias, and GPT-2's tanh GELU, fused as epilogues ([`blas`]). LLaMA's q, k
+//!   f32), with the bias, and GPT-2's tanh GELU, fused as epilogues (`blas`). LLaMA's q, k
 //!   and v are one product, its gate and up another.
 //! - **Flash-style attention** (`kernels.cu`): scores, causal + calibration mask, online
 //!   softmax and the value product in one kernel on tensor cores, for f16 with heads 64 or 128

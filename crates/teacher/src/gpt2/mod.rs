@@ -1,5 +1,5 @@
 //! The GPT-2 family: its `config.json`, checkpoint names and Burn model ([`Gpt2`]), plus
-//! where model directories come from ([`resolve`], [`hub`]), which every family shares.
+//! where model directories come from ([`resolve`], `hub`), which every family shares.
 //!
 //! [`Gpt2::load`] resolves a directory or a cached model id ([`resolve`]), reads
 //! `config.json` and `model.safetensors`, keeps the first `layers` blocks and records the
