@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# On the GPU machine: a LLaMA-3.2-1B-shaped teacher (random bf16 weights, made here with
-# transformers) through `timekd extract` (f16, --max-gpu-mem 24GiB; each engine of ENGINES:
+# On the GPU machine: a LLaMA-3.2-1B-shaped teacher (SIZE=3b: -3B-shaped; random bf16 weights,
+# made here with transformers) through `timekd extract` (f16, --max-gpu-mem 24GiB; each engine of ENGINES:
 # `cuda`, the CUDA engine, by default; add `burn` for Burn's CUDA backend) and through the
 # Hugging Face anchor (batched LlamaModel, SDPA, the calibrated mask;
 # scripts/bench/llama_reference.py) on the same prompts: weather train, H = 96, WINDOWS windows
 # (21 variables each); then every H of weather, train + val, in one pass (ours only, the first
 # engine), for the projection. Peak GPU memory sampled with nvidia-smi.
 #
-#   scripts/bench/llama-gpu.sh [TIMEKD]    # WEATHER=path/to/weather.csv WINDOWS=128 ENGINES="cuda burn"
+#   scripts/bench/llama-gpu.sh [TIMEKD]    # WEATHER=weather.csv WINDOWS=128 ENGINES="cuda burn" SIZE=3b
 set -euo pipefail
 timekd="${1:-.gpu/timekd}"
 work="${WORK:-/tmp/timekd-llama}"
@@ -17,12 +17,13 @@ windows="${WINDOWS:-128}"
 # reference excludes its own), beside the whole run's.
 report_after="${REPORT_AFTER:-16}"
 engines="${ENGINES:-cuda}"
-model="$work/llama-1b-shaped"
+size="${SIZE:-1b}"
+model="$work/llama-$size-shaped"
 mkdir -p "$work"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-[[ -f "$model/model.safetensors" ]] ||
-    python3 scripts/bench/make_llama_1b_shaped.py "$model" \
-        crates/teacher/tests/fixtures/families/llama/tokenizer.json
+[[ -f "$model/config.json" ]] ||
+    python3 scripts/bench/make_llama_shaped.py "$model" \
+        crates/teacher/tests/fixtures/families/llama/tokenizer.json --size "$size"
 list=$(seq -s, 0 $((windows - 1)))
 "$timekd" prompts --data "$weather" --output-len 96 --windows "$list" --model "$model" \
     >"$work/prompts.jsonl"
