@@ -36,9 +36,16 @@ pub(crate) struct EngineArch {
 }
 
 impl EngineArch {
-    /// The engine's view of `config`; families it does not run are refused by name.
+    /// The engine's view of `config`; families it does not run are refused by name, as are
+    /// odd head widths (rows are copied as 32-bit words).
     pub(crate) fn for_config(config: &ModelConfig) -> Result<Self, CudaError> {
         let shape = config.shape();
+        if !shape.head_dim.is_multiple_of(2) {
+            return Err(CudaError::Unsupported(format!(
+                "the CUDA engine needs an even head width, not {}: use --engine burn",
+                shape.head_dim
+            )));
+        }
         match config {
             ModelConfig::Gpt2(c) => Ok(EngineArch {
                 shape,

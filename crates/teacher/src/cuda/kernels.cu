@@ -6,7 +6,8 @@
 //
 // A pass's projections are rows `q | k | v` of width ld = q_width + 2 kv_width: H query heads,
 // then Hkv key heads and Hkv value heads of width head_dim (GPT-2: Hkv = H; grouped-query
-// attention: query head h reads key/value head h / group, group = H / Hkv).
+// attention: query head h reads key/value head h / group, group = H / Hkv). The prefix cache
+// keeps rows `k | v` of width 2 kv_width (a prefix's queries are never read again).
 //
 // Token rows are packed (no padding): sequence s owns rows [own_start, own_start + own_len)
 // of the pass, and, when it continues a cached prefix, rows [pre_start, pre_start + pre_len)
@@ -204,6 +205,23 @@ extern "C" __global__ void gather_rows(const float* __restrict__ src,
 }
 
 // ---------------------------------------------------------------------------------------
+// The prefix cache's rows: dst[r] = the `k | v` columns of src[r] (rows `q | k | v` of
+// `ld` elements, the first `skip` of them the queries), copied as 32-bit words; `row_words`
+// words per cache row.
+extern "C" __global__ void copy_keys_values(const unsigned* __restrict__ src,
+                                            unsigned* __restrict__ dst, int rows, int ld_words,
+                                            int skip_words, int row_words) {
+    size_t n = (size_t)rows * row_words;
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (; t < n; t += stride) {
+        size_t r = t / row_words;
+        size_t w = t - r * row_words;
+        dst[t] = src[r * ld_words + skip_words + w];
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // GELU in place, for models whose activation the GEMM epilogue does not provide.
 // tanh form (GPT-2's "gelu_new") or exact erf form.
 template <typename T>
@@ -298,14 +316,6 @@ struct SeqInfo {
     int pre_start, pre_len, own_start, own_len, pad;
 };
 
-// The row (in its buffer) and type of virtual key j of a sequence.
-struct KeySource {
-    const void* pre;  // prefix projections, rows of width ld
-    const u8* pre_types;
-    const void* own;  // this pass's projections
-    const u8* own_types;
-};
-
 // Simple attention: one warp per query. Any head width (≤ 32 * 8), f32 or f16. Queries are
 // items (seq, own index i, output row). Scores go through shared memory (max_keys per warp).
 template <typename T>
@@ -320,11 +330,16 @@ __device__ void attention_simt(const T* __restrict__ pre, const u8* __restrict__
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int item = blockIdx.x * warps + warp;
     const int head = blockIdx.y;
-    const int k_col = q_width + (head / group) * head_dim;
-    const int v_col = k_col + kv_width;
+    const int kv_col = (head / group) * head_dim;
     if (item >= n_items) return;
     const int seq = items[3 * item], qi = items[3 * item + 1], out_row = items[3 * item + 2];
     const SeqInfo s = seqs[seq];
+    // Virtual key j's key head (its value head is kv_width further on).
+    auto key_at = [&](int j) -> const T* {
+        return j < s.pre_len
+                   ? pre + (size_t)(s.pre_start + j) * (2 * kv_width) + kv_col
+                   : own + (size_t)(s.own_start + j - s.pre_len) * ld + q_width + kv_col;
+    };
     float* q = smem + warp * (head_dim + max_keys);
     float* scores = q + head_dim;
     const size_t q_row = (size_t)(s.own_start + qi);
@@ -335,18 +350,9 @@ __device__ void attention_simt(const T* __restrict__ pre, const u8* __restrict__
     const int n_keys = s.pre_len + qi + 1;
     float m = NEG_INF;
     for (int j = lane; j < n_keys; j += 32) {
-        const T* base;
-        u8 k_type;
-        if (j < s.pre_len) {
-            size_t r = (size_t)(s.pre_start + j);
-            base = pre + r * ld;
-            k_type = pre_types[r];
-        } else {
-            size_t r = (size_t)(s.own_start + j - s.pre_len);
-            base = own + r * ld;
-            k_type = own_types[r];
-        }
-        const T* k = base + k_col;
+        const u8 k_type = j < s.pre_len ? pre_types[s.pre_start + j]
+                                        : own_types[s.own_start + j - s.pre_len];
+        const T* k = key_at(j);
         float acc = 0.f;
         for (int c = 0; c < head_dim; ++c) acc += q[c] * Elem<T>::load(k + c);
         if (k_type != q_type) acc += penalty;
@@ -365,11 +371,8 @@ __device__ void attention_simt(const T* __restrict__ pre, const u8* __restrict__
     const float inv = 1.f / l;
     for (int c = lane; c < head_dim; c += 32) {
         float acc = 0.f;
-        for (int j = 0; j < n_keys; ++j) {
-            const T* base = j < s.pre_len ? pre + (size_t)(s.pre_start + j) * ld
-                                          : own + (size_t)(s.own_start + j - s.pre_len) * ld;
-            acc += scores[j] * Elem<T>::load(base + v_col + c);
-        }
+        for (int j = 0; j < n_keys; ++j)
+            acc += scores[j] * Elem<T>::load(key_at(j) + kv_width + c);
         Elem<T>::store(out + (size_t)out_row * q_width + head * head_dim + c, acc * inv);
     }
 }
@@ -461,7 +464,7 @@ __device__ __forceinline__ void attention_mma(
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, c = lane & 3;
     const int col = head * HD;
-    const int k_col = q_width + (head / group) * HD, v_col = k_col + kv_width;
+    const int kv_col = (head / group) * HD;
 
     // This warp's queries: own indices qw + g and qw + g + 8.
     const int qw = q0 + warp * 16;
@@ -502,13 +505,15 @@ __device__ __forceinline__ void attention_mma(
         for (int t = threadIdx.x; t < KT * CHUNKS; t += 128) {
             int r = t / CHUNKS, ch = t % CHUNKS;
             int j = j0 + r;
-            const half_t* base = own;
+            // Key row j's key head (its value head kv_width further on).
+            const half_t* k = own;
             bool valid = j < n_keys;
             if (valid)
-                base = j < s.pre_len ? pre + (size_t)(s.pre_start + j) * ld
-                                     : own + (size_t)(s.own_start + j - s.pre_len) * ld;
-            cp_async16(smem_addr(ks_buf[st] + r * SROW + ch * 8), base + k_col + ch * 8, valid);
-            cp_async16(smem_addr(vs_buf[st] + r * SROW + ch * 8), base + v_col + ch * 8, valid);
+                k = j < s.pre_len
+                        ? pre + (size_t)(s.pre_start + j) * (2 * kv_width) + kv_col
+                        : own + (size_t)(s.own_start + j - s.pre_len) * ld + q_width + kv_col;
+            cp_async16(smem_addr(ks_buf[st] + r * SROW + ch * 8), k + ch * 8, valid);
+            cp_async16(smem_addr(vs_buf[st] + r * SROW + ch * 8), k + kv_width + ch * 8, valid);
         }
         for (int r = threadIdx.x; r < KT; r += 128) {
             int j = j0 + r;

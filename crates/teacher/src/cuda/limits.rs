@@ -108,10 +108,9 @@ impl EngineLimits {
         4 * shape.d_model as u64 + 20 + 4 + 12 + 8
     }
 
-    /// q|k|v of every block, and the type.
+    /// k|v of every block, and the type.
     fn cache_bytes_per_token(shape: &ModelShape, layers: usize, precision: Precision) -> u64 {
-        let qkv = (shape.heads * shape.head_dim + shape.kv_width()) as u64;
-        layers as u64 * qkv * precision.bytes() + 1
+        layers as u64 * shape.kv_width() as u64 * precision.bytes() + 1
     }
 }
 
@@ -129,4 +128,117 @@ fn weight_bytes(shape: &ModelShape, layers: usize, precision: Precision) -> u64 
         0
     };
     shape.embedding_params() * 4 + per_block * layers as u64 + 8 * d + rotary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A decoder's sizes: `(family, d, layers, heads, kv_heads, head_dim, mlp, gated, vocab,
+    /// learned positions, context)`.
+    #[allow(clippy::type_complexity)]
+    fn shape(
+        (
+            family,
+            d,
+            layers,
+            heads,
+            kv_heads,
+            head_dim,
+            mlp_width,
+            gated_mlp,
+            vocab,
+            positions,
+            max_tokens,
+        ): (
+            &'static str,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            bool,
+            usize,
+            usize,
+            usize,
+        ),
+    ) -> ModelShape {
+        ModelShape {
+            family,
+            d_model: d,
+            layers,
+            heads,
+            kv_heads,
+            head_dim,
+            mlp_width,
+            gated_mlp,
+            vocab,
+            position_rows: positions,
+            max_tokens,
+            causal: true,
+        }
+    }
+
+    /// GPT-2 small and xl, Llama-3.2-1B and -3B.
+    fn presets() -> Vec<ModelShape> {
+        [
+            ("gpt2", 768, 12, 12, 12, 64, 3072, false, 50257, 1024, 1024),
+            ("gpt2", 1600, 48, 25, 25, 64, 6400, false, 50257, 1024, 1024),
+            ("llama", 2048, 16, 32, 8, 64, 8192, true, 128256, 0, 131072),
+            ("llama", 3072, 28, 24, 8, 128, 8192, true, 128256, 0, 131072),
+        ]
+        .into_iter()
+        .map(shape)
+        .collect()
+    }
+
+    #[test]
+    fn the_plan_keeps_to_the_engines_share_of_the_budget_and_holds_one_longest_prompt() {
+        for shape in presets() {
+            for precision in [Precision::F16, Precision::F32] {
+                let budget = 24u64 << 30;
+                let limits = EngineLimits::for_budget(&shape, shape.layers, precision, budget);
+                let peak = limits.peak_bytes(&shape, shape.layers, precision);
+                let share = (budget as f64 * ENGINE_SHARE) as u64;
+                let longest = longest_prompt(&shape);
+                let case = format!(
+                    "{} d={} {precision}: {limits:?}",
+                    shape.family, shape.d_model
+                );
+                assert!(limits.pass_tokens >= longest, "{case}");
+                assert!(limits.cache_tokens >= longest, "{case}");
+                // Over the share only where the floors (one longest prompt) force it.
+                if limits.cache_tokens > longest {
+                    assert!(peak <= share, "{case}: {peak} > {share}");
+                }
+            }
+        }
+    }
+
+    /// The cache keeps keys and values only: with grouped heads (Llama-3.2-3B: 24 query heads
+    /// over 8) a cached token costs a third of its `q | k | v` row.
+    #[test]
+    fn a_cached_token_costs_its_keys_and_values() {
+        let llama_3b = &presets()[3];
+        let per_token = EngineLimits::cache_bytes_per_token(llama_3b, 28, Precision::F16);
+        assert_eq!(per_token, 28 * 2 * 8 * 128 * 2 + 1);
+    }
+
+    #[test]
+    fn halving_stops_at_one_longest_prompt() {
+        let shape = &presets()[2];
+        let mut limits = EngineLimits::for_budget(shape, 16, Precision::F16, 24 << 30);
+        while let Some(half) = limits.halved(shape) {
+            assert!(
+                half.pass_tokens < limits.pass_tokens
+                    || half.cache_tokens < limits.cache_tokens
+                    || half.pass_sequences < limits.pass_sequences
+            );
+            limits = half;
+        }
+        assert_eq!(limits.pass_tokens, 8192);
+        assert_eq!(limits.cache_tokens, 8192);
+        assert_eq!(limits.pass_sequences, 1);
+    }
 }

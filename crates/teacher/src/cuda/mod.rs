@@ -22,7 +22,8 @@
 //! - **Fused residual + LayerNorm (or RMSNorm)**, and a final block that computes only each
 //!   prompt's last row past its keys and values. The residual stream and norms are f32.
 //! - **Rotary positions** (LLaMA) applied in place to the projected queries and keys from
-//!   cos/sin tables made on the host; the cache holds rotated keys.
+//!   cos/sin tables made on the host; the cache holds rotated keys (and values: a prefix's
+//!   queries are not kept).
 //!
 //! One CUDA stream per engine; one engine per GPU (worker thread). All libraries (driver,
 //! NVRTC, cuBLASLt) are loaded at run time, so the build needs no CUDA toolkit.

@@ -60,7 +60,8 @@ impl CudaEngine {
         Ok(())
     }
 
-    /// The keys and values of `families`' prefixes, into cache rows from `base` on.
+    /// The keys and values of `families`' prefixes, into cache rows from `base` on (each
+    /// block's projections in the pass buffer, their `k | v` copied to the block's cache).
     pub(super) fn prefix_pass(
         &self,
         work: &mut Workspace,
@@ -89,18 +90,17 @@ impl CudaEngine {
         upload_seqs(&self.stream, &work.seqs, &seqs)?;
         let lists = self.attention_lists(work, &seqs)?;
         self.pass_uploaded()?;
-        let row_bytes = self.arch.qkv_width() * self.elem_bytes();
         self.embed(work, rows)?;
         for (l, block) in self.weights.blocks.iter().enumerate() {
-            let qkv = work.cache[l].at(base * row_bytes);
-            self.project_qkv(work, block, qkv, rows)?;
+            self.project_qkv(work, block, work.qkv.ptr(), rows)?;
+            self.cache_keys_values(work, l, base, rows)?;
             if l + 1 == self.layers {
                 break;
             }
             let source = Keys {
                 pre: 0,
                 pre_types: 0,
-                own: qkv,
+                own: work.qkv.ptr(),
                 own_types: work.cache_types.at(base),
             };
             self.attention_all(work, &source, &lists)?;
@@ -201,6 +201,36 @@ impl CudaEngine {
             )?;
         }
         Ok(())
+    }
+
+    /// Copies the `k | v` columns of the pass's first `rows` projections into block `l`'s
+    /// cache from row `base` on.
+    fn cache_keys_values(
+        &self,
+        work: &Workspace,
+        l: usize,
+        base: usize,
+        rows: usize,
+    ) -> Result<(), CudaError> {
+        let e = self.elem_bytes();
+        let (ld, skip) = (self.arch.qkv_width() * e / 4, self.arch.q_width() * e / 4);
+        let row_words = 2 * self.arch.kv_width() * e / 4;
+        let words = rows * row_words;
+        self.launch(
+            &self.kernels.copy_keys_values,
+            (words.div_ceil(256).min(65_535) as u32, 1),
+            256,
+            0,
+            &[
+                Arg::Ptr(work.qkv.ptr()),
+                Arg::Ptr(work.cache[l].at(base * row_words * 4)),
+                Arg::Int(rows as i32),
+                Arg::Int(ld as i32),
+                Arg::Int(skip as i32),
+                Arg::Int(row_words as i32),
+            ],
+        )?;
+        self.mark(Stage::Qkv)
     }
 }
 

@@ -24,6 +24,7 @@ pub(super) struct Workspace {
     /// SwiGLU's product of the gate and up halves.
     pub(super) mlp_act: Option<DeviceBuffer>,
     pub(super) h_last: DeviceBuffer,
+    /// Per block, the cached prefixes' rows `k | v` (2 `kv_width` each).
     pub(super) cache: Vec<DeviceBuffer>,
     pub(super) cache_types: DeviceBuffer,
     pub(super) ids: DeviceBuffer,
@@ -67,7 +68,7 @@ impl Workspace {
             },
             h_last: alloc(s * d * 4)?,
             cache: (0..layers)
-                .map(|_| alloc(c * qkv * e))
+                .map(|_| alloc(c * 2 * arch.kv_width() * e))
                 .collect::<Result<_, _>>()?,
             cache_types: alloc(c)?,
             ids: alloc(p * 4)?,
