@@ -51,6 +51,6 @@ pub use builder::{Extraction, ExtractionBuilder, ExtractionSummary};
 pub use error::ExtractError;
 pub use model::Engine;
 pub use observer::{ExtractObserver, Progress, RunStart, StoreStatus};
-pub use plan::{ExtractionPlan, PassPlan, StorePlan, TokenSurvey};
+pub use plan::{EnginePlan, ExtractionPlan, PassPlan, StorePlan, TokenSurvey};
 pub use precision::RequestedPrecision;
 pub use shard::Shard;

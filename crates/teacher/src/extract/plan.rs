@@ -104,6 +104,44 @@ pub struct PassPlan {
     pub options: BatchOptions,
     /// Estimated peak bytes per device of a full pass at the longest padded length.
     pub peak_bytes: u64,
+    /// The CUDA engine's plan for the budget, where GPU workers run it (CUDA builds).
+    pub engine: Option<EnginePlan>,
+}
+
+/// How the CUDA engine sizes its passes and prefix cache for a budget (at load it plans for
+/// less when the GPU has less free).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnginePlan {
+    /// Most packed tokens in one pass.
+    pub pass_tokens: usize,
+    /// Most prefix tokens whose keys and values are cached at once.
+    pub cache_tokens: usize,
+    /// Device bytes the engine holds: weights, pass buffers, cache.
+    pub peak_bytes: u64,
+}
+
+impl EnginePlan {
+    /// The engine's plan for `request`, when its GPUs run the engine.
+    #[cfg(feature = "cuda")]
+    fn for_request(request: &PassRequest<'_>) -> Option<Self> {
+        if !(request.gpu && request.cuda_engine) {
+            return None;
+        }
+        let (shape, layers, precision) = (request.shape, request.layers, request.precision);
+        let limits =
+            crate::cuda::EngineLimits::for_budget(shape, layers, precision, request.budget_bytes);
+        Some(EnginePlan {
+            pass_tokens: limits.pass_tokens,
+            cache_tokens: limits.cache_tokens,
+            peak_bytes: limits.peak_bytes(shape, layers, precision),
+        })
+    }
+
+    /// A build without CUDA runs no engine.
+    #[cfg(not(feature = "cuda"))]
+    fn for_request(_: &PassRequest<'_>) -> Option<Self> {
+        None
+    }
 }
 
 /// What sizes a run's passes.
@@ -141,6 +179,7 @@ impl PassPlan {
                 ..defaults
             },
             peak_bytes: budget::peak_bytes(shape, layers, padded, precision, max_tokens),
+            engine: EnginePlan::for_request(request),
         }
     }
 }
@@ -243,5 +282,46 @@ impl ExtractionPlan {
             seconds += widest.seconds * widest.prefix_flops / widest.flops_run.max(1.0);
         }
         (flops, seconds)
+    }
+}
+
+#[cfg(all(test, feature = "cuda"))]
+mod engine_plan_tests {
+    use super::*;
+
+    #[test]
+    fn gpu_workers_running_the_engine_get_its_plan_within_the_budget() {
+        let llama_1b = ModelShape {
+            family: "llama",
+            d_model: 2048,
+            layers: 16,
+            heads: 32,
+            kv_heads: 8,
+            head_dim: 64,
+            mlp_width: 8192,
+            gated_mlp: true,
+            vocab: 128_256,
+            position_rows: 0,
+            max_tokens: 131_072,
+            causal: true,
+        };
+        let request = |gpu, cuda_engine| PassRequest {
+            shape: &llama_1b,
+            layers: 16,
+            precision: Precision::F16,
+            budget_bytes: 24 << 30,
+            batch_tokens: None,
+            prefix_cache: true,
+            gpu,
+            cuda_engine,
+        };
+        let plan = PassPlan::new(&request(true, true), 1024).engine.unwrap();
+        assert!(plan.peak_bytes < 24 << 30, "{plan:?}");
+        assert!(
+            plan.pass_tokens >= 8192 && plan.cache_tokens >= 8192,
+            "{plan:?}"
+        );
+        assert_eq!(PassPlan::new(&request(true, false), 1024).engine, None);
+        assert_eq!(PassPlan::new(&request(false, true), 1024).engine, None);
     }
 }

@@ -54,6 +54,15 @@ pub(super) fn print_plan(plan: &ExtractionPlan, args: &ExtractArgs, shape: &Mode
         gib(plan.passes.peak_bytes),
         gib(plan.budget.bytes)
     );
+    if let Some(engine) = &plan.passes.engine {
+        println!(
+            "CUDA engine ({}): ≤ {} tokens per pass, {} prefix tokens cached, est. {:.2} GiB of the budget (less where the GPU has less free at load)",
+            shape.family,
+            engine.pass_tokens,
+            engine.cache_tokens,
+            gib(engine.peak_bytes)
+        );
+    }
     if args.data.output_len.len() > 1 {
         let (flops, seconds) = plan.together();
         println!(
