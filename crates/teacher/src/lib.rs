@@ -69,6 +69,7 @@ pub mod kv;
 mod language_model;
 pub mod llama;
 pub mod mask;
+mod parallel;
 pub mod pipeline;
 pub mod precision;
 pub mod prompt;

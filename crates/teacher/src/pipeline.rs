@@ -9,6 +9,7 @@ use crate::batch::BatchOptions;
 use crate::error::TeacherError;
 use crate::family::PromptFamily;
 use crate::language_model::LanguageModel;
+use crate::parallel::map_in_threads;
 use crate::precision::Precision;
 use crate::prompt::{PromptBuilder, PromptPair};
 use crate::sca::Sca;
@@ -120,36 +121,6 @@ pub fn encode_windows(
             .collect::<Result<Vec<_>, TeacherError>>()
     })?;
     Ok(per_window.into_iter().flatten().collect())
-}
-
-/// `f` of every item, in order, the items split into contiguous runs over at most `threads`
-/// threads; the first error (in item order) is returned.
-fn map_in_threads<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    f: impl Fn(&T) -> Result<R, TeacherError> + Sync,
-) -> Result<Vec<R>, TeacherError> {
-    let threads = threads.clamp(1, items.len().max(1));
-    if threads == 1 {
-        return items.iter().map(f).collect();
-    }
-    let per_thread = items.len().div_ceil(threads);
-    let f = &f;
-    let parts: Vec<Result<Vec<R>, TeacherError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(per_thread)
-            .map(|part| s.spawn(move || part.iter().map(f).collect()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a prompt encoding thread panicked"))
-            .collect()
-    });
-    let mut out = Vec::with_capacity(items.len());
-    for part in parts {
-        out.extend(part?);
-    }
-    Ok(out)
 }
 
 /// Windows → checked, tokenised prompt pairs: the CPU half of the teacher. It is `Clone` and

@@ -11,7 +11,7 @@ use super::weights::{BlockWeights, LinearWeights, NormWeights};
 use super::workspace::Workspace;
 
 /// Threads per block of the element-wise kernels.
-const ELEMENT_THREADS: u32 = 256;
+pub(super) const ELEMENT_THREADS: u32 = 256;
 
 impl CudaEngine {
     /// Token (and learned position) embeddings of the uploaded ids, then the first block's
@@ -274,6 +274,6 @@ pub(super) fn warp_blocks(rows: usize) -> u32 {
 }
 
 /// Blocks of [`ELEMENT_THREADS`] for `n` elements (grid-stride loops past 65,535 blocks).
-fn element_blocks(n: usize) -> u32 {
+pub(super) fn element_blocks(n: usize) -> u32 {
     n.div_ceil(ELEMENT_THREADS as usize).min(65_535) as u32
 }

@@ -133,63 +133,25 @@ fn weight_bytes(shape: &ModelShape, layers: usize, precision: Precision) -> u64 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A decoder's sizes: `(family, d, layers, heads, kv_heads, head_dim, mlp, gated, vocab,
-    /// learned positions, context)`.
-    #[allow(clippy::type_complexity)]
-    fn shape(
-        (
-            family,
-            d,
-            layers,
-            heads,
-            kv_heads,
-            head_dim,
-            mlp_width,
-            gated_mlp,
-            vocab,
-            positions,
-            max_tokens,
-        ): (
-            &'static str,
-            usize,
-            usize,
-            usize,
-            usize,
-            usize,
-            usize,
-            bool,
-            usize,
-            usize,
-            usize,
-        ),
-    ) -> ModelShape {
-        ModelShape {
-            family,
-            d_model: d,
-            layers,
-            heads,
-            kv_heads,
-            head_dim,
-            mlp_width,
-            gated_mlp,
-            vocab,
-            position_rows: positions,
-            max_tokens,
-            causal: true,
-        }
-    }
+    use crate::{Gpt2Config, LlamaConfig, ModelConfig};
 
     /// GPT-2 small and xl, Llama-3.2-1B and -3B.
     fn presets() -> Vec<ModelShape> {
+        let gpt2_xl = Gpt2Config {
+            n_embd: 1600,
+            n_layer: 48,
+            n_head: 25,
+            n_inner: 6400,
+            ..Gpt2Config::gpt2_small()
+        };
         [
-            ("gpt2", 768, 12, 12, 12, 64, 3072, false, 50257, 1024, 1024),
-            ("gpt2", 1600, 48, 25, 25, 64, 6400, false, 50257, 1024, 1024),
-            ("llama", 2048, 16, 32, 8, 64, 8192, true, 128256, 0, 131072),
-            ("llama", 3072, 28, 24, 8, 128, 8192, true, 128256, 0, 131072),
+            ModelConfig::Gpt2(Gpt2Config::gpt2_small()),
+            ModelConfig::Gpt2(gpt2_xl),
+            ModelConfig::Llama(LlamaConfig::llama_3_2_1b()),
+            ModelConfig::Llama(LlamaConfig::llama_3_2_3b()),
         ]
-        .into_iter()
-        .map(shape)
+        .iter()
+        .map(ModelConfig::shape)
         .collect()
     }
 

@@ -7,7 +7,7 @@ use super::CudaError;
 use super::attention::Keys;
 use super::buffer::DeviceBuffer;
 use super::engine::{Arg, CudaEngine, ROW_THREADS};
-use super::layers::warp_blocks;
+use super::layers::{ELEMENT_THREADS, element_blocks, warp_blocks};
 use super::limits::longest_prompt;
 use super::plan::Group;
 use super::profile::Stage;
@@ -215,11 +215,10 @@ impl CudaEngine {
         let e = self.elem_bytes();
         let (ld, skip) = (self.arch.qkv_width() * e / 4, self.arch.q_width() * e / 4);
         let row_words = 2 * self.arch.kv_width() * e / 4;
-        let words = rows * row_words;
         self.launch(
             &self.kernels.copy_keys_values,
-            (words.div_ceil(256).min(65_535) as u32, 1),
-            256,
+            (element_blocks(rows * row_words), 1),
+            ELEMENT_THREADS,
             0,
             &[
                 Arg::Ptr(work.qkv.ptr()),

@@ -18,6 +18,7 @@ use crate::families::ModelConfig;
 use crate::gpt2::names as gpt2;
 use crate::llama::LlamaConfig;
 use crate::llama::names as llama;
+use crate::parallel::map_in_threads;
 use crate::weights::NamedTensors;
 
 /// A product's matrix `[in, out]` and bias `[out]`, in the compute type: on the device
@@ -186,20 +187,11 @@ fn upload_blocks(
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(CONVERSION_THREADS);
-    let convert = &convert;
+    let indices: Vec<usize> = (0..layers).collect();
     let mut blocks = Vec::with_capacity(layers);
-    for start in (0..layers).step_by(threads) {
-        let converted: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = (start..(start + threads).min(layers))
-                .map(|i| s.spawn(move || convert(i)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a weight conversion thread panicked"))
-                .collect()
-        });
-        for block in converted {
-            blocks.push(block?.upload(stream)?);
+    for chunk in indices.chunks(threads) {
+        for block in map_in_threads(chunk, threads, |&i| convert(i))? {
+            blocks.push(block.upload(stream)?);
         }
     }
     Ok(blocks)

@@ -288,23 +288,11 @@ impl ExtractionPlan {
 #[cfg(all(test, feature = "cuda"))]
 mod engine_plan_tests {
     use super::*;
+    use crate::{LlamaConfig, ModelConfig};
 
     #[test]
     fn gpu_workers_running_the_engine_get_its_plan_within_the_budget() {
-        let llama_1b = ModelShape {
-            family: "llama",
-            d_model: 2048,
-            layers: 16,
-            heads: 32,
-            kv_heads: 8,
-            head_dim: 64,
-            mlp_width: 8192,
-            gated_mlp: true,
-            vocab: 128_256,
-            position_rows: 0,
-            max_tokens: 131_072,
-            causal: true,
-        };
+        let llama_1b = ModelConfig::Llama(LlamaConfig::llama_3_2_1b()).shape();
         let request = |gpu, cuda_engine| PassRequest {
             shape: &llama_1b,
             layers: 16,

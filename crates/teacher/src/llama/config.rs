@@ -159,6 +159,43 @@ impl LlamaConfig {
         })
     }
 
+    /// `meta-llama/Llama-3.2-1B`'s configuration (1.24 B parameters): 16 blocks of width 2048,
+    /// 32 query heads of 64 over 8 key/value heads, MLP 8192, `llama3` rotary scaling.
+    pub fn llama_3_2_1b() -> Self {
+        LlamaConfig {
+            vocab_size: 128_256,
+            hidden_size: 2048,
+            intermediate_size: 8192,
+            num_hidden_layers: 16,
+            num_attention_heads: 32,
+            num_key_value_heads: 8,
+            head_dim: 64,
+            max_position_embeddings: 131_072,
+            rms_norm_eps: 1e-5,
+            rope_theta: 500_000.0,
+            rope_scaling: Some(Llama3Scaling {
+                factor: 32.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192.0,
+            }),
+            attention_bias: false,
+            mlp_bias: false,
+        }
+    }
+
+    /// `meta-llama/Llama-3.2-3B`'s configuration (3.21 B parameters): 28 blocks of width
+    /// 3072, 24 query heads of 128 over 8 key/value heads, MLP 8192.
+    pub fn llama_3_2_3b() -> Self {
+        LlamaConfig {
+            hidden_size: 3072,
+            num_hidden_layers: 28,
+            num_attention_heads: 24,
+            head_dim: 128,
+            ..Self::llama_3_2_1b()
+        }
+    }
+
     /// The rotary inverse frequencies, one per pair of a head's dimensions, with the scaling
     /// applied (Hugging Face's `_compute_llama3_parameters`).
     pub fn inverse_frequencies(&self) -> Vec<f32> {
@@ -251,6 +288,7 @@ mod tests {
     #[test]
     fn parses_the_hub_layout_of_llama_3_2() {
         let c = LlamaConfig::from_json(LLAMA_32_1B).unwrap();
+        assert_eq!(c, LlamaConfig::llama_3_2_1b());
         assert_eq!(
             (
                 c.hidden_size,
