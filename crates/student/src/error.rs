@@ -84,6 +84,9 @@ pub enum StudentError {
     /// A tensor could not be read back from the device.
     #[error("reading a tensor back from the device failed: {0}")]
     Tensor(String),
+    /// The student's CUDA engine failed (feature `cuda`).
+    #[error("student GPU engine: {0}")]
+    Gpu(String),
     /// The loss-curve plot could not be drawn or encoded.
     #[error("plot {path}: {message}")]
     Plot {

@@ -121,6 +121,18 @@ pub(crate) fn flatten(model: &Dual, source: Source) -> Option<(FlatLayout, Tenso
 }
 
 impl FlatLayout {
+    /// Elements of one run's row (padding included).
+    #[cfg(feature = "cuda")]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The segment of the parameter at module path `name`.
+    #[cfg(feature = "cuda")]
+    pub fn segment(&self, name: &str) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.name == name)
+    }
+
     /// Each segment with its part of `flat`, a host copy of one run's row.
     pub fn split<'a>(&'a self, flat: &'a [f32]) -> impl Iterator<Item = (&'a Segment, &'a [f32])> {
         self.segments.iter().map(|s| (s, &flat[s.range()]))
@@ -133,6 +145,18 @@ impl FlatLayout {
         part: impl Fn(&str) -> Option<&'a [f32]>,
         device: &Device,
     ) -> Result<Tensor<2>, String> {
+        let flat = self.assemble_host(part)?;
+        Ok(Tensor::from_data(
+            TensorData::new(flat, [1, self.len]),
+            device,
+        ))
+    }
+
+    /// [`assemble`](Self::assemble) on the host: one run's row of `len` values.
+    pub fn assemble_host<'a>(
+        &self,
+        part: impl Fn(&str) -> Option<&'a [f32]>,
+    ) -> Result<Vec<f32>, String> {
         let mut flat = vec![0.0f32; self.len];
         for segment in &self.segments {
             if let Some(values) = part(&segment.name) {
@@ -148,10 +172,7 @@ impl FlatLayout {
                 flat[segment.range()].copy_from_slice(values);
             }
         }
-        Ok(Tensor::from_data(
-            TensorData::new(flat, [1, self.len]),
-            device,
-        ))
+        Ok(flat)
     }
 
     /// `model` with every parameter replaced by its segment of `flat` `[runs, len]` (a view

@@ -48,6 +48,8 @@ mod attention;
 mod batches;
 mod checkpoint;
 mod config;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod data;
 mod dropout;
 mod embeddings;

@@ -37,7 +37,7 @@ use crate::validation::{check_paper_split, check_split, paper_needs_test, valida
 /// metrics) and returns: `ControlFlow::Break` stops after that epoch's checkpoints.
 type OnEpoch<'a> = &'a mut dyn FnMut(usize, &EpochMetrics) -> ControlFlow<()>;
 /// A callback after every optimiser step.
-type OnStep<'a> = &'a mut dyn FnMut(&TrainStep);
+pub(crate) type OnStep<'a> = &'a mut dyn FnMut(&TrainStep);
 
 /// Trains the dual model into a run directory, writing `metrics.jsonl`, `loss.png` and
 /// checkpoints.
@@ -96,6 +96,9 @@ pub struct Trainer<'a> {
     on_epoch: Option<OnEpoch<'a>>,
     on_step: Option<OnStep<'a>>,
     stop: Option<&'a AtomicBool>,
+    /// CUDA device of the student engine, when it trains the steps instead of Burn.
+    #[cfg(feature = "cuda")]
+    cuda_engine: Option<usize>,
 }
 
 impl<'a> Trainer<'a> {
@@ -108,7 +111,19 @@ impl<'a> Trainer<'a> {
             on_epoch: None,
             on_step: None,
             stop: None,
+            #[cfg(feature = "cuda")]
+            cuda_engine: None,
         }
+    }
+
+    /// Train the steps (and validation) with the student's CUDA engine on device
+    /// `ordinal` ([`crate::cuda::FusedStudent`]) instead of Burn; `None` keeps Burn. The
+    /// engine trains one device, without gradient accumulation; checkpoints, selection and
+    /// resume are the same.
+    #[cfg(feature = "cuda")]
+    pub fn cuda_engine(mut self, ordinal: Option<usize>) -> Self {
+        self.cuda_engine = ordinal;
+        self
     }
 
     /// Another run trained packed with the first: its `config` may differ from the first's
@@ -174,6 +189,8 @@ impl<'a> Trainer<'a> {
             mut on_epoch,
             mut on_step,
             stop,
+            #[cfg(feature = "cuda")]
+            cuda_engine,
         } = self;
         let stopping = || stop.is_some_and(|flag| flag.load(Ordering::Relaxed));
         let Some(device) = devices.first() else {
@@ -200,6 +217,9 @@ impl<'a> Trainer<'a> {
             .collect::<Result<Vec<RunState>>>()?;
         let mut interrupted = false;
         let mut profile = StepProfile::from_env();
+        #[cfg(feature = "cuda")]
+        let mut engines =
+            crate::cuda::Engines::new(cuda_engine, config, devices.len(), runs.len())?;
 
         while !interrupted {
             // The runs furthest behind train next, packed; the others wait for them.
@@ -240,6 +260,16 @@ impl<'a> Trainer<'a> {
                 on_step: &mut on_step,
                 stopping: &stopping,
             };
+            #[cfg(feature = "cuda")]
+            let stopped = match engines.as_mut() {
+                Some(engines) => {
+                    let models: Vec<&Dual> = cohort.iter().map(|&i| &slots[i].model).collect();
+                    let mut on = engines.ready(&cohort, &models, config, (&mut train, &mut val))?;
+                    pass.run_on_engines(&mut on, &mut model, &mut optimizer, &train, &mut sums)?
+                }
+                None => pass.run(&mut model, &mut optimizer, &mut train, &mut sums)?,
+            };
+            #[cfg(not(feature = "cuda"))]
             let stopped = pass.run(&mut model, &mut optimizer, &mut train, &mut sums)?;
             let steps = optimizer.steps();
 
@@ -263,7 +293,13 @@ impl<'a> Trainer<'a> {
             let norm_sums = crate::state_dict::tensor_to_vec(sums.norm)?;
             let val_losses = profile.time(
                 |p| &mut p.validation,
-                || validation_loss(&model, config, &mut val, &device),
+                || {
+                    #[cfg(feature = "cuda")]
+                    if let Some(engines) = engines.as_mut() {
+                        return engines.validation(&cohort, config, &val);
+                    }
+                    validation_loss(&model, config, &mut val, &device)
+                },
             )?;
             let parts = model.unpack().into_iter().zip(optimizer.unpack());
             for (k, (model, optimizer)) in parts.enumerate() {
@@ -344,20 +380,35 @@ fn check_pack<'a>(runs: &[(&'a TrainConfig, &RunDir)], devices: usize) -> Result
 }
 
 /// One epoch (or what is left of it) of a pack of runs.
-struct EpochPass<'p, 'a> {
-    configs: &'p [&'p TrainConfig],
-    epoch: usize,
-    lr: f64,
+pub(crate) struct EpochPass<'p, 'a> {
+    pub(crate) configs: &'p [&'p TrainConfig],
+    pub(crate) epoch: usize,
+    pub(crate) lr: f64,
     /// Optimiser steps the runs took before this epoch's first step of this process.
-    steps_before: u64,
-    replicas: &'p [Device],
-    device: &'p Device,
-    profile: &'p mut StepProfile,
-    on_step: &'p mut Option<OnStep<'a>>,
-    stopping: &'p dyn Fn() -> bool,
+    pub(crate) steps_before: u64,
+    pub(crate) replicas: &'p [Device],
+    pub(crate) device: &'p Device,
+    pub(crate) profile: &'p mut StepProfile,
+    pub(crate) on_step: &'p mut Option<OnStep<'a>>,
+    pub(crate) stopping: &'p dyn Fn() -> bool,
 }
 
 impl EpochPass<'_, '_> {
+    /// Each run's batches of this epoch (window lists), from its seed.
+    pub(crate) fn orders(&self, train: &SplitData) -> Vec<Vec<Vec<usize>>> {
+        self.configs
+            .iter()
+            .map(|c| {
+                let options = BatchOrder {
+                    shuffle: c.shuffle,
+                    seed: mix(c.seed, self.epoch as u64, 0),
+                    drop_last: c.drop_last,
+                };
+                train.split.batches(c.batch_size, options).collect()
+            })
+            .collect()
+    }
+
     /// Trains the epoch's remaining steps; `true` when the stop flag ended it early.
     fn run(
         &mut self,
@@ -368,18 +419,7 @@ impl EpochPass<'_, '_> {
     ) -> Result<bool> {
         let config = self.configs[0];
         // Each run's own batch order; step b of the pack reads batch b of every run.
-        let orders: Vec<Vec<Vec<usize>>> = self
-            .configs
-            .iter()
-            .map(|c| {
-                let options = BatchOrder {
-                    shuffle: c.shuffle,
-                    seed: mix(c.seed, self.epoch as u64, 0),
-                    drop_last: c.drop_last,
-                };
-                train.split.batches(c.batch_size, options).collect()
-            })
-            .collect();
+        let orders = self.orders(train);
         let per_run_seen: usize = orders[0].iter().map(Vec::len).sum();
         let batches: Vec<Vec<usize>> = (0..orders[0].len())
             .map(|b| {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use timekd_data::Features;
 use timekd_student::{LossKind, Selection, TrainConfig};
-use timekd_teacher::DeviceSpec;
+use timekd_teacher::{DeviceSpec, Gpus};
 
 use crate::data_args::DataArgs;
 
@@ -69,6 +69,14 @@ pub struct TrainArgs {
     /// packs, e.g. to spread them over --jobs processes) [all seeds of a length].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub pack_size: Option<u64>,
+    /// What trains the student's steps on a GPU: `cuda`, the student's own CUDA engine
+    /// (about a hundred launches a step, splits resident on the GPU, losses read once an
+    /// epoch; CUDA builds); `burn`, Burn's CUDA backend; `auto`, the engine where it applies
+    /// (one GPU per run, --accumulate 1), else Burn. The engine draws its own dropout masks
+    /// (seeded as Burn's, not the same bits), so the two give different curves with dropout
+    /// on [auto].
+    #[arg(long, default_value = "auto", value_name = "auto|cuda|burn")]
+    pub train_engine: TrainEngine,
     /// (Internal) train only these runs of the sweep, `H:SEED[+SEED...]` or `H:-`: a child
     /// process of `--jobs`.
     #[arg(long, hide = true, value_name = "H:SEED")]
@@ -183,6 +191,38 @@ impl TrainArgs {
     /// The device this process trains on: `--device`, or a child's `--worker-device`.
     pub fn training_device(&self) -> DeviceSpec {
         self.worker_device.unwrap_or(self.device)
+    }
+}
+
+/// What trains the student's steps on a GPU (`--train-engine`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainEngine {
+    /// The CUDA engine where it applies, else Burn.
+    Auto,
+    /// The student's CUDA engine (CUDA builds, one GPU, no accumulation).
+    Cuda,
+    /// Burn's backend.
+    Burn,
+}
+
+impl TrainArgs {
+    /// The GPU whose CUDA engine trains this process's steps, or `None` for Burn; an error
+    /// for `--train-engine cuda` where the engine cannot run.
+    pub fn engine_ordinal(&self, accumulate: usize) -> anyhow::Result<Option<usize>> {
+        let gpu = match self.training_device() {
+            DeviceSpec::Cuda(Gpus::Index(i)) => Some(i),
+            _ => None,
+        };
+        let built = cfg!(feature = "cuda");
+        match (self.train_engine, gpu) {
+            (TrainEngine::Burn, _) => Ok(None),
+            (TrainEngine::Auto, Some(i)) if built && accumulate == 1 => Ok(Some(i)),
+            (TrainEngine::Auto, _) => Ok(None),
+            (TrainEngine::Cuda, Some(i)) if built && accumulate == 1 => Ok(Some(i)),
+            (TrainEngine::Cuda, _) => anyhow::bail!(
+                "--train-engine cuda needs a CUDA build of timekd, one GPU per run                  (--device cuda[:N], or cuda:all with several runs) and --accumulate 1"
+            ),
+        }
     }
 }
 

@@ -153,6 +153,12 @@ impl RunRequest<'_> {
         for plan in &planned[1..] {
             trainer = trainer.and_run(&plan.config, &plan.run);
         }
+        let engine = args.engine_ordinal(planned[0].config.accumulate)?;
+        if let Some(ordinal) = engine {
+            eprintln!("student steps on the student's CUDA engine (cuda:{ordinal})");
+        }
+        #[cfg(feature = "cuda")]
+        let trainer = trainer.cuda_engine(engine);
         let trained = trainer
             .devices(&devices)
             .resume(planned.iter().any(|p| p.resume))
