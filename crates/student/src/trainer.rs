@@ -394,6 +394,23 @@ pub(crate) struct EpochPass<'p, 'a> {
 }
 
 impl EpochPass<'_, '_> {
+    /// What follows every optimiser step: the profile's count, the epoch's step count, the
+    /// progress callback and the fault point. `true` when the stop flag is set.
+    pub(crate) fn step_done(&mut self, sums: &mut EpochSums, steps_per_epoch: usize) -> bool {
+        self.profile.step();
+        sums.steps += 1;
+        if let Some(f) = self.on_step.as_mut() {
+            f(&TrainStep {
+                epoch: self.epoch,
+                epochs: self.configs[0].epochs,
+                step: sums.steps,
+                steps: steps_per_epoch,
+            });
+        }
+        timekd_fault::point("train.step");
+        (self.stopping)()
+    }
+
     /// Each run's batches of this epoch (window lists), from its seed.
     pub(crate) fn orders(&self, train: &SplitData) -> Vec<Vec<Vec<usize>>> {
         self.configs
@@ -471,19 +488,8 @@ impl EpochPass<'_, '_> {
                 }
                 *model = optimizer.step_tracked(model.clone(), &mut flat_params, grads, self.lr)?;
                 self.profile.optimizer += optimizer_started.elapsed();
-                self.profile.step();
                 steps = optimizer.steps();
-                sums.steps += 1;
-                if let Some(f) = self.on_step.as_mut() {
-                    f(&TrainStep {
-                        epoch: self.epoch,
-                        epochs: config.epochs,
-                        step: sums.steps,
-                        steps: steps_per_epoch,
-                    });
-                }
-                timekd_fault::point("train.step");
-                if (self.stopping)() {
+                if self.step_done(sums, steps_per_epoch) {
                     stopped = true;
                     break;
                 }

@@ -580,20 +580,22 @@ impl FusedStudent {
         self.column_sums(dy, at.bias, k, rows, dout)
     }
 
-    /// `dx (+)= dy · Wᵀ` for a Linear of both branches.
-    fn input_grad(
+    /// Backward of a Linear of both branches: its weight and bias gradients (input `x`,
+    /// output gradient `dy`), and `dx` (+)= `dy · Wᵀ` (added when `accumulate`).
+    fn linear_backward(
         &self,
-        w: usize,
+        at: super::params::LinearAt,
+        x: u64,
         dy: u64,
-        dx: u64,
+        (dx, accumulate): (u64, bool),
         (din, dout): (usize, usize),
         rows: usize,
-        accumulate: bool,
     ) -> Result<(), GpuError> {
+        self.linear_grads(at, x, dy, (din, dout), rows, 2)?;
         self.gemm.product(
             (rows, din, dout),
             plain(dy, rows * dout),
-            transposed(self.param(w), din * dout),
+            transposed(self.param(at.weight), din * dout),
             dx,
             2,
             1.0,
@@ -674,14 +676,13 @@ impl FusedStudent {
             dropout.key(layer, 3),
             rows,
         )?;
-        self.linear_grads(at.conv2, buf.hidden.ptr(), s.dffn.ptr(), (f, c), rows, 2)?;
-        self.input_grad(
-            at.conv2.weight,
+        self.linear_backward(
+            at.conv2,
+            buf.hidden.ptr(),
             s.dffn.ptr(),
-            s.dhidden.ptr(),
+            (s.dhidden.ptr(), false),
             (f, c),
             rows,
-            false,
         )?;
         let (key, keep) = dropout.key(layer, 2);
         self.launch(
@@ -696,14 +697,13 @@ impl FusedStudent {
                 Arg::Wide((2 * rows * f) as u64),
             ],
         )?;
-        self.linear_grads(at.conv1, buf.x1.ptr(), s.dpre.ptr(), (c, f), rows, 2)?;
-        self.input_grad(
-            at.conv1.weight,
+        self.linear_backward(
+            at.conv1,
+            buf.x1.ptr(),
             s.dpre.ptr(),
-            s.dx1.ptr(),
+            (s.dx1.ptr(), true),
             (c, f),
             rows,
-            true,
         )?;
         // LN1: dx1 → dx (residual) and dattn (the attention output's gradient).
         self.norm_backward(
@@ -715,14 +715,13 @@ impl FusedStudent {
             dropout.key(layer, 1),
             rows,
         )?;
-        self.linear_grads(at.out, buf.ctx.ptr(), s.dattn.ptr(), (c, c), rows, 2)?;
-        self.input_grad(
-            at.out.weight,
+        self.linear_backward(
+            at.out,
+            buf.ctx.ptr(),
             s.dattn.ptr(),
-            s.dctx.ptr(),
+            (s.dctx.ptr(), false),
             (c, c),
             rows,
-            false,
         )?;
         self.heads(s.dctx.ptr(), None, s.dctxh.ptr(), true, batch)?;
         let groups = 2 * batch * d.heads;
@@ -787,8 +786,7 @@ impl FusedStudent {
             (&s.dvh, &s.dv, at.value),
         ] {
             self.heads(dh.ptr(), None, dtok.ptr(), false, batch)?;
-            self.linear_grads(w, x, dtok.ptr(), (c, c), rows, 2)?;
-            self.input_grad(w.weight, dtok.ptr(), s.dx.ptr(), (c, c), rows, true)?;
+            self.linear_backward(w, x, dtok.ptr(), (s.dx.ptr(), true), (c, c), rows)?;
         }
         Ok(())
     }

@@ -15,7 +15,6 @@ use crate::loss::{LossValues, TERMS};
 use crate::model::Dual;
 use crate::optim::AdamW;
 use crate::parallel::mix;
-use crate::progress::TrainStep;
 use crate::state_dict::tensor_to_vec;
 use crate::train_config::{Selection, TrainConfig};
 use crate::trainer::EpochPass;
@@ -161,35 +160,33 @@ impl EpochPass<'_, '_> {
             engine.set_order(&windows)?;
             ranges.push(run_ranges);
         }
-        let config = self.configs[0];
         let per_run_seen: usize = orders[0].iter().map(Vec::len).sum();
         let steps_per_epoch = orders[0].len();
         let mut stopped = false;
         let first = sums.steps;
         for (b, steps) in (first..steps_per_epoch).zip(self.steps_before..) {
-            for (r, engine) in engines.iter_mut().enumerate() {
-                let range = ranges[r][b].clone();
-                let share = range.len() as f32 / per_run_seen as f32;
-                // The Burn path's step seed for micro-batch 0 (no accumulation here).
-                engine.train_step(range, mix(self.configs[r].seed, steps, 0), self.lr, share)?;
-            }
-            self.profile.step();
-            sums.steps += 1;
-            if let Some(f) = self.on_step.as_mut() {
-                f(&TrainStep {
-                    epoch: self.epoch,
-                    epochs: config.epochs,
-                    step: sums.steps,
-                    steps: steps_per_epoch,
-                });
-            }
-            timekd_fault::point("train.step");
-            if (self.stopping)() {
+            // Host time to queue the step (the device runs behind).
+            let queued = self.profile.time(
+                |p| &mut p.graph,
+                || -> Result<()> {
+                    for (r, engine) in engines.iter_mut().enumerate() {
+                        let range = ranges[r][b].clone();
+                        let share = range.len() as f32 / per_run_seen as f32;
+                        // The Burn path's step seed for micro-batch 0 (no accumulation here).
+                        let seed = mix(self.configs[r].seed, steps, 0);
+                        engine.train_step(range, seed, self.lr, share)?;
+                    }
+                    Ok(())
+                },
+            );
+            queued?;
+            if self.step_done(sums, steps_per_epoch) {
                 stopped = true;
                 break;
             }
         }
         let host = self.device.clone().without_autodiff();
+        let drained = std::time::Instant::now();
         let (mut parts, mut train, mut norm) = (Vec::new(), Vec::new(), Vec::new());
         for ((engine, model), optimizer) in engines.iter().zip(models).zip(&optimizers) {
             parts.push(engine.unload(model, optimizer, &host)?);
@@ -197,6 +194,7 @@ impl EpochPass<'_, '_> {
             train.extend(terms);
             norm.push(norm_sum);
         }
+        self.profile.drain += drained.elapsed();
         let runs = parts.len();
         sums.train = Tensor::from_data(TensorData::new(train, [runs, TERMS]), &host);
         sums.norm = Tensor::from_data(TensorData::new(norm, [runs, 1]), &host);

@@ -55,11 +55,12 @@ pub struct TrainArgs {
     /// [GPU: half the CPU cores, at most 8 per GPU; CPU: 1].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: Option<u64>,
-    /// Train the seeds of each output length together as one packed model (one process per
-    /// length with --jobs): every operation runs once for all of them, so on a GPU, where a
-    /// student step is bound by kernel launches, a step of 3 seeds took 1.3x one seed's (H100).
-    /// Each run keeps its own batches, dropout, optimiser, selection and run directory and
-    /// reaches the weights it reaches alone [on for GPUs, off for the CPU].
+    /// Train the seeds of each output length together in one process (one per length with
+    /// --jobs): with Burn as one packed model, every operation once for all of them (a step
+    /// of 3 seeds took 1.3x one seed's, H100); on the student's CUDA engine each seed on its
+    /// own stream (3 seeds: 1.23x the steps of one, H100). Each run keeps its own batches,
+    /// dropout, optimiser, selection and run directory and reaches the weights it reaches
+    /// alone [on for GPUs, off for the CPU].
     #[arg(long, conflicts_with = "no_pack")]
     pub pack: bool,
     /// Train every seed on its own (see --pack).
@@ -206,6 +207,25 @@ pub enum TrainEngine {
 }
 
 impl TrainArgs {
+    /// Refuses `--train-engine cuda` up front where it cannot run at all: a build without
+    /// CUDA, or the CPU.
+    pub fn check_train_engine(&self) -> anyhow::Result<()> {
+        let gpu = matches!(self.training_device(), DeviceSpec::Cuda(_));
+        if self.train_engine == TrainEngine::Cuda && !(cfg!(feature = "cuda") && gpu) {
+            anyhow::bail!(
+                "--train-engine cuda needs a CUDA build of timekd (scripts/gpu-build.sh) and a \
+                 GPU (--device cuda[:N]); this is {} on {}",
+                if cfg!(feature = "cuda") {
+                    "a CUDA build"
+                } else {
+                    "a CPU-only build"
+                },
+                self.training_device()
+            );
+        }
+        Ok(())
+    }
+
     /// The GPU whose CUDA engine trains this process's steps, or `None` for Burn; an error
     /// for `--train-engine cuda` where the engine cannot run.
     pub fn engine_ordinal(&self, accumulate: usize) -> anyhow::Result<Option<usize>> {
@@ -321,4 +341,48 @@ pub fn resolve_config(args: &TrainArgs, output_len: usize) -> anyhow::Result<Tra
     config.drop_last |= args.drop_last;
     config.validate()?;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
+    fn parse(flags: &[&str]) -> TrainArgs {
+        let argv = ["timekd", "--output-len", "24"].iter().chain(flags);
+        Cli::try_parse_from(argv).expect("flags parse").train
+    }
+
+    #[test]
+    fn the_train_engine_is_chosen_by_build_device_and_accumulation() {
+        let cpu = parse(&["--train-engine", "cuda"]);
+        let err = cpu
+            .check_train_engine()
+            .expect_err("cuda on the CPU")
+            .to_string();
+        assert!(
+            err.contains("--train-engine cuda") && err.contains("cpu"),
+            "{err}"
+        );
+        assert!(cpu.engine_ordinal(1).is_err());
+        // auto and burn never fail; auto takes the engine on one GPU with accumulate 1 in
+        // CUDA builds only.
+        for engine in ["auto", "burn"] {
+            let args = parse(&["--train-engine", engine, "--device", "cuda:1"]);
+            args.check_train_engine().expect("never refused");
+            let want = (engine == "auto" && cfg!(feature = "cuda")).then_some(1);
+            assert_eq!(args.engine_ordinal(1).expect("ordinal"), want, "{engine}");
+            assert_eq!(args.engine_ordinal(2).expect("ordinal"), None, "{engine}");
+        }
+        assert!(parse(&[]).train_engine == TrainEngine::Auto);
+        let unknown = ["timekd", "--output-len", "24", "--train-engine", "fast"];
+        assert!(Cli::try_parse_from(unknown).is_err());
+    }
 }

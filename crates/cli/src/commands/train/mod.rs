@@ -36,6 +36,7 @@ pub use args::TrainArgs;
 
 /// Runs `timekd train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    args.check_train_engine()?;
     let lengths = args.data.output_len.clone();
     let seeds = args::seeds(&args)?;
     let selections = args::selections(&args)?;
