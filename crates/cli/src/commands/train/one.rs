@@ -19,6 +19,8 @@ use timekd_student::{
 };
 
 use super::TrainArgs;
+#[cfg(feature = "cuda")]
+use super::args::TrainEngine;
 use super::args::resolve_config;
 use crate::train_progress::TrainProgress;
 
@@ -154,6 +156,26 @@ impl RunRequest<'_> {
             trainer = trainer.and_run(&plan.config, &plan.run);
         }
         let engine = args.engine_ordinal(planned[0].config.accumulate)?;
+        #[cfg(feature = "cuda")]
+        let engine = engine.filter(|&ordinal| {
+            let resident = |split: &SplitData| {
+                let (model, vars) = (&planned[0].config.model, dataset.n_vars());
+                timekd_student::cuda::split_bytes(split.split.num_windows(), vars, model)
+            };
+            let bytes = resident(&data.train) + resident(&data.val);
+            let free = timekd_student::cuda::free_memory(ordinal).unwrap_or(0);
+            let fits = bytes <= free / 2;
+            if !fits && args.train_engine == TrainEngine::Auto {
+                eprintln!(
+                    "note: the student's CUDA engine would keep {:.1} GiB of windows and \
+                     embeddings on cuda:{ordinal}, more than half of its {:.1} GiB free; \
+                     training with Burn, which streams batches (--train-engine cuda insists)",
+                    timekd_teacher::extract::budget::gib(bytes),
+                    timekd_teacher::extract::budget::gib(free)
+                );
+            }
+            fits || args.train_engine == TrainEngine::Cuda
+        });
         if let Some(ordinal) = engine {
             eprintln!("student steps on the student's CUDA engine (cuda:{ordinal})");
         }
