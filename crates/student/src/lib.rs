@@ -16,6 +16,11 @@
 //! per variable and per step, a forecast plot) and [`SweepResults`] tabulates seed sweeps
 //! as mean ± std.
 //!
+//! With the `cuda` feature, the `cuda` module's `FusedStudent` trains a run's steps on an
+//! NVIDIA GPU without Burn (forward, loss, backward, clipping and AdamW as about a hundred
+//! launches, the splits resident on the GPU): `Trainer::cuda_engine(Some(ordinal))` uses it,
+//! with the same batches, step seeds, checkpoints and resume (its dropout masks are its own).
+//!
 //! With the `store` feature (on by default), [`StoreEmbeddings`] reads the embedding stores
 //! `timekd extract` writes, found by the same `StoreLayout` and dataset name. A finished run
 //! writes a [`RunSummary`].
