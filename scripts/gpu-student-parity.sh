@@ -5,6 +5,8 @@
 # Run it on the GPU machine with a CUDA build (scripts/gpu-build.sh; it has both backends).
 #
 #   scripts/gpu-student-parity.sh [TIMEKD]      # default .gpu/timekd
+#   TRAIN_ENGINE=burn scripts/gpu-student-parity.sh   # Burn's CUDA backend instead of the
+#                                                      # student's engine (--train-engine)
 #
 # It extracts the tiny model's stores first (GPU, f32) unless WORK already holds them.
 set -euo pipefail
@@ -20,7 +22,7 @@ for device in cpu cuda; do
     rm -rf "$work/run-$device"
     "$timekd" train --data ETTh1 --output-len 24 --stores "$work/stores" --device "$device" \
         --epochs 1 --max-windows 256 --dropout 0 --no-shuffle --batch-size 16 --channel 64 \
-        --run-dir "$work/run-$device" 2>&1 | grep -E "^epoch|rror" || true
+        --train-engine "${TRAIN_ENGINE:-auto}" --run-dir "$work/run-$device" 2>&1 | grep -E "^epoch|rror" || true
 done
 python3 - "$work" <<'PY'
 import json, sys
