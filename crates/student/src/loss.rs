@@ -67,15 +67,18 @@ impl LossValues {
     /// Reads a `[runs, 5]` tensor laid out like [`LossTerms::stacked`]: one value per run.
     pub fn read(stacked: Tensor<2>) -> crate::Result<Vec<LossValues>> {
         let v = crate::state_dict::tensor_to_vec(stacked)?;
-        Ok(v.chunks_exact(TERMS)
-            .map(|v| LossValues {
-                total: f64::from(v[0]),
-                forecast: f64::from(v[1]),
-                recon: f64::from(v[2]),
-                feature: f64::from(v[3]),
-                att: f64::from(v[4]),
-            })
-            .collect())
+        Ok(v.chunks_exact(TERMS).map(LossValues::from_terms).collect())
+    }
+
+    /// One run's [`TERMS`] values in [`LossTerms::stacked`]'s order.
+    pub(crate) fn from_terms(v: &[f32]) -> LossValues {
+        LossValues {
+            total: f64::from(v[0]),
+            forecast: f64::from(v[1]),
+            recon: f64::from(v[2]),
+            feature: f64::from(v[3]),
+            att: f64::from(v[4]),
+        }
     }
 }
 

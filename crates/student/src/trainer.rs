@@ -37,7 +37,7 @@ use crate::validation::{check_paper_split, check_split, paper_needs_test, valida
 /// metrics) and returns: `ControlFlow::Break` stops after that epoch's checkpoints.
 type OnEpoch<'a> = &'a mut dyn FnMut(usize, &EpochMetrics) -> ControlFlow<()>;
 /// A callback after every optimiser step.
-pub(crate) type OnStep<'a> = &'a mut dyn FnMut(&TrainStep);
+type OnStep<'a> = &'a mut dyn FnMut(&TrainStep);
 
 /// Trains the dual model into a run directory, writing `metrics.jsonl`, `loss.png` and
 /// checkpoints.
@@ -382,15 +382,15 @@ fn check_pack<'a>(runs: &[(&'a TrainConfig, &RunDir)], devices: usize) -> Result
 /// One epoch (or what is left of it) of a pack of runs.
 pub(crate) struct EpochPass<'p, 'a> {
     pub(crate) configs: &'p [&'p TrainConfig],
-    pub(crate) epoch: usize,
+    epoch: usize,
     pub(crate) lr: f64,
     /// Optimiser steps the runs took before this epoch's first step of this process.
     pub(crate) steps_before: u64,
-    pub(crate) replicas: &'p [Device],
+    replicas: &'p [Device],
     pub(crate) device: &'p Device,
     pub(crate) profile: &'p mut StepProfile,
-    pub(crate) on_step: &'p mut Option<OnStep<'a>>,
-    pub(crate) stopping: &'p dyn Fn() -> bool,
+    on_step: &'p mut Option<OnStep<'a>>,
+    stopping: &'p dyn Fn() -> bool,
 }
 
 impl EpochPass<'_, '_> {

@@ -146,6 +146,13 @@ impl Sums {
     pub const NORM: usize = Self::TRAIN + TERMS;
     pub const VAL: usize = Self::NORM + 1;
     pub const LEN: usize = Self::VAL + TERMS;
+
+    /// The five terms at `at` of a host copy of `values`.
+    pub fn terms(all: &[f32], at: usize) -> [f32; TERMS] {
+        let mut terms = [0.0; TERMS];
+        terms.copy_from_slice(&all[at..at + TERMS]);
+        terms
+    }
 }
 
 /// One split's windows and embeddings, resident on the device for the whole run.
@@ -300,7 +307,7 @@ impl FusedStudent {
             dv: both(c)?,
             gatt: zeros(dims.heads * vars * vars)?,
         };
-        let len = offsets.len;
+        let len = layout.len();
         let state = FlatState {
             params: zeros(len)?,
             grads: zeros(len)?,
@@ -337,7 +344,7 @@ impl FusedStudent {
     }
 
     /// Copies every window and embedding of `data` to the device for `slot`, reading
-    /// `chunk` windows at a time.
+    /// 1,024 windows at a time.
     pub fn upload_split(&mut self, slot: SplitSlot, data: &mut SplitData) -> Result<(), GpuError> {
         const CHUNK: usize = 1024;
         let d = self.dims;
@@ -372,12 +379,8 @@ impl FusedStudent {
             resident.x.upload(&self.stream, start * per_x, &x)?;
             resident.y.upload(&self.stream, start * per_y, &y)?;
             resident.emb.upload(&self.stream, start * per_emb, &emb)?;
-            // Pageable copies are staged before they return; wait so the next chunk's
-            // host buffers may be refilled without racing the staging.
+            // Each chunk lands before the next is read: one chunk of the split in flight.
             self.stream.synchronize().map_err(GpuError::driver)?;
-        }
-        if self.order.len() < windows {
-            self.order = DeviceVec::zeros(&self.stream, windows)?;
         }
         self.splits[slot as usize] = Some(Arc::new(resident));
         Ok(())
@@ -397,7 +400,6 @@ impl FusedStudent {
         s.exp_avg.upload(&self.stream, 0, &exp_avg)?;
         s.exp_avg_sq.upload(&self.stream, 0, &exp_avg_sq)?;
         self.steps = optimizer.steps();
-        // The host rows are dropped on return.
         self.stream.synchronize().map_err(GpuError::driver)?;
         Ok(())
     }
@@ -439,7 +441,6 @@ impl FusedStudent {
             self.order = DeviceVec::zeros(&self.stream, ids.len())?;
         }
         self.order.upload(&self.stream, 0, &ids)?;
-        // The host vector is dropped on return.
         self.stream.synchronize().map_err(GpuError::driver)
     }
 
@@ -462,9 +463,7 @@ impl FusedStudent {
     /// The epoch's running sums: (five loss terms, sum of gradient norms).
     pub fn train_sums(&self) -> Result<([f32; TERMS], f32), GpuError> {
         let all = self.sums.values.download(&self.stream)?;
-        let mut terms = [0.0; TERMS];
-        terms.copy_from_slice(&all[Sums::TRAIN..Sums::TRAIN + TERMS]);
-        Ok((terms, all[Sums::NORM]))
+        Ok((Sums::terms(&all, Sums::TRAIN), all[Sums::NORM]))
     }
 
     /// Launches `kernel` on the engine's stream with `grid` blocks of [`THREADS`].

@@ -49,13 +49,6 @@ pub fn split_bytes(windows: usize, vars: usize, config: &DualConfig) -> u64 {
     (windows * per_window * std::mem::size_of::<f32>()) as u64
 }
 
-/// Free bytes of CUDA device `ordinal`, as its driver reports them (other processes'
-/// allocations included).
-pub fn free_memory(ordinal: usize) -> Result<u64, GpuError> {
-    let ctx = cudarc::driver::CudaContext::new(ordinal).map_err(GpuError::driver)?;
-    let (free, _) = ctx.mem_get_info().map_err(GpuError::driver)?;
-    Ok(free as u64)
-}
 pub(crate) use training::Engines;
 
 /// A failure inside the engine.

@@ -42,8 +42,6 @@ pub(super) struct ParamOffsets {
     pub layers: Vec<LayerAt>,
     pub final_norm: NormAt,
     pub projection: LinearAt,
-    /// Elements of the row.
-    pub len: usize,
 }
 
 impl ParamOffsets {
@@ -97,7 +95,6 @@ impl ParamOffsets {
             layers,
             final_norm: norm("encoder.norm")?,
             projection: linear("projection", 2, c, config.output_len)?,
-            len: layout.len(),
         })
     }
 }

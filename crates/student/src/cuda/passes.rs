@@ -97,9 +97,7 @@ impl FusedStudent {
             self.losses(range.len(), Sums::VAL, range.len() as f32 / total as f32)?;
         }
         let all = self.sums.values.download(&self.stream)?;
-        let mut out = zero;
-        out.copy_from_slice(&all[Sums::VAL..Sums::VAL + crate::loss::TERMS]);
-        Ok(out)
+        Ok(Sums::terms(&all, Sums::VAL))
     }
 
     fn param(&self, offset: usize) -> u64 {
@@ -799,7 +797,7 @@ impl FusedStudent {
         let step = self.steps as i32;
         let bc1 = 1.0 - c.beta1.powi(step);
         let bc2 = 1.0 - c.beta2.powi(step);
-        let len = self.offsets.len;
+        let len = self.layout.len();
         let norm_partials = self.sums.values.at(Sums::NORM_PARTIALS);
         self.launch(
             &self.kernels.square_partials,

@@ -105,14 +105,9 @@ impl Engines {
                     .as_mut()
                     .ok_or_else(|| StudentError::Gpu(format!("run {i} has no engine")))?;
                 engine.set_order(&windows)?;
-                let v = engine.evaluate(SplitSlot::Val, &ranges)?;
-                Ok(LossValues {
-                    total: f64::from(v[0]),
-                    forecast: f64::from(v[1]),
-                    recon: f64::from(v[2]),
-                    feature: f64::from(v[3]),
-                    att: f64::from(v[4]),
-                })
+                Ok(LossValues::from_terms(
+                    &engine.evaluate(SplitSlot::Val, &ranges)?,
+                ))
             })
             .collect()
     }

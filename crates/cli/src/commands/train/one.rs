@@ -163,7 +163,9 @@ impl RunRequest<'_> {
                 timekd_student::cuda::split_bytes(split.split.num_windows(), vars, model)
             };
             let bytes = resident(&data.train) + resident(&data.val);
-            let free = timekd_student::cuda::free_memory(ordinal).unwrap_or(0);
+            let free =
+                timekd_teacher::device::gpu_free_memory(timekd_teacher::Gpus::Index(ordinal))
+                    .unwrap_or(0);
             let fits = bytes <= free / 2;
             if !fits && args.train_engine == TrainEngine::Auto {
                 eprintln!(
