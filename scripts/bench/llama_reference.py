@@ -12,8 +12,10 @@ query's and key's types differ) on top of the causal mask, padding keys blocked;
 applied by wrapping `torch.nn.functional.scaled_dot_product_attention` (as
 `scripts/make-teacher-fixtures.py` does), so the model runs transformers' own SDPA path.
 Each prompt's last real token's final state is gathered. One warm-up batch, then the whole
-set timed (CUDA synchronised); prints prompts/s, tokens/s and windows/s (a window being
-`variables` GT/HD pairs).
+set timed (CUDA synchronised); prints prompts/s, tokens/s, windows/s (a window being
+`variables` GT/HD pairs) and embeddings/s (an embedding being one window at one output
+length: lines may carry an `output_len` key, as `scripts/bench/llama-gpu.sh` adds when it
+concatenates several H; without it every line counts for one H).
 """
 import argparse
 import json
@@ -84,6 +86,7 @@ def main():
         prompts.append((line["gt_ids"], line["gt_token_types"]))
         prompts.append((line["hd_ids"], line["hd_token_types"]))
     windows = len({(line["split"], line["window"]) for line in lines})
+    embeddings = len({(line["split"], line["window"], line.get("output_len")) for line in lines})
     device = torch.device("cuda")
     model = LlamaModel.from_pretrained(args.model, dtype=dtype, attn_implementation="sdpa")
     model = model.to(device).eval()
@@ -101,6 +104,7 @@ def main():
     print(f"hf LlamaModel sdpa {args.dtype}: {len(prompts)} prompts ({tokens} tokens, "
           f"{windows} windows) in {elapsed:.2f} s: {len(prompts) / elapsed:.1f} prompts/s, "
           f"{tokens / elapsed:.0f} tokens/s, {windows / elapsed:.2f} windows/s, "
+          f"{embeddings} embeddings: {embeddings / elapsed:.2f} embeddings/s, "
           f"peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB, "
           f"{torch.cuda.get_device_name()}")
 

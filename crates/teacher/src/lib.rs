@@ -93,8 +93,8 @@ pub use gpt2::{Gpt2, Gpt2Config};
 pub use language_model::LanguageModel;
 pub use llama::{Llama, LlamaConfig};
 pub use pipeline::{
-    EncodedLengths, EncodedWindows, LengthEmbeddings, LengthsInput, PromptEncoder, Teacher,
-    VariablePrompts, WindowInput, encode_windows,
+    ChunkStates, EncodedLengths, EncodedWindows, LengthEmbeddings, LengthsInput, PromptEncoder,
+    ScaStage, Teacher, VariablePrompts, WindowInput, encode_windows,
 };
 pub use precision::Precision;
 pub use prompt::{DateFormat, PromptBuilder, PromptPair, PromptTemplate, ValueFormat};

@@ -336,8 +336,96 @@ impl PromptEncoder {
 pub struct Teacher {
     encoder: PromptEncoder,
     gpt2: LanguageModel,
-    sca: Sca,
+    sca: ScaStage,
     batch: BatchOptions,
+}
+
+/// A chunk's last-token states from the language model, with which rows feed the SCA at
+/// which output length: what [`Teacher::language_states`] gives and [`ScaStage::embeddings`]
+/// finishes.
+pub struct ChunkStates {
+    /// [Σ prompts, d], family by family.
+    states: Tensor<2>,
+    /// Per output length, ascending.
+    lengths: Vec<LengthRows>,
+    /// Variables N per window.
+    n_vars: usize,
+}
+
+/// The rows of one output length's GT and HD prompts in [`ChunkStates::states`], window-major.
+struct LengthRows {
+    output_len: usize,
+    windows: Vec<usize>,
+    gt: Vec<i64>,
+    hd: Vec<i64>,
+}
+
+/// The SCA half of a teacher: turns last-token states into stored embeddings. It is `Clone`
+/// and `Send`, so the SCA of one chunk can run on another thread while the language model
+/// runs the next.
+#[derive(Clone)]
+pub struct ScaStage {
+    sca: Sca,
+    /// The SCA is tiny: f32 accuracy whatever the model's precision (split products on a
+    /// GPU, where plain f32 products are TF32).
+    precision: Precision,
+}
+
+impl ScaStage {
+    fn new(sca: Sca, model_precision: Precision) -> Self {
+        let precision = match model_precision {
+            Precision::F32 => Precision::F32,
+            _ => Precision::F32Split,
+        };
+        ScaStage { sca, precision }
+    }
+
+    /// The SCA layer.
+    pub fn sca(&self) -> &Sca {
+        &self.sca
+    }
+
+    /// The embeddings of every output length of a chunk, ascending.
+    pub fn embeddings(&self, chunk: ChunkStates) -> Vec<LengthEmbeddings> {
+        let d = chunk.states.dims()[1];
+        let n = chunk.n_vars;
+        chunk
+            .lengths
+            .into_iter()
+            .map(|length| {
+                let count = length.windows.len();
+                let gt = pick_rows(&chunk.states, length.gt, [count, n, d]);
+                let hd = pick_rows(&chunk.states, length.hd, [count, n, d]);
+                LengthEmbeddings {
+                    output_len: length.output_len,
+                    windows: length.windows,
+                    embeddings: self.pairs(gt, hd),
+                }
+            })
+            .collect()
+    }
+
+    /// The stored embeddings [w, N, D] of the GT and HD last-token states [w, N, D], at
+    /// most [`SCA_WINDOWS`] windows at a time: the SCA's attention is [D, D] per window
+    /// (2.4 MB at D = 768, several times over in temporaries), so a chunk of hundreds of
+    /// windows at once would hold gigabytes.
+    fn pairs(&self, gt: Tensor<3>, hd: Tensor<3>) -> Tensor<3> {
+        let w = gt.dims()[0];
+        let parts: Vec<Tensor<3>> = (0..w)
+            .step_by(SCA_WINDOWS)
+            .map(|start| {
+                let len = SCA_WINDOWS.min(w - start);
+                let (gt, hd) = (
+                    gt.clone().narrow(0, start, len),
+                    hd.clone().narrow(0, start, len),
+                );
+                self.sca
+                    .forward_in(gt.swap_dims(1, 2), hd.swap_dims(1, 2), self.precision) // [len, d, n]
+                    .swap_dims(1, 2)
+            })
+            .collect();
+        Tensor::cat(parts, 0)
+    }
 }
 
 impl Teacher {
@@ -358,8 +446,8 @@ impl Teacher {
                 max_tokens: gpt2.max_tokens(),
                 threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
+            sca: ScaStage::new(sca, gpt2.precision()),
             gpt2,
-            sca,
             batch,
         })
     }
@@ -371,6 +459,11 @@ impl Teacher {
 
     /// The SCA layer.
     pub fn sca(&self) -> &Sca {
+        &self.sca.sca
+    }
+
+    /// The SCA half (clone it to run the SCA on another thread).
+    pub fn sca_stage(&self) -> &ScaStage {
         &self.sca
     }
 
@@ -427,12 +520,19 @@ impl Teacher {
 
     /// The embeddings of windows encoded for several output lengths, one entry per H,
     /// ascending. All prompts of a (window, variable) form one [`PromptFamily`]: its history
-    /// sentence runs once for every H (unless [`BatchOptions::share_prefix`] is off).
+    /// sentence runs once for every H (unless [`BatchOptions::share_prefix`] is off). The
+    /// same as [`ScaStage::embeddings`] of [`language_states`](Self::language_states).
     pub fn embed_encoded_lengths(
         &self,
         encoded: &EncodedLengths,
     ) -> Result<Vec<LengthEmbeddings>, TeacherError> {
-        let (n, d) = (self.sca.n_vars(), self.gpt2.d_model());
+        Ok(self.sca.embeddings(self.language_states(encoded)?))
+    }
+
+    /// The language model's half of [`embed_encoded_lengths`](Self::embed_encoded_lengths):
+    /// the last-token states of every prompt, laid out for the SCA.
+    pub fn language_states(&self, encoded: &EncodedLengths) -> Result<ChunkStates, TeacherError> {
+        let n = self.sca.sca.n_vars();
         if encoded.prompts.len() != encoded.windows.len() * n {
             return Err(TeacherError::Input(format!(
                 "{} prompt families for {} windows of {n} variables",
@@ -453,37 +553,39 @@ impl Teacher {
             first.push(rows);
             rows += family.prompts().len() as i64;
         }
-        let mut out = Vec::new();
+        let mut lengths = Vec::new();
         for (h, count) in encoded.lengths() {
-            let mut windows = Vec::with_capacity(count);
-            let (mut gt_rows, mut hd_rows) = (Vec::new(), Vec::new());
-            for (w, (index, lengths)) in encoded.windows.iter().enumerate() {
-                let Some(slot) = lengths.iter().position(|&l| l == h) else {
+            let mut length = LengthRows {
+                output_len: h,
+                windows: Vec::with_capacity(count),
+                gt: Vec::with_capacity(count * n),
+                hd: Vec::with_capacity(count * n),
+            };
+            for (w, (index, window_lengths)) in encoded.windows.iter().enumerate() {
+                let Some(slot) = window_lengths.iter().position(|&l| l == h) else {
                     continue;
                 };
-                windows.push(*index);
+                length.windows.push(*index);
                 for v in 0..n {
                     let row = first[w * n + v] + 2 * slot as i64;
-                    gt_rows.push(row);
-                    hd_rows.push(row + 1);
+                    length.gt.push(row);
+                    length.hd.push(row + 1);
                 }
             }
-            let gt = pick_rows(&states, gt_rows, [count, n, d]);
-            let hd = pick_rows(&states, hd_rows, [count, n, d]);
-            out.push(LengthEmbeddings {
-                output_len: h,
-                windows,
-                embeddings: self.sca_embeddings(gt, hd),
-            });
+            lengths.push(length);
         }
-        Ok(out)
+        Ok(ChunkStates {
+            states,
+            lengths,
+            n_vars: n,
+        })
     }
 
     /// The stored embeddings of encoded windows: [windows, N, D]. All 2·W·N prompts go
     /// through the language model together, batched by length, each GT/HD pair's shared
     /// prefix once (unless [`BatchOptions::share_prefix`] is off).
     pub fn embed_encoded(&self, encoded: &EncodedWindows) -> Result<Tensor<3>, TeacherError> {
-        let (w, n, d) = (encoded.windows, self.sca.n_vars(), self.gpt2.d_model());
+        let (w, n, d) = (encoded.windows, self.sca.sca.n_vars(), self.gpt2.d_model());
         if encoded.prompts.len() != w * n {
             return Err(TeacherError::Input(format!(
                 "{} prompt pairs for {w} windows of {n} variables",
@@ -509,39 +611,11 @@ impl Teacher {
             (0..w * n).map(|i| 2 * i as i64 + 1).collect(),
             [w, n, d],
         );
-        Ok(self.sca_embeddings(gt, hd))
-    }
-
-    /// The stored embeddings [w, N, D] of the GT and HD last-token states [w, N, D], at
-    /// most [`SCA_WINDOWS`] windows at a time: the SCA's attention is [D, D] per window
-    /// (2.4 MB at D = 768, several times over in temporaries), so a chunk of hundreds of
-    /// windows at once would hold gigabytes.
-    fn sca_embeddings(&self, gt: Tensor<3>, hd: Tensor<3>) -> Tensor<3> {
-        // The SCA is tiny: f32 accuracy whatever the model's precision (split products on a
-        // GPU, where plain f32 products are TF32).
-        let sca_precision = match self.gpt2.precision() {
-            Precision::F32 => Precision::F32,
-            _ => Precision::F32Split,
-        };
-        let w = gt.dims()[0];
-        let parts: Vec<Tensor<3>> = (0..w)
-            .step_by(SCA_WINDOWS)
-            .map(|start| {
-                let len = SCA_WINDOWS.min(w - start);
-                let (gt, hd) = (
-                    gt.clone().narrow(0, start, len),
-                    hd.clone().narrow(0, start, len),
-                );
-                self.sca
-                    .forward_in(gt.swap_dims(1, 2), hd.swap_dims(1, 2), sca_precision) // [len, d, n]
-                    .swap_dims(1, 2)
-            })
-            .collect();
-        Tensor::cat(parts, 0)
+        Ok(self.sca.pairs(gt, hd))
     }
 }
 
-/// Windows the SCA runs at once (see [`Teacher::sca_embeddings`]).
+/// Windows the SCA runs at once (see [`ScaStage::pairs`]).
 const SCA_WINDOWS: usize = 32;
 
 /// Rows `rows` of `states` [rows, d], reshaped to `shape` ([w, n, d]).

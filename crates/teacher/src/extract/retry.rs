@@ -1,12 +1,13 @@
 //! Out-of-memory halve-and-retry: a device that runs out of memory panics inside Burn or
-//! returns a typed error from the CUDA engine; the pass is retried with smaller passes,
-//! down to one prompt per pass.
+//! returns a typed error from the CUDA engine; the language model's passes are retried
+//! smaller, down to one prompt per pass. The SCA that follows ([`sca_to_host`]) is bounded
+//! by itself (a few windows at a time) and is not retried.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::error::ExtractError;
 use crate::error::TeacherError;
-use crate::pipeline::{EncodedLengths, LengthEmbeddings, Teacher};
+use crate::pipeline::{ChunkStates, EncodedLengths, LengthEmbeddings, ScaStage, Teacher};
 
 /// The embeddings of one output length, on the host: `values` holds `[windows, N, D]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,19 +20,19 @@ pub(crate) struct HostEmbeddings {
     pub values: Vec<f32>,
 }
 
-/// Embeds `encoded` at every length it asks for; when the device runs out of memory (a
-/// typed error from the CUDA engine, a panic inside Burn), makes the passes smaller (see
-/// [`Teacher::shrink_passes`]), says so through `notes`, and retries, down to one prompt
-/// per pass.
-pub(crate) fn embed_with_retry(
+/// The language model's states of `encoded` at every length it asks for; when the device
+/// runs out of memory (a typed error from the CUDA engine, a panic inside Burn), makes the
+/// passes smaller (see [`Teacher::shrink_passes`]), says so through `notes`, and retries,
+/// down to one prompt per pass.
+pub(crate) fn states_with_retry(
     teacher: &mut Teacher,
     encoded: &EncodedLengths,
     notes: &dyn Fn(String),
-) -> Result<Vec<HostEmbeddings>, ExtractError> {
+) -> Result<ChunkStates, ExtractError> {
     loop {
-        let attempt = catch_unwind(AssertUnwindSafe(|| teacher.embed_encoded_lengths(encoded)));
+        let attempt = catch_unwind(AssertUnwindSafe(|| teacher.language_states(encoded)));
         let failure = match attempt {
-            Ok(Ok(lengths)) => return lengths.into_iter().map(to_host).collect(),
+            Ok(Ok(states)) => return Ok(states),
             Ok(Err(e @ TeacherError::DeviceOutOfMemory { .. })) => e.to_string(),
             Ok(Err(e)) => return Err(e.into()),
             Err(panic) => {
@@ -51,6 +52,22 @@ pub(crate) fn embed_with_retry(
             }
         }
     }
+}
+
+/// The SCA of a chunk's states, read back to the host; a panic inside Burn becomes an error.
+pub(crate) fn sca_to_host(
+    sca: &ScaStage,
+    states: ChunkStates,
+) -> Result<Vec<HostEmbeddings>, ExtractError> {
+    catch_unwind(AssertUnwindSafe(|| {
+        sca.embeddings(states).into_iter().map(to_host).collect()
+    }))
+    .unwrap_or_else(|panic| {
+        Err(ExtractError::ModelFailed(format!(
+            "the SCA failed: {}",
+            panic_message(&panic)
+        )))
+    })
 }
 
 /// One length's embeddings read back to the host.

@@ -1,7 +1,9 @@
 //! The worker pool: one worker per device pulls chunks of windows from one queue. Each worker
-//! has two threads: one builds and tokenises the prompts of the next chunk
-//! ([`PromptEncoder::encode_lengths`]) while the other runs the model on the current one
-//! ([`Teacher::embed_encoded_lengths`]). Results go back to the caller's thread, which alone
+//! is a pipeline of three threads, a chunk at each stage: one builds and tokenises the prompts
+//! of the next chunk ([`PromptEncoder::encode_lengths`]), one runs the language model on the
+//! current one ([`Teacher::language_states`]), one runs the SCA on the chunk before and reads
+//! its embeddings back ([`ScaStage::embeddings`]), so the device's model passes do not wait
+//! for the SCA, its copies or the host. Results go back to the caller's thread, which alone
 //! writes the stores, so the stores do not depend on how many workers ran.
 
 use std::sync::Mutex;
@@ -11,11 +13,13 @@ use timekd_data::{Dataset, SplitKind};
 
 use super::error::ExtractError;
 use super::model::{TeacherSpec, load_teacher};
-use super::retry::{HostEmbeddings, embed_with_retry};
+use super::retry::{HostEmbeddings, sca_to_host, states_with_retry};
 use crate::batch::BatchOptions;
 use crate::device::WorkerDevice;
 use crate::error::TeacherError;
-use crate::pipeline::{EncodedLengths, LengthsInput, PromptEncoder, Teacher, WindowInput};
+use crate::pipeline::{
+    ChunkStates, EncodedLengths, LengthsInput, PromptEncoder, ScaStage, WindowInput,
+};
 
 /// A unit of work: windows of one split, each with the output lengths whose stores still miss
 /// it (ascending).
@@ -105,6 +109,7 @@ impl Pool<'_> {
             }
         };
         let encoder = teacher.encoder().clone();
+        let sca = teacher.sca_stage().clone();
         std::thread::scope(|scope| {
             let (encoded_tx, encoded_rx) = mpsc::sync_channel(1);
             scope.spawn(move || {
@@ -115,16 +120,44 @@ impl Pool<'_> {
                     }
                 }
             });
+            let (states_tx, states_rx) = mpsc::sync_channel(1);
+            scope.spawn(move || finish_chunks(&sca, states_rx, results));
             for (split, encoded) in encoded_rx {
-                let result = encoded
-                    .map_err(ExtractError::from)
-                    .and_then(|encoded| embed(&mut teacher, split, &encoded, &notes));
-                let failed = result.is_err();
-                if results.send(result.map(WorkerMessage::Done)).is_err() || failed {
+                let states = encoded.map_err(ExtractError::from).and_then(|encoded| {
+                    let states = states_with_retry(&mut teacher, &encoded, &notes)?;
+                    Ok((encoded.prompt_tokens(), states))
+                });
+                let failed = states.is_err();
+                if states_tx.send((split, states)).is_err() || failed {
                     return;
                 }
             }
         });
+    }
+}
+
+/// A chunk between the language model and the SCA: its split, prompt tokens and states.
+type StatesMessage = (SplitKind, Result<(usize, ChunkStates), ExtractError>);
+
+/// The SCA stage of a worker: each chunk's states to host embeddings, sent on in order; stops
+/// at the first error (after sending it) or when the caller stops listening.
+fn finish_chunks(
+    sca: &ScaStage,
+    states: mpsc::Receiver<StatesMessage>,
+    results: &SyncSender<Message>,
+) {
+    for (split, chunk) in states {
+        let done = chunk.and_then(|(tokens, states)| {
+            Ok(ChunkDone {
+                split,
+                lengths: sca_to_host(sca, states)?,
+                tokens,
+            })
+        });
+        let failed = done.is_err();
+        if results.send(done.map(WorkerMessage::Done)).is_err() || failed {
+            return;
+        }
     }
 }
 
@@ -158,17 +191,4 @@ fn encode(
         })
         .collect::<Result<Vec<_>, TeacherError>>()?;
     encoder.encode_lengths(&inputs)
-}
-
-fn embed(
-    teacher: &mut Teacher,
-    split: SplitKind,
-    encoded: &EncodedLengths,
-    notes: &dyn Fn(String),
-) -> Result<ChunkDone, ExtractError> {
-    Ok(ChunkDone {
-        split,
-        lengths: embed_with_retry(teacher, encoded, notes)?,
-        tokens: encoded.prompt_tokens(),
-    })
 }
