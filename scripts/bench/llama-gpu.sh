@@ -7,18 +7,21 @@
 #   2. `timekd extract` with a LLaMA-3.2-1B-shaped teacher (SIZE=3b: -3B-shaped; random bf16
 #      weights made here with transformers), f16, --max-gpu-mem 24GiB, one pass for every H,
 #      on ENGINE (cuda: the CUDA engine, by default; burn: Burn's CUDA backend);
-#   3. the same extraction with a GPT-2-small-shaped teacher (`timekd random-model`);
+#   3. the same extraction with a GPT-2-small-shaped teacher (`timekd random-model`), on
+#      GPT2_WINDOWS windows of each split (default 512: GPT-2 small is ~15x faster, and a
+#      steady rate needs many chunks after the first REPORT_AFTER embeddings);
 # then a summary: embeddings/s (the whole run, and after the first REPORT_AFTER embeddings:
 # model load and warm-up excluded, as the anchor excludes its own), the ratio to the anchor,
 # peak GPU memory (nvidia-smi, sampled every 200 ms), and the projected time of the whole
 # dataset (209,523 embeddings: 183,564 train + 25,959 val over the five H).
 #
-#   scripts/bench/llama-gpu.sh [TIMEKD]   # WEATHER=weather.csv WINDOWS=48 SIZE=3b ENGINE=burn
+#   scripts/bench/llama-gpu.sh [TIMEKD]   # WEATHER=weather.csv WINDOWS=48 GPT2_WINDOWS=512 SIZE=3b ENGINE=burn
 set -euo pipefail
 timekd="${1:-.gpu/timekd}"
 work="${WORK:-/tmp/timekd-llama}"
 weather="${WEATHER:-../shared/data/weather.csv}"
 windows="${WINDOWS:-48}"
+gpt2_windows="${GPT2_WINDOWS:-512}"
 lengths=24,36,48,96,192
 report_after="${REPORT_AFTER:-160}"
 engine="${ENGINE:-cuda}"
@@ -62,11 +65,11 @@ peak() { # name command...: runs it, keeps its rate lines and peak memory in $wo
 }
 
 for teacher in llama gpt2; do
-    model=$llama
-    [[ $teacher == gpt2 ]] && model=$gpt2
-    echo "== timekd extract, $teacher, every H, train + val, $windows windows each, f16, $engine"
+    model=$llama count=$windows
+    [[ $teacher == gpt2 ]] && model=$gpt2 count=$gpt2_windows
+    echo "== timekd extract, $teacher, every H, train + val, $count windows each, f16, $engine"
     peak "$teacher" "$timekd" extract --data "$weather" --output-len "$lengths" --split all \
-        --model "$model" --max-windows "$windows" --device cuda:0 --precision f16 \
+        --model "$model" --max-windows "$count" --device cuda:0 --precision f16 \
         --max-gpu-mem 24GiB --engine "$engine" --report-after "$report_after" --overwrite \
         --out "$work/ours-$teacher"
 done
