@@ -5,9 +5,11 @@
 //! two scripts; builds nothing on the GPU machine.
 //!
 //! Every case uses a GPT-2-small-shaped random-weight model (speed does not depend on the
-//! weights). A case's rate is the steady state after its warm-up windows, in one process, with
-//! store writes included. The all-lengths case runs one pass for every output length and
-//! projects the whole dataset's train + val time from its steady rate.
+//! weights). A case's rate is the steady state after its warm-up windows, in one process, timed
+//! by when the model finished each chunk (timekd's `--report-after`): the SCA and store writes
+//! of a chunk run beside the next one and hold it back when they are slower. The all-lengths
+//! case runs one pass for every output length and projects the whole dataset's train + val
+//! time from its steady rate.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -170,7 +172,8 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
     );
     println!(
         "model: GPT-2 small shape (12 layers, d 768, 12 heads), random weights seed 0; train split; \
-         steady state after {} warm-up windows; times include store writes. tokens/s = prompt \
+         steady state after {} warm-up windows, timed by the model's chunks (SCA and store writes \
+         run beside the next chunk and hold it back when slower). tokens/s = prompt \
          tokens (every prompt counted whole, as the reference computes it); TFLOP/s = matmul \
          work actually run on real tokens (prefix cache on, no padding counted)",
         args.warmup

@@ -2,7 +2,7 @@
 //! a line every 30 s without one (batch jobs, logs), and the stores as they open and finish.
 
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use timekd_teacher::extract::{
@@ -19,9 +19,9 @@ pub struct ExtractProgress {
     unit: &'static str,
     log_lines: bool,
     last_line: Instant,
-    /// `--report-after K`: the time and count when K embeddings were done.
+    /// `--report-after K`: the first progress with K embeddings done.
     report_after: Option<usize>,
-    steady_from: Option<(Duration, usize)>,
+    steady_from: Option<Progress>,
     last: Option<Progress>,
 }
 
@@ -55,15 +55,23 @@ impl ExtractProgress {
                 summary.devices
             );
         }
-        if let (Some((since, done_then)), Some(last)) = (self.steady_from, self.last) {
-            let count = last.done - done_then;
-            let secs = (last.elapsed - since).as_secs_f64().max(1e-9);
-            eprintln!(
-                "steady state after the first {done_then} {unit}: {count} {unit} in {secs:.1} s = {:.2} {unit}/s",
-                count as f64 / secs
-            );
+        if let (Some(from), Some(last)) = (self.steady_from, self.last) {
+            eprintln!("{}", steady_state(&from, &last, unit));
         }
     }
+}
+
+/// The `--report-after` line: the rate from progress `from` to `last`, timed by when the
+/// language model finished their chunks ([`Progress::computed`]), so chunks still in the
+/// worker's later stages at `from` do not count as if they took no time.
+fn steady_state(from: &Progress, last: &Progress, unit: &str) -> String {
+    let count = last.done - from.done;
+    let secs = last.computed.saturating_sub(from.computed).as_secs_f64();
+    format!(
+        "steady state after the first {} {unit}: {count} {unit} in {secs:.1} s = {:.2} {unit}/s",
+        from.done,
+        count as f64 / secs.max(1e-9)
+    )
 }
 
 impl ExtractObserver for ExtractProgress {
@@ -106,7 +114,7 @@ impl ExtractObserver for ExtractProgress {
         self.bar
             .set_message(format!("≈{:.0} tokens/s", progress.tokens_per_second()));
         if self.steady_from.is_none() && self.report_after.is_some_and(|k| progress.done >= k) {
-            self.steady_from = Some((progress.elapsed, progress.done));
+            self.steady_from = Some(*progress);
         }
         if self.log_lines && self.last_line.elapsed().as_secs() >= 30 {
             self.last_line = Instant::now();
@@ -134,5 +142,33 @@ impl ExtractObserver for ExtractProgress {
 
     fn note(&mut self, text: &str) {
         self.bar.suspend(|| eprintln!("{text}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn at(done: usize, elapsed_ms: u64, computed_ms: u64) -> Progress {
+        Progress {
+            done,
+            total: 1000,
+            tokens: 0,
+            elapsed: Duration::from_millis(elapsed_ms),
+            computed: Duration::from_millis(computed_ms),
+        }
+    }
+
+    #[test]
+    fn the_steady_state_is_timed_by_the_models_chunks_not_by_their_arrival() {
+        // Two chunks of 100 arrive 0.1 s apart after the warm-up (a backlog drained), but the
+        // model took 1 s for each: the rate is 100 windows/s, not 1,000.
+        let line = steady_state(&at(100, 3000, 1500), &at(300, 3200, 3500), "windows");
+        assert_eq!(
+            line,
+            "steady state after the first 100 windows: 200 windows in 2.0 s = 100.00 windows/s"
+        );
     }
 }

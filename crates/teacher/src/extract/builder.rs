@@ -378,6 +378,7 @@ impl<'a> Extraction<'a> {
             total,
             tokens: 0,
             elapsed: Duration::ZERO,
+            computed: Duration::ZERO,
         };
         if total > 0 {
             observer.work_started(total);
@@ -398,6 +399,9 @@ impl<'a> Extraction<'a> {
                         progress.done += stores.put(chunk.split, &chunk.lengths, observer)?;
                         progress.tokens += chunk.tokens;
                         progress.elapsed = started.elapsed();
+                        progress.computed = progress
+                            .computed
+                            .max(chunk.computed_at.saturating_duration_since(started));
                         observer.progress(&progress);
                     }
                 }

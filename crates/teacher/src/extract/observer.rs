@@ -49,6 +49,11 @@ pub struct Progress {
     pub tokens: usize,
     /// Time since the workers started.
     pub elapsed: Duration,
+    /// When, since the workers started, the language model finished the last chunk counted
+    /// in `done`. Its SCA and store writes come after it, and a worker's stages run a chunk
+    /// or two apart, so a rate over a few chunks (a steady state after a warm-up) is read
+    /// from this, not from `elapsed`.
+    pub computed: Duration,
 }
 
 impl Progress {

@@ -8,6 +8,7 @@
 
 use std::sync::Mutex;
 use std::sync::mpsc::{self, SyncSender};
+use std::time::Instant;
 
 use timekd_data::{Dataset, SplitKind};
 
@@ -40,6 +41,8 @@ pub(crate) struct ChunkDone {
     pub lengths: Vec<HostEmbeddings>,
     /// Prompt tokens embedded (each prompt counted whole).
     pub tokens: usize,
+    /// When the language model finished the chunk (before its SCA).
+    pub computed_at: Instant,
 }
 
 /// What a worker sends back.
@@ -125,7 +128,7 @@ impl Pool<'_> {
             for (split, encoded) in encoded_rx {
                 let states = encoded.map_err(ExtractError::from).and_then(|encoded| {
                     let states = states_with_retry(&mut teacher, &encoded, &notes)?;
-                    Ok((encoded.prompt_tokens(), states))
+                    Ok((encoded.prompt_tokens(), states, Instant::now()))
                 });
                 let failed = states.is_err();
                 if states_tx.send((split, states)).is_err() || failed {
@@ -136,8 +139,12 @@ impl Pool<'_> {
     }
 }
 
-/// A chunk between the language model and the SCA: its split, prompt tokens and states.
-type StatesMessage = (SplitKind, Result<(usize, ChunkStates), ExtractError>);
+/// A chunk between the language model and the SCA: its split, prompt tokens, states and when
+/// the model finished it.
+type StatesMessage = (
+    SplitKind,
+    Result<(usize, ChunkStates, Instant), ExtractError>,
+);
 
 /// The SCA stage of a worker: each chunk's states to host embeddings, sent on in order; stops
 /// at the first error (after sending it) or when the caller stops listening.
@@ -147,11 +154,12 @@ fn finish_chunks(
     results: &SyncSender<Message>,
 ) {
     for (split, chunk) in states {
-        let done = chunk.and_then(|(tokens, states)| {
+        let done = chunk.and_then(|(tokens, states, computed_at)| {
             Ok(ChunkDone {
                 split,
                 lengths: sca_to_host(sca, states)?,
                 tokens,
+                computed_at,
             })
         });
         let failed = done.is_err();

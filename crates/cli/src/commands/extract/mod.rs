@@ -93,7 +93,8 @@ pub struct ExtractArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Also report the rate after the first K embeddings of this run (steady state: GPU
-    /// kernels are compiled and autotuned on first use of each shape). For benchmarks.
+    /// kernels are compiled and autotuned on first use of each shape), timed by when the
+    /// model finished each chunk; time many chunks after K for a rate. For benchmarks.
     #[arg(long, value_name = "K")]
     pub report_after: Option<usize>,
     /// Replace existing stores instead of resuming them.
