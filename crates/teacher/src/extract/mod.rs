@@ -25,8 +25,9 @@
 //!   fingerprint and missing windows. Window i of a split has the same history for every H
 //!   and exists for H while i < the split's windows at H.
 //! - The unit of work is a chunk of window indices, each window with the lengths whose
-//!   stores still miss it; one worker per device pulls chunks from one queue, with prompts for
-//!   the next chunk built on a second thread ([`workers`](self) docs). The caller's thread
+//!   stores still miss it; one worker per device pulls chunks from one queue, a pipeline of
+//!   three threads: prompts for the next chunk, the language model on the current one, the
+//!   SCA and read-back of the one before ([`workers`](self) docs). The caller's thread
 //!   alone writes the stores, a part per chunk, so a crash loses at most the chunks in flight
 //!   and the result does not depend on the number of devices, the pass sizes or shards.
 //! - Pass sizes come from a [`MemoryBudget`] and the longest prompt ([`budget`] docs); a
