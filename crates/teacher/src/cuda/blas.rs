@@ -143,17 +143,63 @@ impl Blas {
             if self.plans.len() >= MAX_PLANS {
                 self.plans.clear();
             }
-            let plan = self.plan(shape)?;
+            let mut plan = self.descriptors(shape)?;
+            plan.algo = self.algorithms(&plan, shape, 1)?[0];
             self.plans.insert(shape, plan);
         }
         let plan = &self.plans[&shape];
-        let bias_ptr = bias;
+        self.run(stream, plan, &plan.algo, (x, w, bias, y))
+    }
+
+    /// Times the first `count` algorithms the heuristic offers for `y = x · w + b` at shape
+    /// `(m, n, k)` (rank 0 is the heuristic's first, the one [`linear`](Self::linear) asks
+    /// for alone), `reps` products each
+    /// after an untimed one; each leaves its product in `y`, and `check` sees it before the
+    /// next runs. For benches only: choosing by time would make results depend on the run.
+    #[cfg(test)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn time_algorithms(
+        &mut self,
+        stream: &std::sync::Arc<CudaStream>,
+        (x, w, bias, y): (u64, u64, u64, u64),
+        (m, n, k): (usize, usize, usize),
+        epilogue: Epilogue,
+        count: usize,
+        reps: usize,
+        mut check: impl FnMut(usize) -> Result<(), CudaError>,
+    ) -> Result<Vec<f32>, CudaError> {
+        let shape = Shape { m, n, k, epilogue };
+        let plan = self.descriptors(shape)?;
+        let mut millis = Vec::new();
+        for (rank, algo) in self.algorithms(&plan, shape, count)?.iter().enumerate() {
+            self.run(stream, &plan, algo, (x, w, bias, y))?;
+            check(rank)?;
+            let timing = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+            let start = stream.record_event(timing).map_err(CudaError::driver)?;
+            for _ in 0..reps {
+                self.run(stream, &plan, algo, (x, w, bias, y))?;
+            }
+            let end = stream.record_event(timing).map_err(CudaError::driver)?;
+            let total = start.elapsed_ms(&end).map_err(CudaError::driver)?;
+            millis.push(total / reps.max(1) as f32);
+        }
+        Ok(millis)
+    }
+
+    /// Queues one product with `algo` on `stream`.
+    fn run(
+        &self,
+        stream: &CudaStream,
+        plan: &Plan,
+        algo: &sys::cublasLtMatmulAlgo_t,
+        (x, w, bias, y): (u64, u64, u64, u64),
+    ) -> Result<(), CudaError> {
         // SAFETY: the descriptor outlives the call; the pointer attribute is copied.
         unsafe {
             lt::set_matmul_desc_attribute(
                 plan.desc,
                 sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                (&raw const bias_ptr).cast(),
+                (&raw const bias).cast(),
                 size_of::<u64>(),
             )
             .map_err(CudaError::blas)?;
@@ -175,7 +221,7 @@ impl Blas {
                 plan.d,
                 y as *mut c_void,
                 plan.d,
-                &plan.algo,
+                algo,
                 self.workspace.ptr() as *mut c_void,
                 WORKSPACE_BYTES,
                 stream.cu_stream() as sys::cudaStream_t,
@@ -184,7 +230,8 @@ impl Blas {
         }
     }
 
-    fn plan(&self, shape: Shape) -> Result<Plan, CudaError> {
+    /// The descriptors of `shape`, with no algorithm chosen yet.
+    fn descriptors(&self, shape: Shape) -> Result<Plan, CudaError> {
         let Shape { m, n, k, epilogue } = shape;
         let ty = self.ty.data_type();
         let layout = |rows: usize, cols: usize| {
@@ -192,7 +239,7 @@ impl Blas {
         };
         let desc = lt::create_matmul_desc(self.ty.compute_type(), sys::cudaDataType::CUDA_R_32F)
             .map_err(CudaError::blas)?;
-        let mut plan = Plan {
+        let plan = Plan {
             desc,
             a: layout(n, k).map_err(CudaError::blas)?,
             b: layout(k, m).map_err(CudaError::blas)?,
@@ -213,18 +260,32 @@ impl Blas {
             )
             .map_err(CudaError::blas)?;
         }
+        Ok(plan)
+    }
+
+    /// The heuristic's first `count` algorithms for `plan` (at least one, best first).
+    fn algorithms(
+        &self,
+        plan: &Plan,
+        Shape { m, n, k, .. }: Shape,
+        count: usize,
+    ) -> Result<Vec<sys::cublasLtMatmulAlgo_t>, CudaError> {
         let pref = lt::create_matmul_pref().map_err(CudaError::blas)?;
         let workspace = WORKSPACE_BYTES;
-        // SAFETY: as above; every handle passed is alive.
-        let heuristic = unsafe {
+        let mut results: Vec<sys::cublasLtMatmulHeuristicResult_t> =
+            Vec::with_capacity(count.max(1));
+        let mut returned = 0i32;
+        // SAFETY: as above; every handle passed is alive and `results` has room for
+        // `count` entries, of which the call fills `returned`.
+        let status = unsafe {
             let set = lt::set_matmul_pref_attribute(
                 pref,
                 sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                 (&raw const workspace).cast(),
                 size_of::<usize>(),
             );
-            let result = set.and_then(|()| {
-                lt::get_matmul_algo_heuristic(
+            let status = set.and_then(|()| {
+                sys::cublasLtMatmulAlgoGetHeuristic(
                     self.handle,
                     plan.desc,
                     plan.a,
@@ -232,17 +293,24 @@ impl Blas {
                     plan.d,
                     plan.d,
                     pref,
+                    count.max(1) as i32,
+                    results.as_mut_ptr(),
+                    &mut returned,
                 )
+                .result()
             });
             let _ = lt::destroy_matmul_pref(pref);
-            result.map_err(|e| {
-                CudaError::Blas(format!(
-                    "no cuBLASLt algorithm for [{m}, {k}] x [{k}, {n}]: {e:?}"
-                ))
-            })?
+            if status.is_ok() {
+                results.set_len(returned.max(0) as usize);
+            }
+            status
         };
-        plan.algo = heuristic.algo;
-        Ok(plan)
+        match status {
+            Ok(()) if !results.is_empty() => Ok(results.iter().map(|r| r.algo).collect()),
+            outcome => Err(CudaError::Blas(format!(
+                "no cuBLASLt algorithm for [{m}, {k}] x [{k}, {n}]: {outcome:?}"
+            ))),
+        }
     }
 }
 
@@ -252,6 +320,108 @@ impl Drop for Blas {
         // SAFETY: created in `new`, destroyed once, after its plans.
         unsafe {
             let _ = lt::destroy_handle(self.handle);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cudarc::driver::CudaContext;
+    use half::f16;
+    use timekd_data::seeded::SplitMix64;
+
+    use super::*;
+
+    /// Rows of the timed products: a full pass of the engine is up to 65,536 tokens.
+    const ROWS: usize = 32_768;
+
+    /// `len` f16 values drawn uniformly from [-1, 1).
+    fn random_halves(rng: &mut SplitMix64, len: usize) -> Vec<f16> {
+        (0..len)
+            .map(|_| f16::from_f32((2.0 * rng.next_f64() - 1.0) as f32))
+            .collect()
+    }
+
+    /// What the engine's products could gain from another cuBLASLt algorithm: for the linear
+    /// layers of GPT-2 small and Llama-3.2-1B (f16, 32,768 rows), every algorithm the
+    /// heuristic offers (up to 16) is timed, and its product must equal the heuristic's
+    /// first choice (the one the engine runs) within f16 accumulation-order differences.
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn the_heuristics_algorithms_compute_the_same_products_and_are_timed() {
+        let ctx = CudaContext::new(0).unwrap();
+        let stream = ctx.new_stream().unwrap();
+        let mut blas = Blas::new(&stream, GemmType::F16).unwrap();
+        let shapes = [
+            ("GPT-2 small q|k|v", 2304, 768, Epilogue::Bias),
+            ("GPT-2 small attention out", 768, 768, Epilogue::Bias),
+            ("GPT-2 small MLP up + GELU", 3072, 768, Epilogue::BiasGelu),
+            ("GPT-2 small MLP down", 768, 3072, Epilogue::Bias),
+            ("Llama-3.2-1B q|k|v", 3072, 2048, Epilogue::Bias),
+            ("Llama-3.2-1B attention out", 2048, 2048, Epilogue::Bias),
+            ("Llama-3.2-1B gate|up", 16384, 2048, Epilogue::Bias),
+            ("Llama-3.2-1B down", 2048, 8192, Epilogue::Bias),
+        ];
+        let mut rng = SplitMix64::new(0);
+        println!("{}", ctx.name().unwrap());
+        for (name, n, k, epilogue) in shapes {
+            let x = DeviceBuffer::from_slice(&stream, &random_halves(&mut rng, ROWS * k)).unwrap();
+            // Weights at the scale of a trained layer's (1/sqrt(k)), so products stay O(1).
+            let scale = f16::from_f32(1.0 / (k as f32).sqrt());
+            let w: Vec<f16> = random_halves(&mut rng, k * n)
+                .into_iter()
+                .map(|v| v * scale)
+                .collect();
+            let w = DeviceBuffer::from_slice(&stream, &w).unwrap();
+            let bias = DeviceBuffer::from_slice(&stream, &random_halves(&mut rng, n)).unwrap();
+            let y = DeviceBuffer::new(&stream, ROWS * n * 2).unwrap();
+            let mut first: Vec<f32> = Vec::new();
+            let mut worst = 0f32;
+            let mut product = vec![f16::ZERO; ROWS * n];
+            let millis = blas
+                .time_algorithms(
+                    &stream,
+                    (x.ptr(), w.ptr(), bias.ptr(), y.ptr()),
+                    (ROWS, n, k),
+                    epilogue,
+                    16,
+                    20,
+                    |rank| {
+                        y.download(&stream, &mut product)?;
+                        let values: Vec<f32> = product.iter().map(|v| v.to_f32()).collect();
+                        if rank == 0 {
+                            first = values;
+                        } else {
+                            let scale = first.iter().fold(0f32, |m, v| m.max(v.abs()));
+                            let diff = values
+                                .iter()
+                                .zip(&first)
+                                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                            worst = worst.max(diff / scale);
+                        }
+                        Ok(())
+                    },
+                )
+                .unwrap();
+            let flops = 2.0 * (ROWS * n * k) as f64;
+            let rates: Vec<String> = millis
+                .iter()
+                .map(|ms| format!("{:.0}", flops / (*ms as f64 * 1e-3) / 1e12))
+                .collect();
+            let best = millis.iter().cloned().fold(f32::INFINITY, f32::min);
+            println!(
+                "{name:28} [{ROWS} x {k}] x [{k} x {n}]: {} algorithms, TFLOP/s {} \
+                 (first {:.3} ms, best {:.3} ms: {:.2}x); largest difference from the first {worst:.1e}",
+                millis.len(),
+                rates.join(" "),
+                millis[0],
+                best,
+                millis[0] / best
+            );
+            assert!(
+                worst <= 1e-2,
+                "{name}: an algorithm's product differs from the first's by {worst:.1e} of its largest value"
+            );
         }
     }
 }
