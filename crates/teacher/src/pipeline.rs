@@ -343,6 +343,7 @@ pub struct Teacher {
 /// A chunk's last-token states from the language model, with which rows feed the SCA at
 /// which output length: what [`Teacher::language_states`] gives and [`ScaStage::embeddings`]
 /// finishes.
+#[derive(Clone)]
 pub struct ChunkStates {
     /// [Σ prompts, d], family by family.
     states: Tensor<2>,
@@ -353,6 +354,7 @@ pub struct ChunkStates {
 }
 
 /// The rows of one output length's GT and HD prompts in [`ChunkStates::states`], window-major.
+#[derive(Clone)]
 struct LengthRows {
     output_len: usize,
     windows: Vec<usize>,
@@ -369,20 +371,37 @@ pub struct ScaStage {
     /// The SCA is tiny: f32 accuracy whatever the model's precision (split products on a
     /// GPU, where plain f32 products are TF32).
     precision: Precision,
+    /// Windows the SCA runs at once (see [`ScaStage::pairs`]).
+    windows_at_once: usize,
 }
 
 impl ScaStage {
-    fn new(sca: Sca, model_precision: Precision) -> Self {
+    pub(crate) fn new(sca: Sca, model_precision: Precision) -> Self {
         let precision = match model_precision {
             Precision::F32 => Precision::F32,
             _ => Precision::F32Split,
         };
-        ScaStage { sca, precision }
+        ScaStage {
+            sca,
+            precision,
+            windows_at_once: SCA_WINDOWS,
+        }
     }
 
     /// The SCA layer.
     pub fn sca(&self) -> &Sca {
         &self.sca
+    }
+
+    /// Windows the SCA runs at once (32 unless set).
+    pub fn windows_at_once(&self) -> usize {
+        self.windows_at_once
+    }
+
+    /// Runs the SCA on at most `windows` windows at once (at least 1): less device memory
+    /// (its attention is [D, D] per window), the same embeddings.
+    pub fn set_windows_at_once(&mut self, windows: usize) {
+        self.windows_at_once = windows.max(1);
     }
 
     /// The embeddings of every output length of a chunk, ascending.
@@ -406,15 +425,15 @@ impl ScaStage {
     }
 
     /// The stored embeddings [w, N, D] of the GT and HD last-token states [w, N, D], at
-    /// most [`SCA_WINDOWS`] windows at a time: the SCA's attention is [D, D] per window
-    /// (2.4 MB at D = 768, several times over in temporaries), so a chunk of hundreds of
-    /// windows at once would hold gigabytes.
+    /// most [`windows_at_once`](Self::windows_at_once) windows at a time: the SCA's
+    /// attention is [D, D] per window (2.4 MB at D = 768, several times over in
+    /// temporaries), so a chunk of hundreds of windows at once would hold gigabytes.
     fn pairs(&self, gt: Tensor<3>, hd: Tensor<3>) -> Tensor<3> {
         let w = gt.dims()[0];
         let parts: Vec<Tensor<3>> = (0..w)
-            .step_by(SCA_WINDOWS)
+            .step_by(self.windows_at_once)
             .map(|start| {
-                let len = SCA_WINDOWS.min(w - start);
+                let len = self.windows_at_once.min(w - start);
                 let (gt, hd) = (
                     gt.clone().narrow(0, start, len),
                     hd.clone().narrow(0, start, len),
@@ -615,7 +634,7 @@ impl Teacher {
     }
 }
 
-/// Windows the SCA runs at once (see [`ScaStage::pairs`]).
+/// Windows the SCA runs at once unless set (see [`ScaStage::pairs`]).
 const SCA_WINDOWS: usize = 32;
 
 /// Rows `rows` of `states` [rows, d], reshaped to `shape` ([w, n, d]).

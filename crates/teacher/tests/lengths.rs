@@ -104,6 +104,37 @@ fn all_lengths_do_not_depend_on_batch_sizes() {
     assert_eq!(run(64 * 384), run(1024), "bit for bit");
 }
 
+/// The SCA on fewer windows at once (what it falls back to when a device runs out of memory)
+/// gives the same embeddings.
+#[test]
+fn the_sca_does_not_depend_on_how_many_windows_it_runs_at_once() {
+    let data = dataset(192);
+    let requests = requests(&data);
+    let teacher = make_teacher(&data, BatchOptions::default());
+    let encoded = teacher.encoder().encode_lengths(&requests).unwrap();
+    let states = teacher.language_states(&encoded).unwrap();
+    let all_at_once = teacher.sca_stage().embeddings(states.clone());
+    let mut one_stage = teacher.sca_stage().clone();
+    one_stage.set_windows_at_once(1);
+    assert_eq!(one_stage.windows_at_once(), 1);
+    let one_at_a_time = one_stage.embeddings(states);
+    assert_eq!(all_at_once.len(), LENGTHS.len());
+    for (a, b) in all_at_once.into_iter().zip(one_at_a_time) {
+        assert_eq!((a.output_len, &a.windows), (b.output_len, &b.windows));
+        assert!(
+            a.windows.len() > 1,
+            "H = {}: one window proves nothing",
+            a.output_len
+        );
+        let error = rel_l2(&host(a.embeddings), &host(b.embeddings));
+        assert!(
+            error <= 1e-6,
+            "H = {}: relative L2 {error:.2e}",
+            a.output_len
+        );
+    }
+}
+
 /// The language model's own states, before the SCA (whose LayerNorm over variables hides
 /// much of the HD states): a family of every H's GT and HD prompts with its history sentence
 /// run once equals each prompt run whole, and its tokens equal whole-prompt tokenisation.

@@ -1,7 +1,7 @@
 //! Out-of-memory halve-and-retry: a device that runs out of memory panics inside Burn or
 //! returns a typed error from the CUDA engine; the language model's passes are retried
-//! smaller, down to one prompt per pass. The SCA that follows ([`sca_to_host`]) is bounded
-//! by itself (a few windows at a time) and is not retried.
+//! smaller, down to one prompt per pass. The SCA that follows ([`sca_to_host`]) runs on half
+//! as many windows at a time, down to one.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -54,20 +54,45 @@ pub(crate) fn states_with_retry(
     }
 }
 
-/// The SCA of a chunk's states, read back to the host; a panic inside Burn becomes an error.
+/// The SCA of a chunk's states, read back to the host (see [`sca_with_retry`]).
 pub(crate) fn sca_to_host(
-    sca: &ScaStage,
-    states: ChunkStates,
+    sca: &mut ScaStage,
+    states: &ChunkStates,
+    notes: &dyn Fn(String),
 ) -> Result<Vec<HostEmbeddings>, ExtractError> {
-    catch_unwind(AssertUnwindSafe(|| {
-        sca.embeddings(states).into_iter().map(to_host).collect()
-    }))
-    .unwrap_or_else(|panic| {
-        Err(ExtractError::ModelFailed(format!(
-            "the SCA failed: {}",
-            panic_message(&panic)
-        )))
-    })
+    sca_with_retry(sca, notes, |sca| {
+        sca.embeddings(states.clone())
+            .into_iter()
+            .map(to_host)
+            .collect()
+    })?
+}
+
+/// Runs `attempt` with `sca`; when the device runs out of memory inside it (a panic inside
+/// Burn), halves the windows the SCA runs at once, says so through `notes`, and tries again,
+/// down to one window. Any other panic, or one at a single window, is an error.
+fn sca_with_retry<T>(
+    sca: &mut ScaStage,
+    notes: &dyn Fn(String),
+    mut attempt: impl FnMut(&ScaStage) -> T,
+) -> Result<T, ExtractError> {
+    loop {
+        let message = match catch_unwind(AssertUnwindSafe(|| attempt(sca))) {
+            Ok(value) => return Ok(value),
+            Err(panic) => panic_message(&panic),
+        };
+        let windows = sca.windows_at_once();
+        if !looks_like_oom(&message) || windows <= 1 {
+            return Err(ExtractError::ModelFailed(format!(
+                "the SCA failed at {windows} window(s) at once: {message}"
+            )));
+        }
+        sca.set_windows_at_once(windows / 2);
+        notes(format!(
+            "device out of memory in the SCA; retrying with {} windows at once",
+            windows / 2
+        ));
+    }
 }
 
 /// One length's embeddings read back to the host.
@@ -105,6 +130,40 @@ fn looks_like_oom(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_sca_out_of_memory_halves_its_windows_until_it_fits() {
+        let device = burn::tensor::Device::flex();
+        let sca = crate::Sca::init(3, 16, 7, &device);
+        let mut stage = ScaStage::new(sca, crate::Precision::F32);
+        let notes = std::cell::RefCell::new(Vec::new());
+        let note = |text: String| notes.borrow_mut().push(text);
+        let fitted = sca_with_retry(&mut stage, &note, |sca| {
+            assert!(sca.windows_at_once() > 3, "halved past the first that fits");
+            if sca.windows_at_once() > 4 {
+                std::panic::panic_any("CUDA out of memory".to_string());
+            }
+            sca.windows_at_once()
+        })
+        .unwrap();
+        assert_eq!(fitted, 4);
+        assert_eq!(stage.windows_at_once(), 4);
+        assert_eq!(notes.borrow().len(), 3, "{:?}", notes.borrow()); // 32 → 16 → 8 → 4
+
+        let other = sca_with_retry(&mut stage, &note, |_| -> () {
+            std::panic::panic_any("index out of bounds".to_string())
+        });
+        let err = other.unwrap_err().to_string();
+        assert!(err.contains("index out of bounds"), "{err}");
+        assert_eq!(stage.windows_at_once(), 4, "only memory halves the windows");
+
+        stage.set_windows_at_once(1);
+        let at_one = sca_with_retry(&mut stage, &note, |_| -> () {
+            std::panic::panic_any("CUDA out of memory".to_string())
+        });
+        let err = at_one.unwrap_err().to_string();
+        assert!(err.contains("at 1 window(s)"), "{err}");
+    }
 
     #[test]
     fn out_of_memory_panics_are_told_apart() {

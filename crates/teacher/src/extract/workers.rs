@@ -124,7 +124,7 @@ impl Pool<'_> {
                 }
             });
             let (states_tx, states_rx) = mpsc::sync_channel(1);
-            scope.spawn(move || finish_chunks(&sca, states_rx, results));
+            scope.spawn(move || finish_chunks(sca, states_rx, results));
             for (split, encoded) in encoded_rx {
                 let states = encoded.map_err(ExtractError::from).and_then(|encoded| {
                     let states = states_with_retry(&mut teacher, &encoded, &notes)?;
@@ -149,15 +149,18 @@ type StatesMessage = (
 /// The SCA stage of a worker: each chunk's states to host embeddings, sent on in order; stops
 /// at the first error (after sending it) or when the caller stops listening.
 fn finish_chunks(
-    sca: &ScaStage,
+    mut sca: ScaStage,
     states: mpsc::Receiver<StatesMessage>,
     results: &SyncSender<Message>,
 ) {
+    let notes = |text: String| {
+        let _ = results.send(Ok(WorkerMessage::Note(text)));
+    };
     for (split, chunk) in states {
         let done = chunk.and_then(|(tokens, states, computed_at)| {
             Ok(ChunkDone {
                 split,
-                lengths: sca_to_host(sca, states)?,
+                lengths: sca_to_host(&mut sca, &states, &notes)?,
                 tokens,
                 computed_at,
             })
