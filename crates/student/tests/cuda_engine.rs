@@ -48,14 +48,9 @@ fn dataset(input_len: usize, output_len: usize) -> Dataset {
 fn config(paper: bool, dropout: f64, seed: u64) -> TrainConfig {
     let model = match paper {
         true => DualConfig {
-            input_len: 96,
             output_len: 24,
-            channel: 64,
-            heads: 4,
-            layers: 2,
-            d_llm: 768,
-            d_ff: 3072,
             dropout,
+            ..DualConfig::default()
         },
         false => DualConfig {
             input_len: 48,

@@ -349,8 +349,6 @@ pub struct ChunkStates {
     states: Tensor<2>,
     /// Per output length, ascending.
     lengths: Vec<LengthRows>,
-    /// Variables N per window.
-    n_vars: usize,
 }
 
 /// The rows of one output length's GT and HD prompts in [`ChunkStates::states`], window-major.
@@ -407,7 +405,7 @@ impl ScaStage {
     /// The embeddings of every output length of a chunk, ascending.
     pub fn embeddings(&self, chunk: ChunkStates) -> Vec<LengthEmbeddings> {
         let d = chunk.states.dims()[1];
-        let n = chunk.n_vars;
+        let n = self.sca.n_vars();
         chunk
             .lengths
             .into_iter()
@@ -593,11 +591,7 @@ impl Teacher {
             }
             lengths.push(length);
         }
-        Ok(ChunkStates {
-            states,
-            lengths,
-            n_vars: n,
-        })
+        Ok(ChunkStates { states, lengths })
     }
 
     /// The stored embeddings of encoded windows: [windows, N, D]. All 2·W·N prompts go

@@ -30,15 +30,11 @@ fn one_steps_gradients_match_burns_parameter_by_parameter() {
     let data =
         Dataset::from_csv_bytes(head.as_bytes(), Path::new("ETTh1.csv"), &options).expect("data");
     let config = TrainConfig {
+        // The paper's widths (the default), no dropout.
         model: DualConfig {
-            input_len: 96,
             output_len: 24,
-            channel: 64,
-            heads: 4,
-            layers: 2,
-            d_llm: 768,
-            d_ff: 3072,
             dropout: 0.0,
+            ..DualConfig::default()
         },
         batch_size: 16,
         ..TrainConfig::default()

@@ -100,9 +100,7 @@ impl Pool<'_> {
         queue: &Mutex<std::vec::IntoIter<WorkItem>>,
         results: &SyncSender<Message>,
     ) {
-        let notes = |text: String| {
-            let _ = results.send(Ok(WorkerMessage::Note(text)));
-        };
+        let notes = |text: String| send_note(results, text);
         let loaded = load_teacher(self.spec, target, self.budget_bytes, self.options, &notes);
         let mut teacher = match loaded {
             Ok(teacher) => teacher,
@@ -153,9 +151,7 @@ fn finish_chunks(
     states: mpsc::Receiver<StatesMessage>,
     results: &SyncSender<Message>,
 ) {
-    let notes = |text: String| {
-        let _ = results.send(Ok(WorkerMessage::Note(text)));
-    };
+    let notes = |text: String| send_note(results, text);
     for (split, chunk) in states {
         let done = chunk.and_then(|(tokens, states, computed_at)| {
             Ok(ChunkDone {
@@ -170,6 +166,11 @@ fn finish_chunks(
             return;
         }
     }
+}
+
+/// A line for the user; a caller that stopped listening misses it (the run is ending).
+fn send_note(results: &SyncSender<Message>, text: String) {
+    let _ = results.send(Ok(WorkerMessage::Note(text)));
 }
 
 fn next(queue: &Mutex<std::vec::IntoIter<WorkItem>>) -> Option<WorkItem> {
