@@ -186,6 +186,51 @@ impl Blas {
         Ok(millis)
     }
 
+    /// The configuration of the `rank`-th algorithm the heuristic offers for `shape` (id,
+    /// tile, stages, split-K and cluster shape, as cuBLASLt numbers them), for the survey.
+    #[cfg(test)]
+    pub fn describe(
+        &self,
+        (m, n, k): (usize, usize, usize),
+        epilogue: Epilogue,
+        rank: usize,
+    ) -> Result<String, CudaError> {
+        use sys::cublasLtMatmulAlgoConfigAttributes_t as Config;
+        let shape = Shape { m, n, k, epilogue };
+        let plan = self.descriptors(shape)?;
+        let algorithms = self.algorithms(&plan, shape, rank + 1)?;
+        let Some(algo) = algorithms.get(rank) else {
+            return Ok("(none)".into());
+        };
+        let attribute = |attr: Config| {
+            let mut value = 0u32;
+            let mut written = 0usize;
+            // SAFETY: `value` has room for the 4-byte attributes asked for.
+            let status = unsafe {
+                sys::cublasLtMatmulAlgoConfigGetAttribute(
+                    algo,
+                    attr,
+                    (&raw mut value).cast(),
+                    size_of::<u32>(),
+                    &mut written,
+                )
+            };
+            if status == sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                value as i64
+            } else {
+                -1
+            }
+        };
+        Ok(format!(
+            "id {} tile {} stages {} split-K {} cluster {}",
+            attribute(Config::CUBLASLT_ALGO_CONFIG_ID),
+            attribute(Config::CUBLASLT_ALGO_CONFIG_TILE_ID),
+            attribute(Config::CUBLASLT_ALGO_CONFIG_STAGES_ID),
+            attribute(Config::CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
+            attribute(Config::CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID),
+        ))
+    }
+
     /// Queues one product with `algo` on `stream`.
     fn run(
         &self,
@@ -408,7 +453,15 @@ mod tests {
                 .iter()
                 .map(|ms| format!("{:.0}", flops / (*ms as f64 * 1e-3) / 1e12))
                 .collect();
-            let best = millis.iter().cloned().fold(f32::INFINITY, f32::min);
+            let (best_rank, best) =
+                millis
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .fold(
+                        (0, f32::INFINITY),
+                        |b, (r, ms)| if ms < b.1 { (r, ms) } else { b },
+                    );
             println!(
                 "{name:28} [{ROWS} x {k}] x [{k} x {n}]: {} algorithms, TFLOP/s {} \
                  (first {:.3} ms, best {:.3} ms: {:.2}x); largest difference from the first {worst:.1e}",
@@ -418,6 +471,10 @@ mod tests {
                 best,
                 millis[0] / best
             );
+            for rank in [0, best_rank] {
+                let config = blas.describe((ROWS, n, k), epilogue, rank).unwrap();
+                println!("    rank {rank}: {config}");
+            }
             assert!(
                 worst <= 1e-2,
                 "{name}: an algorithm's product differs from the first's by {worst:.1e} of its largest value"
