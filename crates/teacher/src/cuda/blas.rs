@@ -47,10 +47,12 @@ impl GemmType {
 /// What is applied to `X · W` before it is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Epilogue {
-    /// `+ b`.
+    /// `Y = X · W + b`.
     Bias,
-    /// `gelu_tanh(X · W + b)` (cuBLASLt's GELU is the tanh form).
+    /// `Y = gelu_tanh(X · W + b)` (cuBLASLt's GELU is the tanh form).
     BiasGelu,
+    /// `Y += X · W + b`: a residual add, `Y` read as cuBLASLt's C (β = 1) and written in place.
+    BiasResidual,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,6 +70,8 @@ struct Plan {
     b: sys::cublasLtMatrixLayout_t,
     d: sys::cublasLtMatrixLayout_t,
     algo: sys::cublasLtMatmulAlgo_t,
+    /// The weight of C (= D) in the sum: 1 for a residual add, else 0.
+    beta: f32,
 }
 
 impl Drop for Plan {
@@ -249,7 +253,7 @@ impl Blas {
             )
             .map_err(CudaError::blas)?;
         }
-        let (alpha, beta) = (1.0f32, 0.0f32);
+        let (alpha, beta) = (1.0f32, plan.beta);
         // SAFETY: the caller passes device pointers of at least the shapes' sizes, valid
         // until the stream has run the product.
         unsafe {
@@ -290,9 +294,16 @@ impl Blas {
             b: layout(k, m).map_err(CudaError::blas)?,
             d: layout(n, m).map_err(CudaError::blas)?,
             algo: sys::cublasLtMatmulAlgo_t { data: [0; 8] },
+            beta: if epilogue == Epilogue::BiasResidual {
+                1.0
+            } else {
+                0.0
+            },
         };
         let epilogue = match epilogue {
-            Epilogue::Bias => sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS,
+            Epilogue::Bias | Epilogue::BiasResidual => {
+                sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS
+            }
             Epilogue::BiasGelu => sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_GELU_BIAS,
         };
         // SAFETY: attribute buffers are plain values of the documented types.

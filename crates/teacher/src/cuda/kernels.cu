@@ -2,7 +2,8 @@
 //
 // Self-contained on purpose: no CUDA headers (half values are `unsigned short`, converted with
 // PTX `cvt`), so NVRTC needs no include path. Two element types: `half` (F16) and `float`
-// (F32); the residual stream is always f32.
+// (F32); the residual stream is in the element type too (as in PyTorch's f16 models), and
+// the products' epilogue adds each sub-layer's output to it.
 //
 // A pass's projections are rows `q | k | v` of width ld = q_width + 2 kv_width: H query heads,
 // then Hkv key heads and Hkv value heads of width head_dim (GPT-2: Hkv = H; grouped-query
@@ -61,32 +62,38 @@ __device__ __forceinline__ float warp_max(float v) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Embeddings: h[r] = wte[ids[r]] (+ wpe[positions[r]] when the model learns positions), f32.
-// One row per warp.
-extern "C" __global__ void embed(const unsigned* __restrict__ ids,
-                                 const unsigned* __restrict__ positions,
-                                 const float* __restrict__ wte, const float* __restrict__ wpe,
-                                 float* __restrict__ h, int rows, int d) {
+// Embeddings: h[r] = wte[ids[r]] (+ wpe[positions[r]] when the model learns positions),
+// tables f32, rows in the element type. One row per warp.
+template <typename T>
+__device__ void embed_rows(const unsigned* __restrict__ ids, const unsigned* __restrict__ positions,
+                           const float* __restrict__ wte, const float* __restrict__ wpe,
+                           T* __restrict__ h, int rows, int d) {
     int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (warp >= rows) return;
     const float* t = wte + (size_t)ids[warp] * d;
-    float* out = h + (size_t)warp * d;
-    if (!wpe) {
-        for (int i = lane; i < d; i += 32) out[i] = t[i];
-        return;
-    }
-    const float* p = wpe + (size_t)positions[warp] * d;
-    for (int i = lane; i < d; i += 32) out[i] = t[i] + p[i];
+    const float* p = wpe ? wpe + (size_t)positions[warp] * d : nullptr;
+    T* out = h + (size_t)warp * d;
+    for (int i = lane; i < d; i += 32) Elem<T>::store(out + i, t[i] + (p ? p[i] : 0.f));
+}
+
+extern "C" __global__ void embed_f16(const unsigned* ids, const unsigned* positions,
+                                     const float* wte, const float* wpe, half_t* h, int rows,
+                                     int d) {
+    embed_rows<half_t>(ids, positions, wte, wpe, h, rows, d);
+}
+extern "C" __global__ void embed_f32(const unsigned* ids, const unsigned* positions,
+                                     const float* wte, const float* wpe, float* h, int rows,
+                                     int d) {
+    embed_rows<float>(ids, positions, wte, wpe, h, rows, d);
 }
 
 // ---------------------------------------------------------------------------------------
-// Residual add + LayerNorm (or RMSNorm), one row per warp:
-//   if delta: h[r] += delta[r];   out[r] = LN(h[r]) * w + b
+// LayerNorm (or RMSNorm) of the residual stream, one row per warp: out[r] = LN(h[r]) * w + b.
 // RMSNorm (rms != 0) is the same without the mean and the bias: h[r] / rms(h[r]) * w.
 // Rows whose width d is a multiple of 128 and at most 3072 (GPT-2 small and medium, LLaMA-3.2)
-// stay in registers as float4s: h and delta are read once and h and out written once. Other
-// widths read the row from memory three times.
+// stay in registers as float4s: h is read once and out written once. Other widths read the
+// row from memory three times.
 template <typename T> struct Vec4;
 template <> struct Vec4<float> {
     static __device__ __forceinline__ float4 load(const float* p) { return *(const float4*)p; }
@@ -105,15 +112,14 @@ template <> struct Vec4<half_t> {
 
 #define LN_MAX_VEC 24  // float4s per lane: d <= 32 * 4 * 24 = 3072
 
-template <typename TD, typename TO>
-__device__ void add_layer_norm(float* __restrict__ h, const TD* __restrict__ delta,
-                               const float* __restrict__ w, const float* __restrict__ b,
-                               TO* __restrict__ out, int rows, int d, float eps, int rms) {
+template <typename TH, typename TO>
+__device__ void layer_norm(const TH* __restrict__ h, const float* __restrict__ w,
+                           const float* __restrict__ b, TO* __restrict__ out, int rows, int d,
+                           float eps, int rms) {
     int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (warp >= rows) return;
-    float* x = h + (size_t)warp * d;
-    const TD* dl = delta ? delta + (size_t)warp * d : nullptr;
+    const TH* x = h + (size_t)warp * d;
     TO* o = out + (size_t)warp * d;
     if ((d & 127) == 0 && d <= 128 * LN_MAX_VEC) {
         const int n4 = d >> 7;
@@ -122,13 +128,7 @@ __device__ void add_layer_norm(float* __restrict__ h, const TD* __restrict__ del
 #pragma unroll
         for (int i = 0; i < LN_MAX_VEC; ++i) {
             if (i < n4) {
-                int c = 4 * (i * 32 + lane);
-                float4 t = *(const float4*)(x + c);
-                if (dl) {
-                    float4 e = Vec4<TD>::load(dl + c);
-                    t.x += e.x; t.y += e.y; t.z += e.z; t.w += e.w;
-                    *(float4*)(x + c) = t;
-                }
+                float4 t = Vec4<TH>::load(x + 4 * (i * 32 + lane));
                 v[i] = t;
                 sum += (t.x + t.y) + (t.z + t.w);
             }
@@ -159,49 +159,43 @@ __device__ void add_layer_norm(float* __restrict__ h, const TD* __restrict__ del
         return;
     }
     float sum = 0.f;
-    for (int i = lane; i < d; i += 32) {
-        float val = x[i] + (dl ? Elem<TD>::load(dl + i) : 0.f);
-        if (dl) x[i] = val;
-        sum += val;
-    }
+    for (int i = lane; i < d; i += 32) sum += Elem<TH>::load(x + i);
     float mean = rms ? 0.f : warp_sum(sum) / d;
     float sq = 0.f;
     for (int i = lane; i < d; i += 32) {
-        float c = x[i] - mean;
+        float c = Elem<TH>::load(x + i) - mean;
         sq += c * c;
     }
     float rstd = rsqrtf(warp_sum(sq) / d + eps);
     for (int i = lane; i < d; i += 32)
-        Elem<TO>::store(o + i, (x[i] - mean) * rstd * w[i] + (b ? b[i] : 0.f));
+        Elem<TO>::store(o + i, (Elem<TH>::load(x + i) - mean) * rstd * w[i] + (b ? b[i] : 0.f));
 }
 
-extern "C" __global__ void add_ln_f16(float* h, const half_t* delta, const float* w,
-                                      const float* b, half_t* out, int rows, int d, float eps,
-                                      int rms) {
-    add_layer_norm<half_t, half_t>(h, delta, w, b, out, rows, d, eps, rms);
+extern "C" __global__ void ln_f16(const half_t* h, const float* w, const float* b, half_t* out,
+                                  int rows, int d, float eps, int rms) {
+    layer_norm<half_t, half_t>(h, w, b, out, rows, d, eps, rms);
 }
-extern "C" __global__ void add_ln_f16_out_f32(float* h, const half_t* delta, const float* w,
-                                              const float* b, float* out, int rows, int d,
-                                              float eps, int rms) {
-    add_layer_norm<half_t, float>(h, delta, w, b, out, rows, d, eps, rms);
+extern "C" __global__ void ln_f16_out_f32(const half_t* h, const float* w, const float* b,
+                                          float* out, int rows, int d, float eps, int rms) {
+    layer_norm<half_t, float>(h, w, b, out, rows, d, eps, rms);
 }
-extern "C" __global__ void add_ln_f32(float* h, const float* delta, const float* w,
-                                      const float* b, float* out, int rows, int d, float eps,
-                                      int rms) {
-    add_layer_norm<float, float>(h, delta, w, b, out, rows, d, eps, rms);
+extern "C" __global__ void ln_f32(const float* h, const float* w, const float* b, float* out,
+                                  int rows, int d, float eps, int rms) {
+    layer_norm<float, float>(h, w, b, out, rows, d, eps, rms);
 }
 
 // ---------------------------------------------------------------------------------------
-// dst[r] = src[rows[r]] for f32 rows of width d (the residual rows of the last tokens).
-extern "C" __global__ void gather_rows(const float* __restrict__ src,
+// dst[r] = src[rows[r]] for rows of `words` 32-bit words (the residual rows of the last
+// tokens).
+extern "C" __global__ void gather_rows(const unsigned* __restrict__ src,
                                        const unsigned* __restrict__ rows,
-                                       float* __restrict__ dst, int n, int d) {
+                                       unsigned* __restrict__ dst, int n, int words) {
     int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (warp >= n) return;
-    const float* s = src + (size_t)rows[warp] * d;
-    float* o = dst + (size_t)warp * d;
-    for (int i = lane; i < d; i += 32) o[i] = s[i];
+    const unsigned* s = src + (size_t)rows[warp] * words;
+    unsigned* o = dst + (size_t)warp * words;
+    for (int i = lane; i < words; i += 32) o[i] = s[i];
 }
 
 // ---------------------------------------------------------------------------------------

@@ -12,10 +12,11 @@ const SOURCE: &str = include_str!("kernels.cu");
 
 /// Handles of every kernel of `kernels.cu`.
 pub(crate) struct Kernels {
-    pub embed: CudaFunction,
-    pub add_ln_f16: CudaFunction,
-    pub add_ln_f16_out_f32: CudaFunction,
-    pub add_ln_f32: CudaFunction,
+    pub embed_f16: CudaFunction,
+    pub embed_f32: CudaFunction,
+    pub ln_f16: CudaFunction,
+    pub ln_f16_out_f32: CudaFunction,
+    pub ln_f32: CudaFunction,
     pub gather_rows: CudaFunction,
     pub copy_keys_values: CudaFunction,
     pub gelu_f16: CudaFunction,
@@ -56,10 +57,11 @@ impl Kernels {
         let module = ctx.load_module(ptx).map_err(CudaError::driver)?;
         let get = |name: &str| module.load_function(name).map_err(CudaError::driver);
         Ok(Kernels {
-            embed: get("embed")?,
-            add_ln_f16: get("add_ln_f16")?,
-            add_ln_f16_out_f32: get("add_ln_f16_out_f32")?,
-            add_ln_f32: get("add_ln_f32")?,
+            embed_f16: get("embed_f16")?,
+            embed_f32: get("embed_f32")?,
+            ln_f16: get("ln_f16")?,
+            ln_f16_out_f32: get("ln_f16_out_f32")?,
+            ln_f32: get("ln_f32")?,
             gather_rows: get("gather_rows")?,
             copy_keys_values: get("copy_keys_values")?,
             gelu_f16: get("gelu_f16")?,

@@ -19,8 +19,13 @@ impl CudaEngine {
     pub(super) fn embed(&self, work: &Workspace, rows: usize) -> Result<(), CudaError> {
         let weights = &self.weights;
         let positions = weights.position_embedding.as_ref().map_or(0, |b| b.ptr());
+        let kernel = if self.is_half() {
+            &self.kernels.embed_f16
+        } else {
+            &self.kernels.embed_f32
+        };
         self.launch(
-            &self.kernels.embed,
+            kernel,
             (warp_blocks(rows), 1),
             ROW_THREADS,
             0,
@@ -35,9 +40,8 @@ impl CudaEngine {
             ],
         )?;
         self.mark(Stage::Embed)?;
-        self.add_norm(
+        self.norm(
             work.h.ptr(),
-            0,
             &weights.blocks[0].attn_norm,
             work.a.ptr(),
             rows,
@@ -107,7 +111,8 @@ impl CudaEngine {
     }
 
     /// `h += ctx · W_o + b_o; a = norm_2(h); h += MLP(a); then = norm(h)`, over `rows` rows
-    /// of `h`; `then` is (norm, destination, whether the destination is f32).
+    /// of `h` (each residual add in its product's epilogue); `then` is (norm, destination,
+    /// whether the destination is f32).
     pub(super) fn block_tail(
         &self,
         work: &Workspace,
@@ -121,12 +126,12 @@ impl CudaEngine {
         self.linear(
             work.ctx.ptr(),
             &block.attn_out,
-            work.o.ptr(),
+            h,
             (rows, d, q),
-            Epilogue::Bias,
+            Epilogue::BiasResidual,
             Stage::AttnProj,
         )?;
-        self.add_norm(h, work.o.ptr(), &block.mlp_norm, work.a.ptr(), rows, false)?;
+        self.norm(h, &block.mlp_norm, work.a.ptr(), rows, false)?;
         let first = match self.arch.mlp {
             Mlp::Gelu { tanh: true } => Epilogue::BiasGelu,
             Mlp::Gelu { tanh: false } | Mlp::SwiGlu => Epilogue::Bias,
@@ -158,29 +163,28 @@ impl CudaEngine {
         self.linear(
             hidden,
             &block.mlp_out,
-            work.o.ptr(),
+            h,
             (rows, d, inner),
-            Epilogue::Bias,
+            Epilogue::BiasResidual,
             Stage::MlpProj,
         )?;
         let (norm, out, out_f32) = then;
-        self.add_norm(h, work.o.ptr(), norm, out, rows, out_f32)
+        self.norm(h, norm, out, rows, out_f32)
     }
 
-    /// `h[r] += delta[r]` (when `delta` is not 0), then `out[r] = norm(h[r])`.
-    pub(super) fn add_norm(
+    /// `out[r] = norm(h[r])` of the residual rows.
+    pub(super) fn norm(
         &self,
         h: u64,
-        delta: u64,
         norm: &NormWeights,
         out: u64,
         rows: usize,
         out_f32: bool,
     ) -> Result<(), CudaError> {
         let kernel = match (self.is_half(), out_f32) {
-            (true, false) => &self.kernels.add_ln_f16,
-            (true, true) => &self.kernels.add_ln_f16_out_f32,
-            (false, _) => &self.kernels.add_ln_f32,
+            (true, false) => &self.kernels.ln_f16,
+            (true, true) => &self.kernels.ln_f16_out_f32,
+            (false, _) => &self.kernels.ln_f32,
         };
         self.launch(
             kernel,
@@ -189,7 +193,6 @@ impl CudaEngine {
             0,
             &[
                 Arg::Ptr(h),
-                Arg::Ptr(delta),
                 Arg::Ptr(norm.weight.ptr()),
                 Arg::Ptr(norm.bias_ptr()),
                 Arg::Ptr(out),

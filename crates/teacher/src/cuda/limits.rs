@@ -56,7 +56,7 @@ impl EngineLimits {
         let fixed = weight_bytes(shape, layers, precision)
             + WORKSPACE_RESERVE
             + pass_tokens as u64 * per_token
-            + pass_sequences as u64 * Self::pass_bytes_per_sequence(shape);
+            + pass_sequences as u64 * Self::pass_bytes_per_sequence(shape, precision);
         let usable = (budget_bytes as f64 * ENGINE_SHARE) as u64;
         let per_cached = Self::cache_bytes_per_token(shape, layers, precision);
         let cache_tokens = (usable.saturating_sub(fixed) / per_cached) as usize;
@@ -87,12 +87,11 @@ impl EngineLimits {
         weight_bytes(shape, layers, precision)
             + WORKSPACE_RESERVE
             + self.pass_tokens as u64 * Self::pass_bytes_per_token(shape, precision)
-            + self.pass_sequences as u64 * Self::pass_bytes_per_sequence(shape)
+            + self.pass_sequences as u64 * Self::pass_bytes_per_sequence(shape, precision)
             + self.cache_tokens as u64 * Self::cache_bytes_per_token(shape, layers, precision)
     }
 
-    /// f32 residual, norm output, q|k|v, attention output, projection output, the MLP's
-    /// first product (and SwiGLU's product of its halves); ids, positions, types and the
+    /// Residual, norm output, q|k|v, attention output, the MLP's first product (and SwiGLU's product of its halves); ids, positions, types and the
     /// attention's work lists.
     fn pass_bytes_per_token(shape: &ModelShape, precision: Precision) -> u64 {
         let d = shape.d_model as u64;
@@ -100,12 +99,12 @@ impl EngineLimits {
         let qkv = q + shape.kv_width() as u64;
         let inner = shape.mlp_width as u64;
         let mlp = if shape.gated_mlp { 3 * inner } else { inner };
-        4 * d + precision.bytes() * (2 * d + qkv + q + mlp) + 4 + 4 + 1 + 12 + 8
+        precision.bytes() * (2 * d + qkv + q + mlp) + 4 + 4 + 1 + 12 + 8
     }
 
     /// The last rows' residual and the per-sequence tables.
-    fn pass_bytes_per_sequence(shape: &ModelShape) -> u64 {
-        4 * shape.d_model as u64 + 20 + 4 + 12 + 8
+    fn pass_bytes_per_sequence(shape: &ModelShape, precision: Precision) -> u64 {
+        precision.bytes() * shape.d_model as u64 + 20 + 4 + 12 + 8
     }
 
     /// k|v of every block, and the type.

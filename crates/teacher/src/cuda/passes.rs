@@ -183,7 +183,7 @@ impl CudaEngine {
                     Arg::Ptr(work.last_rows.ptr()),
                     Arg::Ptr(work.h_last.ptr()),
                     Arg::Int(n as i32),
-                    Arg::Int(d as i32),
+                    Arg::Int((d * self.elem_bytes() / 4) as i32),
                 ],
             )?;
             self.mark(Stage::LastRows)?;

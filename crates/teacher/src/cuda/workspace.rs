@@ -14,11 +14,11 @@ use super::limits::EngineLimits;
 
 /// Buffers of one pass and the cache, sized by the limits.
 pub(super) struct Workspace {
+    /// The residual stream, in the products' element type.
     pub(super) h: DeviceBuffer,
     pub(super) a: DeviceBuffer,
     pub(super) qkv: DeviceBuffer,
     pub(super) ctx: DeviceBuffer,
-    pub(super) o: DeviceBuffer,
     /// The MLP's first product.
     pub(super) mlp: DeviceBuffer,
     /// SwiGLU's product of the gate and up halves.
@@ -56,17 +56,16 @@ impl Workspace {
         );
         let alloc = |bytes: usize| DeviceBuffer::new(stream, bytes);
         Ok(Workspace {
-            h: alloc(p * d * 4)?,
+            h: alloc(p * d * e)?,
             a: alloc(p * d * e)?,
             qkv: alloc(p * qkv * e)?,
             ctx: alloc(p * q * e)?,
-            o: alloc(p * d * e)?,
             mlp: alloc(p * arch.mlp_in_width() * e)?,
             mlp_act: match arch.mlp {
                 Mlp::SwiGlu => Some(alloc(p * arch.shape.mlp_width * e)?),
                 Mlp::Gelu { .. } => None,
             },
-            h_last: alloc(s * d * 4)?,
+            h_last: alloc(s * d * e)?,
             cache: (0..layers)
                 .map(|_| alloc(c * 2 * arch.kv_width() * e))
                 .collect::<Result<_, _>>()?,
