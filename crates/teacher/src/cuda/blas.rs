@@ -92,6 +92,15 @@ pub(crate) struct Blas {
     workspace: DeviceBuffer,
     ty: GemmType,
     plans: HashMap<Shape, Plan>,
+    /// Algorithms chosen by [`tune`](Self::tune), per (n, k, epilogue).
+    tuned: HashMap<(usize, usize, Epilogue), Tuned>,
+}
+
+/// The fastest algorithm of a product, and the rows it was timed at.
+#[derive(Clone, Copy)]
+struct Tuned {
+    algo: sys::cublasLtMatmulAlgo_t,
+    rows: usize,
 }
 
 // SAFETY: the handle is used by one thread at a time (the engine is not Sync); cuBLASLt
@@ -103,6 +112,10 @@ const WORKSPACE_BYTES: usize = 32 << 20;
 
 /// Distinct shapes kept before the plan cache starts over (packed passes vary in rows).
 const MAX_PLANS: usize = 4096;
+
+/// The heuristic's candidates [`Blas::tune`] times, and the products it times each for.
+const TUNE_CANDIDATES: usize = 8;
+const TUNE_REPS: usize = 3;
 
 impl Blas {
     pub fn new(stream: &std::sync::Arc<CudaStream>, ty: GemmType) -> Result<Self, CudaError> {
@@ -121,6 +134,7 @@ impl Blas {
             workspace: DeviceBuffer::new(stream, WORKSPACE_BYTES)?,
             ty,
             plans: HashMap::new(),
+            tuned: HashMap::new(),
         })
     }
 
@@ -148,46 +162,131 @@ impl Blas {
                 self.plans.clear();
             }
             let mut plan = self.descriptors(shape)?;
-            plan.algo = self.algorithms(&plan, shape, 1)?[0];
+            plan.algo = match self.tuned.get(&(n, k, epilogue)) {
+                Some(tuned) if 4 * m >= tuned.rows && self.supports(&plan, &tuned.algo) => {
+                    tuned.algo
+                }
+                _ => self.algorithms(&plan, shape, 1)?[0],
+            };
             self.plans.insert(shape, plan);
         }
         let plan = &self.plans[&shape];
         self.run(stream, plan, &plan.algo, (x, w, bias, y))
     }
 
-    /// Times the first `count` algorithms the heuristic offers for `y = x · w + b` at shape
-    /// `(m, n, k)` (rank 0 is the heuristic's first, the one [`linear`](Self::linear) asks
-    /// for alone), `reps` products each
-    /// after an untimed one; each leaves its product in `y`, and `check` sees it before the
-    /// next runs. For benches only: choosing by time would make results depend on the run.
-    #[cfg(test)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn time_algorithms(
+    /// Times the heuristic's first candidates without split-K (whose summation order
+    /// differs) for `y = x · w + b` at `(m, n, k)` on the given buffers (scratch: `y` is
+    /// overwritten, read too for a residual), and keeps the fastest for later products of
+    /// that `(n, k, epilogue)` with at least a quarter of `m` rows (smaller ones take the
+    /// heuristic's own first choice). The candidates compute the same sums in the same order
+    /// (the survey test finds their products bit-for-bit equal), so the choice changes speed,
+    /// not results. Returns the first candidate's and the chosen one's milliseconds.
+    pub fn tune(
         &mut self,
         stream: &std::sync::Arc<CudaStream>,
-        (x, w, bias, y): (u64, u64, u64, u64),
+        pointers: (u64, u64, u64, u64),
         (m, n, k): (usize, usize, usize),
         epilogue: Epilogue,
-        count: usize,
+    ) -> Result<(f32, f32), CudaError> {
+        use sys::cublasLtMatmulAlgoConfigAttributes_t as Config;
+        let shape = Shape { m, n, k, epilogue };
+        let plan = self.descriptors(shape)?;
+        let candidates: Vec<_> = self
+            .algorithms(&plan, shape, TUNE_CANDIDATES)?
+            .into_iter()
+            .filter(|algo| config(algo, Config::CUBLASLT_ALGO_CONFIG_SPLITK_NUM).unwrap_or(0) <= 1)
+            .collect();
+        if candidates.is_empty() {
+            return Ok((0.0, 0.0));
+        }
+        // Two rounds, the faster of each: the first candidate also warms the GPU's clocks.
+        let first = self.time(stream, &plan, &candidates, pointers, TUNE_REPS, |_| Ok(()))?;
+        let second = self.time(stream, &plan, &candidates, pointers, TUNE_REPS, |_| Ok(()))?;
+        let millis: Vec<f32> = first.iter().zip(&second).map(|(a, b)| a.min(*b)).collect();
+        let best = (0..millis.len())
+            .min_by(|&a, &b| millis[a].total_cmp(&millis[b]))
+            .unwrap_or(0);
+        self.tuned.insert(
+            (n, k, epilogue),
+            Tuned {
+                algo: candidates[best],
+                rows: m,
+            },
+        );
+        self.plans
+            .retain(|s, _| (s.n, s.k, s.epilogue) != (n, k, epilogue));
+        Ok((millis[0], millis[best]))
+    }
+
+    /// Times `algorithms` for `plan`, `reps` products each after an untimed one; each leaves
+    /// its product in `y`, and `check` sees it (with the algorithm's index) before the next
+    /// runs.
+    fn time(
+        &self,
+        stream: &std::sync::Arc<CudaStream>,
+        plan: &Plan,
+        algorithms: &[sys::cublasLtMatmulAlgo_t],
+        pointers: (u64, u64, u64, u64),
         reps: usize,
         mut check: impl FnMut(usize) -> Result<(), CudaError>,
     ) -> Result<Vec<f32>, CudaError> {
-        let shape = Shape { m, n, k, epilogue };
-        let plan = self.descriptors(shape)?;
-        let mut millis = Vec::new();
-        for (rank, algo) in self.algorithms(&plan, shape, count)?.iter().enumerate() {
-            self.run(stream, &plan, algo, (x, w, bias, y))?;
+        let mut millis = Vec::with_capacity(algorithms.len());
+        for (rank, algo) in algorithms.iter().enumerate() {
+            self.run(stream, plan, algo, pointers)?;
             check(rank)?;
             let timing = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
             let start = stream.record_event(timing).map_err(CudaError::driver)?;
             for _ in 0..reps {
-                self.run(stream, &plan, algo, (x, w, bias, y))?;
+                self.run(stream, plan, algo, pointers)?;
             }
             let end = stream.record_event(timing).map_err(CudaError::driver)?;
             let total = start.elapsed_ms(&end).map_err(CudaError::driver)?;
             millis.push(total / reps.max(1) as f32);
         }
         Ok(millis)
+    }
+
+    /// Times the first `count` algorithms the heuristic offers for `y = x · w + b` at shape
+    /// `(m, n, k)` (rank 0 is the heuristic's first), `reps` products each; `check` sees each
+    /// product before the next runs. The survey behind [`tune`](Self::tune).
+    #[cfg(test)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn time_algorithms(
+        &mut self,
+        stream: &std::sync::Arc<CudaStream>,
+        pointers: (u64, u64, u64, u64),
+        (m, n, k): (usize, usize, usize),
+        epilogue: Epilogue,
+        count: usize,
+        reps: usize,
+        check: impl FnMut(usize) -> Result<(), CudaError>,
+    ) -> Result<Vec<f32>, CudaError> {
+        let shape = Shape { m, n, k, epilogue };
+        let plan = self.descriptors(shape)?;
+        let algorithms = self.algorithms(&plan, shape, count)?;
+        self.time(stream, &plan, &algorithms, pointers, reps, check)
+    }
+
+    /// Whether `algo` computes `plan`'s shape within the workspace.
+    fn supports(&self, plan: &Plan, algo: &sys::cublasLtMatmulAlgo_t) -> bool {
+        let mut result = std::mem::MaybeUninit::<sys::cublasLtMatmulHeuristicResult_t>::zeroed();
+        // SAFETY: every handle is alive; `result` is written by the call.
+        let status = unsafe {
+            sys::cublasLtMatmulAlgoCheck(
+                self.handle,
+                plan.desc,
+                plan.a,
+                plan.b,
+                plan.d,
+                plan.d,
+                algo,
+                result.as_mut_ptr(),
+            )
+        };
+        // SAFETY: zero-initialised, and filled in on success.
+        let result = unsafe { result.assume_init() };
+        status == sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS
+            && result.workspaceSize <= WORKSPACE_BYTES
     }
 
     /// The configuration of the `rank`-th algorithm the heuristic offers for `shape` (id,
@@ -206,25 +305,7 @@ impl Blas {
         let Some(algo) = algorithms.get(rank) else {
             return Ok("(none)".into());
         };
-        let attribute = |attr: Config| {
-            let mut value = 0u32;
-            let mut written = 0usize;
-            // SAFETY: `value` has room for the 4-byte attributes asked for.
-            let status = unsafe {
-                sys::cublasLtMatmulAlgoConfigGetAttribute(
-                    algo,
-                    attr,
-                    (&raw mut value).cast(),
-                    size_of::<u32>(),
-                    &mut written,
-                )
-            };
-            if status == sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
-                value as i64
-            } else {
-                -1
-            }
-        };
+        let attribute = |attr| config(algo, attr).map_or(-1, i64::from);
         Ok(format!(
             "id {} tile {} stages {} split-K {} cluster {}",
             attribute(Config::CUBLASLT_ALGO_CONFIG_ID),
@@ -368,6 +449,26 @@ impl Blas {
             ))),
         }
     }
+}
+
+/// One 4-byte configuration attribute of `algo` (None when cuBLASLt does not give it).
+fn config(
+    algo: &sys::cublasLtMatmulAlgo_t,
+    attr: sys::cublasLtMatmulAlgoConfigAttributes_t,
+) -> Option<u32> {
+    let mut value = 0u32;
+    let mut written = 0usize;
+    // SAFETY: `value` has room for the 4-byte attributes asked for.
+    let status = unsafe {
+        sys::cublasLtMatmulAlgoConfigGetAttribute(
+            algo,
+            attr,
+            (&raw mut value).cast(),
+            size_of::<u32>(),
+            &mut written,
+        )
+    };
+    (status == sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS).then_some(value)
 }
 
 impl Drop for Blas {

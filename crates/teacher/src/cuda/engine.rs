@@ -101,7 +101,7 @@ impl CudaEngine {
         // SAFETY: no buffer of this context is shared with another stream.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(CudaError::driver)?;
-        let kernels = Kernels::load(&ctx)?;
+        let kernels = Kernels::load(&ctx, arch.shape.d_model)?;
         let blas = Blas::new(&stream, gemm)?;
         // The checkpoint's digest (seconds for a billion weights) while the weights convert.
         let (weights_sha256, weights) = std::thread::scope(|s| {
@@ -119,7 +119,7 @@ impl CudaEngine {
         let weights = weights?;
         let work = Workspace::new(&stream, &arch, layers, gemm, limits)?;
         let profile = RefCell::new(Profiler::from_env(&ctx));
-        Ok(CudaEngine {
+        let engine = CudaEngine {
             profile,
             weights,
             work: RefCell::new(Some(work)),
@@ -133,7 +133,24 @@ impl CudaEngine {
             layers,
             precision,
             device_name,
-        })
+        };
+        engine.tune()?;
+        Ok(engine)
+    }
+
+    /// Times the products' algorithms ([`tune_products`](Self::tune_products)), saying what
+    /// it chose when profiling.
+    fn tune(&self) -> Result<(), CudaError> {
+        let guard = self.work.borrow();
+        let work = guard.as_ref().expect("set by load");
+        let lines = self.tune_products(work)?;
+        if self.profile.borrow().is_some() {
+            eprintln!("CUDA engine products (cuBLASLt algorithm by time):");
+            for line in lines {
+                eprintln!("  {line}");
+            }
+        }
+        Ok(())
     }
 
     /// The checkpoint's sizes.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use cudarc::driver::sys::CUfunction_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 
@@ -10,7 +11,19 @@ use super::CudaError;
 /// The CUDA C++ source, built into the binary.
 const SOURCE: &str = include_str!("kernels.cu");
 
-/// Handles of every kernel of `kernels.cu`.
+/// Row widths `d / 128` with their own norm kernels in `kernels.cu` (`LN_KERNELS`).
+const NORM_VECTOR_WIDTHS: [usize; 6] = [6, 8, 10, 16, 20, 24];
+
+/// The name suffix of the norm kernels for rows of `d` elements: the row's width in float4s
+/// per lane where `kernels.cu` has kernels for it, else `any`.
+fn norm_suffix(d: usize) -> String {
+    match d / 128 {
+        n if d.is_multiple_of(128) && NORM_VECTOR_WIDTHS.contains(&n) => n.to_string(),
+        _ => "any".to_string(),
+    }
+}
+
+/// Handles of the kernels of `kernels.cu` a model uses.
 pub(crate) struct Kernels {
     pub embed_f16: CudaFunction,
     pub embed_f32: CudaFunction,
@@ -34,8 +47,9 @@ pub(crate) struct Kernels {
 }
 
 impl Kernels {
-    /// Compiles the kernels for `ctx`'s device (its own compute capability) and loads them.
-    pub fn load(ctx: &Arc<CudaContext>) -> Result<Self, CudaError> {
+    /// Compiles the kernels for `ctx`'s device (its own compute capability) and loads them,
+    /// the norms those for rows of `d_model`.
+    pub fn load(ctx: &Arc<CudaContext>, d_model: usize) -> Result<Self, CudaError> {
         let (major, minor) = ctx.compute_capability().map_err(CudaError::driver)?;
         if major < 8 {
             return Err(CudaError::Unsupported(format!(
@@ -56,12 +70,21 @@ impl Kernels {
             .map_err(|e| CudaError::Compile(format!("{e:?}")))?;
         let module = ctx.load_module(ptx).map_err(CudaError::driver)?;
         let get = |name: &str| module.load_function(name).map_err(CudaError::driver);
+        let norm = |types: &str| get(&format!("ln_{types}_{}", norm_suffix(d_model)));
+        let attention_mma_f16_hd64 = get("attention_mma_f16_hd64")?;
+        // Its four blocks an SM need 4 × 37 KiB of shared memory: ask for the largest carveout.
+        attention_mma_f16_hd64
+            .set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
+                100,
+            )
+            .map_err(CudaError::driver)?;
         Ok(Kernels {
             embed_f16: get("embed_f16")?,
             embed_f32: get("embed_f32")?,
-            ln_f16: get("ln_f16")?,
-            ln_f16_out_f32: get("ln_f16_out_f32")?,
-            ln_f32: get("ln_f32")?,
+            ln_f16: norm("f16")?,
+            ln_f16_out_f32: norm("f16_out_f32")?,
+            ln_f32: norm("f32")?,
             gather_rows: get("gather_rows")?,
             copy_keys_values: get("copy_keys_values")?,
             gelu_f16: get("gelu_f16")?,
@@ -72,7 +95,7 @@ impl Kernels {
             rotary_f32: get("rotary_f32")?,
             attention_simt_f16: get("attention_simt_f16")?,
             attention_simt_f32: get("attention_simt_f32")?,
-            attention_mma_f16_hd64: get("attention_mma_f16_hd64")?,
+            attention_mma_f16_hd64,
             attention_mma_f16_hd128: get("attention_mma_f16_hd128")?,
             _module: module,
         })

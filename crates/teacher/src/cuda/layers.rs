@@ -13,6 +13,9 @@ use super::workspace::Workspace;
 /// Threads per block of the element-wise kernels.
 pub(super) const ELEMENT_THREADS: u32 = 256;
 
+/// Rows of the products [`CudaEngine::tune_products`] times (passes are up to 65,536).
+const TUNE_ROWS: usize = 32_768;
+
 impl CudaEngine {
     /// Token (and learned position) embeddings of the uploaded ids, then the first block's
     /// norm into `a`.
@@ -132,16 +135,12 @@ impl CudaEngine {
             Stage::AttnProj,
         )?;
         self.norm(h, &block.mlp_norm, work.a.ptr(), rows, false)?;
-        let first = match self.arch.mlp {
-            Mlp::Gelu { tanh: true } => Epilogue::BiasGelu,
-            Mlp::Gelu { tanh: false } | Mlp::SwiGlu => Epilogue::Bias,
-        };
         self.linear(
             work.a.ptr(),
             &block.mlp_in,
             work.mlp.ptr(),
             (rows, self.arch.mlp_in_width(), d),
-            first,
+            self.mlp_in_epilogue(),
             Stage::Fc,
         )?;
         let hidden = match (self.arch.mlp, &work.mlp_act) {
@@ -170,6 +169,73 @@ impl CudaEngine {
         )?;
         let (norm, out, out_f32) = then;
         self.norm(h, norm, out, rows, out_f32)
+    }
+
+    /// The MLP's first product's epilogue: with GPT-2's tanh GELU where cuBLASLt has it.
+    fn mlp_in_epilogue(&self) -> Epilogue {
+        match self.arch.mlp {
+            Mlp::Gelu { tanh: true } => Epilogue::BiasGelu,
+            Mlp::Gelu { tanh: false } | Mlp::SwiGlu => Epilogue::Bias,
+        }
+    }
+
+    /// Chooses cuBLASLt's algorithm for each of a block's four products by timing the
+    /// heuristic's candidates on the pass buffers (as scratch) at the largest pass, up to
+    /// [`TUNE_ROWS`] rows ([`Blas::tune`](super::blas::Blas::tune)); once, at load. Returns
+    /// a line per product: the heuristic's first choice's and the chosen one's time.
+    pub(super) fn tune_products(&self, work: &Workspace) -> Result<Vec<String>, CudaError> {
+        let rows = self.limits.pass_tokens.min(TUNE_ROWS);
+        let (d, q) = (self.arch.shape.d_model, self.arch.q_width());
+        let inner = self.arch.shape.mlp_width;
+        let block = &self.weights.blocks[0];
+        let hidden = work.mlp_act.as_ref().unwrap_or(&work.mlp).ptr();
+        let products = [
+            (
+                "q|k|v",
+                work.a.ptr(),
+                &block.qkv,
+                work.qkv.ptr(),
+                (self.arch.qkv_width(), d),
+                Epilogue::Bias,
+            ),
+            (
+                "attention out",
+                work.ctx.ptr(),
+                &block.attn_out,
+                work.h.ptr(),
+                (d, q),
+                Epilogue::BiasResidual,
+            ),
+            (
+                "MLP in",
+                work.a.ptr(),
+                &block.mlp_in,
+                work.mlp.ptr(),
+                (self.arch.mlp_in_width(), d),
+                self.mlp_in_epilogue(),
+            ),
+            (
+                "MLP out",
+                hidden,
+                &block.mlp_out,
+                work.h.ptr(),
+                (d, inner),
+                Epilogue::BiasResidual,
+            ),
+        ];
+        let mut lines = Vec::with_capacity(products.len());
+        for (name, x, weights, y, (n, k), epilogue) in products {
+            let (first, chosen) = self.blas.borrow_mut().tune(
+                &self.stream,
+                (x, weights.weight.ptr(), weights.bias.ptr(), y),
+                (rows, n, k),
+                epilogue,
+            )?;
+            lines.push(format!(
+                "{name}: [{rows} x {k}] x [{k} x {n}] {first:.3} ms (heuristic's first) -> {chosen:.3} ms"
+            ));
+        }
+        Ok(lines)
     }
 
     /// `out[r] = norm(h[r])` of the residual rows.

@@ -12,15 +12,19 @@
 //!   budget), so the matrix products run over exactly the real tokens; the attention kernels
 //!   find each sequence through a small table.
 //! - **cuBLASLt products** for the frozen linear layers (f16 inputs with f32 accumulation, or
-//!   f32), with the bias, and GPT-2's tanh GELU, fused as epilogues (`blas`). LLaMA's q, k
-//!   and v are one product, its gate and up another.
+//!   f32), with the bias, GPT-2's tanh GELU and the residual add (C = the residual stream,
+//!   β = 1) fused as epilogues (`blas`); each product's algorithm is chosen once at load by
+//!   timing the heuristic's candidates without split-K. LLaMA's q, k and v are one product,
+//!   its gate and up another.
 //! - **Flash-style attention** (`kernels.cu`): scores, causal + calibration mask, online
 //!   softmax and the value product in one kernel on tensor cores, for f16 with heads 64 or 128
 //!   wide (128: Llama-3.2-3B); the [queries, keys] score matrix never reaches device memory.
 //!   Other widths and f32 use a simple one-warp-per-query kernel. Suffixes read their prefix's keys and values straight
 //!   from the cache.
-//! - **Fused residual + LayerNorm (or RMSNorm)**, and a final block that computes only each
-//!   prompt's last row past its keys and values. The residual stream and norms are f32.
+//! - **LayerNorm (or RMSNorm)** one row per warp, the row in registers (a kernel per common
+//!   width), and a final block that computes only each prompt's last row past its keys and
+//!   values. The residual stream is in the compute type (f16 in f16, as in PyTorch's f16
+//!   models); norm statistics are f32.
 //! - **Rotary positions** (LLaMA) applied in place to the projected queries and keys from
 //!   cos/sin tables made on the host; the cache holds rotated keys (and values: a prefix's
 //!   queries are not kept).
