@@ -2,6 +2,8 @@
 //! kernel (f16, heads 64 or 128 wide) and the simple one (any width, f32); grouped key/value
 //! heads in both.
 
+use cudarc::driver::CudaFunction;
+
 use super::CudaError;
 use super::engine::ROW_THREADS;
 use super::engine::{Arg, CudaEngine};
@@ -13,9 +15,38 @@ use crate::mask::CALIBRATION_PENALTY;
 /// Queries per block of the tensor-core attention.
 pub(super) const ATTENTION_TILE: usize = 64;
 
+/// Tiles of at most this many queries (short suffixes, the final block's last rows) go to
+/// the split kernel where the model has one: its four warps share the tile's 16 queries and
+/// split the keys, instead of three of them idling.
+const SHORT_TILE: i32 = 16;
+
+/// The tensor-core kernels of a model: for tiles of up to 64 queries, and for short ones.
+struct TensorCore<'k> {
+    tiles: &'k CudaFunction,
+    short: &'k CudaFunction,
+}
+
 impl CudaEngine {
-    /// Uploads the work list of attention over every query of `seqs`: 64-query tiles for
-    /// the tensor-core kernel, else one item per query for the simple one.
+    /// The tensor-core attention of this model, if there is one (f16, heads 64 or 128 wide;
+    /// 64-wide heads have the split kernel for short tiles).
+    fn tensor_core(&self) -> Option<TensorCore<'_>> {
+        let kernels = &self.kernels;
+        match (self.is_half(), self.arch.shape.head_dim) {
+            (true, 64) => Some(TensorCore {
+                tiles: &kernels.attention_mma_f16_hd64,
+                short: &kernels.attention_mma_split_f16_hd64,
+            }),
+            (true, 128) => Some(TensorCore {
+                tiles: &kernels.attention_mma_f16_hd128,
+                short: &kernels.attention_mma_f16_hd128,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Uploads the work list of attention over every query of `seqs`: for the tensor-core
+    /// kernels 64-query tiles (sequence, first query, its output row), the short ones last;
+    /// else one item per query (sequence, query, output row) for the simple one.
     pub(super) fn attention_lists(
         &self,
         work: &Workspace,
@@ -26,16 +57,24 @@ impl CudaEngine {
             .map(|s| (s.pre_len + s.own_len) as usize)
             .max()
             .unwrap_or(1);
-        if self.tensor_core_attention().is_some() {
-            let mut tiles = Vec::new();
+        if self.tensor_core().is_some() {
+            let (mut tiles, mut short) = (Vec::new(), Vec::new());
             for (s, seq) in seqs.iter().enumerate() {
                 for q0 in (0..seq.own_len).step_by(ATTENTION_TILE) {
-                    tiles.extend_from_slice(&[s as i32, q0]);
+                    let list = if seq.own_len - q0 <= SHORT_TILE {
+                        &mut short
+                    } else {
+                        &mut tiles
+                    };
+                    list.extend_from_slice(&[s as i32, q0, seq.own_start + q0]);
                 }
             }
+            let (count, short_count) = (tiles.len() / 3, short.len() / 3);
+            tiles.append(&mut short);
             work.tiles.upload(&self.stream, &tiles)?;
             Ok(AttentionLists {
-                count: tiles.len() / 2,
+                count,
+                short: short_count,
                 max_keys,
             })
         } else {
@@ -48,6 +87,7 @@ impl CudaEngine {
             work.items.upload(&self.stream, &items)?;
             Ok(AttentionLists {
                 count: items.len() / 3,
+                short: 0,
                 max_keys,
             })
         }
@@ -61,19 +101,63 @@ impl CudaEngine {
         keys: &Keys,
         lists: &AttentionLists,
     ) -> Result<(), CudaError> {
-        let Some(kernel) = self.tensor_core_attention() else {
-            self.attention_simt(work, keys, work.items.ptr(), lists.count, lists.max_keys)?;
-            return self.mark(Stage::Attention);
-        };
+        match self.tensor_core() {
+            Some(kernels) => {
+                self.attention_tiles(kernels.tiles, work, keys, (work.tiles.ptr(), lists.count))?;
+                let short = work.tiles.at(lists.count * TILE_BYTES);
+                self.attention_tiles(kernels.short, work, keys, (short, lists.short))?;
+            }
+            None => {
+                self.attention_simt(work, keys, work.items.ptr(), lists.count, lists.max_keys)?
+            }
+        }
+        self.mark(Stage::Attention)
+    }
+
+    /// Attention of each sequence's last query alone (the final block), sequence s's into
+    /// row s of `ctx`: one short tile per sequence for the tensor-core kernels, else one
+    /// item.
+    pub(super) fn attention_last_rows(
+        &self,
+        work: &Workspace,
+        keys: &Keys,
+        seqs: &[SeqInfo],
+    ) -> Result<(), CudaError> {
+        let list: Vec<i32> = seqs
+            .iter()
+            .enumerate()
+            .flat_map(|(s, seq)| [s as i32, seq.own_len - 1, s as i32])
+            .collect();
+        if let Some(kernels) = self.tensor_core() {
+            work.tiles.upload(&self.stream, &list)?;
+            return self.attention_tiles(kernels.short, work, keys, (work.tiles.ptr(), seqs.len()));
+        }
+        let max_keys = seqs
+            .iter()
+            .map(|s| (s.pre_len + s.own_len) as usize)
+            .max()
+            .unwrap_or(1);
+        work.items.upload(&self.stream, &list)?;
+        self.attention_simt(work, keys, work.items.ptr(), seqs.len(), max_keys)
+    }
+
+    /// A tensor-core kernel over `count` tiles uploaded at `tiles`.
+    fn attention_tiles(
+        &self,
+        kernel: &CudaFunction,
+        work: &Workspace,
+        keys: &Keys,
+        (tiles, count): (u64, usize),
+    ) -> Result<(), CudaError> {
         self.launch(
             kernel,
-            (lists.count as u32, self.arch.shape.heads as u32),
+            (count as u32, self.arch.shape.heads as u32),
             128,
             0,
             &keys.args_then(&[
                 Arg::Ptr(work.ctx.ptr()),
                 Arg::Ptr(work.seqs.ptr()),
-                Arg::Ptr(work.tiles.ptr()),
+                Arg::Ptr(tiles),
                 Arg::Int(self.arch.q_width() as i32),
                 Arg::Int(self.arch.kv_width() as i32),
                 Arg::Int(self.arch.group() as i32),
@@ -81,8 +165,7 @@ impl CudaEngine {
                 Arg::Float(self.scale()),
                 Arg::Float(CALIBRATION_PENALTY as f32),
             ]),
-        )?;
-        self.mark(Stage::Attention)
+        )
     }
 
     /// The simple attention over `count` uploaded items (seq, query, output row) into `ctx`.
@@ -143,8 +226,12 @@ impl Keys {
     }
 }
 
-/// An uploaded attention work list.
+/// An uploaded attention work list: `count` tiles (or items), then `short` short tiles.
 pub(super) struct AttentionLists {
     pub(super) count: usize,
+    pub(super) short: usize,
     pub(super) max_keys: usize,
 }
+
+/// Bytes of one tile of the lists: three i32s.
+pub(super) const TILE_BYTES: usize = 12;

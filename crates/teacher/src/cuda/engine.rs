@@ -325,16 +325,6 @@ impl CudaEngine {
         self.precision.bytes() as usize
     }
 
-    /// The tensor-core attention kernel for this model, if there is one (f16, heads 64 or
-    /// 128 wide).
-    pub(super) fn tensor_core_attention(&self) -> Option<&CudaFunction> {
-        match (self.is_half(), self.arch.shape.head_dim) {
-            (true, 64) => Some(&self.kernels.attention_mma_f16_hd64),
-            (true, 128) => Some(&self.kernels.attention_mma_f16_hd128),
-            _ => None,
-        }
-    }
-
     pub(super) fn scale(&self) -> f32 {
         1.0 / (self.arch.shape.head_dim as f32).sqrt()
     }

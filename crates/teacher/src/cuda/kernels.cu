@@ -443,10 +443,16 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-// tiles: per block, (seq, first query) pairs. Two shared-memory stages: the next K/V tile
+// tiles: per block, (seq, first query, output row of the first query) triples: a pass's own
+// tiles write query i at row own_start + i; the final block's last-row tiles (first query =
+// the last, one valid query) write sequence s's at row s.
+//
+// SPLIT (tiles of at most 16 queries: short suffixes, last rows): the four warps take the
+// same 16 queries and each a quarter of every key tile (16 keys), so no warp idles; their
+// partial softmax states (max, sum, output) are merged through shared memory at the end. Two shared-memory stages: the next K/V tile
 // loads (cp.async) while the current one is computed. Shared rows are HD + 8 halves long
 // (144 or 272 bytes: ldmatrix and LDS.32 stay free of bank conflicts).
-template <int HD, int KT>
+template <int HD, int KT, bool SPLIT>
 __device__ __forceinline__ void attention_mma(
     const half_t* __restrict__ pre, const u8* __restrict__ pre_types,
     const half_t* __restrict__ own, const u8* __restrict__ own_types, half_t* __restrict__ out,
@@ -455,13 +461,15 @@ __device__ __forceinline__ void attention_mma(
     constexpr int SROW = HD + 8;
     constexpr int KSTEPS = HD / 16;  // k-steps of Q K^T over the head width
     constexpr int OTILES = HD / 8;   // 8-wide column tiles of the output
-    constexpr int NTILES = KT / 8;   // 8-key column tiles of the scores
+    constexpr int WK = SPLIT ? 16 : KT;  // keys of a tile each warp computes
+    constexpr int NTILES = WK / 8;         // 8-key column tiles of the scores
     constexpr int CHUNKS = HD / 8;   // 16-byte chunks of a K or V row
     __shared__ __align__(16) half_t ks_buf[2][KT * SROW];
     __shared__ __align__(16) half_t vs_buf[2][KT * SROW];
     __shared__ u8 kt_buf[2][KT];
 
-    const int seq = tiles[2 * blockIdx.x], q0 = tiles[2 * blockIdx.x + 1];
+    const int seq = tiles[3 * blockIdx.x], q0 = tiles[3 * blockIdx.x + 1];
+    const int row0 = tiles[3 * blockIdx.x + 2];
     const int head = blockIdx.y;
     const SeqInfo s = seqs[seq];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -469,8 +477,9 @@ __device__ __forceinline__ void attention_mma(
     const int col = head * HD;
     const int kv_col = (head / group) * HD;
 
-    // This warp's queries: own indices qw + g and qw + g + 8.
-    const int qw = q0 + warp * 16;
+    // This warp's queries: own indices qw + g and qw + g + 8; its keys of a tile from kbase.
+    const int qw = SPLIT ? q0 : q0 + warp * 16;
+    const int kbase = SPLIT ? warp * 16 : 0;
     const int qa = qw + g, qb = qw + g + 8;
     const bool va = qa < s.own_len, vb = qb < s.own_len;
     unsigned qf[KSTEPS][4];  // [k-step][a0..a3]
@@ -551,7 +560,7 @@ __device__ __forceinline__ void attention_mma(
 #pragma unroll
         for (int nt = 0; nt < NTILES; ++nt) {
             sacc[nt][0] = sacc[nt][1] = sacc[nt][2] = sacc[nt][3] = 0.f;
-            const half_t* krow = ks + (nt * 8 + g) * SROW + 2 * c;
+            const half_t* krow = ks + (kbase + nt * 8 + g) * SROW + 2 * c;
 #pragma unroll
             for (int kk = 0; kk < KSTEPS; ++kk) {
                 unsigned b0 = *(const unsigned*)(krow + kk * 16);
@@ -565,7 +574,7 @@ __device__ __forceinline__ void attention_mma(
         for (int nt = 0; nt < NTILES; ++nt) {
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
-                int r = nt * 8 + 2 * c + e;
+                int r = kbase + nt * 8 + 2 * c + e;
                 int j = j0 + r;
                 u8 tk = kt[r];
                 float x = sacc[nt][e] * sc + (tk != ta ? pen : 0.f);
@@ -588,7 +597,7 @@ __device__ __forceinline__ void attention_mma(
         ma = mxa;
         mb = mxb;
         float sa = 0.f, sb = 0.f;
-        unsigned pf[KT / 16][4];  // P as A fragments, per 16-key step
+        unsigned pf[WK / 16][4];  // P as A fragments, per 16-key step
 #pragma unroll
         for (int nt = 0; nt < NTILES; ++nt) {
             float p0 = exp2f(sacc[nt][0] - ba), p1 = exp2f(sacc[nt][1] - ba);
@@ -610,11 +619,11 @@ __device__ __forceinline__ void attention_mma(
         }
         // O += P V: V tile rows are keys; ldmatrix.trans gives the B fragments.
 #pragma unroll
-        for (int kk = 0; kk < KT / 16; ++kk) {
+        for (int kk = 0; kk < WK / 16; ++kk) {
 #pragma unroll
             for (int dt = 0; dt < HD / 16; ++dt) {
                 int m = lane >> 3;  // which 8x8 matrix this lane addresses
-                int row = kk * 16 + (m & 1) * 8 + (lane & 7);
+                int row = kbase + kk * 16 + (m & 1) * 8 + (lane & 7);
                 int cc = dt * 16 + (m >> 1) * 8;
                 unsigned b[4];
                 ldmatrix_x4_trans(b, smem_addr(vs + row * SROW + cc));
@@ -630,15 +639,68 @@ __device__ __forceinline__ void attention_mma(
     la += __shfl_xor_sync(0xffffffffu, la, 2);
     lb += __shfl_xor_sync(0xffffffffu, lb, 1);
     lb += __shfl_xor_sync(0xffffffffu, lb, 2);
+    if (SPLIT) {
+        // Each warp's (max, sum, unnormalised output) of its keys into shared memory (the K
+        // stages, free after the loop's last barrier); warp 0 rescales them to the common
+        // max and sums.
+        static_assert(!SPLIT || 4 * 16 * (HD + 2) * 4 <= 2 * KT * SROW * 2, "merge space");
+        float* part = reinterpret_cast<float*>(&ks_buf[0][0]) + warp * 16 * (HD + 2);
+#pragma unroll
+        for (int i = 0; i < OTILES; ++i) {
+            int cc = i * 8 + 2 * c;
+            part[g * (HD + 2) + cc] = o[i][0];
+            part[g * (HD + 2) + cc + 1] = o[i][1];
+            part[(g + 8) * (HD + 2) + cc] = o[i][2];
+            part[(g + 8) * (HD + 2) + cc + 1] = o[i][3];
+        }
+        if (c == 0) {
+            part[g * (HD + 2) + HD] = ma;
+            part[g * (HD + 2) + HD + 1] = la;
+            part[(g + 8) * (HD + 2) + HD] = mb;
+            part[(g + 8) * (HD + 2) + HD + 1] = lb;
+        }
+        __syncthreads();
+        if (warp != 0) return;
+        const float* all = reinterpret_cast<const float*>(&ks_buf[0][0]);
+        float fa[4], fb[4];
+        float mxa = NEG_INF, mxb = NEG_INF;
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+            mxa = fmaxf(mxa, all[(w * 16 + g) * (HD + 2) + HD]);
+            mxb = fmaxf(mxb, all[(w * 16 + g + 8) * (HD + 2) + HD]);
+        }
+        la = lb = 0.f;
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+            fa[w] = exp2f(all[(w * 16 + g) * (HD + 2) + HD] - mxa);
+            fb[w] = exp2f(all[(w * 16 + g + 8) * (HD + 2) + HD] - mxb);
+            la += fa[w] * all[(w * 16 + g) * (HD + 2) + HD + 1];
+            lb += fb[w] * all[(w * 16 + g + 8) * (HD + 2) + HD + 1];
+        }
+#pragma unroll
+        for (int i = 0; i < OTILES; ++i) {
+            int cc = i * 8 + 2 * c;
+            o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+#pragma unroll
+            for (int w = 0; w < 4; ++w) {
+                const float* ra = all + (w * 16 + g) * (HD + 2) + cc;
+                const float* rb = all + (w * 16 + g + 8) * (HD + 2) + cc;
+                o[i][0] += fa[w] * ra[0];
+                o[i][1] += fa[w] * ra[1];
+                o[i][2] += fb[w] * rb[0];
+                o[i][3] += fb[w] * rb[1];
+            }
+        }
+    }
     const float ia = va ? 1.f / la : 0.f, ib = vb ? 1.f / lb : 0.f;
 #pragma unroll
     for (int i = 0; i < OTILES; ++i) {
         int cc = col + i * 8 + 2 * c;
         if (va)
-            *(unsigned*)(out + (size_t)(s.own_start + qa) * q_width + cc) =
+            *(unsigned*)(out + (size_t)(row0 + qa - q0) * q_width + cc) =
                 pack_half2(o[i][0] * ia, o[i][1] * ia);
         if (vb)
-            *(unsigned*)(out + (size_t)(s.own_start + qb) * q_width + cc) =
+            *(unsigned*)(out + (size_t)(row0 + qb - q0) * q_width + cc) =
                 pack_half2(o[i][2] * ib, o[i][3] * ib);
     }
 }
@@ -650,13 +712,21 @@ extern "C" __global__ void __launch_bounds__(128, 4)
 attention_mma_f16_hd64(const half_t* pre, const u8* pre_types, const half_t* own,
                        const u8* own_types, half_t* out, const SeqInfo* seqs, const int* tiles,
                        int q_width, int kv_width, int group, int ld, float scale, float penalty) {
-    attention_mma<64, 64>(pre, pre_types, own, own_types, out, seqs, tiles, q_width, kv_width,
-                          group, ld, scale, penalty);
+    attention_mma<64, 64, false>(pre, pre_types, own, own_types, out, seqs, tiles, q_width,
+                                 kv_width, group, ld, scale, penalty);
+}
+extern "C" __global__ void __launch_bounds__(128, 4)
+attention_mma_split_f16_hd64(const half_t* pre, const u8* pre_types, const half_t* own,
+                             const u8* own_types, half_t* out, const SeqInfo* seqs,
+                             const int* tiles, int q_width, int kv_width, int group, int ld,
+                             float scale, float penalty) {
+    attention_mma<64, 64, true>(pre, pre_types, own, own_types, out, seqs, tiles, q_width,
+                                kv_width, group, ld, scale, penalty);
 }
 extern "C" __global__ void __launch_bounds__(128)
 attention_mma_f16_hd128(const half_t* pre, const u8* pre_types, const half_t* own,
                         const u8* own_types, half_t* out, const SeqInfo* seqs, const int* tiles,
                         int q_width, int kv_width, int group, int ld, float scale, float penalty) {
-    attention_mma<128, 32>(pre, pre_types, own, own_types, out, seqs, tiles, q_width, kv_width,
-                           group, ld, scale, penalty);
+    attention_mma<128, 32, false>(pre, pre_types, own, own_types, out, seqs, tiles, q_width,
+                                  kv_width, group, ld, scale, penalty);
 }

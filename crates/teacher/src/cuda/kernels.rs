@@ -41,6 +41,7 @@ pub(crate) struct Kernels {
     pub attention_simt_f16: CudaFunction,
     pub attention_simt_f32: CudaFunction,
     pub attention_mma_f16_hd64: CudaFunction,
+    pub attention_mma_split_f16_hd64: CudaFunction,
     pub attention_mma_f16_hd128: CudaFunction,
     /// Keeps the module loaded as long as the handles live.
     _module: Arc<CudaModule>,
@@ -71,14 +72,17 @@ impl Kernels {
         let module = ctx.load_module(ptx).map_err(CudaError::driver)?;
         let get = |name: &str| module.load_function(name).map_err(CudaError::driver);
         let norm = |types: &str| get(&format!("ln_{types}_{}", norm_suffix(d_model)));
-        let attention_mma_f16_hd64 = get("attention_mma_f16_hd64")?;
-        // Its four blocks an SM need 4 × 37 KiB of shared memory: ask for the largest carveout.
-        attention_mma_f16_hd64
-            .set_attribute(
-                CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
-                100,
-            )
-            .map_err(CudaError::driver)?;
+        // Four blocks an SM need 4 × 37 KiB of shared memory: ask for the largest carveout.
+        let four_blocks = |name: &str| {
+            let kernel = get(name)?;
+            kernel
+                .set_attribute(
+                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
+                    100,
+                )
+                .map_err(CudaError::driver)?;
+            Ok::<_, CudaError>(kernel)
+        };
         Ok(Kernels {
             embed_f16: get("embed_f16")?,
             embed_f32: get("embed_f32")?,
@@ -95,7 +99,8 @@ impl Kernels {
             rotary_f32: get("rotary_f32")?,
             attention_simt_f16: get("attention_simt_f16")?,
             attention_simt_f32: get("attention_simt_f32")?,
-            attention_mma_f16_hd64,
+            attention_mma_f16_hd64: four_blocks("attention_mma_f16_hd64")?,
+            attention_mma_split_f16_hd64: four_blocks("attention_mma_split_f16_hd64")?,
             attention_mma_f16_hd128: get("attention_mma_f16_hd128")?,
             _module: module,
         })

@@ -104,7 +104,7 @@ impl EngineLimits {
 
     /// The last rows' residual and the per-sequence tables.
     fn pass_bytes_per_sequence(shape: &ModelShape, precision: Precision) -> u64 {
-        precision.bytes() * shape.d_model as u64 + 20 + 4 + 12 + 8
+        precision.bytes() * shape.d_model as u64 + 20 + 4 + 12 + 12
     }
 
     /// k|v of every block, and the type.

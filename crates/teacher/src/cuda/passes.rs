@@ -123,8 +123,7 @@ impl CudaEngine {
         let mut types = Vec::new();
         let mut info = Vec::with_capacity(seqs.len());
         let mut last_rows = Vec::with_capacity(seqs.len());
-        let mut last_items = Vec::with_capacity(3 * seqs.len());
-        for (s, seq) in seqs.iter().enumerate() {
+        for seq in seqs {
             let start = ids.len();
             info.push(SeqInfo {
                 pre_start: seq.cache_row as i32,
@@ -139,7 +138,6 @@ impl CudaEngine {
             );
             types.extend_from_slice(&seq.types);
             last_rows.push((start + seq.ids.len() - 1) as u32);
-            last_items.extend_from_slice(&[s as i32, seq.ids.len() as i32 - 1, s as i32]);
         }
         let rows = ids.len();
         let n = seqs.len();
@@ -151,11 +149,6 @@ impl CudaEngine {
         let lists = self.attention_lists(work, &info)?;
         self.pass_uploaded()?;
         let d = self.arch.shape.d_model;
-        let max_keys = seqs
-            .iter()
-            .map(|s| s.prefix_len + s.ids.len())
-            .max()
-            .unwrap_or(1);
         self.embed(work, rows)?;
         for (l, block) in self.weights.blocks.iter().enumerate() {
             self.project_qkv(work, block, work.qkv.ptr(), rows)?;
@@ -171,8 +164,7 @@ impl CudaEngine {
                 continue;
             }
             // The final block: only each sequence's last row goes on.
-            work.items.upload(&self.stream, &last_items)?;
-            self.attention_simt(work, &source, work.items.ptr(), n, max_keys)?;
+            self.attention_last_rows(work, &source, &info)?;
             self.launch(
                 &self.kernels.gather_rows,
                 (warp_blocks(n), 1),

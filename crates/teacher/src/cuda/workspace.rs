@@ -7,7 +7,7 @@ use cudarc::driver::CudaStream;
 
 use super::CudaError;
 use super::arch::{EngineArch, Mlp};
-use super::attention::ATTENTION_TILE;
+use super::attention::{ATTENTION_TILE, TILE_BYTES};
 use super::blas::GemmType;
 use super::buffer::DeviceBuffer;
 use super::limits::EngineLimits;
@@ -75,7 +75,7 @@ impl Workspace {
             types: alloc(p)?,
             seqs: alloc(s * 20)?,
             items: alloc(p.max(s) * 12)?,
-            tiles: alloc((p.div_ceil(ATTENTION_TILE) + s) * 8)?,
+            tiles: alloc((p.div_ceil(ATTENTION_TILE) + s) * TILE_BYTES)?,
             last_rows: alloc(s * 4)?,
             out: None,
         })
