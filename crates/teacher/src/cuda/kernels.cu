@@ -170,28 +170,26 @@ __device__ void layer_norm_any(const TH* __restrict__ h, const float* __restrict
         Elem<TO>::store(o + i, (Elem<TH>::load(x + i) - mean) * rstd * w[i] + (b ? b[i] : 0.f));
 }
 
-// The norm kernels of one (residual, output) type pair: ln_<name>_any and ln_<name>_<N4>
-// for the widths of the supported checkpoints (768 ... 3072; see NORM_VECTOR_WIDTHS in
-// kernels.rs).
+// The norm kernels: ln_<types>_any for every width, and ln_<types>_<N4> for rows of 128 * N4,
+// instantiated by LN_WIDTH(N4) lines that kernels.rs appends to this source for the widths
+// it lists (NORM_VECTOR_WIDTHS).
+#define LN_ANY(name, TH, TO)                                                                   \
+    extern "C" __global__ void ln_##name##_any(const TH* h, const float* w, const float* b,     \
+                                               TO* out, int rows, int d, float eps, int rms) {  \
+        layer_norm_any<TH, TO>(h, w, b, out, rows, d, eps, rms);                                \
+    }
+LN_ANY(f16, half_t, half_t)
+LN_ANY(f16_out_f32, half_t, float)
+LN_ANY(f32, float, float)
 #define LN_VEC(name, TH, TO, N4)                                                               \
     extern "C" __global__ void ln_##name##_##N4(const TH* h, const float* w, const float* b,   \
                                                  TO* out, int rows, int d, float eps, int rms) { \
         layer_norm_vec<TH, TO, N4>(h, w, b, out, rows, eps, rms);                               \
     }
-#define LN_KERNELS(name, TH, TO)                                                               \
-    extern "C" __global__ void ln_##name##_any(const TH* h, const float* w, const float* b,     \
-                                               TO* out, int rows, int d, float eps, int rms) {  \
-        layer_norm_any<TH, TO>(h, w, b, out, rows, d, eps, rms);                                \
-    }                                                                                          \
-    LN_VEC(name, TH, TO, 6)                                                                    \
-    LN_VEC(name, TH, TO, 8)                                                                    \
-    LN_VEC(name, TH, TO, 10)                                                                   \
-    LN_VEC(name, TH, TO, 16)                                                                   \
-    LN_VEC(name, TH, TO, 20)                                                                   \
-    LN_VEC(name, TH, TO, 24)
-LN_KERNELS(f16, half_t, half_t)
-LN_KERNELS(f16_out_f32, half_t, float)
-LN_KERNELS(f32, float, float)
+#define LN_WIDTH(N4)                                                                           \
+    LN_VEC(f16, half_t, half_t, N4)                                                            \
+    LN_VEC(f16_out_f32, half_t, float, N4)                                                     \
+    LN_VEC(f32, float, float, N4)
 
 // ---------------------------------------------------------------------------------------
 // dst[r] = src[rows[r]] for rows of `words` 32-bit words (the residual rows of the last

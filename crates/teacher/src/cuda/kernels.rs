@@ -11,8 +11,18 @@ use super::CudaError;
 /// The CUDA C++ source, built into the binary.
 const SOURCE: &str = include_str!("kernels.cu");
 
-/// Row widths `d / 128` with their own norm kernels in `kernels.cu` (`LN_KERNELS`).
+/// Row widths `d / 128` with their own norm kernels: [`source`] instantiates `kernels.cu`'s
+/// `LN_WIDTH` for each.
 const NORM_VECTOR_WIDTHS: [usize; 6] = [6, 8, 10, 16, 20, 24];
+
+/// `kernels.cu` with the norm kernels of [`NORM_VECTOR_WIDTHS`] instantiated.
+fn source() -> String {
+    let widths: String = NORM_VECTOR_WIDTHS
+        .iter()
+        .map(|n| format!("LN_WIDTH({n})\n"))
+        .collect();
+    format!("{SOURCE}\n{widths}")
+}
 
 /// The name suffix of the norm kernels for rows of `d` elements: the row's width in float4s
 /// per lane where `kernels.cu` has kernels for it, else `any`.
@@ -67,7 +77,7 @@ impl Kernels {
             name: Some("timekd_kernels.cu".to_string()),
             ..Default::default()
         };
-        let ptx = compile_ptx_with_opts(SOURCE, options)
+        let ptx = compile_ptx_with_opts(source(), options)
             .map_err(|e| CudaError::Compile(format!("{e:?}")))?;
         let module = ctx.load_module(ptx).map_err(CudaError::driver)?;
         let get = |name: &str| module.load_function(name).map_err(CudaError::driver);
@@ -104,5 +114,28 @@ impl Kernels {
             attention_mma_f16_hd128: get("attention_mma_f16_hd128")?,
             _module: module,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::norm_suffix;
+
+    #[test]
+    fn rows_of_the_common_widths_take_their_own_norm_kernel_and_others_the_generic_one() {
+        // GPT-2 small, medium, large; Llama-3.2-1B; GPT-2 xl (1600 = 12.5 x 128); 3B; a tiny model.
+        let cases = [
+            (768, "6"),
+            (1024, "8"),
+            (1280, "10"),
+            (2048, "16"),
+            (1600, "any"),
+            (3072, "24"),
+            (64, "any"),
+            (4096, "any"),
+        ];
+        for (d, suffix) in cases {
+            assert_eq!(norm_suffix(d), suffix, "d = {d}");
+        }
     }
 }
