@@ -89,7 +89,14 @@ struct Row {
     flops: f64,
     tokens: f64,
     peak_mib: Option<u64>,
+    /// The model's chunks in the timed span (None from a timekd that does not say).
+    chunks: Option<usize>,
 }
+
+/// Fewer of the model's chunks than this in the timed span and a case's rate is flagged:
+/// the pipeline's stages run a chunk or two apart and need some chunks to settle (ETTh1's are
+/// 253 windows at H = 24, so 2,048 timed windows are 8 of them).
+const STEADY_CHUNKS: usize = 16;
 
 impl Row {
     fn rate(&self) -> f64 {
@@ -239,6 +246,15 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
     println!(
         "ratio = our windows/s over the reference's best (torch.compile where it ran, else eager)"
     );
+    for row in rows.iter().chain(all_lengths.iter().map(|(r, _)| r)) {
+        if let Some(chunks) = row.chunks.filter(|&n| n < STEADY_CHUNKS) {
+            println!(
+                "SHORT SPAN {}: its rate was read over {chunks} of the model's chunks (fewer than \
+                 {STEADY_CHUNKS}): the pipeline may not be steady yet; raise --windows and --warmup",
+                row.case
+            );
+        }
+    }
     if expert_out.is_some() {
         println!(
             "vs expert = our windows/s over the expert's (one row = one variable of one window, \
@@ -340,6 +356,7 @@ fn time_case(
         })
         .with_context(|| format!("timekd reported no steady state:\n{log}"))?;
     let (windows, secs) = steady_rate(steady).context("the steady-state line")?;
+    let chunks = number_after(steady, " over ").map(|n| n as usize);
     let share = windows as f64 / (total * count) as f64;
     Ok(Row {
         case: case.to_string(),
@@ -348,6 +365,7 @@ fn time_case(
         flops: flops * share,
         tokens: tokens * share,
         peak_mib,
+        chunks,
     })
 }
 
@@ -762,10 +780,12 @@ mod tests {
         assert_eq!(count, 524);
         // The rate as printed, not 524 / 0.6 = 873.3.
         assert!((count as f64 / secs - 907.50).abs() < 1e-9, "{secs}");
-        let many = "80 embeddings: 2048 embeddings in 12.5 s = 163.84 embeddings/s";
+        let many = "80 embeddings: 2048 embeddings in 12.5 s = 163.84 embeddings/s over 25 chunks";
         let (count, secs) = steady_rate(many).unwrap();
         assert_eq!(count, 2048);
         assert!((count as f64 / secs - 163.84).abs() < 1e-9, "{secs}");
+        assert_eq!(number_after(many, " over "), Some(25.0));
+        assert_eq!(number_after(one, " over "), None);
         assert_eq!(steady_rate("no rate here"), None);
         assert_eq!(
             steady_rate("9 windows: 9 windows in 0.0 s = 0.00 windows/s"),

@@ -22,6 +22,8 @@ pub struct ExtractProgress {
     /// `--report-after K`: the first progress with K embeddings done.
     report_after: Option<usize>,
     steady_from: Option<Progress>,
+    /// Chunks finished after `steady_from`: the span the steady rate is read from.
+    steady_chunks: usize,
     last: Option<Progress>,
 }
 
@@ -37,6 +39,7 @@ impl ExtractProgress {
             last_line: Instant::now(),
             report_after,
             steady_from: None,
+            steady_chunks: 0,
             last: None,
         }
     }
@@ -56,19 +59,22 @@ impl ExtractProgress {
             );
         }
         if let (Some(from), Some(last)) = (self.steady_from, self.last) {
-            eprintln!("{}", steady_state(&from, &last, unit));
+            eprintln!("{}", steady_state(&from, &last, self.steady_chunks, unit));
         }
     }
 }
 
-/// The `--report-after` line: the rate from progress `from` to `last`, timed by when the
-/// language model finished their chunks ([`Progress::computed`]), so chunks still in the
-/// worker's later stages at `from` do not count as if they took no time.
-fn steady_state(from: &Progress, last: &Progress, unit: &str) -> String {
+/// The `--report-after` line: the rate from progress `from` to `last` over the `chunks`
+/// finished between them, timed by when the language model finished them
+/// ([`Progress::computed`]), so chunks still in the worker's later stages at `from` do not
+/// count as if they took no time. The chunk count says how long a span the rate is read from:
+/// over a few chunks the pipeline's stages are not yet steady.
+fn steady_state(from: &Progress, last: &Progress, chunks: usize, unit: &str) -> String {
     let count = last.done - from.done;
     let secs = last.computed.saturating_sub(from.computed).as_secs_f64();
     format!(
-        "steady state after the first {} {unit}: {count} {unit} in {secs:.1} s = {:.2} {unit}/s",
+        "steady state after the first {} {unit}: {count} {unit} in {secs:.1} s = {:.2} {unit}/s \
+         over {chunks} chunks",
         from.done,
         count as f64 / secs.max(1e-9)
     )
@@ -113,7 +119,9 @@ impl ExtractObserver for ExtractProgress {
         self.bar.set_position(progress.done as u64);
         self.bar
             .set_message(format!("≈{:.0} tokens/s", progress.tokens_per_second()));
-        if self.steady_from.is_none() && self.report_after.is_some_and(|k| progress.done >= k) {
+        if self.steady_from.is_some() {
+            self.steady_chunks += 1;
+        } else if self.report_after.is_some_and(|k| progress.done >= k) {
             self.steady_from = Some(*progress);
         }
         if self.log_lines && self.last_line.elapsed().as_secs() >= 30 {
@@ -162,13 +170,34 @@ mod tests {
     }
 
     #[test]
+    fn the_steady_span_counts_the_chunks_after_the_report_point() {
+        let mut view = ExtractProgress::new(Some(100));
+        for (done, ms) in [
+            (50, 500),
+            (100, 1000),
+            (150, 1500),
+            (200, 2000),
+            (250, 2500),
+        ] {
+            view.progress(&at(done, ms, ms));
+        }
+        assert_eq!(view.steady_from.map(|p| p.done), Some(100));
+        assert_eq!(view.steady_chunks, 3);
+        let (from, last) = (view.steady_from.unwrap(), view.last.unwrap());
+        assert!(
+            steady_state(&from, &last, view.steady_chunks, "windows").ends_with("over 3 chunks")
+        );
+    }
+
+    #[test]
     fn the_steady_state_is_timed_by_the_models_chunks_not_by_their_arrival() {
         // Two chunks of 100 arrive 0.1 s apart after the warm-up (a backlog drained), but the
         // model took 1 s for each: the rate is 100 windows/s, not 1,000.
-        let line = steady_state(&at(100, 3000, 1500), &at(300, 3200, 3500), "windows");
+        let line = steady_state(&at(100, 3000, 1500), &at(300, 3200, 3500), 2, "windows");
         assert_eq!(
             line,
-            "steady state after the first 100 windows: 200 windows in 2.0 s = 100.00 windows/s"
+            "steady state after the first 100 windows: 200 windows in 2.0 s = 100.00 windows/s \
+             over 2 chunks"
         );
     }
 }
