@@ -171,8 +171,8 @@ __device__ void layer_norm_any(const TH* __restrict__ h, const float* __restrict
 }
 
 // The norm kernels: ln_<types>_any for every width, and ln_<types>_<N4> for rows of 128 * N4,
-// instantiated by LN_WIDTH(N4) lines that kernels.rs appends to this source for the widths
-// it lists (NORM_VECTOR_WIDTHS).
+// instantiated by the LN_WIDTH(N4) line that kernels.rs appends to this source for the model's
+// width when it is one of NORM_VECTOR_WIDTHS.
 #define LN_ANY(name, TH, TO)                                                                   \
     extern "C" __global__ void ln_##name##_any(const TH* h, const float* w, const float* b,     \
                                                TO* out, int rows, int d, float eps, int rms) {  \

@@ -11,26 +11,28 @@ use super::CudaError;
 /// The CUDA C++ source, built into the binary.
 const SOURCE: &str = include_str!("kernels.cu");
 
-/// Row widths `d / 128` with their own norm kernels: [`source`] instantiates `kernels.cu`'s
-/// `LN_WIDTH` for each.
+/// Row widths `d / 128` with their own norm kernels (`kernels.cu`'s `LN_WIDTH`).
 const NORM_VECTOR_WIDTHS: [usize; 6] = [6, 8, 10, 16, 20, 24];
 
-/// `kernels.cu` with the norm kernels of [`NORM_VECTOR_WIDTHS`] instantiated.
-fn source() -> String {
-    let widths: String = NORM_VECTOR_WIDTHS
-        .iter()
-        .map(|n| format!("LN_WIDTH({n})\n"))
-        .collect();
-    format!("{SOURCE}\n{widths}")
+/// The row width `d / 128` of the norm kernels for rows of `d` elements, where it is one of
+/// [`NORM_VECTOR_WIDTHS`] (else the generic kernels serve).
+fn norm_width(d: usize) -> Option<usize> {
+    let n = d / 128;
+    (d.is_multiple_of(128) && NORM_VECTOR_WIDTHS.contains(&n)).then_some(n)
 }
 
-/// The name suffix of the norm kernels for rows of `d` elements: the row's width in float4s
-/// per lane where `kernels.cu` has kernels for it, else `any`.
-fn norm_suffix(d: usize) -> String {
-    match d / 128 {
-        n if d.is_multiple_of(128) && NORM_VECTOR_WIDTHS.contains(&n) => n.to_string(),
-        _ => "any".to_string(),
+/// `kernels.cu` with the norm kernels for rows of `d` instantiated: only the model's width,
+/// since every instantiation costs NVRTC time at each load (all six doubled it, 2.0 -> 4.0 s).
+fn source(d: usize) -> String {
+    match norm_width(d) {
+        Some(n) => format!("{SOURCE}\nLN_WIDTH({n})\n"),
+        None => SOURCE.to_string(),
     }
+}
+
+/// The name suffix of the norm kernels for rows of `d` elements.
+fn norm_suffix(d: usize) -> String {
+    norm_width(d).map_or("any".to_string(), |n| n.to_string())
 }
 
 /// Handles of the kernels of `kernels.cu` a model uses.
@@ -77,7 +79,7 @@ impl Kernels {
             name: Some("timekd_kernels.cu".to_string()),
             ..Default::default()
         };
-        let ptx = compile_ptx_with_opts(source(), options)
+        let ptx = compile_ptx_with_opts(source(d_model), options)
             .map_err(|e| CudaError::Compile(format!("{e:?}")))?;
         let module = ctx.load_module(ptx).map_err(CudaError::driver)?;
         let get = |name: &str| module.load_function(name).map_err(CudaError::driver);
@@ -119,7 +121,7 @@ impl Kernels {
 
 #[cfg(test)]
 mod tests {
-    use super::norm_suffix;
+    use super::{norm_suffix, source};
 
     #[test]
     fn rows_of_the_common_widths_take_their_own_norm_kernel_and_others_the_generic_one() {
@@ -136,6 +138,12 @@ mod tests {
         ];
         for (d, suffix) in cases {
             assert_eq!(norm_suffix(d), suffix, "d = {d}");
+            // The source instantiates exactly the kernels the name asks for.
+            let instantiated = source(d).matches("\nLN_WIDTH(").count();
+            assert_eq!(instantiated, usize::from(suffix != "any"), "d = {d}");
+            if suffix != "any" {
+                assert!(source(d).ends_with(&format!("\nLN_WIDTH({suffix})\n")));
+            }
         }
     }
 }
