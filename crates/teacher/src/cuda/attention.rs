@@ -52,11 +52,7 @@ impl CudaEngine {
         work: &Workspace,
         seqs: &[SeqInfo],
     ) -> Result<AttentionLists, CudaError> {
-        let max_keys = seqs
-            .iter()
-            .map(|s| (s.pre_len + s.own_len) as usize)
-            .max()
-            .unwrap_or(1);
+        let max_keys = max_keys(seqs);
         if self.tensor_core().is_some() {
             let (mut tiles, mut short) = (Vec::new(), Vec::new());
             for (s, seq) in seqs.iter().enumerate() {
@@ -132,13 +128,8 @@ impl CudaEngine {
             work.tiles.upload(&self.stream, &list)?;
             return self.attention_tiles(kernels.short, work, keys, (work.tiles.ptr(), seqs.len()));
         }
-        let max_keys = seqs
-            .iter()
-            .map(|s| (s.pre_len + s.own_len) as usize)
-            .max()
-            .unwrap_or(1);
         work.items.upload(&self.stream, &list)?;
-        self.attention_simt(work, keys, work.items.ptr(), seqs.len(), max_keys)
+        self.attention_simt(work, keys, work.items.ptr(), seqs.len(), max_keys(seqs))
     }
 
     /// A tensor-core kernel over `count` tiles uploaded at `tiles`.
@@ -224,6 +215,14 @@ impl Keys {
         let keys = [self.pre, self.pre_types, self.own, self.own_types].map(Arg::Ptr);
         keys.into_iter().chain(rest.iter().copied()).collect()
     }
+}
+
+/// The most keys a query of `seqs` sees (its prefix and its own tokens; at least 1).
+fn max_keys(seqs: &[SeqInfo]) -> usize {
+    seqs.iter()
+        .map(|s| (s.pre_len + s.own_len) as usize)
+        .max()
+        .unwrap_or(1)
 }
 
 /// An uploaded attention work list: `count` tiles (or items), then `short` short tiles.
