@@ -310,8 +310,9 @@ impl CudaEngine {
             block_dim: (threads, 1, 1),
             shared_mem_bytes: shared,
         };
-        // SAFETY: every kernel's parameters are listed in `kernels.cu`'s order and types;
-        // the buffers they point to are sized by the limits the passes respect.
+        // SAFETY: every kernel's parameters are listed in its source's (`kernels.cu`,
+        // `attention.cu`) order and types; the buffers they point to are sized by the limits
+        // the passes respect.
         unsafe { builder.launch(config) }
             .map(|_| ())
             .map_err(CudaError::driver)

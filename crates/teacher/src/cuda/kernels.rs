@@ -1,4 +1,5 @@
-//! The engine's own kernels (`kernels.cu`), compiled by NVRTC for the device at load time.
+//! The engine's own kernels (`kernels.cu`, `attention.cu`), compiled by NVRTC for the device
+//! at load time.
 
 use std::sync::Arc;
 
@@ -8,8 +9,8 @@ use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 
 use super::CudaError;
 
-/// The CUDA C++ source, built into the binary.
-const SOURCE: &str = include_str!("kernels.cu");
+/// The CUDA C++ source, built into the binary: the helpers and row kernels, then attention.
+const SOURCE: &str = concat!(include_str!("kernels.cu"), include_str!("attention.cu"));
 
 /// Row widths `d / 128` with their own norm kernels (`kernels.cu`'s `LN_WIDTH`).
 const NORM_VECTOR_WIDTHS: [usize; 6] = [6, 8, 10, 16, 20, 24];

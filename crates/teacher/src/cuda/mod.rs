@@ -16,7 +16,7 @@
 //!   β = 1) fused as epilogues (`blas`); each product's algorithm is chosen once at load by
 //!   timing the heuristic's candidates without split-K. LLaMA's q, k and v are one product,
 //!   its gate and up another.
-//! - **Flash-style attention** (`kernels.cu`): scores, causal + calibration mask, online
+//! - **Flash-style attention** (`attention.cu`): scores, causal + calibration mask, online
 //!   softmax and the value product in one kernel on tensor cores, for f16 with heads 64 or 128
 //!   wide (128: Llama-3.2-3B); the [queries, keys] score matrix never reaches device memory.
 //!   Other widths and f32 use a simple one-warp-per-query kernel. Suffixes read their prefix's keys and values straight

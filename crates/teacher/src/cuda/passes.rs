@@ -235,7 +235,7 @@ pub(super) struct SuffixSeq<'p> {
     prefix_len: usize,
 }
 
-/// `kernels.cu`'s `SeqInfo`.
+/// `attention.cu`'s `SeqInfo`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SeqInfo {
     pub(super) pre_start: i32,
