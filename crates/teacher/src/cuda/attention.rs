@@ -54,23 +54,11 @@ impl CudaEngine {
     ) -> Result<AttentionLists, CudaError> {
         let max_keys = max_keys(seqs);
         if self.tensor_core().is_some() {
-            let (mut tiles, mut short) = (Vec::new(), Vec::new());
-            for (s, seq) in seqs.iter().enumerate() {
-                for q0 in (0..seq.own_len).step_by(ATTENTION_TILE) {
-                    let list = if seq.own_len - q0 <= SHORT_TILE {
-                        &mut short
-                    } else {
-                        &mut tiles
-                    };
-                    list.extend_from_slice(&[s as i32, q0, seq.own_start + q0]);
-                }
-            }
-            let (count, short_count) = (tiles.len() / 3, short.len() / 3);
-            tiles.append(&mut short);
+            let (tiles, count, short) = tile_list(seqs);
             work.tiles.upload(&self.stream, &tiles)?;
             Ok(AttentionLists {
                 count,
-                short: short_count,
+                short,
                 max_keys,
             })
         } else {
@@ -217,6 +205,25 @@ impl Keys {
     }
 }
 
+/// The tensor-core work list of `seqs`: tiles (sequence, first query, its output row) of up
+/// to 64 queries, then the short ones (at most [`SHORT_TILE`] queries); with how many of each.
+fn tile_list(seqs: &[SeqInfo]) -> (Vec<i32>, usize, usize) {
+    let (mut tiles, mut short) = (Vec::new(), Vec::new());
+    for (s, seq) in seqs.iter().enumerate() {
+        for q0 in (0..seq.own_len).step_by(ATTENTION_TILE) {
+            let list = if seq.own_len - q0 <= SHORT_TILE {
+                &mut short
+            } else {
+                &mut tiles
+            };
+            list.extend_from_slice(&[s as i32, q0, seq.own_start + q0]);
+        }
+    }
+    let (count, short_count) = (tiles.len() / 3, short.len() / 3);
+    tiles.append(&mut short);
+    (tiles, count, short_count)
+}
+
 /// The most keys a query of `seqs` sees (its prefix and its own tokens; at least 1).
 fn max_keys(seqs: &[SeqInfo]) -> usize {
     seqs.iter()
@@ -234,3 +241,50 @@ pub(super) struct AttentionLists {
 
 /// Bytes of one tile of the lists: three i32s.
 pub(super) const TILE_BYTES: usize = 12;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tiles_cover_every_query_once_and_short_ones_go_last() {
+        // Suffixes as a pass packs them: GT suffixes of several H, HD suffixes, one token.
+        let lengths = [450, 11, 59, 1, 64, 65, 80, 16, 17, 128, 300];
+        let mut seqs = Vec::new();
+        let mut start = 0;
+        for len in lengths {
+            seqs.push(SeqInfo {
+                pre_start: 0,
+                pre_len: 260,
+                own_start: start,
+                own_len: len,
+            });
+            start += len;
+        }
+        let (list, count, short) = tile_list(&seqs);
+        assert_eq!(list.len(), 3 * (count + short));
+        let mut seen = vec![0u32; start as usize];
+        for (i, tile) in list.chunks(3).enumerate() {
+            let (s, q0, row0) = (tile[0] as usize, tile[1], tile[2]);
+            let seq = &seqs[s];
+            assert_eq!(row0, seq.own_start + q0, "tile {i}: output row");
+            let queries = (seq.own_len - q0).min(ATTENTION_TILE as i32);
+            assert!(queries > 0, "tile {i} has no query");
+            // The short tiles, and only they, come after the first `count`.
+            assert_eq!(
+                i >= count,
+                seq.own_len - q0 <= SHORT_TILE,
+                "tile {i} in the wrong list"
+            );
+            for q in q0..q0 + queries {
+                seen[(seq.own_start + q) as usize] += 1;
+            }
+        }
+        assert!(
+            seen.iter().all(|&n| n == 1),
+            "every query exactly once: {seen:?}"
+        );
+        // Short: 450's last 2 queries, 11, 1, 65's last 1, 80's last 16, 16 (17 is a tile).
+        assert_eq!(short, 6, "short tiles");
+    }
+}
