@@ -7,7 +7,9 @@
 //! Every case uses a GPT-2-small-shaped random-weight model (speed does not depend on the
 //! weights). A case's rate is the steady state after its warm-up windows, in one process, timed
 //! by when the model finished each chunk (timekd's `--report-after`): the SCA and store writes
-//! of a chunk run beside the next one and hold it back when they are slower. The all-lengths
+//! of a chunk run beside the next one and hold it back when they are slower. Work comes in
+//! chunks (ETTh1 at one H: 253 windows), so the warm-up and timed spans are at least 8 and 16
+//! chunks whatever was asked. The all-lengths
 //! case runs one pass for every output length and projects the whole dataset's train + val
 //! time from its steady rate.
 
@@ -33,11 +35,12 @@ pub struct BenchExtract {
     /// The output lengths of the all-lengths case.
     #[arg(long, value_delimiter = ',', default_value = "24,36,48,96,192")]
     lengths: Vec<usize>,
-    /// Windows timed per case, after the warm-up windows.
+    /// Windows timed per case, after the warm-up windows; at least 16 of the case's chunks of
+    /// work (its dry run says how many windows a chunk holds), raised where fewer.
     #[arg(long, default_value_t = 2048)]
     windows: usize,
     /// Windows before the timed ones, in the same process (kernel compilation, first-use
-    /// allocations).
+    /// allocations, the pipeline filling); at least 8 chunks, raised where fewer.
     #[arg(long, default_value_t = 256)]
     warmup: usize,
     /// cuda, cuda:N or cuda:all.
@@ -97,6 +100,19 @@ struct Row {
 /// the pipeline's stages run a chunk or two apart and need some chunks to settle (ETTh1's are
 /// 253 windows at H = 24, so 2,048 timed windows are 8 of them).
 const STEADY_CHUNKS: usize = 16;
+
+/// Chunks of warm-up a case gets at least: the first ones also carry the SCA's first-call
+/// compilation and fill the worker's pipeline.
+const WARMUP_CHUNKS: usize = 8;
+
+/// The warm-up and timed windows of a case whose work comes in chunks of `chunk` windows:
+/// those asked for, raised to [`WARMUP_CHUNKS`] and [`STEADY_CHUNKS`] chunks.
+fn span_in_chunks(warmup: usize, windows: usize, chunk: usize) -> (usize, usize) {
+    (
+        warmup.max(WARMUP_CHUNKS * chunk),
+        windows.max(STEADY_CHUNKS * chunk),
+    )
+}
 
 impl Row {
     fn rate(&self) -> f64 {
@@ -331,6 +347,8 @@ fn time_case(
     let total = args.warmup + args.windows;
     let dry = captured(base(total).arg("--dry-run"))?.stdout;
     let dry = String::from_utf8_lossy(&dry);
+    let chunk = number_after(&dry, "work in chunks of ").map_or(1, |n| n as usize);
+    let (warmup, windows) = span_in_chunks(args.warmup, args.windows, chunk);
     // One line per (H, split) store; several lengths share their prefixes, which the dry run
     // totals on a line of its own.
     let flops = number_after(&dry, "all lengths in one pass (each window's history prefix runs once for every H): forward FLOPs run ≈ ")
@@ -339,13 +357,15 @@ fn time_case(
     if flops == 0.0 || tokens == 0.0 {
         bail!("the dry run printed no FLOPs or token counts:\n{dry}");
     }
-    eprintln!(
-        "bench {case}: {} warm-up windows, then {} timed",
-        args.warmup, args.windows
-    );
+    let raised = if (warmup, windows) == (args.warmup, args.windows) {
+        String::new()
+    } else {
+        format!(" (raised to {WARMUP_CHUNKS} and {STEADY_CHUNKS} of its chunks of {chunk} windows)")
+    };
+    eprintln!("bench {case}: {warmup} warm-up windows, then {windows} timed{raised}");
     let sampler = GpuSampler::start();
-    let warmup = (args.warmup * count).to_string();
-    let log = captured(base(total).args(["--report-after", &warmup]))?.stderr;
+    let report_after = (warmup * count).to_string();
+    let log = captured(base(warmup + windows).args(["--report-after", &report_after]))?.stderr;
     let log = String::from_utf8_lossy(&log);
     let peak_mib = sampler.stop().map(|s| s.peak_mib);
     let steady = log
@@ -771,6 +791,18 @@ mod tests {
         );
         assert_eq!(last_lines(stderr, 1), "ImportError: no flex");
         assert_eq!(last_lines("", 3), "");
+    }
+
+    #[test]
+    fn a_case_gets_at_least_eight_chunks_of_warm_up_and_sixteen_timed() {
+        // ETTh1 H=24: chunks of 253 windows; the defaults (256, 2048) are raised.
+        assert_eq!(span_in_chunks(256, 2048, 253), (2024, 4048));
+        // weather H=192: chunks of 81; what was asked already holds enough of them.
+        assert_eq!(span_in_chunks(1024, 2048, 81), (1024, 2048));
+        // A dry run that does not say (an older timekd): as asked.
+        assert_eq!(span_in_chunks(256, 2048, 1), (256, 2048));
+        let dry = "per pass: ≤ 1 padded tokens\nwork in chunks of 253 windows per worker (...)\n";
+        assert_eq!(number_after(dry, "work in chunks of "), Some(253.0));
     }
 
     #[test]

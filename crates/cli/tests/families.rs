@@ -37,6 +37,7 @@ fn llama_and_bert_teachers_extract_and_train_a_student() {
             "timekd extract --dry-run",
         );
         let plan = String::from_utf8_lossy(&out.stdout);
+        assert!(plan.contains("work in chunks of "), "{family}: {plan}");
         let whole = plan.contains("prefix cache off: bert attends both ways");
         assert_eq!(whole, family == "bert", "{family}: {plan}");
         let out = ok(

@@ -334,6 +334,11 @@ impl<'a> Extraction<'a> {
         Ok(PassPlan::new(&self.pass_request(), longest))
     }
 
+    /// Prompts of one window: GT and HD for every variable and output length.
+    fn prompts_per_window(&self) -> usize {
+        2 * self.settings.data.n_vars() * self.lengths.len()
+    }
+
     /// What the run would do: windows, prompts, tokens, FLOPs and pass sizes per store. Loads
     /// no weights and writes nothing.
     pub fn plan(&self) -> Result<ExtractionPlan, ExtractError> {
@@ -348,9 +353,11 @@ impl<'a> Extraction<'a> {
                 stores.push(StorePlan::new(&view, h, windows, survey, &request));
             }
         }
+        let passes = self.passes(&tokenizer)?;
         Ok(ExtractionPlan {
             budget: self.budget.clone(),
-            passes: self.passes(&tokenizer)?,
+            passes,
+            chunk_windows: passes.chunk_windows(self.prompts_per_window()),
             stores,
         })
     }
@@ -382,9 +389,7 @@ impl<'a> Extraction<'a> {
         };
         if total > 0 {
             observer.work_started(total);
-            // Enough prompts per chunk for several full passes, so passes are well filled.
-            let per_window = 2 * settings.data.n_vars() * self.lengths.len();
-            let chunk = (passes.options.max_prompts * 4 / per_window).clamp(1, 512);
+            let chunk = passes.chunk_windows(self.prompts_per_window());
             let pool = Pool {
                 spec: &self.spec,
                 devices: &devices,

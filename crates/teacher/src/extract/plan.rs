@@ -162,6 +162,14 @@ pub(crate) struct PassRequest<'a> {
 }
 
 impl PassPlan {
+    /// Windows in each chunk of work a worker takes when a window has `prompts_per_window`
+    /// prompts (2 per variable and output length): enough prompts for several full passes,
+    /// so passes are well filled, and at most 512 windows. Progress, resume and the steady
+    /// rate advance by chunks.
+    pub fn chunk_windows(&self, prompts_per_window: usize) -> usize {
+        (self.options.max_prompts * 4 / prompts_per_window.max(1)).clamp(1, 512)
+    }
+
     /// Passes for prompts of at most `longest` tokens under the request's budget.
     pub(crate) fn new(request: &PassRequest<'_>, longest: usize) -> Self {
         let defaults = BatchOptions::default();
@@ -216,6 +224,8 @@ pub struct ExtractionPlan {
     pub budget: budget::MemoryBudget,
     /// How passes are sized.
     pub passes: PassPlan,
+    /// Windows in each chunk of work ([`PassPlan::chunk_windows`]).
+    pub chunk_windows: usize,
     /// One entry per (split, output length).
     pub stores: Vec<StorePlan>,
 }
@@ -282,6 +292,31 @@ impl ExtractionPlan {
             seconds += widest.seconds * widest.prefix_flops / widest.flops_run.max(1.0);
         }
         (flops, seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_holds_four_passes_of_prompts_within_one_and_512_windows() {
+        let passes = PassPlan {
+            options: BatchOptions {
+                max_prompts: 886,
+                ..BatchOptions::default()
+            },
+            peak_bytes: 0,
+            engine: None,
+        };
+        // ETTh1, one length: 7 variables x GT and HD = 14 prompts a window.
+        assert_eq!(passes.chunk_windows(14), 253);
+        // weather, one length (42 prompts) and all five (210).
+        assert_eq!(passes.chunk_windows(42), 84);
+        assert_eq!(passes.chunk_windows(210), 16);
+        // One variable: capped; more prompts than four passes hold: one window.
+        assert_eq!(passes.chunk_windows(2), 512);
+        assert_eq!(passes.chunk_windows(10_000), 1);
     }
 }
 

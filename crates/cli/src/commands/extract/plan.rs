@@ -54,6 +54,10 @@ pub(super) fn print_plan(plan: &ExtractionPlan, args: &ExtractArgs, shape: &Mode
         gib(plan.passes.peak_bytes),
         gib(plan.budget.bytes)
     );
+    println!(
+        "work in chunks of {} windows per worker (progress, resume and the --report-after rate advance by chunks)",
+        plan.chunk_windows
+    );
     if let Some(engine) = &plan.passes.engine {
         println!(
             "CUDA engine ({}): ≤ {} tokens per pass, {} prefix tokens cached, est. {:.2} GiB of the budget (less where the GPU has less free at load)",
