@@ -1,5 +1,5 @@
 //! The engine's per-layer launches: embeddings, rotary positions, products with fused
-//! epilogues, residual + norm, the MLP's activation, and a block's tail.
+//! epilogues (the residual add among them), norms, the MLP's activation, and a block's tail.
 
 use super::CudaError;
 use super::arch::{Mlp, Norm};
@@ -61,15 +61,7 @@ impl CudaEngine {
         qkv: u64,
         rows: usize,
     ) -> Result<(), CudaError> {
-        let (d, width) = (self.arch.shape.d_model, self.arch.qkv_width());
-        self.linear(
-            work.a.ptr(),
-            &block.qkv,
-            qkv,
-            (rows, width, d),
-            Epilogue::Bias,
-            Stage::Qkv,
-        )?;
+        self.linear(Product::Qkv, block, (work.a.ptr(), qkv), rows)?;
         let Some(tables) = &self.weights.rotary else {
             return Ok(());
         };
@@ -79,6 +71,7 @@ impl CudaEngine {
         } else {
             &self.kernels.rotary_f32
         };
+        let width = self.arch.qkv_width();
         let heads = shape.heads + shape.kv_heads;
         let pairs = rows * heads * shape.head_dim / 2;
         self.launch(
@@ -124,25 +117,10 @@ impl CudaEngine {
         rows: usize,
         then: (&NormWeights, u64, bool),
     ) -> Result<(), CudaError> {
-        let (d, q) = (self.arch.shape.d_model, self.arch.q_width());
         let inner = self.arch.shape.mlp_width;
-        self.linear(
-            work.ctx.ptr(),
-            &block.attn_out,
-            h,
-            (rows, d, q),
-            Epilogue::BiasResidual,
-            Stage::AttnProj,
-        )?;
+        self.linear(Product::AttnOut, block, (work.ctx.ptr(), h), rows)?;
         self.norm(h, &block.mlp_norm, work.a.ptr(), rows, false)?;
-        self.linear(
-            work.a.ptr(),
-            &block.mlp_in,
-            work.mlp.ptr(),
-            (rows, self.arch.mlp_in_width(), d),
-            self.mlp_in_epilogue(),
-            Stage::Fc,
-        )?;
+        self.linear(Product::MlpIn, block, (work.a.ptr(), work.mlp.ptr()), rows)?;
         let hidden = match (self.arch.mlp, &work.mlp_act) {
             (Mlp::Gelu { tanh: false }, _) => {
                 self.exact_gelu(work.mlp.ptr(), rows * inner)?;
@@ -159,23 +137,31 @@ impl CudaEngine {
             }
             (Mlp::Gelu { tanh: true }, _) => work.mlp.ptr(),
         };
-        self.linear(
-            hidden,
-            &block.mlp_out,
-            h,
-            (rows, d, inner),
-            Epilogue::BiasResidual,
-            Stage::MlpProj,
-        )?;
+        self.linear(Product::MlpOut, block, (hidden, h), rows)?;
         let (norm, out, out_f32) = then;
         self.norm(h, norm, out, rows, out_f32)
     }
 
-    /// The MLP's first product's epilogue: with GPT-2's tanh GELU where cuBLASLt has it.
-    fn mlp_in_epilogue(&self) -> Epilogue {
-        match self.arch.mlp {
-            Mlp::Gelu { tanh: true } => Epilogue::BiasGelu,
-            Mlp::Gelu { tanh: false } | Mlp::SwiGlu => Epilogue::Bias,
+    /// How `product` is computed: its (n, k), its epilogue and the stage it is profiled
+    /// under. The forward passes and the tuning at load both read it here.
+    fn product_shape(&self, product: Product) -> ((usize, usize), Epilogue, Stage) {
+        let (d, q) = (self.arch.shape.d_model, self.arch.q_width());
+        match product {
+            Product::Qkv => ((self.arch.qkv_width(), d), Epilogue::Bias, Stage::Qkv),
+            Product::AttnOut => ((d, q), Epilogue::BiasResidual, Stage::AttnProj),
+            Product::MlpIn => {
+                // GPT-2's tanh GELU in the epilogue, where cuBLASLt has it.
+                let epilogue = match self.arch.mlp {
+                    Mlp::Gelu { tanh: true } => Epilogue::BiasGelu,
+                    Mlp::Gelu { tanh: false } | Mlp::SwiGlu => Epilogue::Bias,
+                };
+                ((self.arch.mlp_in_width(), d), epilogue, Stage::Fc)
+            }
+            Product::MlpOut => (
+                (d, self.arch.shape.mlp_width),
+                Epilogue::BiasResidual,
+                Stage::MlpProj,
+            ),
         }
     }
 
@@ -185,46 +171,19 @@ impl CudaEngine {
     /// a line per product: the heuristic's first choice's and the chosen one's time.
     pub(super) fn tune_products(&self, work: &Workspace) -> Result<Vec<String>, CudaError> {
         let rows = self.limits.pass_tokens.min(TUNE_ROWS);
-        let (d, q) = (self.arch.shape.d_model, self.arch.q_width());
-        let inner = self.arch.shape.mlp_width;
         let block = &self.weights.blocks[0];
         let hidden = work.mlp_act.as_ref().unwrap_or(&work.mlp).ptr();
-        let products = [
-            (
-                "q|k|v",
-                work.a.ptr(),
-                &block.qkv,
-                work.qkv.ptr(),
-                (self.arch.qkv_width(), d),
-                Epilogue::Bias,
-            ),
-            (
-                "attention out",
-                work.ctx.ptr(),
-                &block.attn_out,
-                work.h.ptr(),
-                (d, q),
-                Epilogue::BiasResidual,
-            ),
-            (
-                "MLP in",
-                work.a.ptr(),
-                &block.mlp_in,
-                work.mlp.ptr(),
-                (self.arch.mlp_in_width(), d),
-                self.mlp_in_epilogue(),
-            ),
-            (
-                "MLP out",
-                hidden,
-                &block.mlp_out,
-                work.h.ptr(),
-                (d, inner),
-                Epilogue::BiasResidual,
-            ),
-        ];
-        let mut lines = Vec::with_capacity(products.len());
-        for (name, x, weights, y, (n, k), epilogue) in products {
+        let mut lines = Vec::with_capacity(Product::ALL.len());
+        for product in Product::ALL {
+            // Each product's input and output buffers of a pass, as scratch.
+            let (x, y) = match product {
+                Product::Qkv => (work.a.ptr(), work.qkv.ptr()),
+                Product::AttnOut => (work.ctx.ptr(), work.h.ptr()),
+                Product::MlpIn => (work.a.ptr(), work.mlp.ptr()),
+                Product::MlpOut => (hidden, work.h.ptr()),
+            };
+            let ((n, k), epilogue, _) = self.product_shape(product);
+            let weights = product.weights(block);
             let (first, chosen) = self.blas.borrow_mut().tune(
                 &self.stream,
                 (x, weights.weight.ptr(), weights.bias.ptr(), y),
@@ -232,7 +191,8 @@ impl CudaEngine {
                 epilogue,
             )?;
             lines.push(format!(
-                "{name}: [{rows} x {k}] x [{k} x {n}] {first:.3} ms (heuristic's first) -> {chosen:.3} ms"
+                "{}: [{rows} x {k}] x [{k} x {n}] {first:.3} ms (heuristic's first) -> {chosen:.3} ms",
+                product.name()
             ));
         }
         Ok(lines)
@@ -310,18 +270,17 @@ impl CudaEngine {
         self.mark(Stage::Fc)
     }
 
-    /// `y[rows, n] = x[rows, k] · W + b` (with the epilogue) in the compute type; `shape`
-    /// is (rows, n, k).
-    pub(super) fn linear(
+    /// `y[rows, n] = x[rows, k] · W + b` of `block`'s `product` (with its epilogue) in the
+    /// compute type; `buffers` is (x, y).
+    fn linear(
         &self,
-        x: u64,
-        weights: &LinearWeights,
-        y: u64,
-        shape: (usize, usize, usize),
-        epilogue: Epilogue,
-        stage: Stage,
+        product: Product,
+        block: &BlockWeights,
+        (x, y): (u64, u64),
+        rows: usize,
     ) -> Result<(), CudaError> {
-        let (rows, n, k) = shape;
+        let ((n, k), epilogue, stage) = self.product_shape(product);
+        let weights = product.weights(block);
         self.blas.borrow_mut().linear(
             &self.stream,
             x,
@@ -334,6 +293,43 @@ impl CudaEngine {
             epilogue,
         )?;
         self.mark(stage)
+    }
+}
+
+/// A block's four matrix products.
+#[derive(Debug, Clone, Copy)]
+enum Product {
+    Qkv,
+    AttnOut,
+    MlpIn,
+    MlpOut,
+}
+
+impl Product {
+    const ALL: [Product; 4] = [
+        Product::Qkv,
+        Product::AttnOut,
+        Product::MlpIn,
+        Product::MlpOut,
+    ];
+
+    /// Its weights in `block`.
+    fn weights(self, block: &BlockWeights) -> &LinearWeights {
+        match self {
+            Product::Qkv => &block.qkv,
+            Product::AttnOut => &block.attn_out,
+            Product::MlpIn => &block.mlp_in,
+            Product::MlpOut => &block.mlp_out,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Product::Qkv => "q|k|v",
+            Product::AttnOut => "attention out",
+            Product::MlpIn => "MLP in",
+            Product::MlpOut => "MLP out",
+        }
     }
 }
 
