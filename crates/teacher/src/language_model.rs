@@ -29,6 +29,41 @@ pub(crate) trait CalibratedModel: Send {
         families: &[PromptFamily<'_>],
         options: &BatchOptions,
     ) -> Result<Tensor<2>, TeacherError>;
+    /// Queues [`family_last_token_states`](Self::family_last_token_states); a model that
+    /// cannot queue computes them at once.
+    fn queue_states(
+        &self,
+        families: &[PromptFamily<'_>],
+        options: &BatchOptions,
+    ) -> Result<PendingStates, TeacherError> {
+        let states = self.family_last_token_states(families, options)?;
+        Ok(PendingStates(Pending::Ready(Box::new(states))))
+    }
+    /// The states of a [`queue_states`](Self::queue_states) call.
+    fn finish_states(&self, pending: PendingStates) -> Result<Tensor<2>, TeacherError> {
+        match pending.0 {
+            Pending::Ready(states) => Ok(*states),
+            #[cfg(feature = "cuda")]
+            Pending::Engine { .. } => Err(TeacherError::Cuda(
+                "states queued on the CUDA engine were handed to another model".into(),
+            )),
+        }
+    }
+}
+
+/// Last-token states queued on a model's device ([`LanguageModel::queue_states`]); read them
+/// with [`LanguageModel::finish_states`] on the same model.
+pub struct PendingStates(pub(crate) Pending);
+
+pub(crate) enum Pending {
+    /// Computed already (boxed: a tensor is large beside the engine's handle).
+    Ready(Box<Tensor<2>>),
+    /// Queued on the CUDA engine: `rows` states of width `d`.
+    #[cfg(feature = "cuda")]
+    Engine {
+        queued: crate::cuda::QueuedStates,
+        rows: usize,
+    },
 }
 
 /// The calibrated language model of a teacher: a family's [`BurnModel`] (any Burn device)
@@ -118,6 +153,25 @@ impl LanguageModel {
         options: &BatchOptions,
     ) -> Result<Tensor<2>, TeacherError> {
         self.0.family_last_token_states(families, options)
+    }
+
+    /// [`family_last_token_states`](Self::family_last_token_states), queued: the CUDA engine
+    /// returns once the passes and the copy of their states are queued on the GPU, so the
+    /// caller can queue the next chunk before reading this one
+    /// ([`finish_states`](Self::finish_states)); Burn's models compute them at once. At most
+    /// two calls are queued at once.
+    pub fn queue_states(
+        &self,
+        families: &[PromptFamily<'_>],
+        options: &BatchOptions,
+    ) -> Result<PendingStates, TeacherError> {
+        self.0.queue_states(families, options)
+    }
+
+    /// The states of a [`queue_states`](Self::queue_states) call on this model: [Σ prompts,
+    /// d], waiting for the device where they are still being computed.
+    pub fn finish_states(&self, pending: PendingStates) -> Result<Tensor<2>, TeacherError> {
+        self.0.finish_states(pending)
     }
 }
 

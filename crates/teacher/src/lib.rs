@@ -90,11 +90,11 @@ pub use error::TeacherError;
 pub use families::ModelConfig;
 pub use family::PromptFamily;
 pub use gpt2::{Gpt2, Gpt2Config};
-pub use language_model::LanguageModel;
+pub use language_model::{LanguageModel, PendingStates};
 pub use llama::{Llama, LlamaConfig};
 pub use pipeline::{
-    ChunkStates, EncodedLengths, EncodedWindows, LengthEmbeddings, LengthsInput, PromptEncoder,
-    ScaStage, Teacher, VariablePrompts, WindowInput, encode_windows,
+    ChunkStates, EncodedLengths, EncodedWindows, LengthEmbeddings, LengthsInput, PendingChunk,
+    PromptEncoder, ScaStage, Teacher, VariablePrompts, WindowInput, encode_windows,
 };
 pub use precision::Precision;
 pub use prompt::{DateFormat, PromptBuilder, PromptPair, PromptTemplate, ValueFormat};

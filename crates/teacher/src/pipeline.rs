@@ -8,7 +8,7 @@ use timekd_data::Window;
 use crate::batch::BatchOptions;
 use crate::error::TeacherError;
 use crate::family::PromptFamily;
-use crate::language_model::LanguageModel;
+use crate::language_model::{LanguageModel, PendingStates};
 use crate::parallel::map_in_threads;
 use crate::precision::Precision;
 use crate::prompt::{PromptBuilder, PromptPair};
@@ -351,6 +351,13 @@ pub struct ChunkStates {
     lengths: Vec<LengthRows>,
 }
 
+/// A chunk's last-token states queued on the device
+/// ([`Teacher::queue_language_states`]), with their layout for the SCA.
+pub struct PendingChunk {
+    states: PendingStates,
+    lengths: Vec<LengthRows>,
+}
+
 /// The rows of one output length's GT and HD prompts in [`ChunkStates::states`], window-major.
 #[derive(Clone)]
 struct LengthRows {
@@ -547,8 +554,20 @@ impl Teacher {
     }
 
     /// The language model's half of [`embed_encoded_lengths`](Self::embed_encoded_lengths):
-    /// the last-token states of every prompt, laid out for the SCA.
+    /// the last-token states of every prompt, laid out for the SCA. The same as
+    /// [`finish_language_states`](Self::finish_language_states) of
+    /// [`queue_language_states`](Self::queue_language_states).
     pub fn language_states(&self, encoded: &EncodedLengths) -> Result<ChunkStates, TeacherError> {
+        self.finish_language_states(self.queue_language_states(encoded)?)
+    }
+
+    /// [`language_states`](Self::language_states), queued on the device (see
+    /// [`LanguageModel::queue_states`]): queue the next chunk, then finish this one, and the
+    /// device need not wait for the host in between.
+    pub fn queue_language_states(
+        &self,
+        encoded: &EncodedLengths,
+    ) -> Result<PendingChunk, TeacherError> {
         let n = self.sca.sca.n_vars();
         if encoded.prompts.len() != encoded.windows.len() * n {
             return Err(TeacherError::Input(format!(
@@ -562,7 +581,7 @@ impl Teacher {
             .iter()
             .map(|prompts| PromptFamily::new(prompts.iter().collect(), self.batch.share_prefix))
             .collect();
-        let states = self.gpt2.family_last_token_states(&families, &self.batch)?;
+        let states = self.gpt2.queue_states(&families, &self.batch)?;
         // Row of family f's first prompt in `states`.
         let mut first = Vec::with_capacity(families.len());
         let mut rows = 0i64;
@@ -591,7 +610,16 @@ impl Teacher {
             }
             lengths.push(length);
         }
-        Ok(ChunkStates { states, lengths })
+        Ok(PendingChunk { states, lengths })
+    }
+
+    /// The states of a [`queue_language_states`](Self::queue_language_states) call on this
+    /// teacher.
+    pub fn finish_language_states(&self, chunk: PendingChunk) -> Result<ChunkStates, TeacherError> {
+        Ok(ChunkStates {
+            states: self.gpt2.finish_states(chunk.states)?,
+            lengths: chunk.lengths,
+        })
     }
 
     /// The stored embeddings of encoded windows: [windows, N, D]. All 2·W·N prompts go

@@ -247,3 +247,35 @@ fn an_engine_replanned_to_its_smallest_passes_gives_the_same_states() {
     eprintln!("{plans} halvings to {limits:?}: max rel L2 {err:.2e}");
     assert!(err <= 1e-5, "{err}");
 }
+
+/// Two calls queued back to back (what extraction does: the next chunk queued before the
+/// one before is read) give each the states of a call alone; a third waits for a slot, and
+/// a queued call dropped unread frees its own.
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn queued_calls_give_the_states_of_calls_alone() {
+    let dir = model_dir();
+    let first_prompts = families(&dir, &LENGTHS, &[0, 7]);
+    let second_prompts = families(&dir, &LENGTHS[..1], &[30, 31, 32]);
+    let (first_families, second_families) =
+        (as_families(&first_prompts), as_families(&second_prompts));
+    let engine = engine(&dir, Precision::F32Split);
+    let alone = (
+        engine.family_last_states(&first_families).unwrap(),
+        engine.family_last_states(&second_families).unwrap(),
+    );
+
+    let first = engine.queue(&first_families).unwrap();
+    let second = engine.queue(&second_families).unwrap();
+    let third = engine.queue(&first_families);
+    assert!(
+        third.is_err_and(|e| e.to_string().contains("two calls are queued")),
+        "a third call found a download buffer"
+    );
+    assert_eq!(engine.collect(first).unwrap(), alone.0);
+    let again = engine.queue(&first_families).unwrap();
+    assert_eq!(engine.collect(second).unwrap(), alone.1);
+    drop(again);
+    let after_drop = engine.queue(&second_families).unwrap();
+    assert_eq!(engine.collect(after_drop).unwrap(), alone.1);
+}

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaStream, result};
+use cudarc::driver::{CudaContext, CudaStream, PinnedHostSlice, result};
 
 use super::CudaError;
 
@@ -71,7 +71,9 @@ impl DeviceBuffer {
             .map_err(CudaError::driver)
     }
 
-    /// Copies the first `out.len()` values to the host, waiting for the stream first.
+    /// Copies the first `out.len()` values to the host, waiting for the stream first (tests;
+    /// the engine's calls read their states through [`PinnedDownload`]).
+    #[cfg(test)]
     pub fn download<T: Copy>(&self, stream: &CudaStream, out: &mut [T]) -> Result<(), CudaError> {
         if std::mem::size_of_val(out) > self.bytes {
             return Err(CudaError::Internal(
@@ -83,6 +85,58 @@ impl DeviceBuffer {
         unsafe { result::memcpy_dtoh_async(out, self.ptr, stream.cu_stream()) }
             .map_err(CudaError::driver)?;
         stream.synchronize().map_err(CudaError::driver)
+    }
+}
+
+/// Page-locked host memory that device-to-host copies land in, grown on demand. A copy into
+/// pageable memory returns only when it is done, so the host could not queue the next call's
+/// work behind it; a copy into this one is queued like a kernel.
+#[derive(Default)]
+pub(crate) struct PinnedDownload {
+    slice: Option<PinnedHostSlice<f32>>,
+}
+
+impl PinnedDownload {
+    /// Queues a copy of the first `len` values of `source` into this buffer (grown first if
+    /// smaller: after the stream's earlier work, which may still be copying into the old one).
+    /// Read them with [`values`](Self::values) once the stream has passed the copy.
+    pub fn queue(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        source: &DeviceBuffer,
+        len: usize,
+    ) -> Result<(), CudaError> {
+        if len * 4 > source.bytes {
+            return Err(CudaError::Internal(
+                "download larger than its buffer".into(),
+            ));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        if self.slice.as_ref().is_none_or(|s| s.len() < len) {
+            stream.synchronize().map_err(CudaError::driver)?;
+            self.slice = None;
+            // SAFETY: the values are written by the copies before they are read. Plain
+            // page-locked memory (flags 0): write-combined memory is slow for the host to read.
+            let slice = unsafe { stream.context().alloc_pinned_with_flags::<f32>(len, 0) }
+                .map_err(CudaError::driver)?;
+            self.slice = Some(slice);
+        }
+        let slice = self.slice.as_mut().expect("allocated above");
+        let dst = &mut slice.as_mut_slice().map_err(CudaError::driver)?[..len];
+        // SAFETY: the source holds `len` values; the copy follows the stream's earlier work,
+        // and the host reads `dst` only after waiting for it.
+        unsafe { result::memcpy_dtoh_async(dst, source.ptr, stream.cu_stream()) }
+            .map_err(CudaError::driver)
+    }
+
+    /// The first `len` values, once the copy that wrote them is done.
+    pub fn values(&self, len: usize) -> Result<&[f32], CudaError> {
+        match &self.slice {
+            Some(slice) => Ok(&slice.as_slice().map_err(CudaError::driver)?[..len]),
+            None => Ok(&[]),
+        }
     }
 }
 

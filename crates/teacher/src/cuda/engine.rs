@@ -6,13 +6,16 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaEvent, CudaFunction, CudaStream, LaunchConfig, PushKernelArg, sys,
+};
 
 use super::CudaError;
 use super::arch::EngineArch;
 use super::blas::{Blas, GemmType};
-use super::buffer::DeviceBuffer;
+use super::buffer::{DeviceBuffer, PinnedDownload};
 use super::kernels::Kernels;
 use super::limits::{EngineLimits, longest_prompt};
 use super::plan::plan;
@@ -67,6 +70,33 @@ pub struct CudaEngine {
     pub(super) device_name: String,
     /// Stage timing when `TIMEKD_CUDA_PROFILE` is set.
     pub(super) profile: RefCell<Option<Profiler>>,
+    /// Where queued calls' states land on the host: two, so that one call can be queued
+    /// while the one before is read.
+    downloads: [Download; 2],
+}
+
+/// A host buffer for a queued call's states, and whether a call holds it.
+#[derive(Default)]
+struct Download {
+    host: RefCell<PinnedDownload>,
+    in_use: Arc<AtomicBool>,
+}
+
+/// A call queued by [`CudaEngine::queue`]: its states are read by [`CudaEngine::collect`] on
+/// the same engine. Dropping it uncollected frees its download buffer (a later copy into it
+/// is queued behind this one's).
+pub struct QueuedStates {
+    slot: usize,
+    in_use: Arc<AtomicBool>,
+    /// Output row i holds prompt `order[i]`'s state.
+    order: Vec<usize>,
+    done: CudaEvent,
+}
+
+impl Drop for QueuedStates {
+    fn drop(&mut self) {
+        self.in_use.store(false, Ordering::Release);
+    }
 }
 
 impl Drop for CudaEngine {
@@ -133,6 +163,7 @@ impl CudaEngine {
             layers,
             precision,
             device_name,
+            downloads: Default::default(),
         };
         engine.tune()?;
         Ok(engine)
@@ -207,11 +238,20 @@ impl CudaEngine {
     }
 
     /// Final states (after `ln_f`) of the last token of every prompt of `families`, family
-    /// by family: `[Σ prompts, d]` row-major on the host.
+    /// by family: `[Σ prompts, d]` row-major on the host. The same as
+    /// [`collect`](Self::collect) of [`queue`](Self::queue).
     pub fn family_last_states(
         &self,
         families: &[PromptFamily<'_>],
     ) -> Result<Vec<f32>, TeacherError> {
+        self.collect(self.queue(families)?)
+    }
+
+    /// Queues the passes of [`family_last_states`](Self::family_last_states) and the copy of
+    /// their states to the host, and returns without waiting for them: the host can prepare
+    /// and queue the next call while the GPU works. At most two calls are queued at once
+    /// (one download buffer each); a call's states are read by [`collect`](Self::collect).
+    pub fn queue(&self, families: &[PromptFamily<'_>]) -> Result<QueuedStates, TeacherError> {
         let d = self.arch.shape.d_model;
         let max = longest_prompt(&self.arch.shape);
         let mut first_row = Vec::with_capacity(families.len());
@@ -228,43 +268,78 @@ impl CudaEngine {
             }
             total += family.prompts().len();
         }
-        if total == 0 {
-            return Ok(Vec::new());
-        }
-        let prefixes: Vec<usize> = families.iter().map(PromptFamily::prefix_len).collect();
-        let suffixes: Vec<Vec<usize>> = families
+        let slot = self
+            .downloads
             .iter()
-            .map(|f| {
-                (0..f.prompts().len())
-                    .map(|k| f.suffix(k).0.len())
-                    .collect()
-            })
-            .collect();
-        let mut guard = self.work.borrow_mut();
-        let work = guard.as_mut().ok_or_else(|| {
-            CudaError::Internal("the engine lost its buffers in an earlier failed re-plan".into())
-        })?;
-        if work.out.as_ref().is_none_or(|b| b.bytes() < total * d * 4) {
-            work.out = None;
-            work.out = Some(DeviceBuffer::new(&self.stream, total * d * 4)?);
-        }
-        if let Some(profile) = self.profile.borrow_mut().as_mut() {
-            profile.begin(&self.stream)?;
-        }
+            .position(|d| !d.in_use.load(Ordering::Acquire))
+            .ok_or_else(|| {
+                CudaError::Internal("two calls are queued already: collect one first".into())
+            })?;
         let mut order = Vec::with_capacity(total);
-        for group in plan(&prefixes, &suffixes, self.limits) {
-            self.run_group(work, families, &group, &first_row, &mut order)?;
+        if total > 0 {
+            let prefixes: Vec<usize> = families.iter().map(PromptFamily::prefix_len).collect();
+            let suffixes: Vec<Vec<usize>> = families
+                .iter()
+                .map(|f| {
+                    (0..f.prompts().len())
+                        .map(|k| f.suffix(k).0.len())
+                        .collect()
+                })
+                .collect();
+            let mut guard = self.work.borrow_mut();
+            let work = guard.as_mut().ok_or_else(|| {
+                CudaError::Internal(
+                    "the engine lost its buffers in an earlier failed re-plan".into(),
+                )
+            })?;
+            if work.out.as_ref().is_none_or(|b| b.bytes() < total * d * 4) {
+                work.out = None;
+                work.out = Some(DeviceBuffer::new(&self.stream, total * d * 4)?);
+            }
+            if let Some(profile) = self.profile.borrow_mut().as_mut() {
+                profile.begin(&self.stream)?;
+            }
+            for group in plan(&prefixes, &suffixes, self.limits) {
+                self.run_group(work, families, &group, &first_row, &mut order)?;
+            }
+            let out = work.out.as_ref().expect("allocated above");
+            let download = &self.downloads[slot];
+            download
+                .host
+                .borrow_mut()
+                .queue(&self.stream, out, total * d)?;
+            if let Some(profile) = self.profile.borrow_mut().as_mut() {
+                // Profiling times each call alone.
+                self.stream.synchronize().map_err(CudaError::driver)?;
+                profile.end()?;
+            }
         }
-        let mut rows = vec![0f32; total * d];
-        work.out
-            .as_ref()
-            .expect("allocated above")
-            .download(&self.stream, &mut rows)?;
-        if let Some(profile) = self.profile.borrow_mut().as_mut() {
-            profile.end()?;
-        }
+        let done = self
+            .stream
+            .context()
+            .new_event(Some(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING))
+            .map_err(CudaError::driver)?;
+        done.record(&self.stream).map_err(CudaError::driver)?;
+        let in_use = self.downloads[slot].in_use.clone();
+        in_use.store(true, Ordering::Release);
+        Ok(QueuedStates {
+            slot,
+            in_use,
+            order,
+            done,
+        })
+    }
+
+    /// Waits for a call [`queue`](Self::queue)d on this engine and returns its states as
+    /// [`family_last_states`](Self::family_last_states) does.
+    pub fn collect(&self, queued: QueuedStates) -> Result<Vec<f32>, TeacherError> {
+        let d = self.arch.shape.d_model;
+        let total = queued.order.len();
+        queued.done.synchronize().map_err(CudaError::driver)?;
+        let host = self.downloads[queued.slot].host.borrow();
+        let rows = host.values(total * d)?;
         let mut states = vec![0f32; total * d];
-        for (row, &prompt) in order.iter().enumerate() {
+        for (row, &prompt) in queued.order.iter().enumerate() {
             states[prompt * d..(prompt + 1) * d].copy_from_slice(&rows[row * d..(row + 1) * d]);
         }
         Ok(states)

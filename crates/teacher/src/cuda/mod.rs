@@ -47,7 +47,7 @@ mod profile;
 mod weights;
 mod workspace;
 
-pub use engine::CudaEngine;
+pub use engine::{CudaEngine, QueuedStates};
 pub use limits::{EngineLimits, longest_prompt};
 pub(crate) use model::EngineModel;
 

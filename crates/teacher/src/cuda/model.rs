@@ -9,7 +9,7 @@ use super::CudaEngine;
 use crate::batch::BatchOptions;
 use crate::error::TeacherError;
 use crate::family::PromptFamily;
-use crate::language_model::{CalibratedModel, LanguageModel};
+use crate::language_model::{CalibratedModel, LanguageModel, Pending, PendingStates};
 use crate::precision::Precision;
 use crate::shape::ModelShape;
 
@@ -81,13 +81,31 @@ impl CalibratedModel for EngineModel {
     fn family_last_token_states(
         &self,
         families: &[PromptFamily<'_>],
-        _: &BatchOptions,
+        options: &BatchOptions,
     ) -> Result<Tensor<2>, TeacherError> {
-        let rows: usize = families.iter().map(|f| f.prompts().len()).sum();
-        let states = self.engine.family_last_states(families)?;
-        Ok(Tensor::from_data(
-            TensorData::new(states, [rows, self.shape.d_model]),
-            &self.device,
-        ))
+        self.finish_states(self.queue_states(families, options)?)
+    }
+
+    fn queue_states(
+        &self,
+        families: &[PromptFamily<'_>],
+        _: &BatchOptions,
+    ) -> Result<PendingStates, TeacherError> {
+        let rows = families.iter().map(|f| f.prompts().len()).sum();
+        let queued = self.engine.queue(families)?;
+        Ok(PendingStates(Pending::Engine { queued, rows }))
+    }
+
+    fn finish_states(&self, pending: PendingStates) -> Result<Tensor<2>, TeacherError> {
+        match pending.0 {
+            Pending::Engine { queued, rows } => {
+                let states = self.engine.collect(queued)?;
+                Ok(Tensor::from_data(
+                    TensorData::new(states, [rows, self.shape.d_model]),
+                    &self.device,
+                ))
+            }
+            Pending::Ready(states) => Ok(*states),
+        }
     }
 }

@@ -1,13 +1,16 @@
 //! Out-of-memory halve-and-retry: a device that runs out of memory panics inside Burn or
 //! returns a typed error from the CUDA engine; the language model's passes are retried
-//! smaller, down to one prompt per pass. The SCA that follows ([`sca_to_host`]) runs on half
-//! as many windows at a time, down to one.
+//! smaller, down to one prompt per pass (a chunk queued on the device and failed is computed
+//! again). The SCA that follows ([`sca_to_host`]) runs on half as many windows at a time,
+//! down to one.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::error::ExtractError;
 use crate::error::TeacherError;
-use crate::pipeline::{ChunkStates, EncodedLengths, LengthEmbeddings, ScaStage, Teacher};
+use crate::pipeline::{
+    ChunkStates, EncodedLengths, LengthEmbeddings, PendingChunk, ScaStage, Teacher,
+};
 
 /// The embeddings of one output length, on the host: `values` holds `[windows, N, D]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,28 +23,40 @@ pub(crate) struct HostEmbeddings {
     pub values: Vec<f32>,
 }
 
-/// The language model's states of `encoded` at every length it asks for; when the device
-/// runs out of memory (a typed error from the CUDA engine, a panic inside Burn), makes the
-/// passes smaller (see [`Teacher::shrink_passes`]), says so through `notes`, and retries,
-/// down to one prompt per pass.
-pub(crate) fn states_with_retry(
+/// A chunk's states queued on the device ([`queue_chunk`]), or the failure of queueing them.
+pub(crate) struct QueuedChunk(Result<PendingChunk, Failure>);
+
+/// How an attempt at a chunk's states failed.
+enum Failure {
+    /// The device ran out of memory (a typed error from the CUDA engine, a panic inside
+    /// Burn): smaller passes may fit.
+    OutOfMemory(String),
+    Other(ExtractError),
+}
+
+/// Queues the language model's states of `encoded` at every length it asks for (see
+/// [`Teacher::queue_language_states`]); a failure is kept for [`finish_chunk`] to answer.
+pub(crate) fn queue_chunk(teacher: &Teacher, encoded: &EncodedLengths) -> QueuedChunk {
+    QueuedChunk(attempt(|| teacher.queue_language_states(encoded)))
+}
+
+/// The states of a [`queue_chunk`] call of `encoded`; when the device ran out of memory,
+/// makes the passes smaller (see [`Teacher::shrink_passes`]), says so through `notes`, and
+/// computes them again, down to one prompt per pass.
+pub(crate) fn finish_chunk(
     teacher: &mut Teacher,
+    queued: QueuedChunk,
     encoded: &EncodedLengths,
     notes: &dyn Fn(String),
 ) -> Result<ChunkStates, ExtractError> {
+    let mut result = queued
+        .0
+        .and_then(|pending| attempt(|| teacher.finish_language_states(pending)));
     loop {
-        let attempt = catch_unwind(AssertUnwindSafe(|| teacher.language_states(encoded)));
-        let failure = match attempt {
-            Ok(Ok(states)) => return Ok(states),
-            Ok(Err(e @ TeacherError::DeviceOutOfMemory { .. })) => e.to_string(),
-            Ok(Err(e)) => return Err(e.into()),
-            Err(panic) => {
-                let message = panic_message(&panic);
-                if !looks_like_oom(&message) {
-                    return Err(ExtractError::ModelFailed(message));
-                }
-                message
-            }
+        let failure = match result {
+            Ok(states) => return Ok(states),
+            Err(Failure::Other(e)) => return Err(e),
+            Err(Failure::OutOfMemory(message)) => message,
         };
         match teacher.shrink_passes()? {
             Some(plan) => notes(format!("device out of memory; retrying with {plan}")),
@@ -49,6 +64,26 @@ pub(crate) fn states_with_retry(
                 return Err(ExtractError::ModelFailed(format!(
                     "{failure}; the passes are already as small as they go (one prompt)"
                 )));
+            }
+        }
+        result = attempt(|| teacher.language_states(encoded));
+    }
+}
+
+/// Runs `step`, telling an out-of-memory failure (typed or a panic) from any other.
+fn attempt<T>(step: impl FnOnce() -> Result<T, TeacherError>) -> Result<T, Failure> {
+    match catch_unwind(AssertUnwindSafe(step)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e @ TeacherError::DeviceOutOfMemory { .. })) => {
+            Err(Failure::OutOfMemory(e.to_string()))
+        }
+        Ok(Err(e)) => Err(Failure::Other(e.into())),
+        Err(panic) => {
+            let message = panic_message(&panic);
+            if looks_like_oom(&message) {
+                Err(Failure::OutOfMemory(message))
+            } else {
+                Err(Failure::Other(ExtractError::ModelFailed(message)))
             }
         }
     }
@@ -163,6 +198,26 @@ mod tests {
         });
         let err = at_one.unwrap_err().to_string();
         assert!(err.contains("at 1 window(s)"), "{err}");
+    }
+
+    #[test]
+    fn an_attempt_tells_running_out_of_memory_from_other_failures() {
+        let oom = || -> Result<(), TeacherError> {
+            Err(TeacherError::DeviceOutOfMemory {
+                what: "CUDA engine buffer".into(),
+                bytes: 1 << 30,
+            })
+        };
+        assert!(matches!(attempt(oom), Err(Failure::OutOfMemory(m)) if m.contains("GiB")));
+        let panicked = || -> Result<(), TeacherError> { panic!("CUDA out of memory") };
+        assert!(matches!(attempt(panicked), Err(Failure::OutOfMemory(_))));
+        let input = || -> Result<(), TeacherError> { Err(TeacherError::Input("bad".into())) };
+        assert!(matches!(attempt(input), Err(Failure::Other(_))));
+        let bug = || -> Result<(), TeacherError> { panic!("index out of bounds") };
+        assert!(
+            matches!(attempt(bug), Err(Failure::Other(ExtractError::ModelFailed(m))) if m.contains("bounds"))
+        );
+        assert!(attempt(|| Ok(7)).is_ok_and(|v| v == 7));
     }
 
     #[test]

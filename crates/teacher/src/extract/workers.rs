@@ -1,9 +1,10 @@
 //! The worker pool: one worker per device pulls chunks of windows from one queue. Each worker
 //! is a pipeline of three threads, a chunk at each stage: one builds and tokenises the prompts
 //! of the next chunk ([`PromptEncoder::encode_lengths`]), one runs the language model on the
-//! current one ([`Teacher::language_states`]), one runs the SCA on the chunk before and reads
-//! its embeddings back ([`ScaStage::embeddings`]), so the device's model passes do not wait
-//! for the SCA, its copies or the host. Results go back to the caller's thread, which alone
+//! current one ([`Teacher::queue_language_states`], queued before the chunk before is read
+//! back), one runs the SCA on the chunk before and reads its embeddings back
+//! ([`ScaStage::embeddings`]), so the device's model passes do not wait for the SCA, its
+//! copies or the host. Results go back to the caller's thread, which alone
 //! writes the stores, so the stores do not depend on how many workers ran.
 
 use std::sync::Mutex;
@@ -14,12 +15,12 @@ use timekd_data::{Dataset, SplitKind};
 
 use super::error::ExtractError;
 use super::model::{TeacherSpec, load_teacher};
-use super::retry::{HostEmbeddings, sca_to_host, states_with_retry};
+use super::retry::{HostEmbeddings, QueuedChunk, finish_chunk, queue_chunk, sca_to_host};
 use crate::batch::BatchOptions;
 use crate::device::WorkerDevice;
 use crate::error::TeacherError;
 use crate::pipeline::{
-    ChunkStates, EncodedLengths, LengthsInput, PromptEncoder, ScaStage, WindowInput,
+    ChunkStates, EncodedLengths, LengthsInput, PromptEncoder, ScaStage, Teacher, WindowInput,
 };
 
 /// A unit of work: windows of one split, each with the output lengths whose stores still miss
@@ -123,18 +124,49 @@ impl Pool<'_> {
             });
             let (states_tx, states_rx) = mpsc::sync_channel(1);
             scope.spawn(move || finish_chunks(sca, states_rx, results));
+            // One chunk in flight: the next is queued on the device before this one is read
+            // back, so the device does not wait for the host in between.
+            let mut in_flight: Option<InFlight> = None;
             for (split, encoded) in encoded_rx {
-                let states = encoded.map_err(ExtractError::from).and_then(|encoded| {
-                    let states = states_with_retry(&mut teacher, &encoded, &notes)?;
-                    Ok((encoded.prompt_tokens(), states, Instant::now()))
+                let next = encoded.map(|encoded| {
+                    let queued = queue_chunk(&teacher, &encoded);
+                    (split, encoded, queued)
                 });
-                let failed = states.is_err();
-                if states_tx.send((split, states)).is_err() || failed {
+                if let Some(chunk) = in_flight.take()
+                    && !finish(&mut teacher, chunk, &states_tx, &notes)
+                {
                     return;
                 }
+                match next {
+                    Ok(chunk) => in_flight = Some(chunk),
+                    Err(e) => {
+                        let _ = states_tx.send((split, Err(e.into())));
+                        return;
+                    }
+                }
+            }
+            if let Some(chunk) = in_flight {
+                finish(&mut teacher, chunk, &states_tx, &notes);
             }
         });
     }
+}
+
+/// A chunk queued on the device: its split, prompts and queued states.
+type InFlight = (SplitKind, EncodedLengths, QueuedChunk);
+
+/// Reads a queued chunk's states (see [`finish_chunk`]) and sends them to the SCA stage;
+/// false when the worker should stop (an error sent, or nobody listening).
+fn finish(
+    teacher: &mut Teacher,
+    (split, encoded, queued): InFlight,
+    states: &SyncSender<StatesMessage>,
+    notes: &dyn Fn(String),
+) -> bool {
+    let done = finish_chunk(teacher, queued, &encoded, notes)
+        .map(|chunk| (encoded.prompt_tokens(), chunk, Instant::now()));
+    let failed = done.is_err();
+    states.send((split, done)).is_ok() && !failed
 }
 
 /// A chunk between the language model and the SCA: its split, prompt tokens, states and when
