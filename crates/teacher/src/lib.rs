@@ -59,6 +59,7 @@ pub mod batch;
 pub mod bert;
 mod burn_model;
 pub mod device;
+pub mod encode;
 mod error;
 #[cfg(feature = "store")]
 pub mod extract;
@@ -86,16 +87,17 @@ pub use batch::{BatchOptions, PairLengths, PlannedBatch, plan_batches};
 pub use bert::{Bert, BertConfig};
 pub use burn_model::BurnModel;
 pub use device::{DeviceError, DeviceSpec, Gpus, WorkerDevice};
+pub use encode::{
+    EncodedLengths, EncodedWindows, LengthsInput, PromptEncoder, VariablePrompts, WindowInput,
+    encode_windows,
+};
 pub use error::TeacherError;
 pub use families::ModelConfig;
 pub use family::PromptFamily;
 pub use gpt2::{Gpt2, Gpt2Config};
 pub use language_model::{LanguageModel, PendingStates};
 pub use llama::{Llama, LlamaConfig};
-pub use pipeline::{
-    ChunkStates, EncodedLengths, EncodedWindows, LengthEmbeddings, LengthsInput, PendingChunk,
-    PromptEncoder, ScaStage, Teacher, VariablePrompts, WindowInput, encode_windows,
-};
+pub use pipeline::{ChunkStates, LengthEmbeddings, PendingChunk, ScaStage, Teacher};
 pub use precision::Precision;
 pub use prompt::{DateFormat, PromptBuilder, PromptPair, PromptTemplate, ValueFormat};
 pub use random_model::write_random_gpt2;

@@ -6,8 +6,8 @@ use timekd_data::{Split, SplitKind};
 
 use super::budget;
 use crate::batch::{BatchOptions, PairLengths};
+use crate::encode::{WindowInput, encode_windows};
 use crate::error::TeacherError;
-use crate::pipeline::{WindowInput, encode_windows};
 use crate::precision::Precision;
 use crate::prompt::PromptBuilder;
 use crate::shape::ModelShape;

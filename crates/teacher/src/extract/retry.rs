@@ -7,10 +7,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::error::ExtractError;
+use crate::encode::EncodedLengths;
 use crate::error::TeacherError;
-use crate::pipeline::{
-    ChunkStates, EncodedLengths, LengthEmbeddings, PendingChunk, ScaStage, Teacher,
-};
+use crate::pipeline::{ChunkStates, LengthEmbeddings, PendingChunk, ScaStage, Teacher};
 
 /// The embeddings of one output length, on the host: `values` holds `[windows, N, D]`.
 #[derive(Debug, Clone, PartialEq)]

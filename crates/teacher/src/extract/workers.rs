@@ -18,10 +18,9 @@ use super::model::{TeacherSpec, load_teacher};
 use super::retry::{HostEmbeddings, QueuedChunk, finish_chunk, queue_chunk, sca_to_host};
 use crate::batch::BatchOptions;
 use crate::device::WorkerDevice;
+use crate::encode::{EncodedLengths, LengthsInput, PromptEncoder, WindowInput};
 use crate::error::TeacherError;
-use crate::pipeline::{
-    ChunkStates, EncodedLengths, LengthsInput, PromptEncoder, ScaStage, Teacher, WindowInput,
-};
+use crate::pipeline::{ChunkStates, ScaStage, Teacher};
 
 /// A unit of work: windows of one split, each with the output lengths whose stores still miss
 /// it (ascending).
