@@ -29,6 +29,11 @@
 //!   cos/sin tables made on the host; the cache holds rotated keys (and values: a prefix's
 //!   queries are not kept).
 //!
+//! - **Queued calls.** [`CudaEngine::queue`] queues a call's passes and the copy of its states
+//!   into page-locked host memory and returns; [`CudaEngine::collect`] waits and reads them.
+//!   Extraction queues the next chunk before it reads the one before, so the GPU does not wait
+//!   for the host in between (at most two calls are queued at once).
+//!
 //! One CUDA stream per engine; one engine per GPU (worker thread). All libraries (driver,
 //! NVRTC, cuBLASLt) are loaded at run time, so the build needs no CUDA toolkit.
 
