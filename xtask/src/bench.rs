@@ -11,7 +11,8 @@
 //! chunks (ETTh1 at one H: 253 windows), so the warm-up and timed spans are at least 8 and 16
 //! chunks whatever was asked. The all-lengths
 //! case runs one pass for every output length and projects the whole dataset's train + val
-//! time from its steady rate.
+//! time from its steady rate. With `--baseline`, another build runs every case right after
+//! this one (before and after a change, measured in one invocation).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -83,6 +84,11 @@ pub struct BenchExtract {
     /// The timekd binary (default: target/release/timekd).
     #[arg(long)]
     timekd: Option<PathBuf>,
+    /// Another timekd build (the one before a change) timed on every case right after this
+    /// one, with the same windows, on the same machine: the `vs base` column is this build's
+    /// rate over its.
+    #[arg(long, value_name = "TIMEKD")]
+    baseline: Option<PathBuf>,
 }
 
 struct Row {
@@ -94,6 +100,8 @@ struct Row {
     peak_mib: Option<u64>,
     /// The model's chunks in the timed span (None from a timekd that does not say).
     chunks: Option<usize>,
+    /// The baseline build's rate on the same case (`--baseline`).
+    baseline: Option<f64>,
 }
 
 /// Fewer of the model's chunks than this in the timed span and a case's rate is flagged:
@@ -136,6 +144,9 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
         require_script(&args.expert, "expert", "torch_expert.py")?;
     }
     let timekd = timekd_binary(args.timekd.as_deref())?;
+    if let Some(baseline) = args.baseline.as_deref().filter(|b| !b.is_file()) {
+        bail!("--baseline {}: no such file", baseline.display());
+    }
     let model = args.work.join("gpt2-small-random");
     std::fs::create_dir_all(&args.work)?;
     if !model.join("model.safetensors").is_file() {
@@ -159,7 +170,11 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
         let (data, h) = case
             .rsplit_once(':')
             .with_context(|| format!("case {case:?}: expected DATA:H"))?;
-        rows.push(time_case(&args, &timekd, &model, case, data, h, 1)?);
+        let mut row = time_case(&args, &timekd, &model, case, data, h, 1)?;
+        if let Some(baseline) = &args.baseline {
+            row.baseline = Some(time_case(&args, baseline, &model, case, data, h, 1)?.rate());
+        }
+        rows.push(row);
     }
     let all_lengths = match &args.all_lengths {
         Some(data) => {
@@ -170,15 +185,12 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(",");
             let case = format!("{data}:all({list})");
-            let row = time_case(
-                &args,
-                &timekd,
-                &model,
-                &case,
-                data,
-                &list,
-                args.lengths.len(),
-            )?;
+            let n = args.lengths.len();
+            let mut row = time_case(&args, &timekd, &model, &case, data, &list, n)?;
+            if let Some(baseline) = &args.baseline {
+                let base = time_case(&args, baseline, &model, &case, data, &list, n)?;
+                row.baseline = Some(base.rate());
+            }
             let embeddings = all_lengths_embeddings(&timekd, data, &args.lengths)?;
             Some((row, embeddings))
         }
@@ -224,7 +236,7 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
         None => {}
     }
     println!(
-        "{:<30} {:>7} {:>10} {:>10} {:>10} {:>8} {:>10} {:>9} {:>11} {:>8} {:>9}",
+        "{:<30} {:>7} {:>10} {:>10} {:>10} {:>8} {:>10} {:>9} {:>8} {:>11} {:>8} {:>9}",
         "case",
         "windows",
         "windows/s",
@@ -233,6 +245,7 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
         "ratio",
         "expert",
         "vs expert",
+        "vs base",
         "tokens/s",
         "TFLOP/s",
         "peak MiB"
@@ -245,7 +258,7 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
         let ratio =
             |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}x", row.rate() / v));
         println!(
-            "{:<30} {:>7} {:>10.1} {:>10} {:>10} {:>8} {:>10} {:>9} {:>11.0} {:>8.1} {:>9}",
+            "{:<30} {:>7} {:>10.1} {:>10} {:>10} {:>8} {:>10} {:>9} {:>8} {:>11.0} {:>8.1} {:>9}",
             row.case,
             row.windows,
             row.rate(),
@@ -254,6 +267,7 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
             ratio(best),
             shown(e),
             ratio(e),
+            ratio(row.baseline),
             row.tokens / row.secs,
             row.flops / row.secs / 1e12,
             row.peak_mib.map_or("n/a".into(), |m| m.to_string())
@@ -262,6 +276,13 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
     println!(
         "ratio = our windows/s over the reference's best (torch.compile where it ran, else eager)"
     );
+    if let Some(baseline) = &args.baseline {
+        println!(
+            "vs base = our windows/s over those of {} (timed right after ours on each case, same \
+             windows)",
+            baseline.display()
+        );
+    }
     for row in rows.iter().chain(all_lengths.iter().map(|(r, _)| r)) {
         if let Some(chunks) = row.chunks.filter(|&n| n < STEADY_CHUNKS) {
             println!(
@@ -386,6 +407,7 @@ fn time_case(
         tokens: tokens * share,
         peak_mib,
         chunks,
+        baseline: None,
     })
 }
 
