@@ -165,16 +165,21 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
     // None when skipped; Err (why) when it failed, which leaves its columns empty.
     let expert = (!args.no_expert).then(|| run_expert(&args.expert));
     let expert_out = expert.as_ref().and_then(|e| e.as_deref().ok());
+    // A case timed on this build, then on the baseline build if there is one.
+    let timed = |case: &str, data: &str, lengths: &str, count: usize| -> anyhow::Result<Row> {
+        let mut row = time_case(&args, &timekd, &model, case, data, lengths, count)?;
+        if let Some(baseline) = &args.baseline {
+            let base = time_case(&args, baseline, &model, case, data, lengths, count)?;
+            row.baseline = Some(base.rate());
+        }
+        Ok(row)
+    };
     let mut rows = Vec::new();
     for case in &args.cases {
         let (data, h) = case
             .rsplit_once(':')
             .with_context(|| format!("case {case:?}: expected DATA:H"))?;
-        let mut row = time_case(&args, &timekd, &model, case, data, h, 1)?;
-        if let Some(baseline) = &args.baseline {
-            row.baseline = Some(time_case(&args, baseline, &model, case, data, h, 1)?.rate());
-        }
-        rows.push(row);
+        rows.push(timed(case, data, h, 1)?);
     }
     let all_lengths = match &args.all_lengths {
         Some(data) => {
@@ -185,12 +190,7 @@ pub fn bench_extract(args: BenchExtract) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(",");
             let case = format!("{data}:all({list})");
-            let n = args.lengths.len();
-            let mut row = time_case(&args, &timekd, &model, &case, data, &list, n)?;
-            if let Some(baseline) = &args.baseline {
-                let base = time_case(&args, baseline, &model, &case, data, &list, n)?;
-                row.baseline = Some(base.rate());
-            }
+            let row = timed(&case, data, &list, args.lengths.len())?;
             let embeddings = all_lengths_embeddings(&timekd, data, &args.lengths)?;
             Some((row, embeddings))
         }
