@@ -142,6 +142,159 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
+// The steps both tensor-core kernels share. A warp holds 16 queries of a tile; a thread two of
+// them, rows a = g and b = g + 8, in the fragment layouts above.
+
+// The Q fragments of the thread's two queries (rows qa, qb of the sequence's own; zeros
+// past its end) as A fragments, one per 16 head dims; the queries' token types.
+template <int HD>
+__device__ __forceinline__ void load_queries(unsigned (&qf)[HD / 16][4], u8& ta, u8& tb,
+                                             const half_t* __restrict__ own,
+                                             const u8* __restrict__ own_types, const SeqInfo& s,
+                                             int qa, int qb, int col, int ld, int c) {
+    const bool va = qa < s.own_len, vb = qb < s.own_len;
+    const half_t* ra = own + (size_t)(s.own_start + (va ? qa : 0)) * ld + col;
+    const half_t* rb = own + (size_t)(s.own_start + (vb ? qb : 0)) * ld + col;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+        int k0 = kk * 16 + 2 * c;
+        qf[kk][0] = va ? *(const unsigned*)(ra + k0) : 0u;
+        qf[kk][1] = vb ? *(const unsigned*)(rb + k0) : 0u;
+        qf[kk][2] = va ? *(const unsigned*)(ra + k0 + 8) : 0u;
+        qf[kk][3] = vb ? *(const unsigned*)(rb + k0 + 8) : 0u;
+    }
+    ta = own_types[s.own_start + (va ? qa : 0)];
+    tb = own_types[s.own_start + (vb ? qb : 0)];
+}
+
+// Where virtual key j's key head starts (its value head is kv_width further on).
+__device__ __forceinline__ const half_t* key_row(const half_t* __restrict__ pre,
+                                                 const half_t* __restrict__ own,
+                                                 const SeqInfo& s, int j, int kv_width,
+                                                 int q_width, int ld, int kv_col) {
+    return j < s.pre_len ? pre + (size_t)(s.pre_start + j) * (2 * kv_width) + kv_col
+                         : own + (size_t)(s.own_start + j - s.pre_len) * ld + q_width + kv_col;
+}
+
+// Key j0 + r's token type for r < KT (0 past the keys), into kt[r]; by the block's threads.
+template <int KT>
+__device__ __forceinline__ void load_key_types(u8* kt, const u8* __restrict__ pre_types,
+                                               const u8* __restrict__ own_types,
+                                               const SeqInfo& s, int j0, int n_keys) {
+    for (int r = threadIdx.x; r < KT; r += blockDim.x) {
+        int j = j0 + r;
+        u8 t = 0;
+        if (j < n_keys)
+            t = j < s.pre_len ? pre_types[s.pre_start + j] : own_types[s.own_start + j - s.pre_len];
+        kt[r] = t;
+    }
+}
+
+// The running softmax state of a thread's two query rows, in log2 units.
+struct RowPair {
+    float ma, mb;  // maxima so far (-inf before any key)
+    float la, lb;  // this thread's part of the sums of exp2(score - max)
+    int last_a, last_b;  // the last key each query sees (causal)
+    u8 ta, tb;  // the queries' token types
+};
+
+// One key tile's step of the online softmax: the scores `sc` (NT 8-key column tiles from key
+// kbase of the tile at j0, C layout) are scaled by `scale2` (log2 units), get `pen2` where the
+// key's type (kt) differs from the query's, and -inf past the keys or the query's last; the
+// maxima and sums advance; the scores become exp2(score - max). Returns in corr_a / corr_b the
+// factors that bring the output so far to the new maxima.
+template <int NT>
+__device__ __forceinline__ void softmax_step(float (&sc)[NT][4], RowPair& r, const u8* kt,
+                                             int kbase, int j0, int c, int n_keys, float scale2,
+                                             float pen2, float& corr_a, float& corr_b) {
+    float mxa = r.ma, mxb = r.mb;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            int k = kbase + nt * 8 + 2 * c + e;
+            int j = j0 + k;
+            u8 tk = kt[k];
+            float x = sc[nt][e] * scale2 + (tk != r.ta ? pen2 : 0.f);
+            x = (j < n_keys && j <= r.last_a) ? x : NEG_INF;
+            sc[nt][e] = x;
+            mxa = fmaxf(mxa, x);
+            float y = sc[nt][2 + e] * scale2 + (tk != r.tb ? pen2 : 0.f);
+            y = (j < n_keys && j <= r.last_b) ? y : NEG_INF;
+            sc[nt][2 + e] = y;
+            mxb = fmaxf(mxb, y);
+        }
+    }
+    mxa = fmaxf(mxa, __shfl_xor_sync(0xffffffffu, mxa, 1));
+    mxa = fmaxf(mxa, __shfl_xor_sync(0xffffffffu, mxa, 2));
+    mxb = fmaxf(mxb, __shfl_xor_sync(0xffffffffu, mxb, 1));
+    mxb = fmaxf(mxb, __shfl_xor_sync(0xffffffffu, mxb, 2));
+    // A row whose keys are all masked so far keeps max -inf: use 0 so exp2 gives 0, not NaN.
+    const float ba = mxa == NEG_INF ? 0.f : mxa, bb = mxb == NEG_INF ? 0.f : mxb;
+    corr_a = exp2f(r.ma - ba);
+    corr_b = exp2f(r.mb - bb);
+    r.ma = mxa;
+    r.mb = mxb;
+    float sa = 0.f, sb = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+        sc[nt][0] = exp2f(sc[nt][0] - ba);
+        sc[nt][1] = exp2f(sc[nt][1] - ba);
+        sc[nt][2] = exp2f(sc[nt][2] - bb);
+        sc[nt][3] = exp2f(sc[nt][3] - bb);
+        sa += sc[nt][0] + sc[nt][1];
+        sb += sc[nt][2] + sc[nt][3];
+    }
+    r.la = r.la * corr_a + sa;
+    r.lb = r.lb * corr_b + sb;
+}
+
+// The probabilities as f16 A fragments, one per 16 keys.
+template <int NT>
+__device__ __forceinline__ void pack_probabilities(const float (&p)[NT][4],
+                                                   unsigned (&pf)[NT / 2][4]) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+        pf[nt >> 1][(nt & 1) * 2 + 0] = pack_half2(p[nt][0], p[nt][1]);
+        pf[nt >> 1][(nt & 1) * 2 + 1] = pack_half2(p[nt][2], p[nt][3]);
+    }
+}
+
+template <int OT>
+__device__ __forceinline__ void scale_rows(float (&o)[OT][4], float corr_a, float corr_b) {
+#pragma unroll
+    for (int i = 0; i < OT; ++i) {
+        o[i][0] *= corr_a;
+        o[i][1] *= corr_a;
+        o[i][2] *= corr_b;
+        o[i][3] *= corr_b;
+    }
+}
+
+// Sums the row sums over the quad and writes the normalised rows of queries qa, qb (those
+// before the sequence's end) at output rows row0 + q - q0, head columns from col.
+template <int OT>
+__device__ __forceinline__ void store_rows(const float (&o)[OT][4], RowPair r, half_t* out,
+                                           const SeqInfo& s, int qa, int qb, int q0, int row0,
+                                           int col, int q_width, int c) {
+    r.la += __shfl_xor_sync(0xffffffffu, r.la, 1);
+    r.la += __shfl_xor_sync(0xffffffffu, r.la, 2);
+    r.lb += __shfl_xor_sync(0xffffffffu, r.lb, 1);
+    r.lb += __shfl_xor_sync(0xffffffffu, r.lb, 2);
+    const bool va = qa < s.own_len, vb = qb < s.own_len;
+    const float ia = va ? 1.f / r.la : 0.f, ib = vb ? 1.f / r.lb : 0.f;
+#pragma unroll
+    for (int i = 0; i < OT; ++i) {
+        int cc = col + i * 8 + 2 * c;
+        if (va)
+            *(unsigned*)(out + (size_t)(row0 + qa - q0) * q_width + cc) =
+                pack_half2(o[i][0] * ia, o[i][1] * ia);
+        if (vb)
+            *(unsigned*)(out + (size_t)(row0 + qb - q0) * q_width + cc) =
+                pack_half2(o[i][2] * ib, o[i][3] * ib);
+    }
+}
+
 // tiles: per block, (seq, first query, output row of the first query) triples: a pass's own
 // tiles write query i at row own_start + i; the final block's last-row tiles (first query =
 // the last, one valid query) write sequence s's at row s.
@@ -180,27 +333,13 @@ __device__ __forceinline__ void attention_mma(
     const int qw = SPLIT ? q0 : q0 + warp * 16;
     const int kbase = SPLIT ? warp * 16 : 0;
     const int qa = qw + g, qb = qw + g + 8;
-    const bool va = qa < s.own_len, vb = qb < s.own_len;
     unsigned qf[KSTEPS][4];  // [k-step][a0..a3]
-    {
-        const half_t* ra = own + (size_t)(s.own_start + (va ? qa : 0)) * ld + col;
-        const half_t* rb = own + (size_t)(s.own_start + (vb ? qb : 0)) * ld + col;
-#pragma unroll
-        for (int kk = 0; kk < KSTEPS; ++kk) {
-            int k0 = kk * 16 + 2 * c;
-            qf[kk][0] = va ? *(const unsigned*)(ra + k0) : 0u;
-            qf[kk][1] = vb ? *(const unsigned*)(rb + k0) : 0u;
-            qf[kk][2] = va ? *(const unsigned*)(ra + k0 + 8) : 0u;
-            qf[kk][3] = vb ? *(const unsigned*)(rb + k0 + 8) : 0u;
-        }
-    }
-    const u8 ta = own_types[s.own_start + (va ? qa : 0)];
-    const u8 tb = own_types[s.own_start + (vb ? qb : 0)];
+    RowPair rows{NEG_INF, NEG_INF, 0.f, 0.f, s.pre_len + qa, s.pre_len + qb, 0, 0};
+    load_queries<HD>(qf, rows.ta, rows.tb, own, own_types, s, qa, qb, col, ld, c);
 
     float o[OTILES][4];
 #pragma unroll
     for (int i = 0; i < OTILES; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    float ma = NEG_INF, mb = NEG_INF, la = 0.f, lb = 0.f;
     const float log2e = 1.4426950408889634f;
     const float sc = scale * log2e, pen = penalty * log2e;
 
@@ -216,24 +355,12 @@ __device__ __forceinline__ void attention_mma(
         for (int t = threadIdx.x; t < KT * CHUNKS; t += 128) {
             int r = t / CHUNKS, ch = t % CHUNKS;
             int j = j0 + r;
-            // Key row j's key head (its value head kv_width further on).
-            const half_t* k = own;
             bool valid = j < n_keys;
-            if (valid)
-                k = j < s.pre_len
-                        ? pre + (size_t)(s.pre_start + j) * (2 * kv_width) + kv_col
-                        : own + (size_t)(s.own_start + j - s.pre_len) * ld + q_width + kv_col;
+            const half_t* k = valid ? key_row(pre, own, s, j, kv_width, q_width, ld, kv_col) : own;
             cp_async16(smem_addr(ks_buf[st] + r * SROW + ch * 8), k + ch * 8, valid);
             cp_async16(smem_addr(vs_buf[st] + r * SROW + ch * 8), k + kv_width + ch * 8, valid);
         }
-        for (int r = threadIdx.x; r < KT; r += 128) {
-            int j = j0 + r;
-            u8 t = 0;
-            if (j < n_keys)
-                t = j < s.pre_len ? pre_types[s.pre_start + j]
-                                  : own_types[s.own_start + j - s.pre_len];
-            kt_buf[st][r] = t;
-        }
+        load_key_types<KT>(kt_buf[st], pre_types, own_types, s, j0, n_keys);
         cp_async_commit();
     };
     load_tile(0, 0);
@@ -248,7 +375,6 @@ __device__ __forceinline__ void attention_mma(
         __syncthreads();
         const half_t* ks = ks_buf[st];
         const half_t* vs = vs_buf[st];
-        const u8* kt = kt_buf[st];
         if (!active) {
             __syncthreads();
             continue;
@@ -267,55 +393,11 @@ __device__ __forceinline__ void attention_mma(
                 mma_16816(sacc[nt], qf[kk], b0, b1);
             }
         }
-        // Scale, mask (causal + calibration), in log2 units; row maxima.
-        float mxa = ma, mxb = mb;
-#pragma unroll
-        for (int nt = 0; nt < NTILES; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                int r = kbase + nt * 8 + 2 * c + e;
-                int j = j0 + r;
-                u8 tk = kt[r];
-                float x = sacc[nt][e] * sc + (tk != ta ? pen : 0.f);
-                x = (j < n_keys && j <= s.pre_len + qa) ? x : NEG_INF;
-                sacc[nt][e] = x;
-                mxa = fmaxf(mxa, x);
-                float y = sacc[nt][2 + e] * sc + (tk != tb ? pen : 0.f);
-                y = (j < n_keys && j <= s.pre_len + qb) ? y : NEG_INF;
-                sacc[nt][2 + e] = y;
-                mxb = fmaxf(mxb, y);
-            }
-        }
-        mxa = fmaxf(mxa, __shfl_xor_sync(0xffffffffu, mxa, 1));
-        mxa = fmaxf(mxa, __shfl_xor_sync(0xffffffffu, mxa, 2));
-        mxb = fmaxf(mxb, __shfl_xor_sync(0xffffffffu, mxb, 1));
-        mxb = fmaxf(mxb, __shfl_xor_sync(0xffffffffu, mxb, 2));
-        // A row whose keys are all masked so far keeps max -inf: use 0 so exp2 gives 0, not NaN.
-        const float ba = mxa == NEG_INF ? 0.f : mxa, bb = mxb == NEG_INF ? 0.f : mxb;
-        const float corr_a = exp2f(ma - ba), corr_b = exp2f(mb - bb);
-        ma = mxa;
-        mb = mxb;
-        float sa = 0.f, sb = 0.f;
+        float corr_a, corr_b;
+        softmax_step<NTILES>(sacc, rows, kt_buf[st], kbase, j0, c, n_keys, sc, pen, corr_a, corr_b);
         unsigned pf[WK / 16][4];  // P as A fragments, per 16-key step
-#pragma unroll
-        for (int nt = 0; nt < NTILES; ++nt) {
-            float p0 = exp2f(sacc[nt][0] - ba), p1 = exp2f(sacc[nt][1] - ba);
-            float p2 = exp2f(sacc[nt][2] - bb), p3 = exp2f(sacc[nt][3] - bb);
-            sa += p0 + p1;
-            sb += p2 + p3;
-            int kk = nt >> 1, hi = nt & 1;
-            pf[kk][hi * 2 + 0] = pack_half2(p0, p1);
-            pf[kk][hi * 2 + 1] = pack_half2(p2, p3);
-        }
-        la = la * corr_a + sa;
-        lb = lb * corr_b + sb;
-#pragma unroll
-        for (int i = 0; i < OTILES; ++i) {
-            o[i][0] *= corr_a;
-            o[i][1] *= corr_a;
-            o[i][2] *= corr_b;
-            o[i][3] *= corr_b;
-        }
+        pack_probabilities<NTILES>(sacc, pf);
+        scale_rows<OTILES>(o, corr_a, corr_b);
         // O += P V: V tile rows are keys; ldmatrix.trans gives the B fragments.
 #pragma unroll
         for (int kk = 0; kk < WK / 16; ++kk) {
@@ -333,15 +415,14 @@ __device__ __forceinline__ void attention_mma(
         __syncthreads();
     }
 
-    // Row sums over the quad, then write.
-    la += __shfl_xor_sync(0xffffffffu, la, 1);
-    la += __shfl_xor_sync(0xffffffffu, la, 2);
-    lb += __shfl_xor_sync(0xffffffffu, lb, 1);
-    lb += __shfl_xor_sync(0xffffffffu, lb, 2);
     if (SPLIT) {
         // Each warp's (max, sum, unnormalised output) of its keys into shared memory (the K
         // stages, free after the loop's last barrier); warp 0 rescales them to the common
-        // max and sums.
+        // max and sums. The sums are merged whole: the quad's parts first.
+        rows.la += __shfl_xor_sync(0xffffffffu, rows.la, 1);
+        rows.la += __shfl_xor_sync(0xffffffffu, rows.la, 2);
+        rows.lb += __shfl_xor_sync(0xffffffffu, rows.lb, 1);
+        rows.lb += __shfl_xor_sync(0xffffffffu, rows.lb, 2);
         static_assert(!SPLIT || 4 * 16 * (HD + 2) * 4 <= 2 * KT * SROW * 2, "merge space");
         float* part = reinterpret_cast<float*>(&ks_buf[0][0]) + warp * 16 * (HD + 2);
 #pragma unroll
@@ -353,10 +434,10 @@ __device__ __forceinline__ void attention_mma(
             part[(g + 8) * (HD + 2) + cc + 1] = o[i][3];
         }
         if (c == 0) {
-            part[g * (HD + 2) + HD] = ma;
-            part[g * (HD + 2) + HD + 1] = la;
-            part[(g + 8) * (HD + 2) + HD] = mb;
-            part[(g + 8) * (HD + 2) + HD + 1] = lb;
+            part[g * (HD + 2) + HD] = rows.ma;
+            part[g * (HD + 2) + HD + 1] = rows.la;
+            part[(g + 8) * (HD + 2) + HD] = rows.mb;
+            part[(g + 8) * (HD + 2) + HD + 1] = rows.lb;
         }
         __syncthreads();
         if (warp != 0) return;
@@ -368,7 +449,8 @@ __device__ __forceinline__ void attention_mma(
             mxa = fmaxf(mxa, all[(w * 16 + g) * (HD + 2) + HD]);
             mxb = fmaxf(mxb, all[(w * 16 + g + 8) * (HD + 2) + HD]);
         }
-        la = lb = 0.f;
+        // The merged sums go to the thread with c == 0 only: store_rows sums over the quad.
+        float la = 0.f, lb = 0.f;
 #pragma unroll
         for (int w = 0; w < 4; ++w) {
             fa[w] = exp2f(all[(w * 16 + g) * (HD + 2) + HD] - mxa);
@@ -376,6 +458,8 @@ __device__ __forceinline__ void attention_mma(
             la += fa[w] * all[(w * 16 + g) * (HD + 2) + HD + 1];
             lb += fb[w] * all[(w * 16 + g + 8) * (HD + 2) + HD + 1];
         }
+        rows.la = c == 0 ? la : 0.f;
+        rows.lb = c == 0 ? lb : 0.f;
 #pragma unroll
         for (int i = 0; i < OTILES; ++i) {
             int cc = i * 8 + 2 * c;
@@ -391,17 +475,7 @@ __device__ __forceinline__ void attention_mma(
             }
         }
     }
-    const float ia = va ? 1.f / la : 0.f, ib = vb ? 1.f / lb : 0.f;
-#pragma unroll
-    for (int i = 0; i < OTILES; ++i) {
-        int cc = col + i * 8 + 2 * c;
-        if (va)
-            *(unsigned*)(out + (size_t)(row0 + qa - q0) * q_width + cc) =
-                pack_half2(o[i][0] * ia, o[i][1] * ia);
-        if (vb)
-            *(unsigned*)(out + (size_t)(row0 + qb - q0) * q_width + cc) =
-                pack_half2(o[i][2] * ib, o[i][3] * ib);
-    }
+    store_rows<OTILES>(o, rows, out, s, qa, qb, q0, row0, col, q_width, c);
 }
 
 // 64-wide heads: at most 128 registers a thread, so that four blocks (16 warps) share an SM
@@ -429,3 +503,189 @@ attention_mma_f16_hd128(const half_t* pre, const u8* pre_types, const half_t* ow
     attention_mma<128, 32, false>(pre, pre_types, own, own_types, out, seqs, tiles, q_width,
                                   kv_width, group, ld, scale, penalty);
 }
+
+// ---------------------------------------------------------------------------------------
+// Hopper (compiled only for compute_90a): the 64-query tiles of 64-wide heads on warpgroup
+// MMA (wgmma), one warpgroup (the block's four warps) a tile. S = Q K^T and O += P V are each
+// four wgmma.m64n64k16: A from registers (the Q and P fragments, laid out per warp as
+// mma.m16n8k16's A), B from shared memory through a descriptor; wgmma's f32 accumulator is,
+// per warp, mma.m16n8's C over eight column tiles, so the softmax steps above serve as they
+// are. Pipelined as FlashAttention-3 within a warpgroup: iteration t issues S(t+1) and then
+// P(t) V(t), waits for S(t+1) alone and runs its softmax while P V is still on the tensor
+// cores, then waits for P V and rescales O. Three stages of shared memory (tile t's V, tile
+// t+1's K, tile t+2 loading), dynamic: WGMMA_SMEM_BYTES, defined by the compiling program
+// (kernels.rs owns the launch's size; the check below says whether it is enough).
+//
+// K and V tiles are 64 keys x 64 halves (128-byte rows, no padding) in the 128-byte swizzle
+// wgmma reads: 16-byte chunk ch of row r is stored at chunk ch ^ (r % 8), tiles 1024-byte
+// aligned. K is B "K-major" (a key's head dims contiguous), V "MN-major" (transposed).
+// (A host compiler pass, where __CUDA_ARCH__ is not defined, sees it too: its declaration.)
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define WGMMA_STAGE_HALVES (64 * 64)
+// K and V stages, key types, slack to align the first stage to 1024 bytes.
+static_assert(WGMMA_SMEM_BYTES >= 3 * 2 * WGMMA_STAGE_HALVES * 2 + 3 * 64 + 1024,
+              "WGMMA_SMEM_BYTES too small for the wgmma attention's stages");
+
+// A shared-memory matrix descriptor for a 1024-aligned tile in the 128-byte swizzle. Both
+// byte offsets are 1024 (eight rows of 128 bytes): a K-major swizzled operand ignores the
+// leading one, and an MN-major one 64 halves wide has a single atom along N.
+__device__ __forceinline__ unsigned long long wgmma_desc(const void* tile) {
+    const unsigned long long addr = smem_addr(tile);
+    return ((addr & 0x3FFFF) >> 4) | ((unsigned long long)(1024 >> 4) << 16) |
+           ((unsigned long long)(1024 >> 4) << 32) | (1ull << 62);
+}
+__device__ __forceinline__ void wgmma_fence() {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N> __device__ __forceinline__ void wgmma_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Pins an accumulator's registers at this point: the compiler may not move their reads or
+// writes across it (wgmma reads and writes them asynchronously).
+__device__ __forceinline__ void fence_accumulator(float (&d)[8][4]) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[i][e])::"memory");
+}
+// Stores by ordinary (generic-proxy) writes made visible to wgmma's (async-proxy) reads.
+__device__ __forceinline__ void fence_proxy_async() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// D[64 x 64] (+)= A[64 x 16] (registers) B[16 x 64] (descriptor); TRANS_B: B is MN-major.
+template <int TRANS_B>
+__device__ __forceinline__ void wgmma_64x64x16(float (&d)[8][4], const unsigned (&a)[4],
+                                               unsigned long long desc, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+        "{%32, %33, %34, %35}, %36, p, 1, 1, %37;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]),
+          "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]),
+          "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]),
+          "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+          "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]),
+          "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+          "+f"(d[7][2]), "+f"(d[7][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(TRANS_B), "r"(accumulate));
+}
+
+extern "C" __global__ void __launch_bounds__(128, 3)
+attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ pre_types,
+                         const half_t* __restrict__ own, const u8* __restrict__ own_types,
+                         half_t* __restrict__ out, const SeqInfo* __restrict__ seqs,
+                         const int* __restrict__ tiles, int q_width, int kv_width, int group,
+                         int ld, float scale, float penalty) {
+    constexpr int HD = 64, KT = 64, CHUNKS = HD / 8, STAGE = WGMMA_STAGE_HALVES;
+    extern __shared__ unsigned char wgmma_smem[];
+    half_t* ks = reinterpret_cast<half_t*>(
+        wgmma_smem + ((1024 - (smem_addr(wgmma_smem) & 1023)) & 1023));
+    half_t* vs = ks + 3 * STAGE;
+    u8* kts = reinterpret_cast<u8*>(vs + 3 * STAGE);
+
+    const int seq = tiles[3 * blockIdx.x], q0 = tiles[3 * blockIdx.x + 1];
+    const int row0 = tiles[3 * blockIdx.x + 2];
+    const int head = blockIdx.y;
+    const SeqInfo s = seqs[seq];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, c = lane & 3;
+    const int col = head * HD;
+    const int kv_col = (head / group) * HD;
+    // Every warp runs every wgmma (they are warpgroup-wide): rows past the sequence compute
+    // on zero queries and are not written.
+    const int qa = q0 + warp * 16 + g, qb = qa + 8;
+    unsigned qf[HD / 16][4];
+    RowPair rows{NEG_INF, NEG_INF, 0.f, 0.f, s.pre_len + qa, s.pre_len + qb, 0, 0};
+    load_queries<HD>(qf, rows.ta, rows.tb, own, own_types, s, qa, qb, col, ld, c);
+
+    float o[8][4], sacc[8][4];
+    unsigned pf[4][4];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    const float log2e = 1.4426950408889634f;
+    const float sc = scale * log2e, pen = penalty * log2e;
+    float corr_a, corr_b;
+
+    const int n_keys = s.pre_len + s.own_len;
+    const int last_q = min(q0 + QUERY_TILE, s.own_len) - 1;
+    const int n_tiles = (min(n_keys, s.pre_len + last_q + 1) + KT - 1) / KT;
+
+    // Tile t's K and V rows (swizzled) and key types into stage t % 3, by cp.async.
+    auto load_tile = [&](int t) {
+        const int j0 = t * KT;
+        half_t* kd = ks + (t % 3) * STAGE;
+        half_t* vd = vs + (t % 3) * STAGE;
+        for (int i = threadIdx.x; i < KT * CHUNKS; i += 128) {
+            int r = i / CHUNKS, ch = i % CHUNKS;
+            int j = j0 + r;
+            bool valid = j < n_keys;
+            const half_t* k = valid ? key_row(pre, own, s, j, kv_width, q_width, ld, kv_col) : own;
+            const int at = r * HD + ((ch ^ (r & 7)) * 8);
+            cp_async16(smem_addr(kd + at), k + ch * 8, valid);
+            cp_async16(smem_addr(vd + at), k + kv_width + ch * 8, valid);
+        }
+        load_key_types<KT>(kts + (t % 3) * KT, pre_types, own_types, s, j0, n_keys);
+        cp_async_commit();
+    };
+    // S = Q K(t)^T, issued and committed, not waited for.
+    auto issue_scores = [&](int t) {
+        const unsigned long long desc = wgmma_desc(ks + (t % 3) * STAGE);
+        fence_accumulator(sacc);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) wgmma_64x64x16<0>(sacc, qf[kk], desc + 2 * kk, kk > 0);
+        wgmma_commit();
+    };
+
+    load_tile(0);
+    if (n_tiles > 1) {
+        load_tile(1);
+        cp_async_wait<1>();
+    } else {
+        cp_async_wait<0>();
+    }
+    fence_proxy_async();
+    __syncthreads();
+    issue_scores(0);
+    wgmma_wait<0>();
+    fence_accumulator(sacc);
+    softmax_step<8>(sacc, rows, kts, 0, 0, c, n_keys, sc, pen, corr_a, corr_b);
+    pack_probabilities<8>(sacc, pf);
+    for (int t = 0; t < n_tiles; ++t) {
+        const bool more = t + 1 < n_tiles;
+        if (more) {
+            cp_async_wait<0>();
+            fence_proxy_async();
+        }
+        // Tile t+1 is in; every warp is done with tile t-1's stage, which tile t+2 takes.
+        __syncthreads();
+        if (t + 2 < n_tiles) load_tile(t + 2);
+        if (more) issue_scores(t + 1);
+        const unsigned long long desc = wgmma_desc(vs + (t % 3) * STAGE);
+        fence_accumulator(o);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) wgmma_64x64x16<1>(o, pf[kk], desc + 128 * kk, 1);
+        wgmma_commit();
+        if (more) {
+            wgmma_wait<1>();  // S(t+1); P(t) V(t) may still run
+            fence_accumulator(sacc);
+            softmax_step<8>(sacc, rows, kts + ((t + 1) % 3) * KT, 0, (t + 1) * KT, c, n_keys,
+                            sc, pen, corr_a, corr_b);
+        }
+        wgmma_wait<0>();
+        fence_accumulator(o);
+        if (more) {
+            scale_rows<8>(o, corr_a, corr_b);
+            pack_probabilities<8>(sacc, pf);
+        }
+    }
+    store_rows<8>(o, rows, out, s, qa, qb, q0, row0, col, q_width, c);
+}
+#endif

@@ -7,6 +7,7 @@ use cudarc::driver::CudaFunction;
 use super::CudaError;
 use super::engine::ROW_THREADS;
 use super::engine::{Arg, CudaEngine};
+use super::kernels::WGMMA_SHARED_BYTES;
 use super::passes::SeqInfo;
 use super::profile::Stage;
 use super::workspace::Workspace;
@@ -20,24 +21,29 @@ pub(super) const ATTENTION_TILE: usize = 64;
 /// split the keys, instead of three of them idling.
 const SHORT_TILE: i32 = 16;
 
-/// The tensor-core kernels of a model: for tiles of up to 64 queries, and for short ones.
+/// The tensor-core kernels of a model: for tiles of up to 64 queries (with the dynamic shared
+/// memory it takes), and for short ones.
 struct TensorCore<'k> {
-    tiles: &'k CudaFunction,
+    tiles: (&'k CudaFunction, u32),
     short: &'k CudaFunction,
 }
 
 impl CudaEngine {
     /// The tensor-core attention of this model, if there is one (f16, heads 64 or 128 wide;
-    /// 64-wide heads have the split kernel for short tiles).
+    /// 64-wide heads have the split kernel for short tiles, and on Hopper the wgmma kernel
+    /// for the others).
     fn tensor_core(&self) -> Option<TensorCore<'_>> {
         let kernels = &self.kernels;
         match (self.is_half(), self.arch.shape.head_dim) {
             (true, 64) => Some(TensorCore {
-                tiles: &kernels.attention_mma_f16_hd64,
+                tiles: match &kernels.attention_wgmma_f16_hd64 {
+                    Some(wgmma) => (wgmma, WGMMA_SHARED_BYTES),
+                    None => (&kernels.attention_mma_f16_hd64, 0),
+                },
                 short: &kernels.attention_mma_split_f16_hd64,
             }),
             (true, 128) => Some(TensorCore {
-                tiles: &kernels.attention_mma_f16_hd128,
+                tiles: (&kernels.attention_mma_f16_hd128, 0),
                 short: &kernels.attention_mma_f16_hd128,
             }),
             _ => None,
@@ -87,9 +93,11 @@ impl CudaEngine {
     ) -> Result<(), CudaError> {
         match self.tensor_core() {
             Some(kernels) => {
-                self.attention_tiles(kernels.tiles, work, keys, (work.tiles.ptr(), lists.count))?;
+                let (tiles, shared) = kernels.tiles;
+                let list = (work.tiles.ptr(), lists.count);
+                self.attention_tiles((tiles, shared), work, keys, list)?;
                 let short = work.tiles.at(lists.count * TILE_BYTES);
-                self.attention_tiles(kernels.short, work, keys, (short, lists.short))?;
+                self.attention_tiles((kernels.short, 0), work, keys, (short, lists.short))?;
             }
             None => {
                 self.attention_simt(work, keys, work.items.ptr(), lists.count, lists.max_keys)?
@@ -114,16 +122,18 @@ impl CudaEngine {
             .collect();
         if let Some(kernels) = self.tensor_core() {
             work.tiles.upload(&self.stream, &list)?;
-            return self.attention_tiles(kernels.short, work, keys, (work.tiles.ptr(), seqs.len()));
+            let list = (work.tiles.ptr(), seqs.len());
+            return self.attention_tiles((kernels.short, 0), work, keys, list);
         }
         work.items.upload(&self.stream, &list)?;
         self.attention_simt(work, keys, work.items.ptr(), seqs.len(), max_keys(seqs))
     }
 
-    /// A tensor-core kernel over `count` tiles uploaded at `tiles`.
+    /// A tensor-core kernel (with its bytes of dynamic shared memory) over `count` tiles
+    /// uploaded at `tiles`.
     fn attention_tiles(
         &self,
-        kernel: &CudaFunction,
+        (kernel, shared): (&CudaFunction, u32),
         work: &Workspace,
         keys: &Keys,
         (tiles, count): (u64, usize),
@@ -132,7 +142,7 @@ impl CudaEngine {
             kernel,
             (count as u32, self.arch.shape.heads as u32),
             128,
-            0,
+            shared,
             &keys.args_then(&[
                 Arg::Ptr(work.ctx.ptr()),
                 Arg::Ptr(work.seqs.ptr()),

@@ -31,6 +31,21 @@ fn source(d: usize) -> String {
     }
 }
 
+/// Dynamic shared memory of the Hopper attention kernel (`attention.cu` checks at compile
+/// time that its layout fits): three stages of a 64-key K and V tile (8 KiB each), their key
+/// types, and up to 1 KiB to align the first stage for the 128-byte swizzle.
+pub(super) const WGMMA_SHARED_BYTES: u32 = 3 * 2 * 8192 + 3 * 64 + 1024;
+
+/// The environment variable that, set to `mma`, keeps the Hopper attention off (the
+/// `mma.sync` kernel serves every GPU): a way to compare the two, or to step around a fault.
+const ATTENTION_ENV: &str = "TIMEKD_CUDA_ATTENTION";
+
+/// Whether the device of compute capability `major.minor` gets the wgmma attention: Hopper
+/// (9.0, whose `sm_90a` features it needs) unless [`ATTENTION_ENV`] asks for `mma`.
+fn uses_wgmma((major, minor): (i32, i32), setting: Option<&str>) -> bool {
+    (major, minor) == (9, 0) && setting != Some("mma")
+}
+
 /// The name suffix of the norm kernels for rows of `d` elements.
 fn norm_suffix(d: usize) -> String {
     norm_width(d).map_or("any".to_string(), |n| n.to_string())
@@ -56,6 +71,8 @@ pub(crate) struct Kernels {
     pub attention_mma_f16_hd64: CudaFunction,
     pub attention_mma_split_f16_hd64: CudaFunction,
     pub attention_mma_f16_hd128: CudaFunction,
+    /// The wgmma attention for 64-wide heads (Hopper only; `None` elsewhere).
+    pub attention_wgmma_f16_hd64: Option<CudaFunction>,
     /// Keeps the module loaded as long as the handles live.
     _module: Arc<CudaModule>,
 }
@@ -71,10 +88,15 @@ impl Kernels {
                  or newer (Ampere, Hopper); use the Burn path (`--engine burn`)"
             )));
         }
+        let setting = std::env::var(ATTENTION_ENV).ok();
+        let wgmma = uses_wgmma((major, minor), setting.as_deref());
+        // Hopper's wgmma is an architecture-specific feature: compute_90a, not compute_90.
+        let arch_suffix = if wgmma { "a" } else { "" };
         let options = CompileOptions {
             options: vec![
-                format!("--gpu-architecture=compute_{major}{minor}"),
+                format!("--gpu-architecture=compute_{major}{minor}{arch_suffix}"),
                 "-std=c++17".to_string(),
+                format!("-DWGMMA_SMEM_BYTES={WGMMA_SHARED_BYTES}"),
             ],
             use_fast_math: Some(true),
             name: Some("timekd_kernels.cu".to_string()),
@@ -85,13 +107,24 @@ impl Kernels {
         let module = ctx.load_module(ptx).map_err(CudaError::driver)?;
         let get = |name: &str| module.load_function(name).map_err(CudaError::driver);
         let norm = |types: &str| get(&format!("ln_{types}_{}", norm_suffix(d_model)));
-        // Four blocks an SM need 4 × 37 KiB of shared memory: ask for the largest carveout.
-        let four_blocks = |name: &str| {
+        // Several blocks an SM (four of the mma kernels' 37 KiB, three of the wgmma one's
+        // 49 KiB) need the largest shared-memory carveout.
+        let max_carveout = |name: &str| {
             let kernel = get(name)?;
             kernel
                 .set_attribute(
                     CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
                     100,
+                )
+                .map_err(CudaError::driver)?;
+            Ok::<_, CudaError>(kernel)
+        };
+        let wgmma_kernel = |name: &str| {
+            let kernel = max_carveout(name)?;
+            kernel
+                .set_attribute(
+                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    WGMMA_SHARED_BYTES as i32,
                 )
                 .map_err(CudaError::driver)?;
             Ok::<_, CudaError>(kernel)
@@ -112,9 +145,12 @@ impl Kernels {
             rotary_f32: get("rotary_f32")?,
             attention_simt_f16: get("attention_simt_f16")?,
             attention_simt_f32: get("attention_simt_f32")?,
-            attention_mma_f16_hd64: four_blocks("attention_mma_f16_hd64")?,
-            attention_mma_split_f16_hd64: four_blocks("attention_mma_split_f16_hd64")?,
+            attention_mma_f16_hd64: max_carveout("attention_mma_f16_hd64")?,
+            attention_mma_split_f16_hd64: max_carveout("attention_mma_split_f16_hd64")?,
             attention_mma_f16_hd128: get("attention_mma_f16_hd128")?,
+            attention_wgmma_f16_hd64: wgmma
+                .then(|| wgmma_kernel("attention_wgmma_f16_hd64"))
+                .transpose()?,
             _module: module,
         })
     }
@@ -122,7 +158,18 @@ impl Kernels {
 
 #[cfg(test)]
 mod tests {
-    use super::{norm_suffix, source};
+    use super::{norm_suffix, source, uses_wgmma};
+
+    #[test]
+    fn only_hopper_gets_the_wgmma_attention_and_the_setting_can_refuse_it() {
+        assert!(uses_wgmma((9, 0), None));
+        assert!(uses_wgmma((9, 0), Some("wgmma")));
+        assert!(!uses_wgmma((9, 0), Some("mma")));
+        // Ampere, Ada, Blackwell: sm_90a's wgmma is not theirs.
+        for cc in [(8, 0), (8, 6), (8, 9), (10, 0), (12, 0)] {
+            assert!(!uses_wgmma(cc, None), "{cc:?}");
+        }
+    }
 
     #[test]
     fn rows_of_the_common_widths_take_their_own_norm_kernel_and_others_the_generic_one() {
