@@ -145,6 +145,29 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 // The steps both tensor-core kernels share. A warp holds 16 queries of a tile; a thread two of
 // them, rows a = g and b = g + 8, in the fragment layouts above.
 
+// Where a block's tile is (its sequence, first query, output row of the first query; the
+// head's query and key/value columns) and where this thread is in it (warp, lane, and the
+// fragment coordinates g = lane / 4, c = lane % 4).
+struct TileSite {
+    SeqInfo s;
+    int q0, row0, col, kv_col;
+    int warp, lane, g, c;
+};
+__device__ __forceinline__ TileSite tile_site(const SeqInfo* __restrict__ seqs,
+                                              const int* __restrict__ tiles, int group, int hd) {
+    TileSite t;
+    t.s = seqs[tiles[3 * blockIdx.x]];
+    t.q0 = tiles[3 * blockIdx.x + 1];
+    t.row0 = tiles[3 * blockIdx.x + 2];
+    t.col = blockIdx.y * hd;
+    t.kv_col = (blockIdx.y / group) * hd;
+    t.warp = threadIdx.x >> 5;
+    t.lane = threadIdx.x & 31;
+    t.g = t.lane >> 2;
+    t.c = t.lane & 3;
+    return t;
+}
+
 // The Q fragments of the thread's two queries (rows qa, qb of the sequence's own; zeros
 // past its end) as A fragments, one per 16 head dims; the queries' token types.
 template <int HD>
@@ -320,14 +343,10 @@ __device__ __forceinline__ void attention_mma(
     __shared__ __align__(16) half_t vs_buf[2][KT * SROW];
     __shared__ u8 kt_buf[2][KT];
 
-    const int seq = tiles[3 * blockIdx.x], q0 = tiles[3 * blockIdx.x + 1];
-    const int row0 = tiles[3 * blockIdx.x + 2];
-    const int head = blockIdx.y;
-    const SeqInfo s = seqs[seq];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int g = lane >> 2, c = lane & 3;
-    const int col = head * HD;
-    const int kv_col = (head / group) * HD;
+    const TileSite site = tile_site(seqs, tiles, group, HD);
+    const SeqInfo s = site.s;
+    const int q0 = site.q0, row0 = site.row0, col = site.col, kv_col = site.kv_col;
+    const int warp = site.warp, lane = site.lane, g = site.g, c = site.c;
 
     // This warp's queries: own indices qw + g and qw + g + 8; its keys of a tile from kbase.
     const int qw = SPLIT ? q0 : q0 + warp * 16;
@@ -589,14 +608,10 @@ attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ 
     half_t* vs = ks + 3 * STAGE;
     u8* kts = reinterpret_cast<u8*>(vs + 3 * STAGE);
 
-    const int seq = tiles[3 * blockIdx.x], q0 = tiles[3 * blockIdx.x + 1];
-    const int row0 = tiles[3 * blockIdx.x + 2];
-    const int head = blockIdx.y;
-    const SeqInfo s = seqs[seq];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int g = lane >> 2, c = lane & 3;
-    const int col = head * HD;
-    const int kv_col = (head / group) * HD;
+    const TileSite site = tile_site(seqs, tiles, group, HD);
+    const SeqInfo s = site.s;
+    const int q0 = site.q0, row0 = site.row0, col = site.col, kv_col = site.kv_col;
+    const int warp = site.warp, g = site.g, c = site.c;
     // Every warp runs every wgmma (they are warpgroup-wide): rows past the sequence compute
     // on zero queries and are not written.
     const int qa = q0 + warp * 16 + g, qb = qa + 8;
