@@ -386,8 +386,8 @@ impl CudaEngine {
             shared_mem_bytes: shared,
         };
         // SAFETY: every kernel's parameters are listed in its source's (`kernels.cu`,
-        // `attention.cu`) order and types; the buffers they point to are sized by the limits
-        // the passes respect.
+        // `attention.cu`, `attention_wgmma.cu`) order and types; the buffers they point to
+        // are sized by the limits the passes respect.
         unsafe { builder.launch(config) }
             .map(|_| ())
             .map_err(CudaError::driver)

@@ -1,5 +1,5 @@
-//! The engine's own kernels (`kernels.cu`, `attention.cu`), compiled by NVRTC for the device
-//! at load time.
+//! The engine's own kernels (`kernels.cu`, `attention.cu`, `attention_wgmma.cu`), compiled by
+//! NVRTC for the device at load time.
 
 use std::sync::Arc;
 
@@ -9,8 +9,13 @@ use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 
 use super::CudaError;
 
-/// The CUDA C++ source, built into the binary: the helpers and row kernels, then attention.
-const SOURCE: &str = concat!(include_str!("kernels.cu"), include_str!("attention.cu"));
+/// The CUDA C++ source, built into the binary: the helpers and row kernels, then attention
+/// (the Hopper kernel last: it builds on the others' helpers, and only for `compute_90a`).
+const SOURCE: &str = concat!(
+    include_str!("kernels.cu"),
+    include_str!("attention.cu"),
+    include_str!("attention_wgmma.cu")
+);
 
 /// Row widths `d / 128` with their own norm kernels (`kernels.cu`'s `LN_WIDTH`).
 const NORM_VECTOR_WIDTHS: [usize; 6] = [6, 8, 10, 16, 20, 24];
@@ -31,7 +36,7 @@ fn source(d: usize) -> String {
     }
 }
 
-/// Dynamic shared memory of the Hopper attention kernel (`attention.cu` checks at compile
+/// Dynamic shared memory of the Hopper attention kernel (`attention_wgmma.cu` checks at compile
 /// time that its layout fits): three stages of a 64-key K and V tile (8 KiB each), their key
 /// types, and up to 1 KiB to align the first stage for the 128-byte swizzle.
 pub(super) const WGMMA_SHARED_BYTES: u32 = 3 * 2 * 8192 + 3 * 64 + 1024;

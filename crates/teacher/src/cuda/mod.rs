@@ -16,13 +16,14 @@
 //!   β = 1) fused as epilogues (`blas`); each product's algorithm is chosen once at load by
 //!   timing the heuristic's candidates without split-K. LLaMA's q, k and v are one product,
 //!   its gate and up another.
-//! - **Flash-style attention** (`attention.cu`): scores, causal + calibration mask, online
-//!   softmax and the value product in one kernel on tensor cores, for f16 with heads 64 or 128
-//!   wide (128: Llama-3.2-3B); the [queries, keys] score matrix never reaches device memory.
-//!   Other widths and f32 use a simple one-warp-per-query kernel. Suffixes read their prefix's keys and values straight
-//!   from the cache. On Hopper (compute capability 9.0) 64-wide heads run on warpgroup MMA
-//!   (wgmma, compiled for `compute_90a`), the next key tile's scores overlapping this one's
-//!   value product; `TIMEKD_CUDA_ATTENTION=mma` keeps the `mma.sync` kernel instead.
+//! - **Flash-style attention** (`attention.cu`; Hopper's in `attention_wgmma.cu`): scores,
+//!   causal + calibration mask, online softmax and the value product in one kernel on tensor
+//!   cores, for f16 with heads 64 or 128 wide (128: Llama-3.2-3B); the [queries, keys] score
+//!   matrix never reaches device memory. Other widths and f32 use a simple one-warp-per-query
+//!   kernel. Suffixes read their prefix's keys and values straight from the cache. On Hopper
+//!   (compute capability 9.0) 64-wide heads run on warpgroup MMA (wgmma, compiled for
+//!   `compute_90a`), the next key tile's scores overlapping this one's value product;
+//!   `TIMEKD_CUDA_ATTENTION=mma` keeps the `mma.sync` kernel instead.
 //! - **LayerNorm (or RMSNorm)** one row per warp, the row in registers (a kernel per common
 //!   width), and a final block that computes only each prompt's last row past its keys and
 //!   values. The residual stream is in the compute type (f16 in f16, as in PyTorch's f16

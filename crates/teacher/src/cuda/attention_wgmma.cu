@@ -1,0 +1,183 @@
+// The engine's Hopper attention kernel, compiled after attention.cu in the same NVRTC program
+// (its fragment layouts, softmax steps and cp.async helpers are in scope).
+//
+// Hopper (compiled only for compute_90a): the 64-query tiles of 64-wide heads on warpgroup
+// MMA (wgmma), one warpgroup (the block's four warps) a tile. S = Q K^T and O += P V are each
+// four wgmma.m64n64k16: A from registers (the Q and P fragments, laid out per warp as
+// mma.m16n8k16's A), B from shared memory through a descriptor; wgmma's f32 accumulator is,
+// per warp, mma.m16n8's C over eight column tiles, so attention.cu's softmax steps serve as they
+// are. Pipelined as FlashAttention-3 within a warpgroup: iteration t issues S(t+1) and then
+// P(t) V(t), waits for S(t+1) alone and runs its softmax while P V is still on the tensor
+// cores, then waits for P V and rescales O. Three stages of shared memory (tile t's V, tile
+// t+1's K, tile t+2 loading), dynamic: WGMMA_SMEM_BYTES, defined by the compiling program
+// (kernels.rs owns the launch's size; the check below says whether it is enough).
+//
+// K and V tiles are 64 keys x 64 halves (128-byte rows, no padding) in the 128-byte swizzle
+// wgmma reads: 16-byte chunk ch of row r is stored at chunk ch ^ (r % 8), tiles 1024-byte
+// aligned. K is B "K-major" (a key's head dims contiguous), V "MN-major" (transposed).
+// (A host compiler pass, where __CUDA_ARCH__ is not defined, sees it too: its declaration.)
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define WGMMA_STAGE_HALVES (64 * 64)
+// K and V stages, key types, slack to align the first stage to 1024 bytes.
+static_assert(WGMMA_SMEM_BYTES >= 3 * 2 * WGMMA_STAGE_HALVES * 2 + 3 * 64 + 1024,
+              "WGMMA_SMEM_BYTES too small for the wgmma attention's stages");
+
+// A shared-memory matrix descriptor for a 1024-aligned tile in the 128-byte swizzle. Both
+// byte offsets are 1024 (eight rows of 128 bytes): a K-major swizzled operand ignores the
+// leading one, and an MN-major one 64 halves wide has a single atom along N.
+__device__ __forceinline__ unsigned long long wgmma_desc(const void* tile) {
+    const unsigned long long addr = smem_addr(tile);
+    return ((addr & 0x3FFFF) >> 4) | ((unsigned long long)(1024 >> 4) << 16) |
+           ((unsigned long long)(1024 >> 4) << 32) | (1ull << 62);
+}
+__device__ __forceinline__ void wgmma_fence() {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N> __device__ __forceinline__ void wgmma_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Pins an accumulator's registers at this point: the compiler may not move their reads or
+// writes across it (wgmma reads and writes them asynchronously).
+__device__ __forceinline__ void fence_accumulator(float (&d)[8][4]) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[i][e])::"memory");
+}
+// Stores by ordinary (generic-proxy) writes made visible to wgmma's (async-proxy) reads.
+__device__ __forceinline__ void fence_proxy_async() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// D[64 x 64] (+)= A[64 x 16] (registers) B[16 x 64] (descriptor); TRANS_B: B is MN-major.
+template <int TRANS_B>
+__device__ __forceinline__ void wgmma_64x64x16(float (&d)[8][4], const unsigned (&a)[4],
+                                               unsigned long long desc, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+        "{%32, %33, %34, %35}, %36, p, 1, 1, %37;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]),
+          "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]),
+          "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]),
+          "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+          "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]),
+          "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+          "+f"(d[7][2]), "+f"(d[7][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(TRANS_B), "r"(accumulate));
+}
+
+extern "C" __global__ void __launch_bounds__(128, 3)
+attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ pre_types,
+                         const half_t* __restrict__ own, const u8* __restrict__ own_types,
+                         half_t* __restrict__ out, const SeqInfo* __restrict__ seqs,
+                         const int* __restrict__ tiles, int q_width, int kv_width, int group,
+                         int ld, float scale, float penalty) {
+    constexpr int HD = 64, KT = 64, CHUNKS = HD / 8, STAGE = WGMMA_STAGE_HALVES;
+    extern __shared__ unsigned char wgmma_smem[];
+    half_t* ks = reinterpret_cast<half_t*>(
+        wgmma_smem + ((1024 - (smem_addr(wgmma_smem) & 1023)) & 1023));
+    half_t* vs = ks + 3 * STAGE;
+    u8* kts = reinterpret_cast<u8*>(vs + 3 * STAGE);
+
+    const TileSite site = tile_site(seqs, tiles, group, HD);
+    const SeqInfo s = site.s;
+    const int q0 = site.q0, row0 = site.row0, col = site.col, kv_col = site.kv_col;
+    const int warp = site.warp, g = site.g, c = site.c;
+    // Every warp runs every wgmma (they are warpgroup-wide): rows past the sequence compute
+    // on zero queries and are not written.
+    const int qa = q0 + warp * 16 + g, qb = qa + 8;
+    unsigned qf[HD / 16][4];
+    RowPair rows{NEG_INF, NEG_INF, 0.f, 0.f, s.pre_len + qa, s.pre_len + qb, 0, 0};
+    load_queries<HD>(qf, rows.ta, rows.tb, own, own_types, s, qa, qb, col, ld, c);
+
+    float o[8][4], sacc[8][4];
+    unsigned pf[4][4];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    const float log2e = 1.4426950408889634f;
+    const float sc = scale * log2e, pen = penalty * log2e;
+    float corr_a, corr_b;
+
+    const int n_keys = s.pre_len + s.own_len;
+    const int last_q = min(q0 + QUERY_TILE, s.own_len) - 1;
+    const int n_tiles = (min(n_keys, s.pre_len + last_q + 1) + KT - 1) / KT;
+
+    // Tile t's K and V rows (swizzled) and key types into stage t % 3, by cp.async.
+    auto load_tile = [&](int t) {
+        const int j0 = t * KT;
+        half_t* kd = ks + (t % 3) * STAGE;
+        half_t* vd = vs + (t % 3) * STAGE;
+        for (int i = threadIdx.x; i < KT * CHUNKS; i += 128) {
+            int r = i / CHUNKS, ch = i % CHUNKS;
+            int j = j0 + r;
+            bool valid = j < n_keys;
+            const half_t* k = valid ? key_row(pre, own, s, j, kv_width, q_width, ld, kv_col) : own;
+            const int at = r * HD + ((ch ^ (r & 7)) * 8);
+            cp_async16(smem_addr(kd + at), k + ch * 8, valid);
+            cp_async16(smem_addr(vd + at), k + kv_width + ch * 8, valid);
+        }
+        load_key_types<KT>(kts + (t % 3) * KT, pre_types, own_types, s, j0, n_keys);
+        cp_async_commit();
+    };
+    // S = Q K(t)^T, issued and committed, not waited for.
+    auto issue_scores = [&](int t) {
+        const unsigned long long desc = wgmma_desc(ks + (t % 3) * STAGE);
+        fence_accumulator(sacc);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) wgmma_64x64x16<0>(sacc, qf[kk], desc + 2 * kk, kk > 0);
+        wgmma_commit();
+    };
+
+    load_tile(0);
+    if (n_tiles > 1) {
+        load_tile(1);
+        cp_async_wait<1>();
+    } else {
+        cp_async_wait<0>();
+    }
+    fence_proxy_async();
+    __syncthreads();
+    issue_scores(0);
+    wgmma_wait<0>();
+    fence_accumulator(sacc);
+    softmax_step<8>(sacc, rows, kts, 0, 0, c, n_keys, sc, pen, corr_a, corr_b);
+    pack_probabilities<8>(sacc, pf);
+    for (int t = 0; t < n_tiles; ++t) {
+        const bool more = t + 1 < n_tiles;
+        if (more) {
+            cp_async_wait<0>();
+            fence_proxy_async();
+        }
+        // Tile t+1 is in; every warp is done with tile t-1's stage, which tile t+2 takes.
+        __syncthreads();
+        if (t + 2 < n_tiles) load_tile(t + 2);
+        if (more) issue_scores(t + 1);
+        const unsigned long long desc = wgmma_desc(vs + (t % 3) * STAGE);
+        fence_accumulator(o);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) wgmma_64x64x16<1>(o, pf[kk], desc + 128 * kk, 1);
+        wgmma_commit();
+        if (more) {
+            wgmma_wait<1>();  // S(t+1); P(t) V(t) may still run
+            fence_accumulator(sacc);
+            softmax_step<8>(sacc, rows, kts + ((t + 1) % 3) * KT, 0, (t + 1) * KT, c, n_keys,
+                            sc, pen, corr_a, corr_b);
+        }
+        wgmma_wait<0>();
+        fence_accumulator(o);
+        if (more) {
+            scale_rows<8>(o, corr_a, corr_b);
+            pack_probabilities<8>(sacc, pf);
+        }
+    }
+    store_rows<8>(o, rows, out, s, qa, qb, q0, row0, col, q_width, c);
+}
+#endif
