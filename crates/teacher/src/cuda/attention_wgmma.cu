@@ -6,7 +6,7 @@
 // four wgmma.m64n64k16: A from registers (the Q and P fragments, laid out per warp as
 // mma.m16n8k16's A), B from shared memory through a descriptor; wgmma's f32 accumulator is,
 // per warp, mma.m16n8's C over eight column tiles, so attention.cu's softmax steps serve as they
-// are. Pipelined as FlashAttention-3 within a warpgroup: iteration t issues S(t+1) and then
+// are. Written to pipeline as FlashAttention-3 within a warpgroup (but see below): iteration t issues S(t+1) and then
 // P(t) V(t), waits for S(t+1) alone and runs its softmax while P V is still on the tensor
 // cores, then waits for P V and rescales O. Three stages of shared memory (tile t's V, tile
 // t+1's K, tile t+2 loading), dynamic: WGMMA_SMEM_BYTES, defined by the compiling program
@@ -15,6 +15,10 @@
 // K and V tiles are 64 keys x 64 halves (128-byte rows, no padding) in the 128-byte swizzle
 // wgmma reads: 16-byte chunk ch of row r is stored at chunk ch ^ (r % 8), tiles 1024-byte
 // aligned. K is B "K-major" (a key's head dims contiguous), V "MN-major" (transposed).
+//
+// Known: ptxas serialises this kernel's wgmma (info C7514: the softmax writes the scores'
+// accumulator registers while P V is in flight), so S(t+1), P(t) V(t) and the softmax do not
+// overlap yet; branch attn-lean has a version ptxas leaves pipelined, to be measured.
 // (A host compiler pass, where __CUDA_ARCH__ is not defined, sees it too: its declaration.)
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define WGMMA_STAGE_HALVES (64 * 64)
