@@ -43,12 +43,48 @@ pub(super) const WGMMA_SHARED_BYTES: u32 = 3 * 2 * 8192 + 3 * 64 + 1024;
 
 /// The environment variable that, set to `mma`, keeps the Hopper attention off (the
 /// `mma.sync` kernel serves every GPU): a way to compare the two, or to step around a fault.
-const ATTENTION_ENV: &str = "TIMEKD_CUDA_ATTENTION";
+pub const ATTENTION_ENV: &str = "TIMEKD_CUDA_ATTENTION";
 
 /// Whether the device of compute capability `major.minor` gets the wgmma attention: Hopper
 /// (9.0, whose `sm_90a` features it needs) unless [`ATTENTION_ENV`] asks for `mma`.
 fn uses_wgmma((major, minor): (i32, i32), setting: Option<&str>) -> bool {
     (major, minor) == (9, 0) && setting != Some("mma")
+}
+
+/// The NVRTC program of the engine's kernels: what [`Kernels::load`] compiles, and what
+/// `examples/kernel_program.rs` writes out for checks without a GPU (NVRTC and ptxas:
+/// `scripts/kernel-report.sh`).
+#[derive(Debug, Clone)]
+pub struct KernelProgram {
+    /// The CUDA C++ source: the row kernels with the norms of the model's width, attention.
+    pub source: String,
+    /// NVRTC's options (architecture, language, defines, fused multiply-adds).
+    pub options: Vec<String>,
+    /// Whether the program holds the wgmma attention (compiled for `compute_90a`).
+    pub wgmma: bool,
+}
+
+/// The program for a model `d_model` wide on a device of compute capability `(major, minor)`;
+/// `attention` is the [`ATTENTION_ENV`] setting (`Some("mma")` leaves wgmma out).
+pub fn kernel_program(
+    d_model: usize,
+    (major, minor): (i32, i32),
+    attention: Option<&str>,
+) -> KernelProgram {
+    let wgmma = uses_wgmma((major, minor), attention);
+    // Hopper's wgmma is an architecture-specific feature: compute_90a, not compute_90.
+    let arch_suffix = if wgmma { "a" } else { "" };
+    KernelProgram {
+        source: source(d_model),
+        options: vec![
+            format!("--gpu-architecture=compute_{major}{minor}{arch_suffix}"),
+            "-std=c++17".to_string(),
+            format!("-DWGMMA_SMEM_BYTES={WGMMA_SHARED_BYTES}"),
+            // Fused multiply-adds, not fast math: divisions and exp2f stay IEEE / accurate.
+            "--fmad=true".to_string(),
+        ],
+        wgmma,
+    }
 }
 
 /// The name suffix of the norm kernels for rows of `d` elements.
@@ -94,20 +130,14 @@ impl Kernels {
             )));
         }
         let setting = std::env::var(ATTENTION_ENV).ok();
-        let wgmma = uses_wgmma((major, minor), setting.as_deref());
-        // Hopper's wgmma is an architecture-specific feature: compute_90a, not compute_90.
-        let arch_suffix = if wgmma { "a" } else { "" };
+        let program = kernel_program(d_model, (major, minor), setting.as_deref());
+        let wgmma = program.wgmma;
         let options = CompileOptions {
-            options: vec![
-                format!("--gpu-architecture=compute_{major}{minor}{arch_suffix}"),
-                "-std=c++17".to_string(),
-                format!("-DWGMMA_SMEM_BYTES={WGMMA_SHARED_BYTES}"),
-            ],
-            use_fast_math: Some(true),
+            options: program.options,
             name: Some("timekd_kernels.cu".to_string()),
             ..Default::default()
         };
-        let ptx = compile_ptx_with_opts(source(d_model), options)
+        let ptx = compile_ptx_with_opts(program.source, options)
             .map_err(|e| CudaError::Compile(format!("{e:?}")))?;
         let module = ctx.load_module(ptx).map_err(CudaError::driver)?;
         let get = |name: &str| module.load_function(name).map_err(CudaError::driver);
@@ -163,7 +193,33 @@ impl Kernels {
 
 #[cfg(test)]
 mod tests {
-    use super::{norm_suffix, source, uses_wgmma};
+    use super::{WGMMA_SHARED_BYTES, kernel_program, norm_suffix, source, uses_wgmma};
+
+    #[test]
+    fn the_program_targets_the_device_and_names_its_shared_memory() {
+        let hopper = kernel_program(768, (9, 0), None);
+        assert!(hopper.wgmma);
+        assert!(
+            hopper
+                .options
+                .contains(&"--gpu-architecture=compute_90a".to_string())
+        );
+        let define = format!("-DWGMMA_SMEM_BYTES={WGMMA_SHARED_BYTES}");
+        assert!(hopper.options.contains(&define));
+        assert!(hopper.source.ends_with("\nLN_WIDTH(6)\n"));
+        let mma = kernel_program(768, (9, 0), Some("mma"));
+        assert!(!mma.wgmma);
+        assert!(
+            mma.options
+                .contains(&"--gpu-architecture=compute_90".to_string())
+        );
+        let ampere = kernel_program(2048, (8, 0), None);
+        assert!(
+            ampere
+                .options
+                .contains(&"--gpu-architecture=compute_80".to_string())
+        );
+    }
 
     #[test]
     fn only_hopper_gets_the_wgmma_attention_and_the_setting_can_refuse_it() {

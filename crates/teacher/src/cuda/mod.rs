@@ -57,6 +57,7 @@ mod weights;
 mod workspace;
 
 pub use engine::{CudaEngine, QueuedStates};
+pub use kernels::{ATTENTION_ENV, KernelProgram, kernel_program};
 pub use limits::{EngineLimits, longest_prompt};
 pub(crate) use model::EngineModel;
 
