@@ -4,7 +4,7 @@
 # serialised, which a GPU run only shows as a slow kernel).
 #
 #   scripts/kernel-report.sh                            # GPT-2 small's width on Hopper (9.0)
-#   D_MODEL=2048 CC=8.0 scripts/kernel-report.sh        # Llama-3.2-1B's width on an A100
+#   D_MODEL=2048 CAPABILITY=8.0 scripts/kernel-report.sh  # Llama-3.2-1B's width on an A100
 #   ONLY=attention scripts/kernel-report.sh             # the kernels whose name matches
 #   ATTENTION=mma scripts/kernel-report.sh              # as with TIMEKD_CUDA_ATTENTION=mma
 #
@@ -38,7 +38,7 @@ chmod +x "$ptxas"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 CARGO_TARGET_DIR=target-cuda cargo run --release --quiet -p timekd-teacher --features cuda \
-    --example kernel_program -- "$work" "${D_MODEL:-768}" "${CC:-9.0}" ${ATTENTION:-} >&2
+    --example kernel_program -- "$work" "${D_MODEL:-768}" "${CAPABILITY:-9.0}" ${ATTENTION:-} >&2
 
 python3 - "$work" "$nvrtc" "$ptxas" "${ONLY:-}" <<'PY'
 import ctypes, re, subprocess, sys
