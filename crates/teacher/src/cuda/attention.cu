@@ -294,16 +294,21 @@ __device__ __forceinline__ void scale_rows(float (&o)[OT][4], float corr_a, floa
     }
 }
 
-// Sums the row sums over the quad and writes the normalised rows of queries qa, qb (those
-// before the sequence's end) at output rows row0 + q - q0, head columns from col.
-template <int OT>
-__device__ __forceinline__ void store_rows(const float (&o)[OT][4], RowPair r, half_t* out,
-                                           const SeqInfo& s, int qa, int qb, int q0, int row0,
-                                           int col, int q_width, int c) {
+// The rows' sums, each thread's part so far, made whole: summed over the quad of threads that
+// share a row.
+__device__ __forceinline__ void sum_over_quad(RowPair& r) {
     r.la += __shfl_xor_sync(0xffffffffu, r.la, 1);
     r.la += __shfl_xor_sync(0xffffffffu, r.la, 2);
     r.lb += __shfl_xor_sync(0xffffffffu, r.lb, 1);
     r.lb += __shfl_xor_sync(0xffffffffu, r.lb, 2);
+}
+
+// Writes the rows of queries qa, qb (those before the sequence's end), normalised by their
+// whole sums (see sum_over_quad), at output rows row0 + q - q0, head columns from col.
+template <int OT>
+__device__ __forceinline__ void store_rows(const float (&o)[OT][4], const RowPair& r,
+                                           half_t* out, const SeqInfo& s, int qa, int qb, int q0,
+                                           int row0, int col, int q_width, int c) {
     const bool va = qa < s.own_len, vb = qb < s.own_len;
     const float ia = va ? 1.f / r.la : 0.f, ib = vb ? 1.f / r.lb : 0.f;
 #pragma unroll
@@ -434,14 +439,11 @@ __device__ __forceinline__ void attention_mma(
         __syncthreads();
     }
 
+    sum_over_quad(rows);
     if (SPLIT) {
         // Each warp's (max, sum, unnormalised output) of its keys into shared memory (the K
         // stages, free after the loop's last barrier); warp 0 rescales them to the common
-        // max and sums. The sums are merged whole: the quad's parts first.
-        rows.la += __shfl_xor_sync(0xffffffffu, rows.la, 1);
-        rows.la += __shfl_xor_sync(0xffffffffu, rows.la, 2);
-        rows.lb += __shfl_xor_sync(0xffffffffu, rows.lb, 1);
-        rows.lb += __shfl_xor_sync(0xffffffffu, rows.lb, 2);
+        // max and sums.
         static_assert(!SPLIT || 4 * 16 * (HD + 2) * 4 <= 2 * KT * SROW * 2, "merge space");
         float* part = reinterpret_cast<float*>(&ks_buf[0][0]) + warp * 16 * (HD + 2);
 #pragma unroll
@@ -468,7 +470,6 @@ __device__ __forceinline__ void attention_mma(
             mxa = fmaxf(mxa, all[(w * 16 + g) * (HD + 2) + HD]);
             mxb = fmaxf(mxb, all[(w * 16 + g + 8) * (HD + 2) + HD]);
         }
-        // The merged sums go to the thread with c == 0 only: store_rows sums over the quad.
         float la = 0.f, lb = 0.f;
 #pragma unroll
         for (int w = 0; w < 4; ++w) {
@@ -477,8 +478,8 @@ __device__ __forceinline__ void attention_mma(
             la += fa[w] * all[(w * 16 + g) * (HD + 2) + HD + 1];
             lb += fb[w] * all[(w * 16 + g + 8) * (HD + 2) + HD + 1];
         }
-        rows.la = c == 0 ? la : 0.f;
-        rows.lb = c == 0 ? lb : 0.f;
+        rows.la = la;
+        rows.lb = lb;
 #pragma unroll
         for (int i = 0; i < OTILES; ++i) {
             int cc = i * 8 + 2 * c;

@@ -93,9 +93,8 @@ impl CudaEngine {
     ) -> Result<(), CudaError> {
         match self.tensor_core() {
             Some(kernels) => {
-                let (tiles, shared) = kernels.tiles;
                 let list = (work.tiles.ptr(), lists.count);
-                self.attention_tiles((tiles, shared), work, keys, list)?;
+                self.attention_tiles(kernels.tiles, work, keys, list)?;
                 let short = work.tiles.at(lists.count * TILE_BYTES);
                 self.attention_tiles((kernels.short, 0), work, keys, (short, lists.short))?;
             }

@@ -182,6 +182,7 @@ attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ 
             pack_probabilities<8>(sacc, pf);
         }
     }
+    sum_over_quad(rows);
     store_rows<8>(o, rows, out, s, qa, qb, q0, row0, col, q_width, c);
 }
 #endif

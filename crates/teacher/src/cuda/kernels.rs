@@ -142,28 +142,28 @@ impl Kernels {
         let module = ctx.load_module(ptx).map_err(CudaError::driver)?;
         let get = |name: &str| module.load_function(name).map_err(CudaError::driver);
         let norm = |types: &str| get(&format!("ln_{types}_{}", norm_suffix(d_model)));
+        // `name` with each attribute of `attributes` set.
+        let with = |name: &str, attributes: &[(CUfunction_attribute, i32)]| {
+            let kernel = get(name)?;
+            for &(attribute, value) in attributes {
+                kernel
+                    .set_attribute(attribute, value)
+                    .map_err(CudaError::driver)?;
+            }
+            Ok::<_, CudaError>(kernel)
+        };
         // Several blocks an SM (four of the mma kernels' 37 KiB, three of the wgmma one's
         // 49 KiB) need the largest shared-memory carveout.
-        let max_carveout = |name: &str| {
-            let kernel = get(name)?;
-            kernel
-                .set_attribute(
-                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
-                    100,
-                )
-                .map_err(CudaError::driver)?;
-            Ok::<_, CudaError>(kernel)
-        };
-        let wgmma_kernel = |name: &str| {
-            let kernel = max_carveout(name)?;
-            kernel
-                .set_attribute(
-                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    WGMMA_SHARED_BYTES as i32,
-                )
-                .map_err(CudaError::driver)?;
-            Ok::<_, CudaError>(kernel)
-        };
+        let carveout = (
+            CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
+            100,
+        );
+        let max_carveout = |name: &str| with(name, &[carveout]);
+        let dynamic_shared = (
+            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            WGMMA_SHARED_BYTES as i32,
+        );
+        let wgmma_kernel = |name: &str| with(name, &[carveout, dynamic_shared]);
         Ok(Kernels {
             embed_f16: get("embed_f16")?,
             embed_f32: get("embed_f32")?,
