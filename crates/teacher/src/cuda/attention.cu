@@ -190,18 +190,56 @@ __device__ __forceinline__ void load_queries(unsigned (&qf)[HD / 16][4], u8& ta,
     tb = own_types[s.own_start + (vb ? qb : 0)];
 }
 
-// Where virtual key j's key head starts (its value head is kv_width further on).
-__device__ __forceinline__ const half_t* key_row(const half_t* __restrict__ pre,
-                                                 const half_t* __restrict__ own,
-                                                 const SeqInfo& s, int j, int kv_width,
-                                                 int q_width, int ld, int kv_col) {
-    return j < s.pre_len ? pre + (size_t)(s.pre_start + j) * (2 * kv_width) + kv_col
-                         : own + (size_t)(s.own_start + j - s.pre_len) * ld + q_width + kv_col;
-}
+// A tile's K and V rows into shared memory by cp.async, each thread always the same 16-byte
+// chunk (ch) of the same rows (r0, r0 + STEP, ...), so that a tile's loads are one pointer
+// choice and one address per row. The 128 threads of a block cover KT rows of HD halves.
+template <int HD, int KT>
+struct KeyLoader {
+    static constexpr int CHUNKS = HD / 8;       // 16-byte chunks of a row
+    static constexpr int STEP = 128 / CHUNKS;   // rows between a thread's rows
+    static constexpr int ROWS = KT / STEP;      // rows a thread loads a tile
+    static_assert(128 % CHUNKS == 0 && KT % STEP == 0, "a tile's chunks split evenly");
+    // The thread's chunk of virtual key 0's key head, as if every key were a prefix row or
+    // every key an own row (the value head is kv_width further on).
+    const half_t* pre_row;
+    const half_t* own_row;
+    long long pre_ld, own_ld;
+    int pre_len, n_keys, kv_width;
+    int r0, ch;
 
-// Key j0 + r's token type for r < KT (0 past the keys), into kt[r]; by the block's threads.
+    __device__ __forceinline__ KeyLoader(const half_t* pre, const half_t* own, const SeqInfo& s,
+                                         int kv_width_, int q_width, int ld, int kv_col) {
+        ch = threadIdx.x % CHUNKS;
+        r0 = threadIdx.x / CHUNKS;
+        kv_width = kv_width_;
+        pre_ld = 2 * kv_width_;
+        own_ld = ld;
+        pre_len = s.pre_len;
+        n_keys = s.pre_len + s.own_len;
+        pre_row = pre + (long long)s.pre_start * pre_ld + kv_col + ch * 8;
+        own_row = own + ((long long)s.own_start - s.pre_len) * own_ld + q_width + kv_col + ch * 8;
+    }
+
+    // Rows r0 + i STEP of the tile at key j0 to k_dst / v_dst + i STEP row_bytes (shared
+    // addresses of row r0's chunk); rows past the keys zero-filled.
+    __device__ __forceinline__ void load(unsigned k_dst, unsigned v_dst, int row_bytes,
+                                         int j0) const {
+#pragma unroll
+        for (int i = 0; i < ROWS; ++i) {
+            const int j = j0 + r0 + i * STEP;
+            const bool valid = j < n_keys;
+            const half_t* k = !valid ? own_row : j < pre_len ? pre_row + j * pre_ld : own_row + j * own_ld;
+            const unsigned at = i * STEP * row_bytes;
+            cp_async16(k_dst + at, k, valid);
+            cp_async16(v_dst + at, k + kv_width, valid);
+        }
+    }
+};
+
+// Key j0 + r's token type for r < KT as 0.f or 1.f (0 past the keys), into kt[r]; by the
+// block's threads.
 template <int KT>
-__device__ __forceinline__ void load_key_types(u8* kt, const u8* __restrict__ pre_types,
+__device__ __forceinline__ void load_key_types(float* kt, const u8* __restrict__ pre_types,
                                                const u8* __restrict__ own_types,
                                                const SeqInfo& s, int j0, int n_keys) {
     for (int r = threadIdx.x; r < KT; r += blockDim.x) {
@@ -209,78 +247,116 @@ __device__ __forceinline__ void load_key_types(u8* kt, const u8* __restrict__ pr
         u8 t = 0;
         if (j < n_keys)
             t = j < s.pre_len ? pre_types[s.pre_start + j] : own_types[s.own_start + j - s.pre_len];
-        kt[r] = t;
+        kt[r] = t ? 1.f : 0.f;
     }
 }
 
-// The running softmax state of a thread's two query rows, in log2 units.
+// The running softmax state of a thread's two query rows. Scores stay in raw units (before
+// the attention's scale): the scale is applied inside the exponent.
+//
+// The calibration adds `penalty` where the key's and the query's types (0 or 1) differ:
+// penalty (tq + tk (1 - 2 tq)). Its part penalty tq is the same for a row's every key, which a
+// softmax does not see, so a row adds tk times its `pen` = penalty (1 - 2 tq) alone (in raw
+// units: divided by the scale): one multiply-add a score.
 struct RowPair {
-    float ma, mb;  // maxima so far (-inf before any key)
-    float la, lb;  // this thread's part of the sums of exp2(score - max)
+    float ma, mb;  // maxima so far (-inf before any key), raw units
+    float la, lb;  // this thread's part of the sums of exp(scale (score - max))
     int last_a, last_b;  // the last key each query sees (causal)
-    u8 ta, tb;  // the queries' token types
+    float pa, pb;  // the rows' calibration `pen`, raw units
 };
 
-// One key tile's step of the online softmax: the scores `sc` (NT 8-key column tiles from key
-// kbase of the tile at j0, C layout) are scaled by `scale2` (log2 units), get `pen2` where the
-// key's type (kt) differs from the query's, and -inf past the keys or the query's last; the
-// maxima and sums advance; the scores become exp2(score - max). Returns in corr_a / corr_b the
-// factors that bring the output so far to the new maxima.
-template <int NT>
-__device__ __forceinline__ void softmax_step(float (&sc)[NT][4], RowPair& r, const u8* kt,
-                                             int kbase, int j0, int c, int n_keys, float scale2,
-                                             float pen2, float& corr_a, float& corr_b) {
+// A thread's rows before any key: queries qa, qb of sequence s, of types ta, tb.
+__device__ __forceinline__ RowPair start_rows(const SeqInfo& s, int qa, int qb, u8 ta, u8 tb,
+                                              float raw_penalty) {
+    return RowPair{NEG_INF, NEG_INF, 0.f, 0.f, s.pre_len + qa, s.pre_len + qb,
+                   ta ? -raw_penalty : raw_penalty, tb ? -raw_penalty : raw_penalty};
+}
+
+// Whether the keys [j0, j0 + keys) need the causal or end mask for queries from `first` on:
+// past the sequence's keys, or later than the first query's last key.
+__device__ __forceinline__ bool needs_mask(const SeqInfo& s, int j0, int keys, int first) {
+    const int end = j0 + keys;
+    return end > s.pre_len + s.own_len || end - 1 > s.pre_len + first;
+}
+
+// 2^x by the special-function unit alone (denormal results flush to zero; 2^-inf = 0).
+__device__ __forceinline__ float exp2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// One key tile's step of the online softmax. Reads the raw scores `sc` (NT 8-key column tiles
+// from key kbase of the tile at j0, C layout), adds the calibration (kt: the keys' types),
+// with MASK -inf past the keys or the query's last; advances the maxima and sums; writes the
+// probabilities exp(scale2 (score - max)) (scale2 in log2 units) as f16 A fragments `pf`, one
+// per 16 keys. Returns in corr_a / corr_b the factors that bring the output so far to the new
+// maxima. The scores are only read, so their registers may take the next tile's scores.
+template <int NT, bool MASK>
+__device__ __forceinline__ void softmax_step(const float (&sc)[NT][4], RowPair& r,
+                                             const float* kt, int kbase, int j0, int c,
+                                             int n_keys, float scale2,
+                                             unsigned (&pf)[NT / 2][4], float& corr_a,
+                                             float& corr_b) {
+    float x[NT][4];
     float mxa = r.ma, mxb = r.mb;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-            int k = kbase + nt * 8 + 2 * c + e;
-            int j = j0 + k;
-            u8 tk = kt[k];
-            float x = sc[nt][e] * scale2 + (tk != r.ta ? pen2 : 0.f);
-            x = (j < n_keys && j <= r.last_a) ? x : NEG_INF;
-            sc[nt][e] = x;
-            mxa = fmaxf(mxa, x);
-            float y = sc[nt][2 + e] * scale2 + (tk != r.tb ? pen2 : 0.f);
-            y = (j < n_keys && j <= r.last_b) ? y : NEG_INF;
-            sc[nt][2 + e] = y;
-            mxb = fmaxf(mxb, y);
+            const int k = kbase + nt * 8 + 2 * c + e;
+            const float tk = kt[k];
+            float a = fmaf(tk, r.pa, sc[nt][e]);
+            float b = fmaf(tk, r.pb, sc[nt][2 + e]);
+            if (MASK) {
+                const int j = j0 + k;
+                a = (j < n_keys && j <= r.last_a) ? a : NEG_INF;
+                b = (j < n_keys && j <= r.last_b) ? b : NEG_INF;
+            }
+            x[nt][e] = a;
+            x[nt][2 + e] = b;
+            mxa = fmaxf(mxa, a);
+            mxb = fmaxf(mxb, b);
         }
     }
     mxa = fmaxf(mxa, __shfl_xor_sync(0xffffffffu, mxa, 1));
     mxa = fmaxf(mxa, __shfl_xor_sync(0xffffffffu, mxa, 2));
     mxb = fmaxf(mxb, __shfl_xor_sync(0xffffffffu, mxb, 1));
     mxb = fmaxf(mxb, __shfl_xor_sync(0xffffffffu, mxb, 2));
-    // A row whose keys are all masked so far keeps max -inf: use 0 so exp2 gives 0, not NaN.
-    const float ba = mxa == NEG_INF ? 0.f : mxa, bb = mxb == NEG_INF ? 0.f : mxb;
-    corr_a = exp2f(r.ma - ba);
-    corr_b = exp2f(r.mb - bb);
+    // A row whose keys are all masked so far keeps max -inf: use 0 so exp gives 0, not NaN.
+    const float ba = mxa == NEG_INF ? 0.f : -mxa * scale2;
+    const float bb = mxb == NEG_INF ? 0.f : -mxb * scale2;
+    corr_a = exp2_ftz(fmaf(r.ma, scale2, ba));
+    corr_b = exp2_ftz(fmaf(r.mb, scale2, bb));
     r.ma = mxa;
     r.mb = mxb;
     float sa = 0.f, sb = 0.f;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
-        sc[nt][0] = exp2f(sc[nt][0] - ba);
-        sc[nt][1] = exp2f(sc[nt][1] - ba);
-        sc[nt][2] = exp2f(sc[nt][2] - bb);
-        sc[nt][3] = exp2f(sc[nt][3] - bb);
-        sa += sc[nt][0] + sc[nt][1];
-        sb += sc[nt][2] + sc[nt][3];
+        const float p0 = exp2_ftz(fmaf(x[nt][0], scale2, ba));
+        const float p1 = exp2_ftz(fmaf(x[nt][1], scale2, ba));
+        const float p2 = exp2_ftz(fmaf(x[nt][2], scale2, bb));
+        const float p3 = exp2_ftz(fmaf(x[nt][3], scale2, bb));
+        sa += p0 + p1;
+        sb += p2 + p3;
+        pf[nt >> 1][(nt & 1) * 2 + 0] = pack_half2(p0, p1);
+        pf[nt >> 1][(nt & 1) * 2 + 1] = pack_half2(p2, p3);
     }
-    r.la = r.la * corr_a + sa;
-    r.lb = r.lb * corr_b + sb;
+    r.la = fmaf(r.la, corr_a, sa);
+    r.lb = fmaf(r.lb, corr_b, sb);
 }
 
-// The probabilities as f16 A fragments, one per 16 keys.
+// softmax_step with the mask where `mask` says (a warp-uniform choice).
 template <int NT>
-__device__ __forceinline__ void pack_probabilities(const float (&p)[NT][4],
-                                                   unsigned (&pf)[NT / 2][4]) {
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-        pf[nt >> 1][(nt & 1) * 2 + 0] = pack_half2(p[nt][0], p[nt][1]);
-        pf[nt >> 1][(nt & 1) * 2 + 1] = pack_half2(p[nt][2], p[nt][3]);
-    }
+__device__ __forceinline__ void softmax_step_any(bool mask, const float (&sc)[NT][4], RowPair& r,
+                                                 const float* kt, int kbase, int j0, int c,
+                                                 int n_keys, float scale2,
+                                                 unsigned (&pf)[NT / 2][4], float& corr_a,
+                                                 float& corr_b) {
+    if (mask)
+        softmax_step<NT, true>(sc, r, kt, kbase, j0, c, n_keys, scale2, pf, corr_a, corr_b);
+    else
+        softmax_step<NT, false>(sc, r, kt, kbase, j0, c, n_keys, scale2, pf, corr_a, corr_b);
 }
 
 template <int OT>
@@ -329,8 +405,9 @@ __device__ __forceinline__ void store_rows(const float (&o)[OT][4], const RowPai
 //
 // SPLIT (tiles of at most 16 queries: short suffixes, last rows): the four warps take the
 // same 16 queries and each a quarter of every key tile (16 keys), so no warp idles; their
-// partial softmax states (max, sum, output) are merged through shared memory at the end. Two shared-memory stages: the next K/V tile
-// loads (cp.async) while the current one is computed. Shared rows are HD + 8 halves long
+// partial softmax states (max, sum, output) are merged through shared memory at the end.
+// Two shared-memory stages: the next K/V tile loads (cp.async) while the current one is
+// computed. Shared rows are HD + 8 halves long
 // (144 or 272 bytes: ldmatrix and LDS.32 stay free of bank conflicts).
 template <int HD, int KT, bool SPLIT>
 __device__ __forceinline__ void attention_mma(
@@ -343,10 +420,9 @@ __device__ __forceinline__ void attention_mma(
     constexpr int OTILES = HD / 8;   // 8-wide column tiles of the output
     constexpr int WK = SPLIT ? 16 : KT;  // keys of a tile each warp computes
     constexpr int NTILES = WK / 8;         // 8-key column tiles of the scores
-    constexpr int CHUNKS = HD / 8;   // 16-byte chunks of a K or V row
     __shared__ __align__(16) half_t ks_buf[2][KT * SROW];
     __shared__ __align__(16) half_t vs_buf[2][KT * SROW];
-    __shared__ u8 kt_buf[2][KT];
+    __shared__ float kt_buf[2][KT];
 
     const TileSite site = tile_site(seqs, tiles, group, HD);
     const SeqInfo s = site.s;
@@ -358,14 +434,14 @@ __device__ __forceinline__ void attention_mma(
     const int kbase = SPLIT ? warp * 16 : 0;
     const int qa = qw + g, qb = qw + g + 8;
     unsigned qf[KSTEPS][4];  // [k-step][a0..a3]
-    RowPair rows{NEG_INF, NEG_INF, 0.f, 0.f, s.pre_len + qa, s.pre_len + qb, 0, 0};
-    load_queries<HD>(qf, rows.ta, rows.tb, own, own_types, s, qa, qb, col, ld, c);
+    u8 ta, tb;
+    load_queries<HD>(qf, ta, tb, own, own_types, s, qa, qb, col, ld, c);
+    RowPair rows = start_rows(s, qa, qb, ta, tb, penalty / scale);
 
     float o[OTILES][4];
 #pragma unroll
     for (int i = 0; i < OTILES; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    const float log2e = 1.4426950408889634f;
-    const float sc = scale * log2e, pen = penalty * log2e;
+    const float sc = scale * 1.4426950408889634f;  // the scale in log2 units
 
     const int n_keys = s.pre_len + s.own_len;
     const int last_q = min(q0 + QUERY_TILE, s.own_len) - 1;
@@ -375,15 +451,10 @@ __device__ __forceinline__ void attention_mma(
 
     // Tile j0's K and V rows into stage `st` by cp.async (rows past the keys zero-filled),
     // and its key types.
+    const KeyLoader<HD, KT> keys(pre, own, s, kv_width, q_width, ld, kv_col);
+    const int at = keys.r0 * SROW + keys.ch * 8;
     auto load_tile = [&](int st, int j0) {
-        for (int t = threadIdx.x; t < KT * CHUNKS; t += 128) {
-            int r = t / CHUNKS, ch = t % CHUNKS;
-            int j = j0 + r;
-            bool valid = j < n_keys;
-            const half_t* k = valid ? key_row(pre, own, s, j, kv_width, q_width, ld, kv_col) : own;
-            cp_async16(smem_addr(ks_buf[st] + r * SROW + ch * 8), k + ch * 8, valid);
-            cp_async16(smem_addr(vs_buf[st] + r * SROW + ch * 8), k + kv_width + ch * 8, valid);
-        }
+        keys.load(smem_addr(ks_buf[st] + at), smem_addr(vs_buf[st] + at), SROW * 2, j0);
         load_key_types<KT>(kt_buf[st], pre_types, own_types, s, j0, n_keys);
         cp_async_commit();
     };
@@ -418,9 +489,9 @@ __device__ __forceinline__ void attention_mma(
             }
         }
         float corr_a, corr_b;
-        softmax_step<NTILES>(sacc, rows, kt_buf[st], kbase, j0, c, n_keys, sc, pen, corr_a, corr_b);
         unsigned pf[WK / 16][4];  // P as A fragments, per 16-key step
-        pack_probabilities<NTILES>(sacc, pf);
+        softmax_step_any<NTILES>(needs_mask(s, j0 + kbase, WK, qw), sacc, rows, kt_buf[st],
+                                 kbase, j0, c, n_keys, sc, pf, corr_a, corr_b);
         scale_rows<OTILES>(o, corr_a, corr_b);
         // O += P V: V tile rows are keys; ldmatrix.trans gives the B fragments.
 #pragma unroll
@@ -473,8 +544,8 @@ __device__ __forceinline__ void attention_mma(
         float la = 0.f, lb = 0.f;
 #pragma unroll
         for (int w = 0; w < 4; ++w) {
-            fa[w] = exp2f(all[(w * 16 + g) * (HD + 2) + HD] - mxa);
-            fb[w] = exp2f(all[(w * 16 + g + 8) * (HD + 2) + HD] - mxb);
+            fa[w] = exp2_ftz((all[(w * 16 + g) * (HD + 2) + HD] - mxa) * sc);
+            fb[w] = exp2_ftz((all[(w * 16 + g + 8) * (HD + 2) + HD] - mxb) * sc);
             la += fa[w] * all[(w * 16 + g) * (HD + 2) + HD + 1];
             lb += fb[w] * all[(w * 16 + g + 8) * (HD + 2) + HD + 1];
         }

@@ -5,8 +5,8 @@
 // MMA (wgmma), one warpgroup (the block's four warps) a tile. S = Q K^T and O += P V are each
 // four wgmma.m64n64k16: A from registers (the Q and P fragments, laid out per warp as
 // mma.m16n8k16's A), B from shared memory through a descriptor; wgmma's f32 accumulator is,
-// per warp, mma.m16n8's C over eight column tiles, so attention.cu's softmax steps serve as they
-// are. Written to pipeline as FlashAttention-3 within a warpgroup (but see below): iteration t issues S(t+1) and then
+// per warp, mma.m16n8's C over eight column tiles, so attention.cu's softmax step serves as it
+// is. Pipelined as FlashAttention-3 within a warpgroup: iteration t issues S(t+1) and then
 // P(t) V(t), waits for S(t+1) alone and runs its softmax while P V is still on the tensor
 // cores, then waits for P V and rescales O. Three stages of shared memory (tile t's V, tile
 // t+1's K, tile t+2 loading), dynamic: WGMMA_SMEM_BYTES, defined by the compiling program
@@ -16,14 +16,16 @@
 // wgmma reads: 16-byte chunk ch of row r is stored at chunk ch ^ (r % 8), tiles 1024-byte
 // aligned. K is B "K-major" (a key's head dims contiguous), V "MN-major" (transposed).
 //
-// Known: ptxas serialises this kernel's wgmma (info C7514: the softmax writes the scores'
-// accumulator registers while P V is in flight), so S(t+1), P(t) V(t) and the softmax do not
-// overlap yet; branch attn-lean has a version ptxas leaves pipelined, to be measured.
+// ptxas keeps wgmma asynchronous only where no register an in-flight wgmma reads or writes is
+// touched before its wait, and no wgmma sits under a condition; else it serialises them all
+// (info C7514, which scripts/kernel-report.sh fails on). Hence the softmax only reads the
+// scores, the next probabilities go to their own registers (take_fragments), and the last
+// tile's value product is peeled out of the loop.
 // (A host compiler pass, where __CUDA_ARCH__ is not defined, sees it too: its declaration.)
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define WGMMA_STAGE_HALVES (64 * 64)
 // K and V stages, key types, slack to align the first stage to 1024 bytes.
-static_assert(WGMMA_SMEM_BYTES >= 3 * 2 * WGMMA_STAGE_HALVES * 2 + 3 * 64 + 1024,
+static_assert(WGMMA_SMEM_BYTES >= 3 * 2 * WGMMA_STAGE_HALVES * 2 + 3 * 64 * 4 + 1024,
               "WGMMA_SMEM_BYTES too small for the wgmma attention's stages");
 
 // A shared-memory matrix descriptor for a 1024-aligned tile in the 128-byte swizzle. Both
@@ -76,18 +78,28 @@ __device__ __forceinline__ void wgmma_64x64x16(float (&d)[8][4], const unsigned 
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(TRANS_B), "r"(accumulate));
 }
 
+// P's A fragments as new registers: the value product in flight reads `pf` while the next
+// tile's softmax writes `next`, and `pf` takes `next` only after the product is waited for
+// (a plain assignment would let the compiler merge the two sets and ptxas serialise wgmma).
+__device__ __forceinline__ void take_fragments(unsigned (&pf)[4][4], const unsigned (&next)[4][4]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) asm volatile("mov.b32 %0, %1;" : "=r"(pf[i][e]) : "r"(next[i][e]));
+}
+
 extern "C" __global__ void __launch_bounds__(128, 3)
 attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ pre_types,
                          const half_t* __restrict__ own, const u8* __restrict__ own_types,
                          half_t* __restrict__ out, const SeqInfo* __restrict__ seqs,
                          const int* __restrict__ tiles, int q_width, int kv_width, int group,
                          int ld, float scale, float penalty) {
-    constexpr int HD = 64, KT = 64, CHUNKS = HD / 8, STAGE = WGMMA_STAGE_HALVES;
+    constexpr int HD = 64, KT = 64, STAGE = WGMMA_STAGE_HALVES;
     extern __shared__ unsigned char wgmma_smem[];
     half_t* ks = reinterpret_cast<half_t*>(
         wgmma_smem + ((1024 - (smem_addr(wgmma_smem) & 1023)) & 1023));
     half_t* vs = ks + 3 * STAGE;
-    u8* kts = reinterpret_cast<u8*>(vs + 3 * STAGE);
+    float* kts = reinterpret_cast<float*>(vs + 3 * STAGE);
 
     const TileSite site = tile_site(seqs, tiles, group, HD);
     const SeqInfo s = site.s;
@@ -95,38 +107,32 @@ attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ 
     const int warp = site.warp, g = site.g, c = site.c;
     // Every warp runs every wgmma (they are warpgroup-wide): rows past the sequence compute
     // on zero queries and are not written.
-    const int qa = q0 + warp * 16 + g, qb = qa + 8;
+    const int qw = q0 + warp * 16, qa = qw + g, qb = qa + 8;
     unsigned qf[HD / 16][4];
-    RowPair rows{NEG_INF, NEG_INF, 0.f, 0.f, s.pre_len + qa, s.pre_len + qb, 0, 0};
-    load_queries<HD>(qf, rows.ta, rows.tb, own, own_types, s, qa, qb, col, ld, c);
+    u8 ta, tb;
+    load_queries<HD>(qf, ta, tb, own, own_types, s, qa, qb, col, ld, c);
+    RowPair rows = start_rows(s, qa, qb, ta, tb, penalty / scale);
 
     float o[8][4], sacc[8][4];
-    unsigned pf[4][4];
+    unsigned pf[4][4], pf_next[4][4];
 #pragma unroll
     for (int i = 0; i < 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    const float log2e = 1.4426950408889634f;
-    const float sc = scale * log2e, pen = penalty * log2e;
+    const float sc = scale * 1.4426950408889634f;  // the scale in log2 units
     float corr_a, corr_b;
 
     const int n_keys = s.pre_len + s.own_len;
     const int last_q = min(q0 + QUERY_TILE, s.own_len) - 1;
     const int n_tiles = (min(n_keys, s.pre_len + last_q + 1) + KT - 1) / KT;
 
-    // Tile t's K and V rows (swizzled) and key types into stage t % 3, by cp.async.
+    // Tile t's K and V rows (swizzled: a thread's rows are r0 + 16 i, so its chunk's place
+    // in the swizzle is the same in each) and key types into stage t % 3, by cp.async.
+    const KeyLoader<HD, KT> keys(pre, own, s, kv_width, q_width, ld, kv_col);
+    static_assert(KeyLoader<HD, KT>::STEP % 8 == 0, "a thread's rows share their swizzle");
+    const int at = keys.r0 * HD + ((keys.ch ^ (keys.r0 & 7)) * 8);
     auto load_tile = [&](int t) {
-        const int j0 = t * KT;
-        half_t* kd = ks + (t % 3) * STAGE;
-        half_t* vd = vs + (t % 3) * STAGE;
-        for (int i = threadIdx.x; i < KT * CHUNKS; i += 128) {
-            int r = i / CHUNKS, ch = i % CHUNKS;
-            int j = j0 + r;
-            bool valid = j < n_keys;
-            const half_t* k = valid ? key_row(pre, own, s, j, kv_width, q_width, ld, kv_col) : own;
-            const int at = r * HD + ((ch ^ (r & 7)) * 8);
-            cp_async16(smem_addr(kd + at), k + ch * 8, valid);
-            cp_async16(smem_addr(vd + at), k + kv_width + ch * 8, valid);
-        }
-        load_key_types<KT>(kts + (t % 3) * KT, pre_types, own_types, s, j0, n_keys);
+        keys.load(smem_addr(ks + (t % 3) * STAGE + at), smem_addr(vs + (t % 3) * STAGE + at),
+                  HD * 2, t * KT);
+        load_key_types<KT>(kts + (t % 3) * KT, pre_types, own_types, s, t * KT, n_keys);
         cp_async_commit();
     };
     // S = Q K(t)^T, issued and committed, not waited for.
@@ -137,6 +143,21 @@ attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ 
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) wgmma_64x64x16<0>(sacc, qf[kk], desc + 2 * kk, kk > 0);
         wgmma_commit();
+    };
+    // O += P(t) V(t), issued and committed.
+    auto issue_values = [&](int t) {
+        const unsigned long long desc = wgmma_desc(vs + (t % 3) * STAGE);
+        fence_accumulator(o);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) wgmma_64x64x16<1>(o, pf[kk], desc + 128 * kk, 1);
+        wgmma_commit();
+    };
+    // Tile t's softmax on the scores waited for, into pf_next.
+    auto softmax = [&](int t) {
+        fence_accumulator(sacc);
+        softmax_step_any<8>(needs_mask(s, t * KT, KT, qw), sacc, rows, kts + (t % 3) * KT, 0,
+                            t * KT, c, n_keys, sc, pf_next, corr_a, corr_b);
     };
 
     load_tile(0);
@@ -150,38 +171,29 @@ attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ 
     __syncthreads();
     issue_scores(0);
     wgmma_wait<0>();
-    fence_accumulator(sacc);
-    softmax_step<8>(sacc, rows, kts, 0, 0, c, n_keys, sc, pen, corr_a, corr_b);
-    pack_probabilities<8>(sacc, pf);
-    for (int t = 0; t < n_tiles; ++t) {
-        const bool more = t + 1 < n_tiles;
-        if (more) {
-            cp_async_wait<0>();
-            fence_proxy_async();
-        }
+    softmax(0);
+    take_fragments(pf, pf_next);
+    // Every tile but the last: S(t+1) and P(t) V(t) issued together; S(t+1)'s softmax runs
+    // while P V is on the tensor cores. No wgmma under a condition (ptxas would serialise).
+    int t = 0;
+    for (; t + 1 < n_tiles; ++t) {
+        cp_async_wait<0>();
+        fence_proxy_async();
         // Tile t+1 is in; every warp is done with tile t-1's stage, which tile t+2 takes.
         __syncthreads();
         if (t + 2 < n_tiles) load_tile(t + 2);
-        if (more) issue_scores(t + 1);
-        const unsigned long long desc = wgmma_desc(vs + (t % 3) * STAGE);
-        fence_accumulator(o);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) wgmma_64x64x16<1>(o, pf[kk], desc + 128 * kk, 1);
-        wgmma_commit();
-        if (more) {
-            wgmma_wait<1>();  // S(t+1); P(t) V(t) may still run
-            fence_accumulator(sacc);
-            softmax_step<8>(sacc, rows, kts + ((t + 1) % 3) * KT, 0, (t + 1) * KT, c, n_keys,
-                            sc, pen, corr_a, corr_b);
-        }
+        issue_scores(t + 1);
+        issue_values(t);
+        wgmma_wait<1>();  // S(t+1); P(t) V(t) may still run
+        softmax(t + 1);
         wgmma_wait<0>();
         fence_accumulator(o);
-        if (more) {
-            scale_rows<8>(o, corr_a, corr_b);
-            pack_probabilities<8>(sacc, pf);
-        }
+        scale_rows<8>(o, corr_a, corr_b);
+        take_fragments(pf, pf_next);
     }
+    issue_values(t);
+    wgmma_wait<0>();
+    fence_accumulator(o);
     sum_over_quad(rows);
     store_rows<8>(o, rows, out, s, qa, qb, q0, row0, col, q_width, c);
 }

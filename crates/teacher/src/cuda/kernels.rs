@@ -38,8 +38,8 @@ fn source(d: usize) -> String {
 
 /// Dynamic shared memory of the Hopper attention kernel (`attention_wgmma.cu` checks at compile
 /// time that its layout fits): three stages of a 64-key K and V tile (8 KiB each), their key
-/// types, and up to 1 KiB to align the first stage for the 128-byte swizzle.
-pub(super) const WGMMA_SHARED_BYTES: u32 = 3 * 2 * 8192 + 3 * 64 + 1024;
+/// types (f32), and up to 1 KiB to align the first stage for the 128-byte swizzle.
+pub(super) const WGMMA_SHARED_BYTES: u32 = 3 * 2 * 8192 + 3 * 64 * 4 + 1024;
 
 /// The environment variable that, set to `mma`, keeps the Hopper attention off (the
 /// `mma.sync` kernel serves every GPU): a way to compare the two, or to step around a fault.
@@ -80,7 +80,8 @@ pub fn kernel_program(
             format!("--gpu-architecture=compute_{major}{minor}{arch_suffix}"),
             "-std=c++17".to_string(),
             format!("-DWGMMA_SMEM_BYTES={WGMMA_SHARED_BYTES}"),
-            // Fused multiply-adds, not fast math: divisions and exp2f stay IEEE / accurate.
+            // Fused multiply-adds, not fast math: divisions stay IEEE (the attention's exponentials
+            // are `ex2.approx` by choice: `exp2_ftz` in attention.cu).
             "--fmad=true".to_string(),
         ],
         wgmma,

@@ -22,8 +22,8 @@
 //!   matrix never reaches device memory. Other widths and f32 use a simple one-warp-per-query
 //!   kernel. Suffixes read their prefix's keys and values straight from the cache. On Hopper
 //!   (compute capability 9.0) 64-wide heads run on warpgroup MMA (wgmma, compiled for
-//!   `compute_90a`; written to overlap the next key tile's scores with this one's value
-//!   product, which ptxas does not keep yet: see `attention_wgmma.cu`);
+//!   `compute_90a`; the next key tile's scores and softmax overlap this one's value product:
+//!   see `attention_wgmma.cu`);
 //!   `TIMEKD_CUDA_ATTENTION=mma` keeps the `mma.sync` kernel instead.
 //! - **LayerNorm (or RMSNorm)** one row per warp, the row in registers (a kernel per common
 //!   width), and a final block that computes only each prompt's last row past its keys and
