@@ -228,7 +228,9 @@ struct KeyLoader {
         for (int i = 0; i < ROWS; ++i) {
             const int j = j0 + r0 + i * STEP;
             const bool valid = j < n_keys;
-            const half_t* k = !valid ? own_row : j < pre_len ? pre_row + j * pre_ld : own_row + j * own_ld;
+            const half_t* k = !valid         ? own_row
+                              : j < pre_len ? pre_row + j * pre_ld
+                                            : own_row + j * own_ld;
             const unsigned at = i * STEP * row_bytes;
             cp_async16(k_dst + at, k, valid);
             cp_async16(v_dst + at, k + kv_width, valid);
@@ -407,8 +409,8 @@ __device__ __forceinline__ void store_rows(const float (&o)[OT][4], const RowPai
 // same 16 queries and each a quarter of every key tile (16 keys), so no warp idles; their
 // partial softmax states (max, sum, output) are merged through shared memory at the end.
 // Two shared-memory stages: the next K/V tile loads (cp.async) while the current one is
-// computed. Shared rows are HD + 8 halves long
-// (144 or 272 bytes: ldmatrix and LDS.32 stay free of bank conflicts).
+// computed. Shared rows are HD + 8 halves long (144 or 272 bytes: ldmatrix and LDS.32 stay
+// free of bank conflicts).
 template <int HD, int KT, bool SPLIT>
 __device__ __forceinline__ void attention_mma(
     const half_t* __restrict__ pre, const u8* __restrict__ pre_types,
