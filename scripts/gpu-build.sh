@@ -50,7 +50,10 @@ cuda_features="$(cargo tree -p timekd-cli --features cuda -e features --prefix n
 grep -q 'cubecl-cuda feature "cpp"' <<<"$cuda_features" ||
     fail "cubecl-cuda's \`cpp\` feature is off: the cli's \`cuda\` feature must enable dep:cubecl-cuda"
 
-# 2. Build. `cargo rustc` passes the flags to the final link only, so the dependencies built by
+# 2. What the build needs from the system (libhdf5-dev for the store), installed when missing.
+cargo xtask setup >&2
+
+# 3. Build. `cargo rustc` passes the flags to the final link only, so the dependencies built by
 #    a plain `cargo build --release -p timekd-cli --features cuda --target-dir target-cuda`
 #    are reused. DT_RPATH (not RUNPATH) so that libhdf5's own dependencies are found there too.
 echo "gpu-build: building timekd (release, $features) in $target_dir/" >&2
@@ -59,7 +62,7 @@ nice -n "${NICE:-0}" cargo rustc --release -p timekd-cli --bin timekd --features
     --target-dir "$target_dir" -- -C 'link-arg=-Wl,--disable-new-dtags,-rpath,$ORIGIN/lib'
 echo "gpu-build: built in $(($(date +%s) - start)) s" >&2
 
-# 3. Stage: the stripped binary and the libraries it links, except glibc's own.
+# 4. Stage: the stripped binary and the libraries it links, except glibc's own.
 bin="$target_dir/release/timekd"
 rm -rf "$out/lib"
 mkdir -p "$out/lib"
@@ -72,7 +75,7 @@ ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }' | while read -r lib
     esac
 done
 
-# 4. Check the staged copy: every library resolves, from .gpu/lib where bundled, and it runs.
+# 5. Check the staged copy: every library resolves, from .gpu/lib where bundled, and it runs.
 if env -u LD_LIBRARY_PATH ldd "$out/$name" | grep -q 'not found'; then
     env -u LD_LIBRARY_PATH ldd "$out/$name" >&2
     fail "the staged binary has unresolved libraries"
@@ -81,7 +84,7 @@ fi
 size_mib=$(($(du -sk "$out" --exclude='*.tar.xz' | cut -f1) / 1024))
 echo "gpu-build: $out/$name ($(du -h "$out/$name" | cut -f1)) and $(find "$out/lib" -type f | wc -l) libraries in $out/lib ($(du -sh "$out/lib" | cut -f1)): $size_mib MiB" >&2
 
-# 5. Optionally pack, for carrying.
+# 6. Optionally pack, for carrying.
 rm -f "$out/$name-gpu.tar.xz"
 if [[ "${PACK:-0}" == 1 ]]; then
     tar -C "$out" -cf - "$name" lib | xz -T0 -6 >"$out/$name-gpu.tar.xz.tmp"

@@ -35,6 +35,7 @@ nvrtc="$tools/nvrtc/nvidia/cuda_nvrtc/lib/libnvrtc.so.12"
 ptxas="$tools/nvcc/nvidia/cuda_nvcc/bin/ptxas"
 chmod +x "$ptxas"
 
+cargo xtask setup >&2  # libhdf5-dev, which the teacher crate's default `store` feature links
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 CARGO_TARGET_DIR=target-cuda cargo run --release --quiet -p timekd-teacher --features cuda \
