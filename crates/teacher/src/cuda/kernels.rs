@@ -51,9 +51,9 @@ fn uses_wgmma((major, minor): (i32, i32), setting: Option<&str>) -> bool {
     (major, minor) == (9, 0) && setting != Some("mma")
 }
 
-/// The NVRTC program of the engine's kernels: what [`Kernels::load`] compiles, and what
-/// `examples/kernel_program.rs` writes out for checks without a GPU (NVRTC and ptxas:
-/// `scripts/kernel-report.sh`).
+/// The NVRTC program of the engine's kernels: what the engine compiles at load
+/// (`Kernels::load`), and what `examples/kernel_program.rs` writes out for checks without a GPU
+/// (NVRTC and ptxas: `scripts/kernel-report.sh`).
 #[derive(Debug, Clone)]
 pub struct KernelProgram {
     /// The CUDA C++ source: the row kernels with the norms of the model's width, attention.
