@@ -78,6 +78,20 @@ __device__ __forceinline__ void wgmma_64x64x16(float (&d)[8][4], const unsigned 
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(TRANS_B), "r"(accumulate));
 }
 
+// D (+)= A[64 x 64] B[64 x 64] as four k-steps of 16, issued and committed, not waited for:
+// A's fragments per k-step, B's descriptor `step` (16-byte units) further each k-step;
+// `accumulate` false overwrites D.
+template <int TRANS_B>
+__device__ __forceinline__ void wgmma_64x64x64(float (&d)[8][4], const unsigned (&a)[4][4],
+                                               unsigned long long desc, int step, bool accumulate) {
+    fence_accumulator(d);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+        wgmma_64x64x16<TRANS_B>(d, a[kk], desc + step * kk, accumulate || kk > 0);
+    wgmma_commit();
+}
+
 // P's A fragments as new registers: the value product in flight reads `pf` while the next
 // tile's softmax writes `next`, and `pf` takes `next` only after the product is waited for
 // (a plain assignment would let the compiler merge the two sets and ptxas serialise wgmma).
@@ -135,23 +149,13 @@ attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ 
         load_key_types<KT>(kts + (t % 3) * KT, pre_types, own_types, s, t * KT, n_keys);
         cp_async_commit();
     };
-    // S = Q K(t)^T, issued and committed, not waited for.
+    // S = Q K(t)^T (K-major: a k-step is 32 bytes on), issued and committed, not waited for.
     auto issue_scores = [&](int t) {
-        const unsigned long long desc = wgmma_desc(ks + (t % 3) * STAGE);
-        fence_accumulator(sacc);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) wgmma_64x64x16<0>(sacc, qf[kk], desc + 2 * kk, kk > 0);
-        wgmma_commit();
+        wgmma_64x64x64<0>(sacc, qf, wgmma_desc(ks + (t % 3) * STAGE), 2, false);
     };
-    // O += P(t) V(t), issued and committed.
+    // O += P(t) V(t) (MN-major: a k-step is 16 rows, 2 KiB on), issued and committed.
     auto issue_values = [&](int t) {
-        const unsigned long long desc = wgmma_desc(vs + (t % 3) * STAGE);
-        fence_accumulator(o);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) wgmma_64x64x16<1>(o, pf[kk], desc + 128 * kk, 1);
-        wgmma_commit();
+        wgmma_64x64x64<1>(o, pf, wgmma_desc(vs + (t % 3) * STAGE), 128, true);
     };
     // Tile t's softmax on the scores waited for, into pf_next.
     auto softmax = [&](int t) {
