@@ -145,6 +145,15 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 // The steps both tensor-core kernels share. A warp holds 16 queries of a tile; a thread two of
 // them, rows a = g and b = g + 8, in the fragment layouts above.
 
+// A tensor-core block's work (attention.rs's `tile_list` writes it): its sequence, its first
+// query and that query's output row, 32 bytes, so that a block finds its tile in one read
+// (two 16-byte loads) instead of a read of the list and then one of the sequence table.
+struct TileWork {
+    SeqInfo s;
+    int q0, row0, unused;
+};
+static_assert(sizeof(TileWork) == TILE_WORK_BYTES, "attention.rs's TILE_BYTES");
+
 // Where a block's tile is (its sequence, first query, output row of the first query; the
 // head's query and key/value columns) and where this thread is in it (warp, lane, and the
 // fragment coordinates g = lane / 4, c = lane % 4).
@@ -153,12 +162,14 @@ struct TileSite {
     int q0, row0, col, kv_col;
     int warp, lane, g, c;
 };
-__device__ __forceinline__ TileSite tile_site(const SeqInfo* __restrict__ seqs,
-                                              const int* __restrict__ tiles, int group, int hd) {
+__device__ __forceinline__ TileSite tile_site(const TileWork* __restrict__ tiles, int group,
+                                              int hd) {
+    const int4* work = reinterpret_cast<const int4*>(tiles + blockIdx.x);
+    const int4 a = __ldg(work), b = __ldg(work + 1);
     TileSite t;
-    t.s = seqs[tiles[3 * blockIdx.x]];
-    t.q0 = tiles[3 * blockIdx.x + 1];
-    t.row0 = tiles[3 * blockIdx.x + 2];
+    t.s = SeqInfo{a.x, a.y, a.z, a.w, b.x};
+    t.q0 = b.y;
+    t.row0 = b.z;
     t.col = blockIdx.y * hd;
     t.kv_col = (blockIdx.y / group) * hd;
     t.warp = threadIdx.x >> 5;
@@ -238,19 +249,23 @@ struct KeyLoader {
     }
 };
 
-// Key j0 + r's token type for r < KT as 0.f or 1.f (0 past the keys), into kt[r]; by the
-// block's threads.
+// A tile's key types in two steps, so that their global reads overlap the work before they
+// are needed (a read stored at once would hold the warp, and with it the block's next
+// product, for a memory round trip every tile). fetch_key_type: thread r < KT's key, j0 + r,
+// its type (0 past the keys); store_key_type: that type into kt[r] as 0.f or 1.f.
 template <int KT>
-__device__ __forceinline__ void load_key_types(float* kt, const u8* __restrict__ pre_types,
-                                               const u8* __restrict__ own_types,
-                                               const SeqInfo& s, int j0, int n_keys) {
-    for (int r = threadIdx.x; r < KT; r += blockDim.x) {
-        int j = j0 + r;
-        u8 t = 0;
-        if (j < n_keys)
-            t = j < s.pre_len ? pre_types[s.pre_start + j] : own_types[s.own_start + j - s.pre_len];
-        kt[r] = t ? 1.f : 0.f;
-    }
+__device__ __forceinline__ u8 fetch_key_type(const u8* __restrict__ pre_types,
+                                             const u8* __restrict__ own_types, const SeqInfo& s,
+                                             int j0, int n_keys) {
+    static_assert(KT <= 128, "a thread a key: a tile's keys within the block's threads");
+    const int j = j0 + (int)threadIdx.x;
+    if ((int)threadIdx.x >= KT || j >= n_keys) return 0;
+    return j < s.pre_len ? __ldg(pre_types + s.pre_start + j)
+                         : __ldg(own_types + s.own_start + j - s.pre_len);
+}
+template <int KT>
+__device__ __forceinline__ void store_key_type(float* kt, u8 type) {
+    if ((int)threadIdx.x < KT) kt[threadIdx.x] = type ? 1.f : 0.f;
 }
 
 // The running softmax state of a thread's two query rows. Scores stay in raw units (before
@@ -401,8 +416,8 @@ __device__ __forceinline__ void store_rows(const float (&o)[OT][4], const RowPai
     }
 }
 
-// tiles: per block, (seq, first query, output row of the first query) triples: a pass's own
-// tiles write query i at row own_start + i; the final block's last-row tiles (first query =
+// tiles: per block, its TileWork (sequence, first query, output row of the first query): a
+// pass's own tiles write query i at row own_start + i; the final block's last-row tiles (first query =
 // the last, one valid query) write sequence s's at row s.
 //
 // SPLIT (tiles of at most 16 queries: short suffixes, last rows): the four warps take the
@@ -415,8 +430,8 @@ template <int HD, int KT, bool SPLIT>
 __device__ __forceinline__ void attention_mma(
     const half_t* __restrict__ pre, const u8* __restrict__ pre_types,
     const half_t* __restrict__ own, const u8* __restrict__ own_types, half_t* __restrict__ out,
-    const SeqInfo* __restrict__ seqs, const int* __restrict__ tiles, int q_width, int kv_width,
-    int group, int ld, float scale, float penalty) {
+    const TileWork* __restrict__ tiles, int q_width, int kv_width, int group, int ld, float scale,
+    float penalty) {
     constexpr int SROW = HD + 8;
     constexpr int KSTEPS = HD / 16;  // k-steps of Q K^T over the head width
     constexpr int OTILES = HD / 8;   // 8-wide column tiles of the output
@@ -426,7 +441,7 @@ __device__ __forceinline__ void attention_mma(
     __shared__ __align__(16) half_t vs_buf[2][KT * SROW];
     __shared__ float kt_buf[2][KT];
 
-    const TileSite site = tile_site(seqs, tiles, group, HD);
+    const TileSite site = tile_site(tiles, group, HD);
     const SeqInfo s = site.s;
     const int q0 = site.q0, row0 = site.row0, col = site.col, kv_col = site.kv_col;
     const int warp = site.warp, lane = site.lane, g = site.g, c = site.c;
@@ -451,64 +466,65 @@ __device__ __forceinline__ void attention_mma(
     // Warps whose 16 queries are all past the sequence's end only help load the tiles.
     const bool active = qw < s.own_len;
 
-    // Tile j0's K and V rows into stage `st` by cp.async (rows past the keys zero-filled),
-    // and its key types.
+    // Tile j0's K and V rows into stage `st` by cp.async (rows past the keys zero-filled);
+    // its key types are fetched beside them and stored after the tile before's work.
     const KeyLoader<HD, KT> keys(pre, own, s, kv_width, q_width, ld, kv_col);
     const int at = keys.r0 * SROW + keys.ch * 8;
     auto load_tile = [&](int st, int j0) {
         keys.load(smem_addr(ks_buf[st] + at), smem_addr(vs_buf[st] + at), SROW * 2, j0);
-        load_key_types<KT>(kt_buf[st], pre_types, own_types, s, j0, n_keys);
         cp_async_commit();
+        return fetch_key_type<KT>(pre_types, own_types, s, j0, n_keys);
     };
-    load_tile(0, 0);
+    store_key_type<KT>(kt_buf[0], load_tile(0, 0));
     for (int j0 = 0, st = 0; j0 < key_end; j0 += KT, st ^= 1) {
         // The next tile loads while this one is computed.
-        if (j0 + KT < key_end) {
-            load_tile(st ^ 1, j0 + KT);
+        const bool more = j0 + KT < key_end;
+        u8 next_type = 0;
+        if (more) {
+            next_type = load_tile(st ^ 1, j0 + KT);
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
         }
         __syncthreads();
-        const half_t* ks = ks_buf[st];
-        const half_t* vs = vs_buf[st];
-        if (!active) {
-            __syncthreads();
-            continue;
-        }
-
-        // S = Q K^T for 16 queries x KT keys.
-        float sacc[NTILES][4];
+        if (active) {
+            const half_t* ks = ks_buf[st];
+            const half_t* vs = vs_buf[st];
+            // S = Q K^T for 16 queries x KT keys.
+            float sacc[NTILES][4];
 #pragma unroll
-        for (int nt = 0; nt < NTILES; ++nt) {
-            sacc[nt][0] = sacc[nt][1] = sacc[nt][2] = sacc[nt][3] = 0.f;
-            const half_t* krow = ks + (kbase + nt * 8 + g) * SROW + 2 * c;
+            for (int nt = 0; nt < NTILES; ++nt) {
+                sacc[nt][0] = sacc[nt][1] = sacc[nt][2] = sacc[nt][3] = 0.f;
+                const half_t* krow = ks + (kbase + nt * 8 + g) * SROW + 2 * c;
 #pragma unroll
-            for (int kk = 0; kk < KSTEPS; ++kk) {
-                unsigned b0 = *(const unsigned*)(krow + kk * 16);
-                unsigned b1 = *(const unsigned*)(krow + kk * 16 + 8);
-                mma_16816(sacc[nt], qf[kk], b0, b1);
+                for (int kk = 0; kk < KSTEPS; ++kk) {
+                    unsigned b0 = *(const unsigned*)(krow + kk * 16);
+                    unsigned b1 = *(const unsigned*)(krow + kk * 16 + 8);
+                    mma_16816(sacc[nt], qf[kk], b0, b1);
+                }
+            }
+            float corr_a, corr_b;
+            unsigned pf[WK / 16][4];  // P as A fragments, per 16-key step
+            softmax_step_any<NTILES>(needs_mask(s, j0 + kbase, WK, qw), sacc, rows, kt_buf[st],
+                                     kbase, j0, c, n_keys, sc, pf, corr_a, corr_b);
+            scale_rows<OTILES>(o, corr_a, corr_b);
+            // O += P V: V tile rows are keys; ldmatrix.trans gives the B fragments.
+#pragma unroll
+            for (int kk = 0; kk < WK / 16; ++kk) {
+#pragma unroll
+                for (int dt = 0; dt < HD / 16; ++dt) {
+                    int m = lane >> 3;  // which 8x8 matrix this lane addresses
+                    int row = kbase + kk * 16 + (m & 1) * 8 + (lane & 7);
+                    int cc = dt * 16 + (m >> 1) * 8;
+                    unsigned b[4];
+                    ldmatrix_x4_trans(b, smem_addr(vs + row * SROW + cc));
+                    mma_16816(o[2 * dt], pf[kk], b[0], b[1]);
+                    mma_16816(o[2 * dt + 1], pf[kk], b[2], b[3]);
+                }
             }
         }
-        float corr_a, corr_b;
-        unsigned pf[WK / 16][4];  // P as A fragments, per 16-key step
-        softmax_step_any<NTILES>(needs_mask(s, j0 + kbase, WK, qw), sacc, rows, kt_buf[st],
-                                 kbase, j0, c, n_keys, sc, pf, corr_a, corr_b);
-        scale_rows<OTILES>(o, corr_a, corr_b);
-        // O += P V: V tile rows are keys; ldmatrix.trans gives the B fragments.
-#pragma unroll
-        for (int kk = 0; kk < WK / 16; ++kk) {
-#pragma unroll
-            for (int dt = 0; dt < HD / 16; ++dt) {
-                int m = lane >> 3;  // which 8x8 matrix this lane addresses
-                int row = kbase + kk * 16 + (m & 1) * 8 + (lane & 7);
-                int cc = dt * 16 + (m >> 1) * 8;
-                unsigned b[4];
-                ldmatrix_x4_trans(b, smem_addr(vs + row * SROW + cc));
-                mma_16816(o[2 * dt], pf[kk], b[0], b[1]);
-                mma_16816(o[2 * dt + 1], pf[kk], b[2], b[3]);
-            }
-        }
+        // Stage st ^ 1's key types: nobody reads them before the barrier.
+        if (more) store_key_type<KT>(kt_buf[st ^ 1], next_type);
         __syncthreads();
     }
 
@@ -576,23 +592,23 @@ __device__ __forceinline__ void attention_mma(
 // passes (H200, .bench/attn). 128-wide heads keep their registers (bounded they are slower).
 extern "C" __global__ void __launch_bounds__(128, 4)
 attention_mma_f16_hd64(const half_t* pre, const u8* pre_types, const half_t* own,
-                       const u8* own_types, half_t* out, const SeqInfo* seqs, const int* tiles,
-                       int q_width, int kv_width, int group, int ld, float scale, float penalty) {
-    attention_mma<64, 64, false>(pre, pre_types, own, own_types, out, seqs, tiles, q_width,
+                       const u8* own_types, half_t* out, const TileWork* tiles, int q_width,
+                       int kv_width, int group, int ld, float scale, float penalty) {
+    attention_mma<64, 64, false>(pre, pre_types, own, own_types, out, tiles, q_width,
                                  kv_width, group, ld, scale, penalty);
 }
 extern "C" __global__ void __launch_bounds__(128, 4)
 attention_mma_split_f16_hd64(const half_t* pre, const u8* pre_types, const half_t* own,
-                             const u8* own_types, half_t* out, const SeqInfo* seqs,
-                             const int* tiles, int q_width, int kv_width, int group, int ld,
-                             float scale, float penalty) {
-    attention_mma<64, 64, true>(pre, pre_types, own, own_types, out, seqs, tiles, q_width,
+                             const u8* own_types, half_t* out, const TileWork* tiles,
+                             int q_width, int kv_width, int group, int ld, float scale,
+                             float penalty) {
+    attention_mma<64, 64, true>(pre, pre_types, own, own_types, out, tiles, q_width,
                                 kv_width, group, ld, scale, penalty);
 }
 extern "C" __global__ void __launch_bounds__(128)
 attention_mma_f16_hd128(const half_t* pre, const u8* pre_types, const half_t* own,
-                        const u8* own_types, half_t* out, const SeqInfo* seqs, const int* tiles,
-                        int q_width, int kv_width, int group, int ld, float scale, float penalty) {
-    attention_mma<128, 32, false>(pre, pre_types, own, own_types, out, seqs, tiles, q_width,
+                        const u8* own_types, half_t* out, const TileWork* tiles, int q_width,
+                        int kv_width, int group, int ld, float scale, float penalty) {
+    attention_mma<128, 32, false>(pre, pre_types, own, own_types, out, tiles, q_width,
                                   kv_width, group, ld, scale, penalty);
 }

@@ -114,16 +114,21 @@ impl CudaEngine {
         keys: &Keys,
         seqs: &[SeqInfo],
     ) -> Result<(), CudaError> {
+        if let Some(kernels) = self.tensor_core() {
+            let list: Vec<i32> = seqs
+                .iter()
+                .enumerate()
+                .flat_map(|(s, seq)| tile_work(seq, seq.own_len - 1, seq.own_len, s as i32))
+                .collect();
+            work.tiles.upload(&self.stream, &list)?;
+            let list = (work.tiles.ptr(), seqs.len());
+            return self.attention_tiles((kernels.short, 0), work, keys, list);
+        }
         let list: Vec<i32> = seqs
             .iter()
             .enumerate()
             .flat_map(|(s, seq)| [s as i32, seq.own_len - 1, s as i32])
             .collect();
-        if let Some(kernels) = self.tensor_core() {
-            work.tiles.upload(&self.stream, &list)?;
-            let list = (work.tiles.ptr(), seqs.len());
-            return self.attention_tiles((kernels.short, 0), work, keys, list);
-        }
         work.items.upload(&self.stream, &list)?;
         self.attention_simt(work, keys, work.items.ptr(), seqs.len(), max_keys(seqs))
     }
@@ -144,7 +149,6 @@ impl CudaEngine {
             shared,
             &keys.args_then(&[
                 Arg::Ptr(work.ctx.ptr()),
-                Arg::Ptr(work.seqs.ptr()),
                 Arg::Ptr(tiles),
                 Arg::Int(self.arch.q_width() as i32),
                 Arg::Int(self.arch.kv_width() as i32),
@@ -214,23 +218,69 @@ impl Keys {
     }
 }
 
-/// The tensor-core work list of `seqs`: tiles (sequence, first query, its output row) of up
-/// to 64 queries, then the short ones (at most [`SHORT_TILE`] queries); with how many of each.
+/// The tensor-core work list of `seqs`: tiles of up to 64 queries ([`tile_work`] records),
+/// then the short ones (at most [`SHORT_TILE`] queries); with how many of each.
 fn tile_list(seqs: &[SeqInfo]) -> (Vec<i32>, usize, usize) {
     let (mut tiles, mut short) = (Vec::new(), Vec::new());
-    for (s, seq) in seqs.iter().enumerate() {
-        for q0 in (0..seq.own_len).step_by(ATTENTION_TILE) {
-            let list = if seq.own_len - q0 <= SHORT_TILE {
+    for seq in seqs {
+        let starts = tile_starts(seq.pre_len, seq.own_len);
+        for (i, &q0) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).copied().unwrap_or(seq.own_len);
+            let list = if end - q0 <= SHORT_TILE {
                 &mut short
             } else {
                 &mut tiles
             };
-            list.extend_from_slice(&[s as i32, q0, seq.own_start + q0]);
+            list.extend_from_slice(&tile_work(seq, q0, end, seq.own_start + q0));
         }
     }
-    let (count, short_count) = (tiles.len() / 3, short.len() / 3);
+    let (count, short_count) = (tiles.len() / TILE_INTS, short.len() / TILE_INTS);
     tiles.append(&mut short);
     (tiles, count, short_count)
+}
+
+/// The first queries of the tiles of a sequence of `own_len` queries after `pre_len` cached
+/// keys: as few tiles as 64-query tiles allow, all full but one. The one with the rest goes
+/// first where that has the tiles read fewer 64-key tiles in all (a tile's queries see the
+/// keys up to its last one's, and the first tile's see the fewest), else last (a prompt's
+/// own causal attention, whose 64-query tiles then end on the diagonal of 64-key tiles).
+fn tile_starts(pre_len: i32, own_len: i32) -> Vec<i32> {
+    let tile = ATTENTION_TILE as i32;
+    let rest = own_len % tile;
+    let last_first: Vec<i32> = (0..own_len).step_by(ATTENTION_TILE).collect();
+    if rest == 0 {
+        return last_first;
+    }
+    let rest_first: Vec<i32> = std::iter::once(0)
+        .chain((rest..own_len).step_by(ATTENTION_TILE))
+        .collect();
+    // 64-key tiles read by the tiles starting at `starts`.
+    let key_tiles = |starts: &[i32]| -> i32 {
+        let ends = starts.iter().skip(1).copied().chain([own_len]);
+        ends.map(|end| (pre_len + end + tile - 1) / tile).sum()
+    };
+    if key_tiles(&rest_first) < key_tiles(&last_first) {
+        rest_first
+    } else {
+        last_first
+    }
+}
+
+/// The record of the tile of `seq`'s queries `q0..end` as the kernels read it
+/// (`attention.cu`'s `TileWork`): the sequence as the tile sees it (its own tokens cut after
+/// the tile's last query: no later one is a key of its queries, and the kernels write no
+/// query past a sequence's end), the first query and that query's output row `row0`.
+fn tile_work(seq: &SeqInfo, q0: i32, end: i32, row0: i32) -> [i32; TILE_INTS] {
+    [
+        seq.pre_start,
+        seq.pre_len,
+        seq.own_start,
+        end,
+        0,
+        q0,
+        row0,
+        0,
+    ]
 }
 
 /// The most keys a query of `seqs` sees (its prefix and its own tokens; at least 1).
@@ -248,8 +298,11 @@ pub(super) struct AttentionLists {
     pub(super) max_keys: usize,
 }
 
-/// Bytes of one tile of the lists: three i32s.
-pub(super) const TILE_BYTES: usize = 12;
+/// The i32s of one tile of the lists ([`tile_work`]).
+const TILE_INTS: usize = 8;
+
+/// Bytes of one tile of the lists (`attention.cu` checks its `TileWork` against it).
+pub(super) const TILE_BYTES: usize = TILE_INTS * 4;
 
 #[cfg(test)]
 mod tests {
@@ -271,18 +324,24 @@ mod tests {
             start += len;
         }
         let (list, count, short) = tile_list(&seqs);
-        assert_eq!(list.len(), 3 * (count + short));
+        assert_eq!(list.len(), TILE_INTS * (count + short));
         let mut seen = vec![0u32; start as usize];
-        for (i, tile) in list.chunks(3).enumerate() {
-            let (s, q0, row0) = (tile[0] as usize, tile[1], tile[2]);
-            let seq = &seqs[s];
+        for (i, tile) in list.chunks(TILE_INTS).enumerate() {
+            let [pre_start, pre_len, own_start, end, _, q0, row0, _] = tile.try_into().unwrap();
+            let seq = seqs.iter().find(|s| s.own_start == own_start).unwrap();
+            assert_eq!(
+                (pre_start, pre_len),
+                (seq.pre_start, seq.pre_len),
+                "tile {i}"
+            );
+            assert!(end <= seq.own_len, "tile {i} ends past its sequence");
             assert_eq!(row0, seq.own_start + q0, "tile {i}: output row");
-            let queries = (seq.own_len - q0).min(ATTENTION_TILE as i32);
+            let queries = (end - q0).min(ATTENTION_TILE as i32);
             assert!(queries > 0, "tile {i} has no query");
             // The short tiles, and only they, come after the first `count`.
             assert_eq!(
                 i >= count,
-                seq.own_len - q0 <= SHORT_TILE,
+                queries <= SHORT_TILE,
                 "tile {i} in the wrong list"
             );
             for q in q0..q0 + queries {
@@ -293,7 +352,44 @@ mod tests {
             seen.iter().all(|&n| n == 1),
             "every query exactly once: {seen:?}"
         );
-        // Short: 450's last 2 queries, 11, 1, 65's last 1, 80's last 16, 16 (17 is a tile).
+        // Short: 450's first 2 queries, 11, 1, 65's first 1, 80's first 16, 16 (17 is a tile).
         assert_eq!(short, 6, "short tiles");
+    }
+
+    /// 64-key tiles the tiles starting at `starts` read, and whether each tile holds 1 to
+    /// 64 queries.
+    fn key_tiles(pre_len: i32, own_len: i32, starts: &[i32]) -> (i32, bool) {
+        let ends: Vec<i32> = starts.iter().skip(1).copied().chain([own_len]).collect();
+        let sizes_ok = starts
+            .iter()
+            .zip(&ends)
+            .all(|(q0, end)| (1..=64).contains(&(end - q0)));
+        let tiles = ends.iter().map(|end| (pre_len + end + 63) / 64).sum();
+        (tiles, sizes_ok)
+    }
+
+    #[test]
+    fn a_tiling_puts_the_partial_tile_where_the_keys_read_are_fewest() {
+        // A prompt's own causal attention: 64-query tiles on the diagonal, the rest last.
+        assert_eq!(tile_starts(0, 200), [0, 64, 128, 192]);
+        // A 212-token suffix after 200 cached keys: the 20 rest queries first read 4 key
+        // tiles, not 7 (22 key tiles in all instead of 25).
+        assert_eq!(tile_starts(200, 212), [0, 20, 84, 148]);
+        assert_eq!(key_tiles(200, 212, &[0, 20, 84, 148]).0, 22);
+        assert_eq!(key_tiles(200, 212, &[0, 64, 128, 192]).0, 25);
+        for pre_len in [0, 1, 63, 64, 200, 216, 260, 700] {
+            for own_len in 1..=300 {
+                let starts = tile_starts(pre_len, own_len);
+                let last_first: Vec<i32> = (0..own_len).step_by(64).collect();
+                let (tiles, sizes_ok) = key_tiles(pre_len, own_len, &starts);
+                assert!(sizes_ok, "{pre_len}+{own_len}: {starts:?}");
+                assert_eq!(
+                    starts.len(),
+                    last_first.len(),
+                    "{pre_len}+{own_len}: tile count"
+                );
+                assert!(tiles <= key_tiles(pre_len, own_len, &last_first).0);
+            }
+        }
     }
 }

@@ -105,9 +105,9 @@ __device__ __forceinline__ void take_fragments(unsigned (&pf)[4][4], const unsig
 extern "C" __global__ void __launch_bounds__(128, 3)
 attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ pre_types,
                          const half_t* __restrict__ own, const u8* __restrict__ own_types,
-                         half_t* __restrict__ out, const SeqInfo* __restrict__ seqs,
-                         const int* __restrict__ tiles, int q_width, int kv_width, int group,
-                         int ld, float scale, float penalty) {
+                         half_t* __restrict__ out, const TileWork* __restrict__ tiles,
+                         int q_width, int kv_width, int group, int ld, float scale,
+                         float penalty) {
     constexpr int HD = 64, KT = 64, STAGE = WGMMA_STAGE_HALVES;
     extern __shared__ unsigned char wgmma_smem[];
     half_t* ks = reinterpret_cast<half_t*>(
@@ -115,7 +115,7 @@ attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ 
     half_t* vs = ks + 3 * STAGE;
     float* kts = reinterpret_cast<float*>(vs + 3 * STAGE);
 
-    const TileSite site = tile_site(seqs, tiles, group, HD);
+    const TileSite site = tile_site(tiles, group, HD);
     const SeqInfo s = site.s;
     const int q0 = site.q0, row0 = site.row0, col = site.col, kv_col = site.kv_col;
     const int warp = site.warp, g = site.g, c = site.c;
@@ -139,15 +139,16 @@ attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ 
     const int n_tiles = (min(n_keys, s.pre_len + last_q + 1) + KT - 1) / KT;
 
     // Tile t's K and V rows (swizzled: a thread's rows are r0 + 16 i, so its chunk's place
-    // in the swizzle is the same in each) and key types into stage t % 3, by cp.async.
+    // in the swizzle is the same in each) into stage t % 3, by cp.async; returns the thread's
+    // key type of the tile, fetched (stored an iteration later: store_key_type).
     const KeyLoader<HD, KT> keys(pre, own, s, kv_width, q_width, ld, kv_col);
     static_assert(KeyLoader<HD, KT>::STEP % 8 == 0, "a thread's rows share their swizzle");
     const int at = keys.r0 * HD + ((keys.ch ^ (keys.r0 & 7)) * 8);
     auto load_tile = [&](int t) {
         keys.load(smem_addr(ks + (t % 3) * STAGE + at), smem_addr(vs + (t % 3) * STAGE + at),
                   HD * 2, t * KT);
-        load_key_types<KT>(kts + (t % 3) * KT, pre_types, own_types, s, t * KT, n_keys);
         cp_async_commit();
+        return fetch_key_type<KT>(pre_types, own_types, s, t * KT, n_keys);
     };
     // S = Q K(t)^T (K-major: a k-step is 32 bytes on), issued and committed, not waited for.
     auto issue_scores = [&](int t) {
@@ -164,9 +165,10 @@ attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ 
                             t * KT, c, n_keys, sc, pf_next, corr_a, corr_b);
     };
 
-    load_tile(0);
+    store_key_type<KT>(kts, load_tile(0));
+    u8 next_type = 0;  // the key type of the tile loaded last, not yet stored
     if (n_tiles > 1) {
-        load_tile(1);
+        next_type = load_tile(1);
         cp_async_wait<1>();
     } else {
         cp_async_wait<0>();
@@ -181,11 +183,13 @@ attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ 
     // while P V is on the tensor cores. No wgmma under a condition (ptxas would serialise).
     int t = 0;
     for (; t + 1 < n_tiles; ++t) {
+        // Tile t+1's key types (fetched an iteration ago), published by the barrier below.
+        store_key_type<KT>(kts + ((t + 1) % 3) * KT, next_type);
         cp_async_wait<0>();
         fence_proxy_async();
         // Tile t+1 is in; every warp is done with tile t-1's stage, which tile t+2 takes.
         __syncthreads();
-        if (t + 2 < n_tiles) load_tile(t + 2);
+        if (t + 2 < n_tiles) next_type = load_tile(t + 2);
         issue_scores(t + 1);
         issue_values(t);
         wgmma_wait<1>();  // S(t+1); P(t) V(t) may still run

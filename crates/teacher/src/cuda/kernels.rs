@@ -8,6 +8,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 
 use super::CudaError;
+use super::attention::TILE_BYTES;
 
 /// The CUDA C++ source, built into the binary: the helpers and row kernels, then attention
 /// (the Hopper kernel last: it builds on the others' helpers, and only for `compute_90a`).
@@ -80,6 +81,7 @@ pub fn kernel_program(
             format!("--gpu-architecture=compute_{major}{minor}{arch_suffix}"),
             "-std=c++17".to_string(),
             format!("-DWGMMA_SMEM_BYTES={WGMMA_SHARED_BYTES}"),
+            format!("-DTILE_WORK_BYTES={TILE_BYTES}"),
             // Fused multiply-adds, not fast math: divisions stay IEEE (the attention's exponentials
             // are `ex2.approx` by choice: `exp2_ftz` in attention.cu).
             "--fmad=true".to_string(),

@@ -2,6 +2,7 @@
 //! sequences per pass, prefix tokens cached), derived from a memory budget, and the bytes
 //! each part takes. The pass planner (`plan`) cuts work by the same limits.
 
+use super::attention::TILE_BYTES;
 use crate::precision::Precision;
 use crate::shape::ModelShape;
 
@@ -104,7 +105,7 @@ impl EngineLimits {
 
     /// The last rows' residual and the per-sequence tables.
     fn pass_bytes_per_sequence(shape: &ModelShape, precision: Precision) -> u64 {
-        precision.bytes() * shape.d_model as u64 + 20 + 4 + 12 + 12
+        precision.bytes() * shape.d_model as u64 + 20 + 4 + 12 + TILE_BYTES as u64
     }
 
     /// k|v of every block, and the type.
