@@ -7,7 +7,7 @@ use std::process::Command;
 
 use timekd_data::{DataSource, DatasetOptions, SplitKind};
 use timekd_store::{StoreLayout, StoreReader};
-use timekd_teacher::extract::Extraction;
+use timekd_teacher::extract::{Extraction, PIPELINE_PROFILE_ENV};
 
 const WINDOWS: usize = 12;
 const LENGTHS: [usize; 2] = [24, 36];
@@ -60,4 +60,41 @@ fn the_command_writes_the_librarys_stores_at_every_length() {
         let cli = layout.store("ETTh1", *h, "train");
         assert_eq!(values(&cli), values(&store.path), "H = {h}");
     }
+}
+
+#[test]
+fn the_pipeline_profile_is_printed_only_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |setting: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_timekd"));
+        command
+            .args(["extract", "--split", "train", "--output-len", "24"])
+            .args(["--max-windows", "4", "--overwrite", "--model"])
+            .arg(tiny_model())
+            .arg("--out")
+            .arg(dir.path())
+            .env_remove(PIPELINE_PROFILE_ENV);
+        if let Some(value) = setting {
+            command.env(PIPELINE_PROFILE_ENV, value);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(output.status.success(), "timekd extract failed: {stderr}");
+        stderr
+    };
+    let stderr = run(Some("1"));
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("pipeline profile (cpu, "))
+        .unwrap_or_else(|| panic!("no profile line in:\n{stderr}"));
+    for part in [
+        "encoding",
+        "queueing passes",
+        "reading back",
+        "SCA: waiting",
+    ] {
+        assert!(line.contains(part), "{part} missing: {line}");
+    }
+    assert!(!run(None).contains("pipeline profile"));
+    assert!(!run(Some("0")).contains("pipeline profile"));
 }

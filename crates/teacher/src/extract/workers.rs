@@ -15,6 +15,7 @@ use timekd_data::{Dataset, SplitKind};
 
 use super::error::ExtractError;
 use super::model::{TeacherSpec, load_teacher};
+use super::pipeline_profile::{PipelineTimes, StageTimes, profile_requested};
 use super::retry::{HostEmbeddings, QueuedChunk, finish_chunk, queue_chunk, sca_to_host};
 use crate::batch::BatchOptions;
 use crate::device::WorkerDevice;
@@ -111,61 +112,111 @@ impl Pool<'_> {
         };
         let encoder = teacher.encoder().clone();
         let sca = teacher.sca_stage().clone();
-        std::thread::scope(|scope| {
+        let started = Instant::now();
+        let times = std::thread::scope(|scope| {
             let (encoded_tx, encoded_rx) = mpsc::sync_channel(1);
-            scope.spawn(move || {
+            let prompts = scope.spawn(move || {
+                let mut times = StageTimes::default();
                 while let Some(item) = next(queue) {
-                    let encoded = encode(&encoder, self.data, &item);
-                    if encoded_tx.send((item.split, encoded)).is_err() {
-                        return;
+                    let encoded =
+                        times.time(|t| &mut t.work, || encode(&encoder, self.data, &item));
+                    let sent = times.time(
+                        |t| &mut t.blocked,
+                        || encoded_tx.send((item.split, encoded)).is_ok(),
+                    );
+                    if !sent {
+                        break;
                     }
+                    times.chunks += 1;
                 }
+                times
             });
             let (states_tx, states_rx) = mpsc::sync_channel(1);
-            scope.spawn(move || finish_chunks(sca, states_rx, results));
-            // One chunk in flight: the next is queued on the device before this one is read
-            // back, so the device does not wait for the host in between.
-            let mut in_flight: Option<InFlight> = None;
-            for (split, encoded) in encoded_rx {
-                let next = encoded.map(|encoded| {
-                    let queued = queue_chunk(&teacher, &encoded);
-                    (split, encoded, queued)
-                });
-                if let Some(chunk) = in_flight.take()
-                    && !finish(&mut teacher, chunk, &states_tx, &notes)
-                {
-                    return;
-                }
-                match next {
-                    Ok(chunk) => in_flight = Some(chunk),
-                    Err(e) => {
-                        let _ = states_tx.send((split, Err(e.into())));
-                        return;
-                    }
-                }
-            }
-            if let Some(chunk) = in_flight {
-                finish(&mut teacher, chunk, &states_tx, &notes);
+            let sca = scope.spawn(move || finish_chunks(sca, states_rx, results));
+            let model = run_model(&mut teacher, encoded_rx, &states_tx, &notes);
+            // The SCA thread ends when the model thread's sender is gone.
+            drop(states_tx);
+            // A thread's panic goes on as the scope would have sent it on unjoined.
+            let join = |times: std::thread::Result<StageTimes>| {
+                times.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            };
+            PipelineTimes {
+                prompts: join(prompts.join()),
+                model,
+                sca: join(sca.join()),
             }
         });
+        if profile_requested() {
+            notes(times.report(&device_name(target), started.elapsed()));
+        }
     }
+}
+
+/// The model thread's loop: one chunk in flight, the next queued on the device before this
+/// one is read back, so the device does not wait for the host in between. Stops at the first
+/// error (sent on) or when the SCA stage stops listening.
+fn run_model(
+    teacher: &mut Teacher,
+    encoded: mpsc::Receiver<(SplitKind, Result<EncodedLengths, TeacherError>)>,
+    states: &SyncSender<StatesMessage>,
+    notes: &dyn Fn(String),
+) -> StageTimes {
+    let mut times = StageTimes::default();
+    let mut in_flight: Option<InFlight> = None;
+    while let Some((split, encoded)) = times.time(|t| &mut t.starved, || encoded.recv().ok()) {
+        let next = encoded.map(|encoded| {
+            let queued = times.time(|t| &mut t.work, || queue_chunk(teacher, &encoded));
+            (split, encoded, queued)
+        });
+        if let Some(chunk) = in_flight.take()
+            && !finish(teacher, chunk, states, notes, &mut times)
+        {
+            return times;
+        }
+        match next {
+            Ok(chunk) => in_flight = Some(chunk),
+            Err(e) => {
+                let _ = states.send((split, Err(e.into())));
+                return times;
+            }
+        }
+    }
+    if let Some(chunk) = in_flight {
+        finish(teacher, chunk, states, notes, &mut times);
+    }
+    times
+}
+
+/// `cpu` or `cuda:N`, as the worker's device is named on the command line.
+fn device_name(target: &WorkerDevice) -> String {
+    target
+        .cuda_ordinal
+        .map_or_else(|| "cpu".to_string(), |ordinal| format!("cuda:{ordinal}"))
 }
 
 /// A chunk queued on the device: its split, prompts and queued states.
 type InFlight = (SplitKind, EncodedLengths, QueuedChunk);
 
-/// Reads a queued chunk's states (see [`finish_chunk`]) and sends them to the SCA stage;
-/// false when the worker should stop (an error sent, or nobody listening).
+/// Reads a queued chunk's states (see [`finish_chunk`]) and sends them to the SCA stage,
+/// timed into `times`; false when the worker should stop (an error sent, or nobody
+/// listening).
 fn finish(
     teacher: &mut Teacher,
     (split, encoded, queued): InFlight,
     states: &SyncSender<StatesMessage>,
     notes: &dyn Fn(String),
+    times: &mut StageTimes,
 ) -> bool {
-    let done = finish_chunk(teacher, queued, &encoded, notes)
+    let done = times
+        .time(
+            |t| &mut t.reading_back,
+            || finish_chunk(teacher, queued, &encoded, notes),
+        )
         .map(|chunk| (encoded.prompt_tokens(), chunk, Instant::now()));
     let failed = done.is_err();
-    states.send((split, done)).is_ok() && !failed
+    let sent = times.time(|t| &mut t.blocked, || states.send((split, done)).is_ok());
+    times.chunks += 1;
+    sent && !failed
 }
 
 /// A chunk between the language model and the SCA: its split, prompt tokens, states and when
@@ -176,27 +227,40 @@ type StatesMessage = (
 );
 
 /// The SCA stage of a worker: each chunk's states to host embeddings, sent on in order; stops
-/// at the first error (after sending it) or when the caller stops listening.
+/// at the first error (after sending it) or when the caller stops listening. Returns its
+/// times.
 fn finish_chunks(
     mut sca: ScaStage,
     states: mpsc::Receiver<StatesMessage>,
     results: &SyncSender<Message>,
-) {
+) -> StageTimes {
     let notes = |text: String| send_note(results, text);
-    for (split, chunk) in states {
-        let done = chunk.and_then(|(tokens, states, computed_at)| {
-            Ok(ChunkDone {
-                split,
-                lengths: sca_to_host(&mut sca, &states, &notes)?,
-                tokens,
-                computed_at,
-            })
-        });
+    let mut times = StageTimes::default();
+    while let Some((split, chunk)) = times.time(|t| &mut t.starved, || states.recv().ok()) {
+        let done = times.time(
+            |t| &mut t.work,
+            || {
+                chunk.and_then(|(tokens, states, computed_at)| {
+                    Ok(ChunkDone {
+                        split,
+                        lengths: sca_to_host(&mut sca, &states, &notes)?,
+                        tokens,
+                        computed_at,
+                    })
+                })
+            },
+        );
         let failed = done.is_err();
-        if results.send(done.map(WorkerMessage::Done)).is_err() || failed {
-            return;
+        let sent = times.time(
+            |t| &mut t.blocked,
+            || results.send(done.map(WorkerMessage::Done)).is_ok(),
+        );
+        times.chunks += 1;
+        if !sent || failed {
+            break;
         }
     }
+    times
 }
 
 /// A line for the user; a caller that stopped listening misses it (the run is ending).
