@@ -417,8 +417,8 @@ __device__ __forceinline__ void store_rows(const float (&o)[OT][4], const RowPai
 }
 
 // tiles: per block, its TileWork (sequence, first query, output row of the first query): a
-// pass's own tiles write query i at row own_start + i; the final block's last-row tiles (first query =
-// the last, one valid query) write sequence s's at row s.
+// pass's own tiles write query i at row own_start + i; the final block's last-row tiles
+// (first query = the last, one valid query) write sequence s's at row s.
 //
 // SPLIT (tiles of at most 16 queries: short suffixes, last rows): the four warps take the
 // same 16 queries and each a quarter of every key tile (16 keys), so no warp idles; their

@@ -51,8 +51,9 @@ impl CudaEngine {
     }
 
     /// Uploads the work list of attention over every query of `seqs`: for the tensor-core
-    /// kernels 64-query tiles (sequence, first query, its output row), the short ones last;
-    /// else one item per query (sequence, query, output row) for the simple one.
+    /// kernels 64-query tiles (each with its sequence), the short ones last; else the sequence
+    /// table (`attention.cu`'s `SeqInfo`) and one item per query (sequence, query, output row)
+    /// for the simple kernel.
     pub(super) fn attention_lists(
         &self,
         work: &Workspace,
@@ -68,6 +69,11 @@ impl CudaEngine {
                 max_keys,
             })
         } else {
+            let table: Vec<i32> = seqs
+                .iter()
+                .flat_map(|s| [s.pre_start, s.pre_len, s.own_start, s.own_len, 0])
+                .collect();
+            work.seqs.upload(&self.stream, &table)?;
             let mut items = Vec::new();
             for (s, seq) in seqs.iter().enumerate() {
                 for q in 0..seq.own_len {
@@ -245,8 +251,7 @@ fn tile_list(seqs: &[SeqInfo]) -> (Vec<i32>, usize, usize) {
 /// keys up to its last one's, and the first tile's see the fewest), else last (a prompt's
 /// own causal attention, whose 64-query tiles then end on the diagonal of 64-key tiles).
 fn tile_starts(pre_len: i32, own_len: i32) -> Vec<i32> {
-    let tile = ATTENTION_TILE as i32;
-    let rest = own_len % tile;
+    let rest = own_len % ATTENTION_TILE as i32;
     let last_first: Vec<i32> = (0..own_len).step_by(ATTENTION_TILE).collect();
     if rest == 0 {
         return last_first;
@@ -254,16 +259,20 @@ fn tile_starts(pre_len: i32, own_len: i32) -> Vec<i32> {
     let rest_first: Vec<i32> = std::iter::once(0)
         .chain((rest..own_len).step_by(ATTENTION_TILE))
         .collect();
-    // 64-key tiles read by the tiles starting at `starts`.
-    let key_tiles = |starts: &[i32]| -> i32 {
-        let ends = starts.iter().skip(1).copied().chain([own_len]);
-        ends.map(|end| (pre_len + end + tile - 1) / tile).sum()
-    };
-    if key_tiles(&rest_first) < key_tiles(&last_first) {
+    let read = |starts: &[i32]| key_tiles_read(pre_len, own_len, starts);
+    if read(&rest_first) < read(&last_first) {
         rest_first
     } else {
         last_first
     }
+}
+
+/// The 64-key tiles read by the tiles starting at `starts` of a sequence of `own_len` queries
+/// after `pre_len` cached keys (a tile's queries see the keys up to its last one's).
+fn key_tiles_read(pre_len: i32, own_len: i32, starts: &[i32]) -> i32 {
+    let tile = ATTENTION_TILE as i32;
+    let ends = starts.iter().skip(1).copied().chain([own_len]);
+    ends.map(|end| (pre_len + end + tile - 1) / tile).sum()
 }
 
 /// The record of the tile of `seq`'s queries `q0..end` as the kernels read it
@@ -356,16 +365,13 @@ mod tests {
         assert_eq!(short, 6, "short tiles");
     }
 
-    /// 64-key tiles the tiles starting at `starts` read, and whether each tile holds 1 to
-    /// 64 queries.
-    fn key_tiles(pre_len: i32, own_len: i32, starts: &[i32]) -> (i32, bool) {
-        let ends: Vec<i32> = starts.iter().skip(1).copied().chain([own_len]).collect();
-        let sizes_ok = starts
+    /// Whether each tile starting at `starts` holds 1 to 64 queries.
+    fn sizes_ok(own_len: i32, starts: &[i32]) -> bool {
+        let ends = starts.iter().skip(1).copied().chain([own_len]);
+        starts
             .iter()
-            .zip(&ends)
-            .all(|(q0, end)| (1..=64).contains(&(end - q0)));
-        let tiles = ends.iter().map(|end| (pre_len + end + 63) / 64).sum();
-        (tiles, sizes_ok)
+            .zip(ends)
+            .all(|(q0, end)| (1..=64).contains(&(end - q0)))
     }
 
     #[test]
@@ -375,20 +381,25 @@ mod tests {
         // A 212-token suffix after 200 cached keys: the 20 rest queries first read 4 key
         // tiles, not 7 (22 key tiles in all instead of 25).
         assert_eq!(tile_starts(200, 212), [0, 20, 84, 148]);
-        assert_eq!(key_tiles(200, 212, &[0, 20, 84, 148]).0, 22);
-        assert_eq!(key_tiles(200, 212, &[0, 64, 128, 192]).0, 25);
+        assert_eq!(key_tiles_read(200, 212, &[0, 20, 84, 148]), 22);
+        assert_eq!(key_tiles_read(200, 212, &[0, 64, 128, 192]), 25);
         for pre_len in [0, 1, 63, 64, 200, 216, 260, 700] {
             for own_len in 1..=300 {
                 let starts = tile_starts(pre_len, own_len);
                 let last_first: Vec<i32> = (0..own_len).step_by(64).collect();
-                let (tiles, sizes_ok) = key_tiles(pre_len, own_len, &starts);
-                assert!(sizes_ok, "{pre_len}+{own_len}: {starts:?}");
+                assert!(
+                    sizes_ok(own_len, &starts),
+                    "{pre_len}+{own_len}: {starts:?}"
+                );
                 assert_eq!(
                     starts.len(),
                     last_first.len(),
                     "{pre_len}+{own_len}: tile count"
                 );
-                assert!(tiles <= key_tiles(pre_len, own_len, &last_first).0);
+                assert!(
+                    key_tiles_read(pre_len, own_len, &starts)
+                        <= key_tiles_read(pre_len, own_len, &last_first)
+                );
             }
         }
     }

@@ -1,11 +1,8 @@
 //! The engine's passes: a group's prefixes (their keys and values kept in the cache), then
 //! its suffixes against that cache, tokens packed back to back.
 
-use cudarc::driver::CudaStream;
-
 use super::CudaError;
 use super::attention::Keys;
-use super::buffer::DeviceBuffer;
 use super::engine::{Arg, CudaEngine, ROW_THREADS};
 use super::layers::{ELEMENT_THREADS, element_blocks, warp_blocks};
 use super::limits::longest_prompt;
@@ -87,7 +84,6 @@ impl CudaEngine {
             .collect();
         work.ids.upload(&self.stream, &ids)?;
         work.positions.upload(&self.stream, &positions)?;
-        upload_seqs(&self.stream, &work.seqs, &seqs)?;
         let lists = self.attention_lists(work, &seqs)?;
         self.pass_uploaded()?;
         self.embed(work, rows)?;
@@ -145,7 +141,6 @@ impl CudaEngine {
         work.positions.upload(&self.stream, &positions)?;
         work.types.upload(&self.stream, &types)?;
         work.last_rows.upload(&self.stream, &last_rows)?;
-        upload_seqs(&self.stream, &work.seqs, &info)?;
         let lists = self.attention_lists(work, &info)?;
         self.pass_uploaded()?;
         let d = self.arch.shape.d_model;
@@ -242,16 +237,4 @@ pub(super) struct SeqInfo {
     pub(super) pre_len: i32,
     pub(super) own_start: i32,
     pub(super) own_len: i32,
-}
-
-pub(super) fn upload_seqs(
-    stream: &CudaStream,
-    buffer: &DeviceBuffer,
-    seqs: &[SeqInfo],
-) -> Result<(), CudaError> {
-    let flat: Vec<i32> = seqs
-        .iter()
-        .flat_map(|s| [s.pre_start, s.pre_len, s.own_start, s.own_len, 0])
-        .collect();
-    buffer.upload(stream, &flat)
 }
