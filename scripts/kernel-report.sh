@@ -7,6 +7,7 @@
 #   D_MODEL=2048 CAPABILITY=8.0 scripts/kernel-report.sh  # Llama-3.2-1B's width on an A100
 #   ONLY=attention scripts/kernel-report.sh             # the kernels whose name matches
 #   ATTENTION=mma scripts/kernel-report.sh              # as with TIMEKD_CUDA_ATTENTION=mma
+#   SCA_N=21 scripts/kernel-report.sh                   # the fused SCA's kernels for 21 variables
 #
 # The program is the one the engine compiles (examples/kernel_program.rs writes it out). NVRTC
 # and ptxas come from NVIDIA's pip wheels (nvidia-cuda-nvrtc-cu12, nvidia-cuda-nvcc-cu12),
@@ -39,7 +40,8 @@ cargo xtask setup >&2  # libhdf5-dev, which the teacher crate's default `store` 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 CARGO_TARGET_DIR=target-cuda cargo run --release --quiet -p timekd-teacher --features cuda \
-    --example kernel_program -- "$work" "${D_MODEL:-768}" "${CAPABILITY:-9.0}" ${ATTENTION:-} >&2
+    --example kernel_program -- "$work" "${D_MODEL:-768}" "${CAPABILITY:-9.0}" \
+    ${SCA_N:+sca=$SCA_N} ${ATTENTION:-} >&2
 
 python3 - "$work" "$nvrtc" "$ptxas" "${ONLY:-}" <<'PY'
 import ctypes, re, subprocess, sys

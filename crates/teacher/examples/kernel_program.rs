@@ -2,20 +2,21 @@
 //! checks without a GPU (`scripts/kernel-report.sh` compiles it with NVRTC and ptxas).
 //!
 //! ```text
-//! cargo run --release -p timekd-teacher --features cuda --example kernel_program -- OUT [D_MODEL] [MAJOR.MINOR] [mma]
+//! cargo run --release -p timekd-teacher --features cuda --example kernel_program -- OUT [D_MODEL] [MAJOR.MINOR] [mma | sca=N]
 //! ```
 //!
 //! `D_MODEL` (default 768) picks the norm kernels, `MAJOR.MINOR` (default 9.0) the device,
-//! `mma` leaves the Hopper attention out, as `TIMEKD_CUDA_ATTENTION=mma` does.
+//! `mma` leaves the Hopper attention out, as `TIMEKD_CUDA_ATTENTION=mma` does; `sca=N` writes
+//! the fused SCA's program for N variables instead.
 
 use std::path::PathBuf;
 
-use timekd_teacher::cuda::kernel_program;
+use timekd_teacher::cuda::{kernel_program, sca_program};
 
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(out) = args.first().map(PathBuf::from) else {
-        return Err("usage: kernel_program OUT [D_MODEL] [MAJOR.MINOR] [mma]".to_string());
+        return Err("usage: kernel_program OUT [D_MODEL] [MAJOR.MINOR] [mma | sca=N]".to_string());
     };
     let d_model: usize = match args.get(1) {
         Some(d) => d
@@ -30,7 +31,15 @@ fn main() -> Result<(), String> {
             .ok_or_else(|| format!("MAJOR.MINOR like 9.0, not {cc:?}"))?,
         None => (9, 0),
     };
-    let program = kernel_program(d_model, cc, args.get(3).map(String::as_str));
+    let choice = args.get(3).map(String::as_str);
+    let program = match choice.and_then(|c| c.strip_prefix("sca=")) {
+        Some(n) => sca_program(
+            n.parse()
+                .map_err(|_| format!("sca=N needs a variable count, not {n:?}"))?,
+            cc,
+        ),
+        None => kernel_program(d_model, cc, choice),
+    };
     let write = |name: &str, text: &str| {
         let path = out.join(name);
         std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))
@@ -39,8 +48,11 @@ fn main() -> Result<(), String> {
     write("kernels.cu", &program.source)?;
     write("options.txt", &(program.options.join("\n") + "\n"))?;
     println!(
-        "{}: kernels.cu and options.txt for d_model {d_model}, compute capability {}.{}{}",
+        "{}: kernels.cu and options.txt ({}) for d_model {d_model}, compute capability {}.{}{}",
         out.display(),
+        choice
+            .filter(|c| c.starts_with("sca="))
+            .unwrap_or("the engine"),
         cc.0,
         cc.1,
         if program.wgmma {

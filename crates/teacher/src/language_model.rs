@@ -49,6 +49,17 @@ pub(crate) trait CalibratedModel: Send {
             )),
         }
     }
+    /// [`finish_states`](Self::finish_states) on the host, row-major (the CUDA engine's
+    /// are there already).
+    fn finish_host_states(&self, pending: PendingStates) -> Result<Vec<f32>, TeacherError> {
+        self.finish_states(pending)?
+            .try_into_vec_as::<f32>()
+            .map_err(|e| TeacherError::Readback(format!("{e:?}")))
+    }
+    /// The CUDA device ordinal of the CUDA engine; `None` for Burn's models.
+    fn cuda_engine_ordinal(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Last-token states queued on a model's device ([`LanguageModel::queue_states`]); read them
@@ -172,6 +183,16 @@ impl LanguageModel {
     /// d], waiting for the device where they are still being computed.
     pub fn finish_states(&self, pending: PendingStates) -> Result<Tensor<2>, TeacherError> {
         self.0.finish_states(pending)
+    }
+
+    /// [`finish_states`](Self::finish_states) on the host: [Σ prompts, d] row-major.
+    pub fn finish_host_states(&self, pending: PendingStates) -> Result<Vec<f32>, TeacherError> {
+        self.0.finish_host_states(pending)
+    }
+
+    /// The CUDA device the CUDA engine runs on; `None` for Burn's models.
+    pub fn cuda_engine_ordinal(&self) -> Option<usize> {
+        self.0.cuda_engine_ordinal()
     }
 }
 

@@ -1,7 +1,11 @@
 //! The whole teacher for extraction: windows → prompts → tokens and types (`encode`) →
 //! batched calibrated GPT-2 → SCA → one [N, D] embedding per window.
 
-use burn::tensor::{Int, Tensor, TensorData};
+use std::sync::Arc;
+#[cfg(feature = "cuda")]
+use std::sync::Mutex;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::batch::BatchOptions;
 use crate::encode::{EncodedLengths, EncodedWindows, LengthsInput, PromptEncoder, WindowInput};
@@ -38,9 +42,41 @@ pub struct Teacher {
 #[derive(Clone)]
 pub struct ChunkStates {
     /// [Σ prompts, d], family by family.
-    states: Tensor<2>,
+    states: States,
     /// Per output length, ascending.
     lengths: Vec<LengthRows>,
+}
+
+/// Where a chunk's states are: on Burn's device, or on the host for the fused GPU SCA (which
+/// uploads them itself: the CUDA engine reads them back anyway).
+#[derive(Clone)]
+enum States {
+    Tensor(Box<Tensor<2>>),
+    Host { values: Arc<Vec<f32>>, d: usize },
+}
+
+impl States {
+    /// The states as a [Σ prompts, d] tensor on `device` (host states uploaded).
+    fn tensor(&self, device: &Device) -> Tensor<2> {
+        match self {
+            States::Tensor(states) => (**states).clone(),
+            States::Host { values, d } => Tensor::from_data(
+                TensorData::new(values.to_vec(), [values.len() / d, *d]),
+                device,
+            ),
+        }
+    }
+}
+
+/// [`LengthEmbeddings`] read back to the host.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HostEmbeddings {
+    /// The output length H.
+    pub output_len: usize,
+    /// The windows embedded for H, in the order of `values`.
+    pub windows: Vec<usize>,
+    /// Their embeddings, [windows, N, D] row-major.
+    pub values: Vec<f32>,
 }
 
 /// A chunk's last-token states queued on the device
@@ -70,6 +106,10 @@ pub struct ScaStage {
     precision: Precision,
     /// Windows the SCA runs at once (see [`ScaStage::pairs`]).
     windows_at_once: usize,
+    /// The fused GPU SCA ([`crate::cuda::CudaSca`]), when the teacher has one: it takes the
+    /// chunks whose states are on the host.
+    #[cfg(feature = "cuda")]
+    fused: Option<Arc<Mutex<crate::cuda::CudaSca>>>,
 }
 
 impl ScaStage {
@@ -82,7 +122,51 @@ impl ScaStage {
             sca,
             precision,
             windows_at_once: SCA_WINDOWS,
+            #[cfg(feature = "cuda")]
+            fused: None,
         }
+    }
+
+    /// Whether the fused GPU SCA runs this stage (it then wants the states on the host).
+    pub fn is_fused(&self) -> bool {
+        #[cfg(feature = "cuda")]
+        return self.fused.is_some();
+        #[cfg(not(feature = "cuda"))]
+        false
+    }
+
+    /// The host embeddings of every output length of `chunk` from the fused GPU SCA, or
+    /// `None` where it does not run the chunk (no fused SCA, or states on Burn's device).
+    pub(crate) fn fused_embeddings(
+        &self,
+        chunk: &ChunkStates,
+    ) -> Option<Result<Vec<HostEmbeddings>, TeacherError>> {
+        #[cfg(feature = "cuda")]
+        if let (Some(fused), States::Host { values, d }) = (&self.fused, &chunk.states) {
+            let rows: Vec<(&[i64], &[i64])> = chunk
+                .lengths
+                .iter()
+                .map(|l| (l.gt.as_slice(), l.hd.as_slice()))
+                .collect();
+            let computed = fused
+                .lock()
+                .map_err(|_| TeacherError::Cuda("the fused SCA's lock is poisoned".into()))
+                .and_then(|mut fused| fused.embeddings(values, *d, &rows));
+            return Some(computed.map(|lengths| {
+                chunk
+                    .lengths
+                    .iter()
+                    .zip(lengths)
+                    .map(|(length, values)| HostEmbeddings {
+                        output_len: length.output_len,
+                        windows: length.windows.clone(),
+                        values,
+                    })
+                    .collect()
+            }));
+        }
+        let _ = chunk;
+        None
     }
 
     /// The SCA layer.
@@ -103,15 +187,16 @@ impl ScaStage {
 
     /// The embeddings of every output length of a chunk, ascending.
     pub fn embeddings(&self, chunk: ChunkStates) -> Vec<LengthEmbeddings> {
-        let d = chunk.states.dims()[1];
+        let states = chunk.states.tensor(&self.sca.device());
+        let d = states.dims()[1];
         let n = self.sca.n_vars();
         chunk
             .lengths
             .into_iter()
             .map(|length| {
                 let count = length.windows.len();
-                let gt = pick_rows(&chunk.states, length.gt, [count, n, d]);
-                let hd = pick_rows(&chunk.states, length.hd, [count, n, d]);
+                let gt = pick_rows(&states, length.gt, [count, n, d]);
+                let hd = pick_rows(&states, length.hd, [count, n, d]);
                 LengthEmbeddings {
                     output_len: length.output_len,
                     windows: length.windows,
@@ -306,12 +391,26 @@ impl Teacher {
     }
 
     /// The states of a [`queue_language_states`](Self::queue_language_states) call on this
-    /// teacher.
+    /// teacher: on the host when the fused GPU SCA takes them, else on the model's device.
     pub fn finish_language_states(&self, chunk: PendingChunk) -> Result<ChunkStates, TeacherError> {
+        let states = if self.sca.is_fused() {
+            States::Host {
+                values: Arc::new(self.gpt2.finish_host_states(chunk.states)?),
+                d: self.gpt2.d_model(),
+            }
+        } else {
+            States::Tensor(Box::new(self.gpt2.finish_states(chunk.states)?))
+        };
         Ok(ChunkStates {
-            states: self.gpt2.finish_states(chunk.states)?,
+            states,
             lengths: chunk.lengths,
         })
+    }
+
+    /// Runs the SCA stage of this teacher on `fused` (the same SCA on the model's GPU).
+    #[cfg(feature = "cuda")]
+    pub fn use_fused_sca(&mut self, fused: crate::cuda::CudaSca) {
+        self.sca.fused = Some(Arc::new(Mutex::new(fused)));
     }
 
     /// The stored embeddings of encoded windows: [windows, N, D]. All 2·W·N prompts go

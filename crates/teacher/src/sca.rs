@@ -259,9 +259,47 @@ impl Sca {
         })
     }
 
+    /// Every weight as one f32 buffer in the order the fused GPU SCA reads them
+    /// (`cuda/sca.cu`'s `sca_weights`): the attention norm's γ and β, then W_Q, b_Q, W_K, b_K,
+    /// W_V, b_V, W_O, b_O, the feed-forward norm's γ and β, W_1, b_1, W_2, b_2, each Linear's
+    /// weight as PyTorch stores it ([out, in] row-major).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn fused_layout(&self) -> Result<Vec<f32>, TeacherError> {
+        let mut out = Vec::new();
+        let norm = |ln: &LayerNorm, out: &mut Vec<f32>| -> Result<(), TeacherError> {
+            let gamma = to_vec(ln.gamma.val())?;
+            let beta = match &ln.beta {
+                Some(b) => to_vec(b.val())?,
+                None => vec![0.0; gamma.len()],
+            };
+            out.extend(gamma);
+            out.extend(beta);
+            Ok(())
+        };
+        let linear = |l: &Linear, out: &mut Vec<f32>| -> Result<(), TeacherError> {
+            let t = TorchLinear::from_burn(l)?;
+            out.extend(t.weight);
+            out.extend(t.bias);
+            Ok(())
+        };
+        norm(&self.norm_attn, &mut out)?;
+        for l in [&self.w_q, &self.w_k, &self.w_v, &self.to_out] {
+            linear(l, &mut out)?;
+        }
+        norm(&self.norm_ffn, &mut out)?;
+        linear(&self.ff_in, &mut out)?;
+        linear(&self.ff_out, &mut out)?;
+        Ok(out)
+    }
+
     /// Number of variables N (the feature width).
     pub fn n_vars(&self) -> usize {
         self.w_q.weight.dims()[0]
+    }
+
+    /// The device its weights are on.
+    pub fn device(&self) -> Device {
+        self.w_q.weight.device()
     }
 
     /// Inner width of the feed-forward block.

@@ -11,13 +11,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use burn::tensor::{Tensor, TensorData};
 use common::{builder, dataset, device, host, model_dir, prompts_at_lengths, rel_l2};
 use timekd_data::SplitKind;
 use timekd_data::files::{TensorRef, write_safetensors};
 use timekd_data::seeded::SplitMix64;
-use timekd_teacher::cuda::{CudaEngine, EngineLimits};
+use timekd_teacher::cuda::{CudaEngine, CudaSca, EngineLimits, FUSED_SCA_MAX_VARS};
 use timekd_teacher::{
-    BatchOptions, EncodedPrompt, Gpt2Config, ModelConfig, Precision, PromptFamily, Tokenizer,
+    BatchOptions, EncodedPrompt, Gpt2Config, ModelConfig, Precision, PromptFamily, Sca, Tokenizer,
     write_random_gpt2,
 };
 
@@ -278,4 +279,71 @@ fn queued_calls_give_the_states_of_calls_alone() {
     drop(again);
     let after_drop = engine.queue(&second_families).unwrap();
     assert_eq!(engine.collect(after_drop).unwrap(), alone.1);
+}
+
+/// The fused GPU SCA's embeddings of windows picked from a block of states, against Burn's
+/// SCA in exact f32 on the CPU: N = 7 at GPT-2's width and FFN, and odd sizes (one variable,
+/// the most the kernels take, widths that are no multiple of their tiles).
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn the_fused_sca_equals_burns_sca() {
+    for (n, d, d_ff, windows) in [
+        (7, 768, 3072, 6),
+        (1, 64, 16, 3),
+        (32, 200, 40, 2),
+        (21, 333, 96, 4),
+    ] {
+        let mut rng = SplitMix64::new((n * 1000 + d) as u64);
+        let sca = Sca::init(n, d_ff, 20250501 + n as u64, &device());
+        // Last-token states are O(10) with a few large dimensions, as GPT-2's are.
+        let rows = 2 * n * windows + 5;
+        let states: Vec<f32> = (0..rows * d)
+            .map(|i| {
+                let x = rng.standard_normal() as f32 * 3.0;
+                if i % d == 17 { x * 40.0 } else { x }
+            })
+            .collect();
+        // Each window's GT and HD rows, in a scrambled order that leaves some rows unused.
+        let mut order: Vec<i64> = (0..rows as i64).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+        let (gt, hd) = order[..2 * n * windows].split_at(n * windows);
+        let mut fused = CudaSca::new(0, &sca).unwrap();
+        let got = fused.embeddings(&states, d, &[(gt, hd)]).unwrap();
+
+        let picked = |rows: &[i64]| {
+            let mut values = vec![0f32; windows * d * n];
+            for (i, &row) in rows.iter().enumerate() {
+                let (w, v) = (i / n, i % n);
+                for r in 0..d {
+                    values[(w * d + r) * n + v] = states[row as usize * d + r];
+                }
+            }
+            Tensor::<3>::from_data(TensorData::new(values, [windows, d, n]), &device())
+        };
+        let want = host(sca.forward(picked(gt), picked(hd)).swap_dims(1, 2));
+        let got: Vec<f64> = got[0].iter().map(|&x| f64::from(x)).collect();
+        let error = rel_l2(&got, &want);
+        eprintln!("fused SCA N={n} d={d} d_ff={d_ff}: rel. L2 {error:.2e} over {windows} windows");
+        assert!(error < 1e-5, "N={n} d={d}: rel. L2 {error:.3e}");
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn the_fused_sca_refuses_rows_outside_the_states_and_too_many_variables() {
+    let sca = Sca::init(3, 8, 1, &device());
+    let mut fused = CudaSca::new(0, &sca).unwrap();
+    let states = vec![0.5f32; 4 * 16];
+    let err = fused
+        .embeddings(&states, 16, &[(&[0, 1, 4], &[2, 3, 0])])
+        .unwrap_err();
+    assert!(err.to_string().contains("do not index 4 states"), "{err}");
+    let wide = Sca::init(FUSED_SCA_MAX_VARS + 1, 8, 1, &device());
+    let err = CudaSca::new(0, &wide).err().expect("refused");
+    assert!(
+        err.to_string().contains("1 to 32 variables, not 33"),
+        "{err}"
+    );
 }

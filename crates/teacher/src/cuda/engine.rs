@@ -53,6 +53,38 @@ pub(super) enum Arg {
     Float(f32),
 }
 
+/// Queues `kernel` on `stream` with `(grid, threads per block, dynamic shared bytes)` and
+/// `args`; an empty grid queues nothing.
+pub(super) fn launch(
+    stream: &CudaStream,
+    kernel: &CudaFunction,
+    (grid, threads, shared): ((u32, u32), u32, u32),
+    args: &[Arg],
+) -> Result<(), CudaError> {
+    if grid.0 == 0 || grid.1 == 0 {
+        return Ok(());
+    }
+    let mut builder = stream.launch_builder(kernel);
+    for arg in args {
+        match arg {
+            Arg::Ptr(v) => builder.arg(v),
+            Arg::Int(v) => builder.arg(v),
+            Arg::Float(v) => builder.arg(v),
+        };
+    }
+    let config = LaunchConfig {
+        grid_dim: (grid.0, grid.1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: shared,
+    };
+    // SAFETY: every kernel's parameters are listed in its source's (`kernels.cu`,
+    // `attention.cu`, `attention_wgmma.cu`, `sca.cu`) order and types; the buffers they
+    // point to are sized by their callers (the engine's by the limits its passes respect).
+    unsafe { builder.launch(config) }
+        .map(|_| ())
+        .map_err(CudaError::driver)
+}
+
 /// A decoder (GPT-2 or LLaMA) on one GPU for extraction; see the [module docs](super).
 pub struct CudaEngine {
     pub(super) stream: Arc<CudaStream>,
@@ -207,6 +239,11 @@ impl CudaEngine {
     /// The directory the model was loaded from.
     pub fn model_dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The CUDA device ordinal it runs on.
+    pub fn ordinal(&self) -> usize {
+        self.stream.context().ordinal()
     }
 
     /// The GPU's name, as the driver reports it.
@@ -369,28 +406,7 @@ impl CudaEngine {
         shared: u32,
         args: &[Arg],
     ) -> Result<(), CudaError> {
-        if grid.0 == 0 {
-            return Ok(());
-        }
-        let mut builder = self.stream.launch_builder(kernel);
-        for arg in args {
-            match arg {
-                Arg::Ptr(v) => builder.arg(v),
-                Arg::Int(v) => builder.arg(v),
-                Arg::Float(v) => builder.arg(v),
-            };
-        }
-        let config = LaunchConfig {
-            grid_dim: (grid.0, grid.1, 1),
-            block_dim: (threads, 1, 1),
-            shared_mem_bytes: shared,
-        };
-        // SAFETY: every kernel's parameters are listed in its source's (`kernels.cu`,
-        // `attention.cu`, `attention_wgmma.cu`) order and types; the buffers they point to
-        // are sized by the limits the passes respect.
-        unsafe { builder.launch(config) }
-            .map(|_| ())
-            .map_err(CudaError::driver)
+        launch(&self.stream, kernel, (grid, threads, shared), args)
     }
 
     pub(super) fn is_half(&self) -> bool {

@@ -38,6 +38,12 @@
 //!   Extraction queues the next chunk before it reads the one before, so the GPU does not wait
 //!   for the host in between (at most two calls are queued at once).
 //!
+//! - **The SCA fused** ([`CudaSca`], `sca.cu`): beside the engine, extraction runs the SCA on
+//!   the chunk's states read back to the host in two kernels, f32 throughout (a thread per
+//!   embedding dimension, the N variables in registers, keys and values through shared memory
+//!   with an online softmax), instead of Burn's operation by operation; up to
+//!   [`FUSED_SCA_MAX_VARS`] variables, Burn's beyond (and where `TIMEKD_CUDA_SCA=burn`).
+//!
 //! One CUDA stream per engine; one engine per GPU (worker thread). All libraries (driver,
 //! NVRTC, cuBLASLt) are loaded at run time, so the build needs no CUDA toolkit.
 
@@ -53,6 +59,7 @@ mod model;
 mod passes;
 mod plan;
 mod profile;
+mod sca;
 mod weights;
 mod workspace;
 
@@ -60,6 +67,7 @@ pub use engine::{CudaEngine, QueuedStates};
 pub use kernels::{ATTENTION_ENV, KernelProgram, kernel_program};
 pub use limits::{EngineLimits, longest_prompt};
 pub(crate) use model::EngineModel;
+pub use sca::{CudaSca, FUSED_SCA_MAX_VARS, SCA_ENV, sca_program};
 
 /// Free and total bytes of CUDA device `ordinal`, as its driver reports them (other
 /// processes' allocations included).

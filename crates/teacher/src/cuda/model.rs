@@ -108,4 +108,17 @@ impl CalibratedModel for EngineModel {
             Pending::Ready(states) => Ok(*states),
         }
     }
+
+    fn finish_host_states(&self, pending: PendingStates) -> Result<Vec<f32>, TeacherError> {
+        match pending.0 {
+            Pending::Engine { queued, .. } => self.engine.collect(queued),
+            Pending::Ready(states) => states
+                .try_into_vec_as::<f32>()
+                .map_err(|e| TeacherError::Readback(format!("{e:?}"))),
+        }
+    }
+
+    fn cuda_engine_ordinal(&self) -> Option<usize> {
+        Some(self.engine.ordinal())
+    }
 }

@@ -147,7 +147,38 @@ pub(crate) fn load_teacher(
             ),
         });
     }
-    Ok(Teacher::new(gpt2, sca, spec.prompts.clone(), options)?)
+    #[cfg_attr(not(feature = "cuda"), allow(unused_mut))]
+    let mut teacher = Teacher::new(gpt2, sca, spec.prompts.clone(), options)?;
+    #[cfg(feature = "cuda")]
+    use_fused_sca(&mut teacher, notes)?;
+    Ok(teacher)
+}
+
+/// Runs the teacher's SCA on the fused GPU kernels ([`crate::cuda::CudaSca`]) beside the
+/// CUDA engine, where its variables fit them (else on Burn, as beside Burn's models); says
+/// which through `notes`.
+#[cfg(feature = "cuda")]
+fn use_fused_sca(teacher: &mut Teacher, notes: &dyn Fn(String)) -> Result<(), ExtractError> {
+    use crate::cuda::{CudaSca, FUSED_SCA_MAX_VARS, SCA_ENV};
+    let Some(ordinal) = teacher.gpt2().cuda_engine_ordinal() else {
+        return Ok(());
+    };
+    if std::env::var(SCA_ENV).is_ok_and(|v| v == "burn") {
+        notes(format!("SCA on Burn's CUDA backend ({SCA_ENV}=burn)"));
+        return Ok(());
+    }
+    let n = teacher.sca().n_vars();
+    if n > FUSED_SCA_MAX_VARS {
+        notes(format!(
+            "SCA on Burn's CUDA backend: the fused SCA takes at most {FUSED_SCA_MAX_VARS} \
+             variables, the data has {n}"
+        ));
+        return Ok(());
+    }
+    let fused = CudaSca::new(ordinal, teacher.sca())?;
+    teacher.use_fused_sca(fused);
+    notes(format!("SCA on fused CUDA kernels (f32, {n} variables)"));
+    Ok(())
 }
 
 /// The language model of one worker: the CUDA engine on a GPU when the engine choice allows

@@ -9,18 +9,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use super::error::ExtractError;
 use crate::encode::EncodedLengths;
 use crate::error::TeacherError;
-use crate::pipeline::{ChunkStates, LengthEmbeddings, PendingChunk, ScaStage, Teacher};
-
-/// The embeddings of one output length, on the host: `values` holds `[windows, N, D]`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct HostEmbeddings {
-    /// The output length H.
-    pub output_len: usize,
-    /// The windows embedded for H, in the order of `values`.
-    pub windows: Vec<usize>,
-    /// Their embeddings, row-major.
-    pub values: Vec<f32>,
-}
+use crate::pipeline::{
+    ChunkStates, HostEmbeddings, LengthEmbeddings, PendingChunk, ScaStage, Teacher,
+};
 
 /// A chunk's states queued on the device ([`queue_chunk`]), or the failure of queueing them.
 pub(crate) struct QueuedChunk(Result<PendingChunk, Failure>);
@@ -88,12 +79,16 @@ fn attempt<T>(step: impl FnOnce() -> Result<T, TeacherError>) -> Result<T, Failu
     }
 }
 
-/// The SCA of a chunk's states, read back to the host (see [`sca_with_retry`]).
+/// The SCA of a chunk's states, read back to the host: the fused GPU SCA's where it runs the
+/// chunk, else Burn's (see [`sca_with_retry`]).
 pub(crate) fn sca_to_host(
     sca: &mut ScaStage,
     states: &ChunkStates,
     notes: &dyn Fn(String),
 ) -> Result<Vec<HostEmbeddings>, ExtractError> {
+    if let Some(fused) = sca.fused_embeddings(states) {
+        return Ok(fused?);
+    }
     sca_with_retry(sca, notes, |sca| {
         sca.embeddings(states.clone())
             .into_iter()

@@ -10,8 +10,8 @@ use timekd_store::{Fingerprint, StoreWriter, WriterOptions};
 
 use super::error::ExtractError;
 use super::observer::{ExtractObserver, StoreStatus};
-use super::retry::HostEmbeddings;
 use super::workers::WorkItem;
+use crate::pipeline::HostEmbeddings;
 
 /// What to open a store with.
 pub(crate) struct StoreRequest {

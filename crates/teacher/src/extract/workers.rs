@@ -16,12 +16,12 @@ use timekd_data::{Dataset, SplitKind};
 use super::error::ExtractError;
 use super::model::{TeacherSpec, load_teacher};
 use super::pipeline_profile::{PipelineTimes, StageTimes, profile_requested};
-use super::retry::{HostEmbeddings, QueuedChunk, finish_chunk, queue_chunk, sca_to_host};
+use super::retry::{QueuedChunk, finish_chunk, queue_chunk, sca_to_host};
 use crate::batch::BatchOptions;
 use crate::device::WorkerDevice;
 use crate::encode::{EncodedLengths, LengthsInput, PromptEncoder, WindowInput};
 use crate::error::TeacherError;
-use crate::pipeline::{ChunkStates, ScaStage, Teacher};
+use crate::pipeline::{ChunkStates, HostEmbeddings, ScaStage, Teacher};
 
 /// A unit of work: windows of one split, each with the output lengths whose stores still miss
 /// it (ascending).
