@@ -37,6 +37,9 @@ const THREADS: u32 = 128;
 /// takes (64 MiB a buffer).
 const BUFFER_FLOATS: usize = 16 << 20;
 
+/// The most windows one launch takes: a window is a row of blocks (grid y), at most 65,535.
+const MAX_WINDOWS: usize = 65_535;
+
 /// The NVRTC program of the fused SCA for `n` variables on a device of compute capability
 /// `(major, minor)`: what [`CudaSca::new`] compiles, and what `examples/kernel_program.rs`
 /// writes out for checks without a GPU (`SCA_N=7 scripts/kernel-report.sh`).
@@ -175,7 +178,7 @@ impl CudaSca {
             .map_err(CudaError::driver)?;
         let states_buffer = grown(&mut self.buffers.states, &self.stream, states.len() * 4)?;
         states_buffer.upload(&self.stream, states)?;
-        let piece = (BUFFER_FLOATS / (n * d)).max(1);
+        let piece = (BUFFER_FLOATS / (n * d)).clamp(1, MAX_WINDOWS);
         let mut out = Vec::with_capacity(lengths.len());
         for (gt, hd) in lengths {
             let windows = gt.len() / n;
