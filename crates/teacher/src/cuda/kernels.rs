@@ -65,6 +65,25 @@ pub struct KernelProgram {
     pub wgmma: bool,
 }
 
+impl KernelProgram {
+    /// Compiles the program with NVRTC (as `file_name`, which its errors name) and loads it
+    /// into `ctx`.
+    pub(super) fn load(
+        self,
+        ctx: &Arc<CudaContext>,
+        file_name: &str,
+    ) -> Result<Arc<CudaModule>, CudaError> {
+        let options = CompileOptions {
+            options: self.options,
+            name: Some(file_name.to_string()),
+            ..Default::default()
+        };
+        let ptx = compile_ptx_with_opts(self.source, options)
+            .map_err(|e| CudaError::Compile(format!("{e:?}")))?;
+        ctx.load_module(ptx).map_err(CudaError::driver)
+    }
+}
+
 /// The program for a model `d_model` wide on a device of compute capability `(major, minor)`;
 /// `attention` is the [`ATTENTION_ENV`] setting (`Some("mma")` leaves wgmma out).
 pub fn kernel_program(
@@ -135,14 +154,7 @@ impl Kernels {
         let setting = std::env::var(ATTENTION_ENV).ok();
         let program = kernel_program(d_model, (major, minor), setting.as_deref());
         let wgmma = program.wgmma;
-        let options = CompileOptions {
-            options: program.options,
-            name: Some("timekd_kernels.cu".to_string()),
-            ..Default::default()
-        };
-        let ptx = compile_ptx_with_opts(program.source, options)
-            .map_err(|e| CudaError::Compile(format!("{e:?}")))?;
-        let module = ctx.load_module(ptx).map_err(CudaError::driver)?;
+        let module = program.load(ctx, "timekd_kernels.cu")?;
         let get = |name: &str| module.load_function(name).map_err(CudaError::driver);
         let norm = |types: &str| get(&format!("ln_{types}_{}", norm_suffix(d_model)));
         // `name` with each attribute of `attributes` set.

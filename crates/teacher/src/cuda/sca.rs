@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
-use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 
 use super::CudaError;
 use super::buffer::{DeviceBuffer, PinnedDownload};
@@ -110,15 +109,7 @@ impl CudaSca {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(CudaError::driver)?;
         let capability = ctx.compute_capability().map_err(CudaError::driver)?;
-        let program = sca_program(n, capability);
-        let options = CompileOptions {
-            options: program.options,
-            name: Some("timekd_sca.cu".to_string()),
-            ..Default::default()
-        };
-        let ptx = compile_ptx_with_opts(program.source, options)
-            .map_err(|e| CudaError::Compile(format!("{e:?}")))?;
-        let module = ctx.load_module(ptx).map_err(CudaError::driver)?;
+        let module = sca_program(n, capability).load(&ctx, "timekd_sca.cu")?;
         let get = |name: &str| module.load_function(name).map_err(CudaError::driver);
         let weights = DeviceBuffer::from_slice(&stream, &sca.fused_layout()?)?;
         Ok(CudaSca {
