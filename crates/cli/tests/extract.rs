@@ -95,6 +95,11 @@ fn the_pipeline_profile_is_printed_only_when_asked_for() {
     ] {
         assert!(line.contains(part), "{part} missing: {line}");
     }
+    // A run that finished passed every chunk through all three threads.
+    assert!(
+        !line.contains("passed on"),
+        "threads' counts differ: {line}"
+    );
     assert!(!run(None).contains("pipeline profile"));
     assert!(!run(Some("0")).contains("pipeline profile"));
 }

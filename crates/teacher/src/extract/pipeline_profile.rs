@@ -57,10 +57,17 @@ impl PipelineTimes {
     pub fn report(&self, device: &str, wall: Duration) -> String {
         let s = |d: Duration| format!("{:.2} s", d.as_secs_f64());
         let (p, m, a) = (&self.prompts, &self.model, &self.sca);
+        // The threads pass the same chunks on unless one stopped early (an error).
+        let counts = if p.chunks == m.chunks && a.chunks == m.chunks {
+            String::new()
+        } else {
+            format!(" (prompts passed on {}, the SCA {})", p.chunks, a.chunks)
+        };
         format!(
-            "pipeline profile ({device}, {} chunks in {}): prompts: encoding {}, held handing \
-             over {} | model: waiting for prompts {}, queueing passes {}, reading back {}, held \
-             handing to the SCA {} | SCA: waiting {}, running {}, held handing to the stores {}",
+            "pipeline profile ({device}, {} chunks{counts} in {}): prompts: encoding {}, held \
+             handing over {} | model: waiting for prompts {}, queueing passes {}, reading back \
+             {}, held handing to the SCA {} | SCA: waiting {}, running {}, held handing to the \
+             stores {}",
             m.chunks,
             s(wall),
             s(p.work),
@@ -110,6 +117,13 @@ mod tests {
         times.model.chunks = 3;
         times.model.reading_back = Duration::from_millis(2500);
         times.sca.work = Duration::from_millis(400);
+        let line = times.report("cuda:0", Duration::from_secs(3));
+        assert!(
+            line.contains("cuda:0, 3 chunks (prompts passed on 0, the SCA 0) in 3.00 s"),
+            "{line}"
+        );
+        times.prompts.chunks = 3;
+        times.sca.chunks = 3;
         let line = times.report("cuda:0", Duration::from_secs(3));
         assert!(line.contains("cuda:0, 3 chunks in 3.00 s"), "{line}");
         assert!(line.contains("reading back 2.50 s"), "{line}");
