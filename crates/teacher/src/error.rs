@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use burn::tensor::Tensor;
+
 /// Everything that can go wrong while building prompts, loading the models or running them.
 ///
 /// Messages say what failed, where (file, tensor, window, variable) and how to fix it.
@@ -203,6 +205,14 @@ pub enum TeacherError {
     /// A tensor could not be read back from the device.
     #[error("cannot read a tensor back from the device: {0}")]
     Readback(String),
+}
+
+/// The values of `tensor` on the host as f32, row-major ([`TeacherError::Readback`] when the
+/// device cannot give them).
+pub(crate) fn read_back<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, TeacherError> {
+    tensor
+        .try_into_vec_as::<f32>()
+        .map_err(|e| TeacherError::Readback(format!("{e:?}")))
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {

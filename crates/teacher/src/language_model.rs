@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 use crate::arch::Architecture;
 use crate::batch::BatchOptions;
 use crate::burn_model::BurnModel;
-use crate::error::TeacherError;
+use crate::error::{TeacherError, read_back};
 use crate::family::PromptFamily;
 use crate::precision::Precision;
 use crate::shape::ModelShape;
@@ -52,9 +52,7 @@ pub(crate) trait CalibratedModel: Send {
     /// [`finish_states`](Self::finish_states) on the host, row-major (the CUDA engine's
     /// are there already).
     fn finish_host_states(&self, pending: PendingStates) -> Result<Vec<f32>, TeacherError> {
-        self.finish_states(pending)?
-            .try_into_vec_as::<f32>()
-            .map_err(|e| TeacherError::Readback(format!("{e:?}")))
+        read_back(self.finish_states(pending)?)
     }
     /// The CUDA device ordinal of the CUDA engine; `None` for Burn's models.
     fn cuda_engine_ordinal(&self) -> Option<usize> {

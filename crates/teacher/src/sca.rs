@@ -22,7 +22,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use timekd_data::files::write_safetensors;
 use timekd_data::seeded::{SplitMix64, torch_linear_init};
 
-use crate::error::TeacherError;
+use crate::error::{TeacherError, read_back};
 use crate::precision::Precision;
 use crate::weights::WeightFile;
 
@@ -76,7 +76,7 @@ impl TorchLinear {
 
     fn from_burn(linear: &Linear) -> Result<Self, TeacherError> {
         let [d_in, d_out] = linear.weight.dims();
-        let w = to_vec(linear.weight.val())?;
+        let w = read_back(linear.weight.val())?;
         let mut weight = vec![0f32; w.len()];
         for i in 0..d_in {
             for o in 0..d_out {
@@ -84,7 +84,7 @@ impl TorchLinear {
             }
         }
         let bias = match &linear.bias {
-            Some(b) => to_vec(b.val())?,
+            Some(b) => read_back(b.val())?,
             None => vec![0.0; d_out],
         };
         Ok(TorchLinear {
@@ -108,9 +108,14 @@ impl TorchLinear {
     }
 }
 
-fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, TeacherError> {
-    t.try_into_vec_as::<f32>()
-        .map_err(|e| TeacherError::Readback(format!("{e:?}")))
+/// A LayerNorm's γ and β on the host (β zeros when it has none).
+fn norm_values(ln: &LayerNorm) -> Result<(Vec<f32>, Vec<f32>), TeacherError> {
+    let gamma = read_back(ln.gamma.val())?;
+    let beta = match &ln.beta {
+        Some(b) => read_back(b.val())?,
+        None => vec![0.0; gamma.len()],
+    };
+    Ok((gamma, beta))
 }
 
 fn layer_norm(gamma: Vec<f32>, beta: Vec<f32>, device: &Device) -> LayerNorm {
@@ -230,12 +235,8 @@ impl Sca {
         linear("ff.0", &self.ff_in)?;
         linear("ff.3", &self.ff_out)?;
         for (name, ln) in [("norm_attn", &self.norm_attn), ("norm_ffn", &self.norm_ffn)] {
-            let gamma = to_vec(ln.gamma.val())?;
+            let (gamma, beta) = norm_values(ln)?;
             let n = gamma.len();
-            let beta = match &ln.beta {
-                Some(b) => to_vec(b.val())?,
-                None => vec![0.0; n],
-            };
             entries.push((format!("{name}.weight"), vec![n], gamma));
             entries.push((format!("{name}.bias"), vec![n], beta));
         }
@@ -267,11 +268,7 @@ impl Sca {
     pub(crate) fn fused_layout(&self) -> Result<Vec<f32>, TeacherError> {
         let mut out = Vec::new();
         let norm = |ln: &LayerNorm, out: &mut Vec<f32>| -> Result<(), TeacherError> {
-            let gamma = to_vec(ln.gamma.val())?;
-            let beta = match &ln.beta {
-                Some(b) => to_vec(b.val())?,
-                None => vec![0.0; gamma.len()],
-            };
+            let (gamma, beta) = norm_values(ln)?;
             out.extend(gamma);
             out.extend(beta);
             Ok(())
@@ -340,8 +337,8 @@ mod tests {
     use super::*;
 
     fn weights(s: &Sca) -> Vec<f32> {
-        let mut v = to_vec(s.w_q.weight.val()).unwrap();
-        v.extend(to_vec(s.ff_out.bias.as_ref().unwrap().val()).unwrap());
+        let mut v = read_back(s.w_q.weight.val()).unwrap();
+        v.extend(read_back(s.ff_out.bias.as_ref().unwrap().val()).unwrap());
         v
     }
 
@@ -354,13 +351,13 @@ mod tests {
         assert_eq!(weights(&a), weights(&b));
         assert_ne!(weights(&a), weights(&c));
         let bound = 1.0 / 7f32.sqrt();
-        let w = to_vec(a.w_q.weight.val()).unwrap();
+        let w = read_back(a.w_q.weight.val()).unwrap();
         assert!(w.iter().all(|x| x.abs() <= bound));
         assert!(
             w.iter().any(|x| x.abs() > bound / 2.0),
             "spread over the range"
         );
-        let ff_bias = to_vec(a.ff_out.bias.as_ref().unwrap().val()).unwrap();
+        let ff_bias = read_back(a.ff_out.bias.as_ref().unwrap().val()).unwrap();
         assert!(ff_bias.iter().all(|x| x.abs() <= 1.0 / 128f32.sqrt()));
         assert_eq!((a.n_vars(), a.d_ff()), (7, 128));
         assert!((a.scale() - 1.0 / 7f64.sqrt()).abs() < 1e-12);
@@ -398,8 +395,8 @@ mod tests {
             ),
             &device,
         );
-        let oa = to_vec(a.forward(x.clone(), y.clone())).unwrap();
-        let ob = to_vec(b.forward(x, y)).unwrap();
+        let oa = read_back(a.forward(x.clone(), y.clone())).unwrap();
+        let ob = read_back(b.forward(x, y)).unwrap();
         assert_eq!(oa, ob);
     }
 

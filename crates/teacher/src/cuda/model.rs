@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::CudaEngine;
 use crate::batch::BatchOptions;
-use crate::error::TeacherError;
+use crate::error::{TeacherError, read_back};
 use crate::family::PromptFamily;
 use crate::language_model::{CalibratedModel, LanguageModel, Pending, PendingStates};
 use crate::precision::Precision;
@@ -112,9 +112,7 @@ impl CalibratedModel for EngineModel {
     fn finish_host_states(&self, pending: PendingStates) -> Result<Vec<f32>, TeacherError> {
         match pending.0 {
             Pending::Engine { queued, .. } => self.engine.collect(queued),
-            Pending::Ready(states) => states
-                .try_into_vec_as::<f32>()
-                .map_err(|e| TeacherError::Readback(format!("{e:?}"))),
+            Pending::Ready(states) => read_back(*states),
         }
     }
 

@@ -49,7 +49,8 @@ __device__ __forceinline__ void sca_linear(const float (&x)[SCA_N], const float*
     }
 }
 
-// The SCA's weights, one device buffer (sca.rs `ScaWeightLayout` writes them in this order).
+// The SCA's weights, one device buffer (crate::sca's `Sca::fused_layout` writes them in this
+// order).
 struct ScaWeights {
     const float *norm_attn_gamma, *norm_attn_beta;
     const float *w_q, *b_q, *w_k, *b_k, *w_v, *b_v, *w_out, *b_out;

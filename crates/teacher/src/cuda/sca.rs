@@ -125,11 +125,6 @@ impl CudaSca {
         })
     }
 
-    /// Variables N.
-    pub fn n_vars(&self) -> usize {
-        self.n
-    }
-
     /// The stored embeddings of windows whose last-token states are rows of `states`
     /// ([rows, d] row-major): for each `(gt, hd)` of `lengths`, the rows of each window's N
     /// GT prompts and N HD prompts, window-major; returns per entry `[windows, N, d]`
