@@ -102,7 +102,10 @@ __device__ __forceinline__ void take_fragments(unsigned (&pf)[4][4], const unsig
         for (int e = 0; e < 4; ++e) asm volatile("mov.b32 %0, %1;" : "=r"(pf[i][e]) : "r"(next[i][e]));
 }
 
-extern "C" __global__ void __launch_bounds__(128, 3)
+// Four blocks an SM (16 warps): ptxas fits the kernel in 128 registers without spilling, and
+// the shared memory (4 x WGMMA_SMEM_BYTES) fits; 1-2% faster than three blocks at 168
+// registers (H100, docs/bench/extract-acceptance-h100-2026-12-07.log).
+extern "C" __global__ void __launch_bounds__(128, 4)
 attention_wgmma_f16_hd64(const half_t* __restrict__ pre, const u8* __restrict__ pre_types,
                          const half_t* __restrict__ own, const u8* __restrict__ own_types,
                          half_t* __restrict__ out, const TileWork* __restrict__ tiles,
