@@ -58,6 +58,15 @@ pub struct WorkerDevice {
     pub cuda_ordinal: Option<usize>,
 }
 
+impl WorkerDevice {
+    /// The spec naming this one device (`cpu` or `cuda:N`), as `--device` takes it.
+    pub fn spec(&self) -> DeviceSpec {
+        self.cuda_ordinal.map_or(DeviceSpec::Cpu, |ordinal| {
+            DeviceSpec::Cuda(Gpus::Index(ordinal))
+        })
+    }
+}
+
 impl FromStr for DeviceSpec {
     type Err = String;
 
@@ -279,6 +288,17 @@ mod tests {
             assert_eq!(text.parse::<DeviceSpec>().unwrap().to_string(), text);
         }
         assert_eq!("cuda".parse::<DeviceSpec>().unwrap().to_string(), "cuda:0");
+    }
+
+    #[test]
+    fn a_worker_is_named_by_the_spec_of_its_one_device() {
+        let cpu = DeviceSpec::Cpu.workers().unwrap();
+        assert_eq!(cpu[0].spec(), DeviceSpec::Cpu);
+        let gpu = WorkerDevice {
+            device: Device::flex(),
+            cuda_ordinal: Some(3),
+        };
+        assert_eq!(gpu.spec().to_string(), "cuda:3");
     }
 
     #[test]

@@ -30,6 +30,20 @@ impl DeviceBuffer {
         Ok(DeviceBuffer { ptr, bytes, ctx })
     }
 
+    /// The buffer in `slot`, replaced by one of `bytes` when it is missing or smaller (the old
+    /// one freed first).
+    pub fn grown<'a>(
+        slot: &'a mut Option<Self>,
+        stream: &Arc<CudaStream>,
+        bytes: usize,
+    ) -> Result<&'a Self, CudaError> {
+        if slot.as_ref().is_none_or(|b| b.bytes < bytes) {
+            *slot = None;
+            *slot = Some(Self::new(stream, bytes)?);
+        }
+        Ok(slot.as_ref().expect("allocated above"))
+    }
+
     /// A buffer holding `values`.
     pub fn from_slice<T: Copy>(stream: &Arc<CudaStream>, values: &[T]) -> Result<Self, CudaError> {
         let buffer = Self::new(stream, std::mem::size_of_val(values))?;
@@ -46,11 +60,6 @@ impl DeviceBuffer {
     pub fn at(&self, offset: usize) -> u64 {
         debug_assert!(offset <= self.bytes);
         self.ptr + offset as u64
-    }
-
-    /// Size in bytes.
-    pub fn bytes(&self) -> usize {
-        self.bytes
     }
 
     /// Queues a copy of `values` to the start of the buffer. The host slice may be reused

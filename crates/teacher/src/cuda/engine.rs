@@ -329,10 +329,7 @@ impl CudaEngine {
                     "the engine lost its buffers in an earlier failed re-plan".into(),
                 )
             })?;
-            if work.out.as_ref().is_none_or(|b| b.bytes() < total * d * 4) {
-                work.out = None;
-                work.out = Some(DeviceBuffer::new(&self.stream, total * d * 4)?);
-            }
+            DeviceBuffer::grown(&mut work.out, &self.stream, total * d * 4)?;
             if let Some(profile) = self.profile.borrow_mut().as_mut() {
                 profile.begin(&self.stream)?;
             }

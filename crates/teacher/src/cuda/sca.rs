@@ -80,19 +80,6 @@ struct Buffers {
     download: PinnedDownload,
 }
 
-/// `slot` holding at least `bytes` (reallocated when smaller).
-fn grown<'a>(
-    slot: &'a mut Option<DeviceBuffer>,
-    stream: &Arc<CudaStream>,
-    bytes: usize,
-) -> Result<&'a DeviceBuffer, CudaError> {
-    if slot.as_ref().is_none_or(|b| b.bytes() < bytes) {
-        *slot = None;
-        *slot = Some(DeviceBuffer::new(stream, bytes)?);
-    }
-    Ok(slot.as_ref().expect("allocated above"))
-}
-
 impl CudaSca {
     /// `sca` on CUDA device `ordinal`: its weights uploaded and its kernels compiled for the
     /// device. More than [`FUSED_SCA_MAX_VARS`] variables is [`TeacherError::Cuda`].
@@ -162,7 +149,8 @@ impl CudaSca {
             .context()
             .bind_to_thread()
             .map_err(CudaError::driver)?;
-        let states_buffer = grown(&mut self.buffers.states, &self.stream, states.len() * 4)?;
+        let states_buffer =
+            DeviceBuffer::grown(&mut self.buffers.states, &self.stream, states.len() * 4)?;
         states_buffer.upload(&self.stream, states)?;
         let piece = (BUFFER_FLOATS / (n * d)).clamp(1, MAX_WINDOWS);
         let mut out = Vec::with_capacity(lengths.len());
@@ -189,12 +177,12 @@ impl CudaSca {
         let (n, stream) = (self.n, &self.stream);
         let count = gt.len() / n;
         let indices: Vec<i32> = gt.iter().chain(hd).map(|&r| r as i32).collect();
-        let rows = grown(&mut self.buffers.rows, stream, indices.len() * 4)?;
+        let rows = DeviceBuffer::grown(&mut self.buffers.rows, stream, indices.len() * 4)?;
         rows.upload(stream, &indices)?;
         let floats = count * n * d;
         let mut columns = [0u64; 5];
         for (ptr, slot) in columns.iter_mut().zip(&mut self.buffers.columns) {
-            *ptr = grown(slot, stream, floats * 4)?.ptr();
+            *ptr = DeviceBuffer::grown(slot, stream, floats * 4)?.ptr();
         }
         let [qn, q, k, v, out] = columns;
         let states = self

@@ -147,7 +147,7 @@ impl Pool<'_> {
             }
         });
         if profile_requested() {
-            notes(times.report(&device_name(target), started.elapsed()));
+            notes(times.report(&target.spec().to_string(), started.elapsed()));
         }
     }
 }
@@ -185,13 +185,6 @@ fn run_model(
         finish(teacher, chunk, states, notes, &mut times);
     }
     times
-}
-
-/// `cpu` or `cuda:N`, as the worker's device is named on the command line.
-fn device_name(target: &WorkerDevice) -> String {
-    target
-        .cuda_ordinal
-        .map_or_else(|| "cpu".to_string(), |ordinal| format!("cuda:{ordinal}"))
 }
 
 /// A chunk queued on the device: its split, prompts and queued states.

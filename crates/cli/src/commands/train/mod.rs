@@ -139,10 +139,7 @@ impl Pass<'_> {
             let workers = args.device.workers()?;
             let processes = schedule::workers(args.jobs, args.device, workers.len(), works.len());
             if self.sweep && processes > 1 {
-                let specs: Vec<String> = workers
-                    .iter()
-                    .map(|w| w.cuda_ordinal.map_or("cpu".into(), |k| format!("cuda:{k}")))
-                    .collect();
+                let specs: Vec<String> = workers.iter().map(|w| w.spec().to_string()).collect();
                 let pool = schedule::Pool {
                     args,
                     experiment: self.experiment,
